@@ -1,0 +1,248 @@
+//! The catalogue of action kinds: their names, the arguments each takes under
+//! `with`, and the results each registers under `steps.<id>`.
+//!
+//! This is data only; the engine implements each kind with an exhaustive match
+//! on [`ActionKind`], so adding an action is one variant here plus one file there.
+
+use crate::expr::Context;
+use serde::Serialize;
+
+/// Every action a step can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ActionKind {
+    Shell,
+    FileWrite,
+    FileEdit,
+    FileMove,
+    WaitUntil,
+    Assert,
+    Script,
+    HostSkip,
+}
+
+/// The type an argument's value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    Str,
+    Int,
+    Bool,
+    /// `30s`, `5m`; an integer is seconds.
+    Duration,
+    StrList,
+    /// A mapping of strings to strings (e.g. flags to values).
+    StrMap,
+    /// A Rhai expression (not a `${}` string) evaluated in the given context.
+    Expr(Context),
+    /// A Rhai script.
+    Script,
+}
+
+impl ArgKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ArgKind::Str => "a string",
+            ArgKind::Int => "an integer",
+            ArgKind::Bool => "a boolean",
+            ArgKind::Duration => "a duration (e.g. 30s, 5m)",
+            ArgKind::StrList => "a list of strings",
+            ArgKind::StrMap => "a mapping of strings",
+            ArgKind::Expr(_) => "a Rhai expression",
+            ArgKind::Script => "a Rhai script",
+        }
+    }
+}
+
+/// One argument an action accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub kind: ArgKind,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+/// One field of an action's result.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultSpec {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
+
+// Struct literals (not const fn calls) so the tables below are promoted to statics.
+macro_rules! arg {
+    ($name:expr, $kind:expr, $required:expr, $doc:expr) => {
+        ArgSpec {
+            name: $name,
+            kind: $kind,
+            required: $required,
+            doc: $doc,
+        }
+    };
+}
+
+macro_rules! res {
+    ($name:expr, $doc:expr) => {
+        ResultSpec {
+            name: $name,
+            doc: $doc,
+        }
+    };
+}
+
+/// Fields every step registers, whatever its action.
+pub const COMMON_RESULTS: &[ResultSpec] = &[
+    res!(
+        "changed",
+        "true when the step changed something on the host"
+    ),
+    res!(
+        "skipped",
+        "true when `when` was false or the host was skipped"
+    ),
+];
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 8] = [
+        ActionKind::Shell,
+        ActionKind::FileWrite,
+        ActionKind::FileEdit,
+        ActionKind::FileMove,
+        ActionKind::WaitUntil,
+        ActionKind::Assert,
+        ActionKind::Script,
+        ActionKind::HostSkip,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Shell => "shell",
+            ActionKind::FileWrite => "file.write",
+            ActionKind::FileEdit => "file.edit",
+            ActionKind::FileMove => "file.move",
+            ActionKind::WaitUntil => "wait.until",
+            ActionKind::Assert => "assert",
+            ActionKind::Script => "script",
+            ActionKind::HostSkip => "host.skip",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ActionKind> {
+        ActionKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn summary(self) -> &'static str {
+        match self {
+            ActionKind::Shell => {
+                "run a command; `creates`/`unless` guards let a dry-run tell whether it would run"
+            }
+            ActionKind::FileWrite => "write a whole file atomically (mode and owner preserved)",
+            ActionKind::FileEdit => {
+                "edit a static-pod manifest: set/remove container flags and resource values"
+            }
+            ActionKind::FileMove => {
+                "move a file (e.g. a manifest out of the manifests directory and back)"
+            }
+            ActionKind::WaitUntil => "poll a read-only probe command until a Rhai condition holds",
+            ActionKind::Assert => "fail the host unless a Rhai condition holds",
+            ActionKind::Script => {
+                "compute values in Rhai (no I/O); its returned map is the step result"
+            }
+            ActionKind::HostSkip => "stop this host's remaining steps, successfully",
+        }
+    }
+
+    /// True when the action never changes the host, so it runs fully in a dry-run.
+    pub fn read_only(self) -> bool {
+        matches!(
+            self,
+            ActionKind::WaitUntil | ActionKind::Assert | ActionKind::Script | ActionKind::HostSkip
+        )
+    }
+
+    pub fn args(self) -> &'static [ArgSpec] {
+        use ArgKind::*;
+        match self {
+            ActionKind::Shell => &[
+                arg!("cmd", Str, true, "the command, run by `sh -c` on the host"),
+                arg!("creates", Str, false, "skip when this path exists (checked in dry-run too)"),
+                arg!("unless", Str, false, "skip when this read-only command exits 0 (it runs in dry-run too)"),
+                arg!("read_only", Bool, false, "the command only reads: it also runs in dry-run, so its result is known"),
+                arg!("modifies", StrList, false, "paths the command changes; they are backed up first and restored on rollback"),
+                arg!("ok_codes", StrList, false, "exit codes that count as success (default: 0)"),
+            ],
+            ActionKind::FileWrite => &[
+                arg!("path", Str, true, "file to write"),
+                arg!("content", Str, true, "the new content"),
+                arg!("mode", Str, false, "octal mode for a new file, quoted (\"0600\"); an existing file keeps its mode"),
+            ],
+            ActionKind::FileEdit => &[
+                arg!("path", Str, true, "the static-pod manifest"),
+                arg!("container", Str, false, "container name (default: the pod's only or first container)"),
+                arg!("set_flags", StrMap, false, "flags to set in the container's command, e.g. {--max-requests-inflight: \"800\"}"),
+                arg!("remove_flags", StrList, false, "flags to remove from the container's command"),
+                arg!("set_resources", StrMap, false, "resource values, e.g. {limits.memory: 2Gi, requests.cpu: 250m}"),
+                arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
+            ],
+            ActionKind::FileMove => &[
+                arg!("from", Str, true, "the file to move"),
+                arg!("to", Str, true, "where it goes (a full file path); its directory is created"),
+            ],
+            ActionKind::WaitUntil => &[
+                arg!("command", Str, true, "a read-only probe command, run until `condition` holds"),
+                arg!("condition", Expr(Context::Result), true, "Rhai over `result` (rc, stdout, stderr)"),
+                arg!("interval", Duration, false, "time between probes (default 2s)"),
+                arg!("timeout", Duration, false, "give up after this long (default 5m)"),
+            ],
+            ActionKind::Assert => &[
+                arg!("that", Expr(Context::Step), true, "Rhai condition that must be true"),
+                arg!("message", Str, false, "what to tell the operator when it is false"),
+            ],
+            ActionKind::Script => &[arg!("code", Script, true, "the Rhai script; a returned map becomes the step result")],
+            ActionKind::HostSkip => &[arg!("reason", Str, true, "why the host needs nothing")],
+        }
+    }
+
+    /// Result fields, besides [`COMMON_RESULTS`]. `None` means free-form (scripts).
+    pub fn results(self) -> Option<&'static [ResultSpec]> {
+        Some(match self {
+            ActionKind::Shell => &[
+                res!("rc", "exit status"),
+                res!("stdout", "standard output"),
+                res!("stderr", "standard error"),
+                res!(
+                    "ran",
+                    "false when a guard (`creates`/`unless`) skipped the command"
+                ),
+            ],
+            ActionKind::FileWrite | ActionKind::FileEdit => &[
+                res!("path", "the file"),
+                res!("sha256", "sha256 of the new content"),
+                res!(
+                    "previous_sha256",
+                    "sha256 before the change (empty if the file was new)"
+                ),
+            ],
+            ActionKind::FileMove => &[res!("from", "source path"), res!("to", "destination path")],
+            ActionKind::WaitUntil => &[
+                res!("rc", "exit status of the last probe"),
+                res!("stdout", "standard output of the last probe"),
+                res!("stderr", "standard error of the last probe"),
+                res!("attempts", "how many probes ran"),
+                res!("waited", "seconds spent waiting"),
+            ],
+            ActionKind::Assert => &[],
+            ActionKind::Script => return None,
+            ActionKind::HostSkip => &[res!("reason", "the reason given")],
+        })
+    }
+
+    pub fn arg(self, name: &str) -> Option<&'static ArgSpec> {
+        self.args().iter().find(|a| a.name == name)
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
