@@ -1,1 +1,9 @@
-fn main() {}
+//! The `remedy` binary: parse the command line, run the subcommand, exit with
+//! the documented code. Everything else lives in `cli/` and the crates.
+
+mod cli;
+
+fn main() {
+    let code = cli::main();
+    std::process::exit(code.into());
+}

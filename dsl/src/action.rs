@@ -178,9 +178,9 @@ impl ActionKind {
             ActionKind::FileEdit => &[
                 arg!("path", Str, true, "the static-pod manifest"),
                 arg!("container", Str, false, "container name (default: the pod's only or first container)"),
-                arg!("set_flags", StrMap, false, "flags to set in the container's command, e.g. {--max-requests-inflight: \"800\"}"),
+                arg!("set_flags", StrMap, false, "flags to set in the container's command: a mapping {--max-requests-inflight: \"800\"} or a list of `--flag=value`"),
                 arg!("remove_flags", StrList, false, "flags to remove from the container's command"),
-                arg!("set_resources", StrMap, false, "resource values, e.g. {limits.memory: 2Gi, requests.cpu: 250m}"),
+                arg!("set_resources", StrMap, false, "resource values: a mapping {limits.memory: 2Gi} or a list of `limits.memory=2Gi`"),
                 arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
             ],
             ActionKind::FileMove => &[

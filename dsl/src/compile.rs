@@ -824,6 +824,23 @@ impl Checker {
                 );
                 continue;
             };
+            if k == "mode" && matches!(value.kind, NodeKind::Int(_)) {
+                let written = self
+                    .src
+                    .line(value.span.line)
+                    .and_then(|l| l.get(value.span.col..value.span.col + value.span.len))
+                    .unwrap_or("")
+                    .to_string();
+                self.error_hint(
+                    value.span,
+                    format!(
+                        "`mode: {written}` is read by YAML as the number {}, not an octal mode",
+                        value.scalar_text().unwrap_or_default()
+                    ),
+                    Some(format!("quote it: `mode: \"{written}\"`")),
+                );
+                continue;
+            }
             if let Some(v) = self.arg_value(value, spec.kind, &format!("`{k}`"), scope) {
                 out.push((k.to_string(), v));
             }
@@ -1064,8 +1081,17 @@ impl Checker {
 
 /// Turn Rhai's wording into ours, with a hint where it helps.
 fn rhai_message(msg: &str, ctx: Context) -> (String, Option<String>) {
-    if let Some(rest) = msg.strip_prefix("Variable not found: ") {
+    if let Some(rest) = msg
+        .strip_prefix("Undefined variable: ")
+        .or_else(|| msg.strip_prefix("Variable not found: "))
+    {
         let name = rest.trim();
+        if name == "result" {
+            return (
+                "`result` is not defined here".into(),
+                Some("`result` (this step's own result) exists only in `until` and `assert`; read an earlier step's result as `steps.<id>.<field>`".into()),
+            );
+        }
         let vars = ctx.variables();
         let hint = did_you_mean(name, vars.iter().copied()).unwrap_or_else(|| {
             format!(

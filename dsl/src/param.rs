@@ -18,7 +18,7 @@ pub enum ParamType {
     Duration,
     /// Written `32MiB`, `2G`, `512`; seen by Rhai as bytes.
     Bytes,
-    /// A list of strings (on the command line: comma-separated).
+    /// A list of strings (on the command line: one item per `--param`).
     List,
     /// A string that is never printed or journaled.
     Secret,
@@ -54,6 +54,28 @@ impl ParamType {
         }
     }
 
+    /// "a" or "an", for messages.
+    pub fn article(self) -> &'static str {
+        if matches!(self, ParamType::Int) {
+            "an"
+        } else {
+            "a"
+        }
+    }
+
+    /// A value as a user would write it (durations as `2m`, not seconds).
+    pub fn display(self, v: &Value) -> String {
+        match (self, v) {
+            (ParamType::Duration, Value::Number(n)) => n
+                .as_i64()
+                .map(format_duration)
+                .unwrap_or_else(|| n.to_string()),
+            (ParamType::Secret, _) => "(secret)".into(),
+            (_, Value::String(s)) => format!("\"{s}\""),
+            (_, other) => other.to_string(),
+        }
+    }
+
     /// An example of a valid value, for hints.
     pub fn example(self) -> &'static str {
         match self {
@@ -62,7 +84,7 @@ impl ParamType {
             ParamType::Bool => "true",
             ParamType::Duration => "90s, 30m, 1h30m or 7d",
             ParamType::Bytes => "512, 64KiB, 32MiB or 2G",
-            ParamType::List => "a,b,c",
+            ParamType::List => "item (repeat --param for more)",
         }
     }
 
@@ -89,13 +111,9 @@ impl ParamType {
             },
             ParamType::Duration => parse_duration(text).map(Value::from).ok_or_else(bad),
             ParamType::Bytes => parse_bytes(text).map(Value::from).ok_or_else(bad),
-            ParamType::List => Ok(Value::Array(
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.to_string()))
-                    .collect(),
-            )),
+            // One item per `--param`: values such as `--enable-admission-plugins=A,B`
+            // contain commas, so nothing is split.
+            ParamType::List => Ok(Value::Array(vec![Value::String(text.to_string())])),
         }
     }
 
@@ -113,7 +131,8 @@ impl ParamType {
                 Ok(value.clone())
             }
             _ => Err(format!(
-                "expected a {} (e.g. {}), found {}",
+                "expected {} {} (e.g. {}), found {}",
+                self.article(),
                 self.name(),
                 self.example(),
                 json_type_name(value)

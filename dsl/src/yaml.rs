@@ -120,7 +120,13 @@ impl Node {
             Style::Plain => self.span,
             Style::Quoted => self.span.shifted(1, self.span.len.saturating_sub(2)),
             Style::Block => {
-                let line = self.span.line + 1;
+                // The parser's span may start at the `|`/`>` header or at the
+                // first content line; content is never on the header line.
+                let on_header = source
+                    .line(self.span.line)
+                    .and_then(|l| l.chars().nth(self.span.col))
+                    .is_some_and(|c| c == '|' || c == '>');
+                let line = self.span.line + usize::from(on_header);
                 let indent = source
                     .line(line)
                     .map(|l| l.len() - l.trim_start().len())

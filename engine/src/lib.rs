@@ -1,1 +1,24 @@
+//! remedy-engine: everything between a checked runbook and a changed host.
+//!
+//! `inventory` + `bind` turn a runbook and the user's request into concrete
+//! hosts and typed params; `executor` plans and applies steps through a
+//! `transport`, taking `backup`s first and emitting `event`s for every
+//! transition; `action` holds one file per action kind.
 
+pub mod action;
+pub mod backup;
+pub mod bind;
+pub mod clock;
+pub mod eval;
+pub mod event;
+pub mod executor;
+pub mod inventory;
+pub mod manifest_edit;
+pub mod plan;
+pub mod report;
+pub mod transport;
+
+pub use bind::{bind, BoundRun, Request};
+pub use executor::{Executor, RunOptions};
+pub use inventory::{Host, Inventory};
+pub use report::{HostStatus, RunReport, RunStatus, StepStatus};

@@ -1,0 +1,166 @@
+//! `file.edit`: change flags and resource values of a container in a
+//! static-pod manifest, by splicing text (see `manifest_edit`), so the plan's
+//! diff shows only the lines that change.
+
+use super::{result, Action, ActionError, StepCtx};
+use crate::backup::sha256_hex;
+use crate::manifest_edit::{edit, EditOp};
+use crate::plan::{unified_diff, Change, Plan};
+use crate::transport::WriteAttrs;
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEdit {
+    path: String,
+    container: Option<String>,
+    #[serde(default)]
+    set_flags: Pairs,
+    #[serde(default)]
+    remove_flags: Vec<String>,
+    #[serde(default)]
+    set_resources: Pairs,
+    #[serde(default)]
+    remove_resources: Vec<String>,
+}
+
+/// Name → value pairs, written as a mapping or as a list of `name=value`
+/// strings (what a runbook can compute from a list param).
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum Pairs {
+    #[default]
+    None,
+    Map(Map<String, Value>),
+    List(Vec<String>),
+}
+
+impl Pairs {
+    fn pairs(&self) -> Vec<(String, String)> {
+        match self {
+            Pairs::None => Vec::new(),
+            Pairs::Map(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+            Pairs::List(items) => items
+                .iter()
+                .map(|item| match item.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (item.clone(), String::new()),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `max-requests-inflight` and `--max-requests-inflight` both mean the flag.
+fn flag_name(name: &str) -> String {
+    format!("--{}", name.trim_start_matches('-'))
+}
+
+impl FileEdit {
+    fn ops(&self) -> Vec<EditOp> {
+        let mut ops = Vec::new();
+        ops.extend(
+            self.set_flags
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| EditOp::SetFlag {
+                    name: flag_name(&k),
+                    value: v,
+                }),
+        );
+        ops.extend(
+            self.remove_flags
+                .iter()
+                .map(|k| EditOp::RemoveFlag { name: flag_name(k) }),
+        );
+        ops.extend(
+            self.set_resources
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| EditOp::SetResource { key: k, value: v }),
+        );
+        ops.extend(
+            self.remove_resources
+                .iter()
+                .map(|k| EditOp::RemoveResource { key: k.clone() }),
+        );
+        ops
+    }
+
+    async fn edited(&self, ctx: &StepCtx<'_>) -> Result<(String, String), ActionError> {
+        if ctx.transport.stat(&self.path).await?.is_none() {
+            return Err(ActionError::precondition(
+                format!("manifest {} does not exist on {}", self.path, ctx.host.name),
+                "check the path (and `manifests_dir` in the inventory); if a manifest was moved out for a restart, put it back first",
+            ));
+        }
+        let bytes = ctx.transport.read_file(&self.path).await?;
+        let old = String::from_utf8(bytes).map_err(|_| {
+            ActionError::precondition(
+                format!("{} is not UTF-8 text", self.path),
+                "only YAML manifests can be edited",
+            )
+        })?;
+        let new = edit(&old, self.container.as_deref(), &self.ops()).map_err(|e| {
+            ActionError::Precondition {
+                message: format!("cannot edit {}: {e}", self.path),
+                hint: Some("inspect the manifest; nothing was changed".into()),
+            }
+        })?;
+        Ok((old, new))
+    }
+}
+
+#[async_trait]
+impl Action for FileEdit {
+    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
+        if self.ops().is_empty() {
+            return Err(ActionError::BadArguments {
+                action: "file.edit",
+                message:
+                    "nothing to do: give set_flags, remove_flags, set_resources or remove_resources"
+                        .into(),
+            });
+        }
+        let (old, new) = self.edited(ctx).await?;
+        let fields = json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()) });
+        if old == new {
+            return Ok(Plan::noop(
+                format!("{} already as wanted", self.path),
+                result(false, fields),
+            ));
+        }
+        Ok(Plan {
+            summary: format!("edit {}", self.path),
+            changes: vec![Change::File {
+                path: self.path.clone(),
+                diff: unified_diff(&self.path, &old, &new),
+                created: false,
+            }],
+            modifies: vec![self.path.clone()],
+            result: None,
+        })
+    }
+
+    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
+        let (old, new) = self.edited(ctx).await?;
+        if old != new {
+            ctx.transport
+                .write_file_atomic(&self.path, new.as_bytes(), WriteAttrs::default())
+                .await?;
+        }
+        Ok(result(
+            old != new,
+            json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()) }),
+        ))
+    }
+}

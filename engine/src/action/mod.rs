@@ -1,0 +1,162 @@
+//! Actions: one kind of step each. `plan` probes read-only and says exactly
+//! what `apply` would change; `apply` makes it so and is idempotent (a resumed
+//! run may repeat it). The closed [`ActionKind`] enum with the exhaustive match
+//! in [`instantiate`] is the registry: a new action is one variant plus one file.
+
+mod assert;
+mod file_edit;
+mod file_move;
+mod file_write;
+mod host_skip;
+mod script;
+mod shell;
+mod wait_until;
+
+use crate::clock::Clock;
+use crate::eval::{Bindings, EvalError};
+use crate::inventory::Host;
+use crate::plan::Plan;
+use crate::transport::{Transport, TransportError};
+use async_trait::async_trait;
+use remedy_dsl::{ActionKind, Step};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What an action sees while planning or applying one step on one host.
+pub struct StepCtx<'a> {
+    /// Read-only while planning.
+    pub transport: &'a dyn Transport,
+    pub host: &'a Host,
+    pub step: &'a Step,
+    pub bindings: &'a Bindings,
+    pub clock: &'a dyn Clock,
+    /// Reports a long wait: (what, seconds so far).
+    pub progress: &'a (dyn Fn(&str, u64) + Send + Sync),
+    /// Limit for one command on the host.
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The action ran and the host said no (non-zero exit, failed assert…).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+    /// An argument's value (after interpolation) is not usable.
+    #[error("invalid arguments for `{action}`: {message}")]
+    BadArguments {
+        action: &'static str,
+        message: String,
+    },
+    /// The host is not in a state the action can work from.
+    #[error("{message}")]
+    Precondition {
+        message: String,
+        hint: Option<String>,
+    },
+}
+
+impl ActionError {
+    pub fn failed(message: impl Into<String>) -> ActionError {
+        ActionError::Failed {
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn precondition(message: impl Into<String>, hint: impl Into<String>) -> ActionError {
+        ActionError::Precondition {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+    /// The operator's next step, when the action knows one.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            ActionError::Failed { hint, .. } | ActionError::Precondition { hint, .. } => {
+                hint.as_deref()
+            }
+            _ => None,
+        }
+    }
+    pub fn retryable(&self) -> bool {
+        match self {
+            ActionError::Transport(t) => t.retryable(),
+            ActionError::Failed { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// Read-only: probe the host and say what apply would change.
+    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError>;
+    /// Make the change; return the step's result. Idempotent.
+    async fn apply(&self, ctx: &StepCtx<'_>, plan: &Plan) -> Result<Value, ActionError>;
+}
+
+fn args<T: DeserializeOwned>(kind: ActionKind, args: Value) -> Result<T, ActionError> {
+    serde_json::from_value(args).map_err(|e| ActionError::BadArguments {
+        action: kind.name(),
+        message: e.to_string(),
+    })
+}
+
+/// Build the action for a step from its resolved `with` arguments.
+pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, ActionError> {
+    Ok(match kind {
+        ActionKind::Shell => Box::new(args::<shell::Shell>(kind, with)?),
+        ActionKind::FileWrite => Box::new(args::<file_write::FileWrite>(kind, with)?),
+        ActionKind::FileEdit => Box::new(args::<file_edit::FileEdit>(kind, with)?),
+        ActionKind::FileMove => Box::new(args::<file_move::FileMove>(kind, with)?),
+        ActionKind::WaitUntil => Box::new(args::<wait_until::WaitUntil>(kind, with)?),
+        ActionKind::Assert => Box::new(args::<assert::Assert>(kind, with)?),
+        ActionKind::Script => Box::new(script::Script),
+        ActionKind::HostSkip => Box::new(args::<host_skip::HostSkip>(kind, with)?),
+    })
+}
+
+/// A duration argument: seconds as a number, or text like `30s`.
+#[derive(Debug, Clone, Copy)]
+pub struct Secs(pub u64);
+
+impl<'de> serde::Deserialize<'de> for Secs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secs, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) if n.as_u64().is_some() => Ok(Secs(n.as_u64().unwrap_or(0))),
+            Value::String(s) => remedy_dsl::param::parse_duration(&s)
+                .map(|v| Secs(v as u64))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("`{s}` is not a duration (e.g. 30s, 5m)"))
+                }),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a duration, found {other}"
+            ))),
+        }
+    }
+}
+
+/// The result every step registers, plus the action's own fields.
+pub fn result(changed: bool, fields: Value) -> Value {
+    let mut map = match fields {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    map.insert("changed".into(), Value::Bool(changed));
+    map.insert("skipped".into(), Value::Bool(false));
+    Value::Object(map)
+}
+
+/// The last few lines of a command's output, for error messages.
+pub fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let start = lines.len().saturating_sub(5);
+    lines[start..].join("\n")
+}

@@ -1,0 +1,225 @@
+//! Binding: a checked runbook + an inventory + the user's params become a
+//! [`BoundRun`] — the concrete hosts and typed param values — or a list of
+//! everything wrong with them, before any host is touched.
+
+use crate::inventory::{Host, Inventory};
+use remedy_dsl::diagnostic::did_you_mean;
+use remedy_dsl::{Diagnostic, Diagnostics, Runbook};
+use serde_json::{Map, Value};
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// `--param k=v`, in order (later wins).
+    pub params: Vec<(String, String)>,
+    /// Values from `--params-file`, already parsed YAML → JSON.
+    pub params_file: Map<String, Value>,
+    /// `--limit PATTERN`: narrows the runbook's targets.
+    pub limit: Option<String>,
+    /// Overrides the runbook's `targets` (e.g. `remedy exec`).
+    pub targets: Option<String>,
+}
+
+/// A runbook ready to execute: which hosts, with which params.
+#[derive(Debug, Clone)]
+pub struct BoundRun {
+    pub hosts: Vec<Host>,
+    pub params: Map<String, Value>,
+    /// Names of params whose values must never be shown.
+    pub secrets: Vec<String>,
+}
+
+pub fn bind(
+    runbook: &Runbook,
+    inventory: &Inventory,
+    req: &Request,
+) -> Result<BoundRun, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let params = bind_params(runbook, req, &mut diags);
+    let pattern = req.targets.as_deref().unwrap_or(&runbook.targets);
+    let mut hosts: Vec<Host> = match inventory.select(pattern) {
+        Ok(h) => h.into_iter().cloned().collect(),
+        Err(msg) => {
+            let d = if req.targets.is_none() {
+                Diagnostic::at(
+                    &runbook.source,
+                    runbook.targets_span,
+                    format!("targets: {msg}"),
+                )
+            } else {
+                Diagnostic::new(msg)
+            };
+            diags.push(d.with_hint("check the inventory passed with --inventory, or the pattern"));
+            Vec::new()
+        }
+    };
+    if let Some(limit) = &req.limit {
+        match inventory.select(limit) {
+            Ok(allowed) => {
+                let names: Vec<&str> = allowed.iter().map(|h| h.name.as_str()).collect();
+                hosts.retain(|h| names.contains(&h.name.as_str()));
+                if hosts.is_empty() && diags.is_empty() {
+                    diags.push(Diagnostic::new(format!("--limit {limit} leaves no host among the runbook's targets `{pattern}`")).with_hint("widen --limit, or check which hosts the targets select with `remedy show`"));
+                }
+            }
+            Err(msg) => diags.push(Diagnostic::new(format!("--limit: {msg}"))),
+        }
+    }
+    check_host_vars(runbook, &hosts, &mut diags);
+    let secrets = runbook
+        .params
+        .iter()
+        .filter(|p| p.ty == remedy_dsl::ParamType::Secret)
+        .map(|p| p.name.clone())
+        .collect();
+    diags.into_result(BoundRun {
+        hosts,
+        params,
+        secrets,
+    })
+}
+
+fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map<String, Value> {
+    let names: Vec<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
+    let unknown = |name: &str, origin: &str| {
+        let hint = did_you_mean(name, names.iter().copied()).unwrap_or_else(|| {
+            if names.is_empty() {
+                format!("runbook `{}` takes no params", runbook.name)
+            } else {
+                format!("runbook `{}` takes: {}", runbook.name, names.join(", "))
+            }
+        });
+        Diagnostic::new(format!("{origin}: unknown param `{name}`")).with_hint(hint)
+    };
+    let mut out = Map::new();
+    for p in &runbook.params {
+        if let Some(d) = &p.default {
+            out.insert(p.name.clone(), d.clone());
+        }
+    }
+    for (name, value) in &req.params_file {
+        match runbook.param(name) {
+            None => diags.push(unknown(name, "--params-file")),
+            Some(spec) => match spec.ty.check_json(value) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(e) => diags.push(Diagnostic::new(format!(
+                    "--params-file: param `{name}`: {e}"
+                ))),
+            },
+        }
+    }
+    let mut repeated = std::collections::HashSet::new();
+    for (name, text) in &req.params {
+        match runbook.param(name) {
+            None => diags.push(unknown(name, &format!("--param {name}={text}"))),
+            Some(spec) => match spec.ty.parse_text(text) {
+                // A list param collects every `--param name=…` given after the
+                // first; the default is replaced, not extended.
+                Ok(Value::Array(items)) if repeated.contains(name) => {
+                    if let Some(Value::Array(existing)) = out.get_mut(name) {
+                        existing.extend(items);
+                    }
+                }
+                Ok(v) => {
+                    repeated.insert(name.clone());
+                    out.insert(name.clone(), v);
+                }
+                Err(e) => diags.push(Diagnostic::new(format!("--param {name}: {e}")).with_hint(
+                    format!(
+                        "`{name}` is a {}{}",
+                        spec.ty.name(),
+                        if spec.doc.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", spec.doc)
+                        }
+                    ),
+                )),
+            },
+        }
+    }
+    for p in &runbook.params {
+        match out.get(&p.name) {
+            None if p.required => diags.push(
+                Diagnostic::new(format!(
+                    "missing required param `{}` ({})",
+                    p.name,
+                    p.ty.name()
+                ))
+                .with_hint(format!(
+                    "pass --param {}={}{}",
+                    p.name,
+                    p.ty.example().split(',').next().unwrap_or(""),
+                    if p.doc.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", p.doc)
+                    }
+                )),
+            ),
+            Some(v) => {
+                if let Some(choices) = &p.choices {
+                    if !choices.contains(v) {
+                        let allowed: Vec<String> = choices
+                            .iter()
+                            .map(|c| {
+                                c.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| c.to_string())
+                            })
+                            .collect();
+                        diags.push(
+                            Diagnostic::new(format!("param `{}` = {} is not allowed", p.name, v))
+                                .with_hint(format!("one of: {}", allowed.join(", "))),
+                        );
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every `host.vars.X` the runbook reads must exist on every target host:
+/// found now, not half-way through a rollout.
+fn check_host_vars(runbook: &Runbook, hosts: &[Host], diags: &mut Diagnostics) {
+    let mut seen = std::collections::BTreeSet::new();
+    for step in &runbook.steps {
+        let exprs = step
+            .with
+            .iter()
+            .flat_map(|(_, v)| v.exprs())
+            .chain(step.when.iter())
+            .chain(step.until.iter())
+            .chain(step.assert.iter());
+        for e in exprs {
+            for r in &e.references {
+                if r.path.len() < 3 || r.path[0] != "host" || r.path[1] != "vars" {
+                    continue;
+                }
+                let var = &r.path[2];
+                let missing: Vec<&str> = hosts
+                    .iter()
+                    .filter(|h| !h.vars.contains_key(var))
+                    .map(|h| h.name.as_str())
+                    .collect();
+                if missing.is_empty() || !seen.insert(var.clone()) {
+                    continue;
+                }
+                let (l, c, len) = r.positions[2];
+                let span = if l == 0 {
+                    remedy_dsl::Span::new(e.span.line, e.span.col + c, len)
+                } else {
+                    e.span
+                };
+                diags.push(
+                    Diagnostic::at(&runbook.source, span, format!("host var `{var}` is not set for {}", missing.join(", ")))
+                        .with_hint(format!("set `{var}` under `vars:` (all hosts), a group's `vars:`, or the host's `vars:` in the inventory")),
+                );
+            }
+        }
+    }
+}

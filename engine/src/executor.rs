@@ -1,0 +1,769 @@
+//! The executor: hosts in batches by strategy; for each host, each step:
+//! `when` → resolve args → plan (read-only) → [dry-run stops here] → backup →
+//! intent → apply → `until`/retries → `assert` → register the result. On
+//! failure, the step's `on_failure` (or the runbook's) decides: roll back this
+//! host's changes in reverse, stop, or continue. `max_failed` stops the rollout
+//! before its next batch. Every transition is an event through one sink.
+
+use crate::action::{instantiate, ActionError, StepCtx};
+use crate::backup::{self, BackupRecord};
+use crate::bind::BoundRun;
+use crate::clock::Clock;
+use crate::eval::{Bindings, Resolved, StepValue};
+use crate::event::{Event, EventKind, EventSink};
+use crate::inventory::Host;
+use crate::plan::Plan;
+use crate::report::*;
+use crate::transport::{Connector, ReadOnly, Transport};
+use remedy_dsl::runbook::ArgValue;
+use remedy_dsl::{ActionKind, OnFailure, Runbook, Step};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub run_id: String,
+    pub dry_run: bool,
+    /// Limit for one command when the step sets no `timeout`.
+    pub command_timeout: Duration,
+}
+
+impl RunOptions {
+    pub fn new(dry_run: bool) -> RunOptions {
+        RunOptions {
+            run_id: uuid::Uuid::now_v7().to_string(),
+            dry_run,
+            command_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+pub struct Executor<'a> {
+    pub runbook: &'a Runbook,
+    pub run: &'a BoundRun,
+    pub connector: &'a dyn Connector,
+    pub sink: &'a dyn EventSink,
+    pub clock: &'a dyn Clock,
+    /// Set (e.g. by Ctrl-C) to stop after the current step.
+    pub cancel: &'a AtomicBool,
+    pub options: RunOptions,
+}
+
+/// How one step ended, for the host loop.
+enum StepEnd {
+    Done(StepReport),
+    /// `host.skip`: the rest of the host's steps are skipped.
+    SkipHost(StepReport),
+    Failed(StepReport, ActionError),
+}
+
+impl Executor<'_> {
+    fn emit(&self, host: Option<&str>, step: Option<&str>, kind: EventKind) -> Result<(), String> {
+        self.sink.emit(&Event {
+            run_id: self.options.run_id.clone(),
+            time: self.clock.now(),
+            host: host.map(str::to_string),
+            step: step.map(str::to_string),
+            kind,
+        })
+    }
+
+    pub async fn execute(&self) -> RunReport {
+        let hosts = &self.run.hosts;
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let _ = self.emit(
+            None,
+            None,
+            EventKind::RunStarted {
+                runbook: self.runbook.name.clone(),
+                dry_run: self.options.dry_run,
+                hosts: names,
+            },
+        );
+        // A dry-run only reads: every host at once. A real run follows the strategy.
+        let sizes = if self.options.dry_run {
+            vec![hosts.len()]
+        } else {
+            self.runbook.strategy.batch_sizes(hosts.len())
+        };
+        let mut reports: Vec<HostReport> = Vec::new();
+        let mut offset = 0;
+        let mut stop_reason: Option<HostStatus> = None;
+        for (index, size) in sizes.into_iter().enumerate() {
+            let batch = &hosts[offset..offset + size];
+            offset += size;
+            if stop_reason.is_some() || self.cancel.load(Ordering::SeqCst) {
+                let status = if self.cancel.load(Ordering::SeqCst) {
+                    HostStatus::Interrupted
+                } else {
+                    HostStatus::NotStarted
+                };
+                reports.extend(batch.iter().map(|h| HostReport {
+                    host: h.name.clone(),
+                    status,
+                    steps: Vec::new(),
+                    error: None,
+                    hint: None,
+                }));
+                continue;
+            }
+            let _ = self.emit(
+                None,
+                None,
+                EventKind::BatchStarted {
+                    index,
+                    hosts: batch.iter().map(|h| h.name.clone()).collect(),
+                },
+            );
+            let done = futures::future::join_all(batch.iter().map(|h| self.run_host(h))).await;
+            reports.extend(done);
+            let failed = reports.iter().filter(|r| r.status.is_failure()).count();
+            if reports
+                .iter()
+                .any(|r| r.status == HostStatus::RollbackFailed)
+            {
+                stop_reason = Some(HostStatus::RollbackFailed);
+            } else if !self.options.dry_run && failed > self.runbook.strategy.max_failed as usize {
+                stop_reason = Some(HostStatus::Failed);
+            }
+        }
+        let status = if reports
+            .iter()
+            .any(|r| r.status == HostStatus::RollbackFailed)
+        {
+            RunStatus::RollbackFailed
+        } else if reports.iter().any(|r| r.status.is_failure()) {
+            RunStatus::Failed
+        } else if reports.iter().any(|r| r.status == HostStatus::Interrupted) {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Ok
+        };
+        let summary = summarize(&reports);
+        let _ = self.emit(
+            None,
+            None,
+            EventKind::RunFinished {
+                status: format!("{status:?}").to_lowercase(),
+                summary: summary.clone(),
+            },
+        );
+        RunReport {
+            run_id: self.options.run_id.clone(),
+            runbook: self.runbook.name.clone(),
+            dry_run: self.options.dry_run,
+            status,
+            hosts: reports,
+            summary,
+        }
+    }
+
+    async fn run_host(&self, host: &Host) -> HostReport {
+        let name = host.name.as_str();
+        let _ = self.emit(Some(name), None, EventKind::HostStarted);
+        let mut report = HostReport {
+            host: host.name.clone(),
+            status: HostStatus::Unchanged,
+            steps: Vec::new(),
+            error: None,
+            hint: None,
+        };
+        let transport = match self.connector.connect(host).await {
+            Ok(t) => t,
+            Err(e) => {
+                report.status = HostStatus::Failed;
+                report.error = Some(e.to_string());
+                report.hint =
+                    Some("check the host's address, port and transport in the inventory".into());
+                let _ = self.emit(
+                    Some(name),
+                    None,
+                    EventKind::HostFinished {
+                        status: "failed".into(),
+                    },
+                );
+                return report;
+            }
+        };
+        let mut bindings = Bindings {
+            source: self.runbook.source.clone(),
+            params: self.run.params.clone(),
+            host: host.to_json(),
+            steps: BTreeMap::new(),
+        };
+        // Steps that changed the host, with their backups, for rollback.
+        let mut applied: Vec<(usize, Vec<BackupRecord>)> = Vec::new();
+        let mut skipping: Option<String> = None;
+        let mut any_failed = false;
+        for step in &self.runbook.steps {
+            if let Some(reason) = &skipping {
+                bindings.register(
+                    &step.id,
+                    StepValue::Known(json!({ "changed": false, "skipped": true })),
+                );
+                report.steps.push(StepReport::new(
+                    &step.id,
+                    step.action.name(),
+                    StepStatus::Skipped,
+                    format!("host skipped: {reason}"),
+                ));
+                continue;
+            }
+            if self.cancel.load(Ordering::SeqCst) {
+                report.status = HostStatus::Interrupted;
+                report.error = Some(format!("interrupted before step `{}`", step.id));
+                break;
+            }
+            match self
+                .run_step(step, host, transport.as_ref(), &mut bindings)
+                .await
+            {
+                StepEnd::Done(r) => {
+                    if r.status == StepStatus::Changed
+                        || (r.status == StepStatus::Failed && !r.backups.is_empty())
+                    {
+                        applied.push((report.steps.len(), r.backups.clone()));
+                    }
+                    report.steps.push(r);
+                }
+                StepEnd::SkipHost(r) => {
+                    skipping = r
+                        .result
+                        .as_ref()
+                        .and_then(|v| v["reason"].as_str().map(str::to_string))
+                        .or(Some(String::new()));
+                    report.steps.push(r);
+                }
+                StepEnd::Failed(mut r, err) => {
+                    any_failed = true;
+                    r.error = Some(err.to_string());
+                    r.hint = err.hint().map(str::to_string);
+                    let _ = self.emit(
+                        Some(name),
+                        Some(&step.id),
+                        EventKind::StepFailed {
+                            error: err.to_string(),
+                        },
+                    );
+                    let policy = step.on_failure.unwrap_or(self.runbook.on_failure);
+                    let failed_index = report.steps.len();
+                    if !r.backups.is_empty() {
+                        applied.push((failed_index, r.backups.clone()));
+                    }
+                    report.error = Some(format!("step `{}` failed: {err}", step.id));
+                    report.hint = r.hint.clone();
+                    report.steps.push(r);
+                    if self.options.dry_run {
+                        // A dry-run shows every host's full plan; a failing
+                        // check makes later plans meaningless, so stop here.
+                        report.status = HostStatus::Failed;
+                        break;
+                    }
+                    match policy {
+                        OnFailure::Continue => {
+                            bindings.register(&step.id, StepValue::Known(json!({ "changed": false, "skipped": false, "failed": true, "error": err.to_string() })));
+                            continue;
+                        }
+                        OnFailure::Stop => {
+                            report.status = HostStatus::Failed;
+                        }
+                        OnFailure::Rollback => {
+                            report.status = self
+                                .rollback(name, transport.as_ref(), &mut report, &applied, &step.id)
+                                .await;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        if report.status == HostStatus::Unchanged {
+            report.status = if any_failed {
+                HostStatus::Failed
+            } else if skipping.is_some() && !report.steps.iter().any(StepReport::changes_host) {
+                HostStatus::Skipped
+            } else if report.steps.iter().any(StepReport::changes_host) {
+                if self.options.dry_run {
+                    HostStatus::WouldChange
+                } else {
+                    HostStatus::Changed
+                }
+            } else {
+                HostStatus::Unchanged
+            };
+        }
+        let _ = self.emit(
+            Some(name),
+            None,
+            EventKind::HostFinished {
+                status: report.status.name().into(),
+            },
+        );
+        report
+    }
+
+    /// Undo this host's applied steps in reverse: restore every backup (prior
+    /// bytes, mode, owner — or absence).
+    async fn rollback(
+        &self,
+        host: &str,
+        t: &dyn Transport,
+        report: &mut HostReport,
+        applied: &[(usize, Vec<BackupRecord>)],
+        failed_step: &str,
+    ) -> HostStatus {
+        let _ = self.emit(
+            Some(host),
+            None,
+            EventKind::RollbackStarted {
+                reason: format!("step `{failed_step}` failed"),
+            },
+        );
+        for (index, backups) in applied.iter().rev() {
+            let step_id = report.steps[*index].id.clone();
+            let mut restored = Vec::new();
+            for b in backups.iter().rev() {
+                if let Err(e) = backup::restore(t, b).await {
+                    let msg = format!(
+                        "rollback of step `{step_id}` failed restoring {}: {e}",
+                        b.path
+                    );
+                    let _ = self.emit(
+                        Some(host),
+                        Some(&step_id),
+                        EventKind::RollbackFailed { error: msg.clone() },
+                    );
+                    report.error = Some(format!(
+                        "{}; then {msg}",
+                        report.error.clone().unwrap_or_default()
+                    ));
+                    report.hint = Some(match &b.location {
+                        Some(loc) => format!("restore by hand: copy {loc} to {} (sha256 {}), then check the host", b.path, b.sha256.clone().unwrap_or_default()),
+                        None => format!("remove {} by hand (it did not exist before the run), then check the host", b.path),
+                    });
+                    return HostStatus::RollbackFailed;
+                }
+                restored.push(b.path.clone());
+            }
+            if report.steps[*index].status == StepStatus::Changed {
+                report.steps[*index].status = StepStatus::RolledBack;
+            }
+            let _ = self.emit(
+                Some(host),
+                Some(&step_id),
+                EventKind::StepRolledBack { restored },
+            );
+        }
+        for s in &report.steps {
+            if s.status == StepStatus::Changed && s.backups.is_empty() {
+                // Changed without declared paths (e.g. `shell` without `modifies`):
+                // nothing remedy can restore. Say so rather than pretend.
+                let _ = self.emit(
+                    Some(host),
+                    Some(&s.id),
+                    EventKind::StepRolledBack {
+                        restored: Vec::new(),
+                    },
+                );
+            }
+        }
+        HostStatus::RolledBack
+    }
+
+    async fn run_step(
+        &self,
+        step: &Step,
+        host: &Host,
+        transport: &dyn Transport,
+        bindings: &mut Bindings,
+    ) -> StepEnd {
+        let name = host.name.as_str();
+        let id = step.id.as_str();
+        let action_name = step.action.name();
+        let fail = |summary: &str, err: ActionError, backups: Vec<BackupRecord>, attempts: u32| {
+            let mut r = StepReport::new(id, action_name, StepStatus::Failed, summary);
+            r.backups = backups;
+            r.attempts = attempts;
+            StepEnd::Failed(r, err)
+        };
+        let mut when_note = None;
+        if let Some(when) = &step.when {
+            match bindings.eval_bool(when, None) {
+                Ok(Some(false)) => {
+                    bindings.register(
+                        id,
+                        StepValue::Known(json!({ "changed": false, "skipped": true })),
+                    );
+                    let reason = format!("`when: {}` is false", when.text.trim());
+                    let _ = self.emit(
+                        Some(name),
+                        Some(id),
+                        EventKind::StepSkipped {
+                            reason: reason.clone(),
+                        },
+                    );
+                    return StepEnd::Done(StepReport::new(
+                        id,
+                        action_name,
+                        StepStatus::Skipped,
+                        reason,
+                    ));
+                }
+                Ok(Some(true)) => {}
+                Ok(None) => {
+                    let set_by = when.step_ids().next().unwrap_or("?").to_string();
+                    when_note = Some(format!(
+                        "`when: {}` is unknown (set by step {set_by}); planned as if true",
+                        when.text.trim()
+                    ));
+                }
+                Err(e) => return fail("`when` could not be evaluated", e.into(), Vec::new(), 0),
+            }
+        }
+        // Resolve `with`; expression arguments stay as text for the action.
+        let mut with = Map::new();
+        let mut unknown = Vec::new();
+        for (k, v) in &step.with {
+            if let ArgValue::Expr(e) = v {
+                with.insert(k.clone(), Value::String(e.text.clone()));
+                continue;
+            }
+            match bindings.resolve(v) {
+                Ok(Resolved::Known(j)) => {
+                    with.insert(k.clone(), j);
+                }
+                Ok(Resolved::Unknown { set_by }) => unknown.push((k.clone(), set_by)),
+                Err(e) => return fail("arguments could not be evaluated", e.into(), Vec::new(), 0),
+            }
+        }
+        if !unknown.is_empty() {
+            // Only a dry-run has unknown values: a real run registers every result.
+            bindings.register(
+                id,
+                StepValue::Unknown {
+                    set_by: id.to_string(),
+                },
+            );
+            let _ = self.emit(
+                Some(name),
+                Some(id),
+                EventKind::StepDeferred {
+                    unknown: unknown.clone(),
+                },
+            );
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|(k, s)| format!("`{k}` unknown (set by step {s})"))
+                .collect();
+            let mut r = StepReport::new(
+                id,
+                action_name,
+                StepStatus::Deferred,
+                format!("planned when run: {}", list.join(", ")),
+            );
+            r.unknown = unknown;
+            return StepEnd::Done(r);
+        }
+        let action = match instantiate(step.action, Value::Object(with)) {
+            Ok(a) => a,
+            Err(e) => return fail("invalid arguments", e, Vec::new(), 0),
+        };
+        let sink_progress = |what: &str, secs: u64| {
+            let _ = self.emit(
+                Some(name),
+                Some(id),
+                EventKind::Waiting {
+                    what: what.to_string(),
+                    elapsed_secs: secs,
+                },
+            );
+        };
+        let command_timeout = step
+            .timeout_secs
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(self.options.command_timeout);
+        let read_only = ReadOnly::new(transport);
+        let plan_result = {
+            let ctx = StepCtx {
+                transport: &read_only,
+                host,
+                step,
+                bindings,
+                clock: self.clock,
+                progress: &sink_progress,
+                command_timeout,
+            };
+            action.plan(&ctx).await
+        };
+        let mut plan = match plan_result {
+            Ok(p) => p,
+            Err(e) => return fail("planning failed", e, Vec::new(), 0),
+        };
+        let _ = self.emit(
+            Some(name),
+            Some(id),
+            EventKind::StepPlanned { plan: plan.clone() },
+        );
+        let summary = |p: &Plan| match &when_note {
+            Some(n) => format!("{} ({n})", p.summary),
+            None => p.summary.clone(),
+        };
+
+        if self.options.dry_run {
+            let status = if plan.is_noop() {
+                StepStatus::Unchanged
+            } else {
+                StepStatus::WouldChange
+            };
+            let value = plan.result.clone();
+            if let (Some(v), Some(a)) = (&value, &step.assert) {
+                if let Ok(Some(false)) = bindings.eval_bool(a, Some(v)) {
+                    let err = ActionError::failed(format!(
+                        "would fail: `assert: {}` is false",
+                        a.text.trim()
+                    ));
+                    return fail(&summary(&plan), err, Vec::new(), 0);
+                }
+            }
+            bindings.register(
+                id,
+                match &value {
+                    Some(v) => StepValue::Known(v.clone()),
+                    None => StepValue::Unknown {
+                        set_by: id.to_string(),
+                    },
+                },
+            );
+            let mut r = StepReport::new(id, action_name, status, summary(&plan));
+            r.result = value;
+            r.plan = Some(plan);
+            if step.action == ActionKind::HostSkip {
+                return StepEnd::SkipHost(r);
+            }
+            return StepEnd::Done(r);
+        }
+
+        let backup_dir = host
+            .var("backup_dir")
+            .unwrap_or_else(|| "/var/lib/remedy/backups".into());
+        let manifests_dir = host
+            .var("manifests_dir")
+            .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
+        let mut backups: Vec<BackupRecord> = Vec::new();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            if attempt > 1 {
+                let ctx = StepCtx {
+                    transport: &read_only,
+                    host,
+                    step,
+                    bindings,
+                    clock: self.clock,
+                    progress: &sink_progress,
+                    command_timeout,
+                };
+                plan = match action.plan(&ctx).await {
+                    Ok(p) => p,
+                    Err(e) => return fail("planning failed", e, backups, attempt),
+                };
+            }
+            let outcome: Result<Value, ActionError> = if plan.is_noop() {
+                Ok(plan
+                    .result
+                    .clone()
+                    .unwrap_or_else(|| json!({ "changed": false, "skipped": false })))
+            } else {
+                if let Err(e) = self
+                    .back_up(
+                        transport,
+                        &backup_dir,
+                        &manifests_dir,
+                        id,
+                        &plan,
+                        &mut backups,
+                        name,
+                    )
+                    .await
+                {
+                    return fail(&plan.summary, e, backups, attempt);
+                }
+                if let Err(e) = self.emit(Some(name), Some(id), EventKind::StepIntent { attempt }) {
+                    return fail(
+                        &plan.summary,
+                        ActionError::precondition(
+                            format!("could not record the intent to apply: {e}"),
+                            "nothing was changed; fix the journal and run again",
+                        ),
+                        backups,
+                        attempt,
+                    );
+                }
+                let ctx = StepCtx {
+                    transport,
+                    host,
+                    step,
+                    bindings,
+                    clock: self.clock,
+                    progress: &sink_progress,
+                    command_timeout,
+                };
+                match step.timeout_secs {
+                    Some(secs) => match tokio::time::timeout(
+                        Duration::from_secs(secs as u64),
+                        action.apply(&ctx, &plan),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(ActionError::failed(format!(
+                            "step did not finish within its timeout of {}",
+                            remedy_dsl::param::format_duration(secs)
+                        ))),
+                    },
+                    None => action.apply(&ctx, &plan).await,
+                }
+            };
+            let retry = |reason: String| async move {
+                let wait = Duration::from_secs(step.backoff_secs as u64);
+                let _ = self.emit(
+                    Some(name),
+                    Some(id),
+                    EventKind::StepRetry {
+                        attempt,
+                        wait_secs: wait.as_secs(),
+                        reason,
+                    },
+                );
+                self.clock.sleep(wait).await;
+            };
+            let value = match outcome {
+                Ok(v) => v,
+                Err(e) if attempt <= step.retries && e.retryable() => {
+                    retry(e.to_string()).await;
+                    continue;
+                }
+                Err(e) => return fail(&plan.summary, e, backups, attempt),
+            };
+            let _ = self.emit(
+                Some(name),
+                Some(id),
+                EventKind::StepApplied {
+                    result: value.clone(),
+                    attempt,
+                },
+            );
+            if let Some(until) = &step.until {
+                match bindings.eval_bool(until, Some(&value)) {
+                    Ok(Some(true)) => {}
+                    Ok(_) if attempt <= step.retries => {
+                        retry(format!("`until: {}` is false", until.text.trim())).await;
+                        continue;
+                    }
+                    Ok(_) => {
+                        let err = ActionError::Failed { message: format!("`until: {}` still false after {attempt} attempt(s)", until.text.trim()), hint: Some("raise `retries`/`backoff` if the host is just slow, or look at the step's last result".into()) };
+                        let mut end = fail(&plan.summary, err, backups, attempt);
+                        if let StepEnd::Failed(r, _) = &mut end {
+                            r.result = Some(value);
+                        }
+                        return end;
+                    }
+                    Err(e) => return fail(&plan.summary, e.into(), backups, attempt),
+                }
+            }
+            if let Some(assert) = &step.assert {
+                match bindings.eval_bool(assert, Some(&value)) {
+                    Ok(Some(true)) => {}
+                    Ok(_) => {
+                        let err = ActionError::failed(format!(
+                            "`assert: {}` is false",
+                            assert.text.trim()
+                        ));
+                        let mut end = fail(&plan.summary, err, backups, attempt);
+                        if let StepEnd::Failed(r, _) = &mut end {
+                            r.result = Some(value);
+                        }
+                        return end;
+                    }
+                    Err(e) => return fail(&plan.summary, e.into(), backups, attempt),
+                }
+            }
+            if step.until.is_some() || step.assert.is_some() {
+                let _ = self.emit(Some(name), Some(id), EventKind::StepVerified);
+            }
+            bindings.register(id, StepValue::Known(value.clone()));
+            let changed = value["changed"].as_bool().unwrap_or(false) || !plan.is_noop();
+            let mut r = StepReport::new(
+                id,
+                action_name,
+                if changed {
+                    StepStatus::Changed
+                } else {
+                    StepStatus::Unchanged
+                },
+                summary(&plan),
+            );
+            r.result = Some(value);
+            r.backups = backups;
+            r.attempts = attempt;
+            r.plan = Some(plan);
+            if step.action == ActionKind::HostSkip {
+                return StepEnd::SkipHost(r);
+            }
+            return StepEnd::Done(r);
+        }
+    }
+
+    /// Back up every declared path not yet backed up in this step.
+    #[allow(clippy::too_many_arguments)]
+    async fn back_up(
+        &self,
+        t: &dyn Transport,
+        dir: &str,
+        manifests: &str,
+        step: &str,
+        plan: &Plan,
+        backups: &mut Vec<BackupRecord>,
+        host: &str,
+    ) -> Result<(), ActionError> {
+        if plan.modifies.is_empty() {
+            return Ok(());
+        }
+        backup::check_location(dir, manifests).map_err(|e| {
+            ActionError::precondition(
+                e.to_string(),
+                "set the host var `backup_dir` to a directory outside the manifests directory",
+            )
+        })?;
+        for path in &plan.modifies {
+            if backups.iter().any(|b| &b.path == path) {
+                continue;
+            }
+            let record = backup::take(t, dir, &self.options.run_id, step, path)
+                .await
+                .map_err(|e| {
+                    ActionError::precondition(
+                        format!("backup of {path} failed, so nothing was changed: {e}"),
+                        format!("make room or fix permissions under {dir} (host var `backup_dir`)"),
+                    )
+                })?;
+            self.emit(
+                Some(host),
+                Some(step),
+                EventKind::BackupTaken {
+                    backup: record.clone(),
+                },
+            )
+            .map_err(|e| {
+                ActionError::precondition(
+                    format!("could not record the backup of {path}: {e}"),
+                    "nothing was changed",
+                )
+            })?;
+            backups.push(record);
+        }
+        Ok(())
+    }
+}

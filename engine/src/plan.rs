@@ -1,0 +1,63 @@
+//! A plan: what one step would change on one host, said precisely enough to
+//! show an operator (diffs, commands, moves) and to back up (the paths it will
+//! modify). Actions make plans with a read-only transport.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One thing a step would do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A file's content changes; `diff` is unified, `created` when it is new.
+    File {
+        path: String,
+        diff: String,
+        created: bool,
+    },
+    /// A command would run.
+    Command { cmd: String },
+    /// A file would be moved.
+    Move { from: String, to: String },
+    /// Anything else worth telling (e.g. a wait).
+    Note { text: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// One line: what and where.
+    pub summary: String,
+    /// Empty when the host is already as wanted.
+    pub changes: Vec<Change>,
+    /// Paths apply will create, change or remove: the engine backs each up
+    /// (or records that it was absent) before apply, and restores on rollback.
+    pub modifies: Vec<String>,
+    /// The step's result, when it is known without applying (read-only
+    /// actions, or nothing to change).
+    pub result: Option<Value>,
+}
+
+impl Plan {
+    /// Nothing to change: apply is skipped.
+    pub fn noop(summary: impl Into<String>, result: Value) -> Plan {
+        Plan {
+            summary: summary.into(),
+            changes: Vec::new(),
+            modifies: Vec::new(),
+            result: Some(result),
+        }
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// A unified diff of two texts, with the path in the header.
+pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{path} (current)"), &format!("{path} (planned)"))
+        .to_string()
+}

@@ -1,0 +1,165 @@
+//! The `Local` transport: this machine, as the user remedy runs as. Used for
+//! hosts marked `transport: local` in the inventory and by the engine's tests.
+
+use super::{FileStat, Output, TResult, Transport, TransportError, WriteAttrs};
+use async_trait::async_trait;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    host: String,
+}
+
+impl Local {
+    pub fn new(host: impl Into<String>) -> Local {
+        Local { host: host.into() }
+    }
+
+    fn io(&self, op: &'static str, path: &str, e: std::io::Error) -> TransportError {
+        TransportError::Io {
+            host: self.host.clone(),
+            op,
+            path: path.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn run(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
+        let child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Spawn {
+                host: self.host.clone(),
+                cmd: cmd.to_string(),
+                message: e.to_string(),
+            })?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Err(_) => Err(TransportError::Timeout {
+                host: self.host.clone(),
+                cmd: cmd.to_string(),
+                secs: timeout.as_secs(),
+            }),
+            Ok(Err(e)) => Err(self.io("wait for", cmd, e)),
+            Ok(Ok(out)) => Ok(Output {
+                status: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for Local {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn exec(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
+        self.run(cmd, timeout).await
+    }
+
+    async fn probe(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
+        self.run(cmd, timeout).await
+    }
+
+    async fn read_file(&self, path: &str) -> TResult<Vec<u8>> {
+        tokio::fs::read(path)
+            .await
+            .map_err(|e| self.io("read", path, e))
+    }
+
+    async fn stat(&self, path: &str) -> TResult<Option<FileStat>> {
+        match tokio::fs::metadata(path).await {
+            Ok(m) => Ok(Some(FileStat {
+                mode: m.permissions().mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                size: m.len(),
+                is_dir: m.is_dir(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io("stat", path, e)),
+        }
+    }
+
+    async fn write_file_atomic(&self, path: &str, bytes: &[u8], attrs: WriteAttrs) -> TResult<()> {
+        let target = Path::new(path);
+        let dir = target
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file");
+        let existing = self.stat(path).await?;
+        let mode = attrs.mode.or(existing.map(|s| s.mode)).unwrap_or(0o644);
+        let owner = attrs.owner.or(existing.map(|s| (s.uid, s.gid)));
+        // Hidden name: a kubelet ignores dot-files in the manifests directory.
+        let tmp = dir.join(format!(".{name}.remedy-{}", uuid::Uuid::now_v7().simple()));
+        let tmp_str = tmp.to_string_lossy().into_owned();
+        let result = async {
+            let mut f = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .await
+                .map_err(|e| self.io("create", &tmp_str, e))?;
+            f.write_all(bytes)
+                .await
+                .map_err(|e| self.io("write", &tmp_str, e))?;
+            f.sync_all()
+                .await
+                .map_err(|e| self.io("fsync", &tmp_str, e))?;
+            drop(f);
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                .await
+                .map_err(|e| self.io("chmod", &tmp_str, e))?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
+                    .map_err(|e| self.io("chown", &tmp_str, e))?;
+            }
+            tokio::fs::rename(&tmp, target)
+                .await
+                .map_err(|e| self.io("rename", path, e))?;
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> TResult<()> {
+        tokio::fs::rename(from, to)
+            .await
+            .map_err(|e| self.io("rename", &format!("{from} -> {to}"), e))
+    }
+
+    async fn mkdir_p(&self, path: &str) -> TResult<()> {
+        tokio::fs::create_dir_all(path)
+            .await
+            .map_err(|e| self.io("mkdir -p", path, e))
+    }
+
+    async fn remove(&self, path: &str) -> TResult<()> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io("remove", path, e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `ReadOnly<T>`: a transport that refuses every mutating call. `plan` only
+//! ever gets this, which is what makes "a dry-run writes nothing" a property of
+//! the types rather than of each action's care.
+
+use super::{FileStat, Output, TResult, Transport, TransportError, WriteAttrs};
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub struct ReadOnly<'a> {
+    inner: &'a dyn Transport,
+}
+
+impl<'a> ReadOnly<'a> {
+    pub fn new(inner: &'a dyn Transport) -> ReadOnly<'a> {
+        ReadOnly { inner }
+    }
+
+    fn refuse<T>(&self, op: &'static str, target: &str) -> TResult<T> {
+        Err(TransportError::ReadOnly {
+            host: self.inner.host().to_string(),
+            op,
+            target: target.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for ReadOnly<'_> {
+    fn host(&self) -> &str {
+        self.inner.host()
+    }
+    async fn exec(&self, cmd: &str, _timeout: Duration) -> TResult<Output> {
+        self.refuse("exec", cmd)
+    }
+    async fn probe(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
+        self.inner.probe(cmd, timeout).await
+    }
+    async fn read_file(&self, path: &str) -> TResult<Vec<u8>> {
+        self.inner.read_file(path).await
+    }
+    async fn stat(&self, path: &str) -> TResult<Option<FileStat>> {
+        self.inner.stat(path).await
+    }
+    async fn write_file_atomic(
+        &self,
+        path: &str,
+        _bytes: &[u8],
+        _attrs: WriteAttrs,
+    ) -> TResult<()> {
+        self.refuse("write", path)
+    }
+    async fn rename(&self, from: &str, _to: &str) -> TResult<()> {
+        self.refuse("rename", from)
+    }
+    async fn mkdir_p(&self, path: &str) -> TResult<()> {
+        self.refuse("mkdir -p", path)
+    }
+    async fn remove(&self, path: &str) -> TResult<()> {
+        self.refuse("remove", path)
+    }
+    fn is_read_only(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Local;
+
+    #[tokio::test]
+    async fn refuses_every_mutation_and_allows_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"x").unwrap();
+        let p = path.to_str().unwrap();
+        let local = Local::new("h");
+        let ro = ReadOnly::new(&local);
+        let t = Duration::from_secs(5);
+        assert!(matches!(
+            ro.exec("touch /tmp/x", t).await,
+            Err(TransportError::ReadOnly { .. })
+        ));
+        assert!(ro
+            .write_file_atomic(p, b"y", WriteAttrs::default())
+            .await
+            .is_err());
+        assert!(ro.rename(p, "/tmp/elsewhere").await.is_err());
+        assert!(ro.remove(p).await.is_err());
+        assert!(ro.mkdir_p(&format!("{p}.d")).await.is_err());
+        assert_eq!(ro.read_file(p).await.unwrap(), b"x");
+        assert!(ro.stat(p).await.unwrap().is_some());
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        assert!(!dir.path().join("f.d").exists());
+    }
+}

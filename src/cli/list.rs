@@ -1,0 +1,54 @@
+//! `remedy list`: the runbooks remedy knows (built-in and `--dir`), or with
+//! `--actions` every action a step can use.
+
+use super::{library, Exit, Global, Output};
+use remedy_dsl::{ActionKind, Source};
+use serde_json::json;
+
+pub fn list(g: &Global, actions: bool) -> Exit {
+    if actions {
+        let rows: Vec<(String, String)> = ActionKind::ALL
+            .iter()
+            .map(|a| (a.name().to_string(), a.summary().to_string()))
+            .collect();
+        return print(g, &rows, "action");
+    }
+    let mut rows = Vec::new();
+    let mut sources: Vec<(String, String)> = library::BUILTIN
+        .iter()
+        .map(|(n, t)| (format!("builtin:{n}"), t.to_string()))
+        .collect();
+    for dir in &g.dir {
+        for (_, path) in library::runbooks_in(dir) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                sources.push((path.display().to_string(), text));
+            }
+        }
+    }
+    for (origin, text) in sources {
+        match remedy_dsl::compile(Source::new(origin.clone(), text)) {
+            Ok(rb) => rows.push((rb.name, rb.summary)),
+            Err(_) => rows.push((
+                origin.clone(),
+                "(invalid: run `remedy validate` on it)".into(),
+            )),
+        }
+    }
+    print(g, &rows, "runbook")
+}
+
+fn print(g: &Global, rows: &[(String, String)], what: &str) -> Exit {
+    if g.output == Output::Json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(n, s)| json!({ what: n, "summary": s }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Exit::Ok;
+    }
+    let w = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (n, s) in rows {
+        println!("{n:w$}  {s}");
+    }
+    Exit::Ok
+}

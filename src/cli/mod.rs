@@ -1,0 +1,143 @@
+//! The command line: clap definitions and dispatch. One file per subcommand;
+//! output rendering in `render`, live progress in `progress`.
+
+mod exit;
+mod library;
+mod list;
+mod progress;
+mod render;
+mod request;
+mod run;
+mod show;
+mod validate;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use exit::Exit;
+use std::path::PathBuf;
+
+const ABOUT: &str =
+    "Fix and maintain Kubernetes control planes over SSH, with runbooks that plan before they act.";
+
+const LONG_ABOUT: &str = "\
+Fix and maintain Kubernetes control planes over SSH, with runbooks that plan before they act.
+
+A runbook is YAML with Rhai for its decisions. remedy checks it completely, binds it to an
+inventory, plans every step read-only, shows you the plan, backs up every file it will change,
+applies, verifies, and rolls back a host whose step fails.
+
+Start here:
+  remedy list                               built-in runbooks
+  remedy show manifest-edit                 what a runbook does and its params
+  remedy plan manifest-edit -i inv.yaml -p set=--max-requests-inflight=800
+  remedy run  manifest-edit -i inv.yaml -p set=--max-requests-inflight=800";
+
+#[derive(Debug, Parser)]
+#[command(name = "remedy", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit::TABLE)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts, anywhere on the line.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Inventory file: hosts, groups, vars.
+    #[arg(
+        long,
+        short = 'i',
+        global = true,
+        env = "REMEDY_INVENTORY",
+        value_name = "PATH"
+    )]
+    pub inventory: Option<PathBuf>,
+    /// Narrow the runbook's targets to hosts also matching PATTERN (e.g. master-1, 'master-*,!master-3').
+    #[arg(long, short = 'l', global = true, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// A runbook param; repeat for more. List params take one item per --param.
+    #[arg(long = "param", short = 'p', global = true, value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A YAML file of params (name: value); --param wins over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Apply without asking for confirmation (for scripts and schedules).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Output format for plans, results and validation.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Also look for runbooks (NAME.yaml) in DIR; repeat for more.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a runbook: plan, confirm, back up, apply, verify (rolls back a failing host).
+    Run {
+        /// Built-in runbook name, a name in --dir, or a path to a .yaml file.
+        runbook: String,
+        /// Plan only: show what would change on each host; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Dry-run a runbook: show per host what would change (same as `run --dry-run`).
+    Plan {
+        /// Built-in runbook name, a name in --dir, or a path to a .yaml file.
+        runbook: String,
+    },
+    /// Check runbooks (YAML, keys, types, Rhai, references) without running anything.
+    ///
+    /// With no FILES, checks every built-in runbook and those in --dir. Exits 2 on any error.
+    Validate {
+        /// Runbook files to check.
+        files: Vec<PathBuf>,
+    },
+    /// List built-in runbooks (and those in --dir), or every action with --actions.
+    List {
+        /// List the actions a step can use instead.
+        #[arg(long)]
+        actions: bool,
+    },
+    /// Explain a runbook (summary, params, steps) or an action (arguments, results).
+    Show {
+        /// A runbook name or path, or an action name such as file.edit.
+        name: String,
+    },
+}
+
+/// Parse the command line and run it; returns the exit code.
+pub fn main() -> Exit {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Invalid
+            } else {
+                Exit::Ok
+            };
+        }
+    };
+    let g = &cli.global;
+    match &cli.command {
+        Command::Run { runbook, dry_run } => run::run(g, runbook, *dry_run),
+        Command::Plan { runbook } => run::run(g, runbook, true),
+        Command::Validate { files } => validate::validate(g, files),
+        Command::List { actions } => list::list(g, *actions),
+        Command::Show { name } => show::show(g, name),
+    }
+}
+
+/// Colour only on a terminal, and never with NO_COLOR set.
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}

@@ -1,0 +1,104 @@
+//! `remedy validate [FILES…]`: check runbooks without running anything;
+//! exit 2 when any has an error. With an inventory, also check it.
+
+use super::{library, request, Exit, Global, Output};
+use remedy_dsl::Source;
+use serde_json::json;
+use std::path::PathBuf;
+
+pub fn validate(g: &Global, files: &[PathBuf]) -> Exit {
+    let mut inputs: Vec<(String, Result<String, String>)> = Vec::new();
+    if files.is_empty() {
+        for (name, text) in library::BUILTIN {
+            inputs.push((format!("builtin:{name}"), Ok(text.to_string())));
+        }
+        for dir in &g.dir {
+            for (_, path) in library::runbooks_in(dir) {
+                inputs.push((
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).map_err(|e| e.to_string()),
+                ));
+            }
+        }
+    } else {
+        for f in files {
+            inputs.push((
+                f.display().to_string(),
+                std::fs::read_to_string(f).map_err(|e| e.to_string()),
+            ));
+        }
+    }
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for (name, text) in inputs {
+        let outcome = match text {
+            Err(e) => Err(vec![
+                json!({ "message": format!("cannot read {name}: {e}"), "location": name, "hint": null }),
+            ]),
+            Ok(text) => match remedy_dsl::compile(Source::new(name.clone(), text)) {
+                Ok(rb) => Ok(rb),
+                Err(d) => {
+                    if g.output == Output::Text {
+                        eprint!("{}", d.render());
+                    }
+                    Err(d.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect())
+                }
+            },
+        };
+        match outcome {
+            Ok(rb) => {
+                if g.output == Output::Text {
+                    println!(
+                        "ok      {name} ({}: {} step{})",
+                        rb.name,
+                        rb.steps.len(),
+                        if rb.steps.len() == 1 { "" } else { "s" }
+                    );
+                }
+                results.push(json!({ "file": name, "ok": true, "runbook": rb.name, "errors": [] }));
+            }
+            Err(errors) => {
+                failed += 1;
+                if g.output == Output::Text {
+                    println!(
+                        "invalid {name} ({} error{})",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" }
+                    );
+                }
+                results.push(json!({ "file": name, "ok": false, "errors": errors }));
+            }
+        }
+    }
+    if g.inventory.is_some() {
+        match request::inventory(g) {
+            Ok(inv) => {
+                if g.output == Output::Text {
+                    println!(
+                        "ok      {} (inventory: {} hosts)",
+                        inv.source.name,
+                        inv.hosts.len()
+                    );
+                }
+            }
+            Err(d) => {
+                failed += 1;
+                if g.output == Output::Text {
+                    eprint!("{}", d.render());
+                }
+                results.push(json!({ "file": g.inventory.as_ref().map(|p| p.display().to_string()), "ok": false, "errors": d.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect::<Vec<_>>() }));
+            }
+        }
+    }
+    if g.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
+    }
+    if failed > 0 {
+        Exit::Invalid
+    } else {
+        Exit::Ok
+    }
+}
