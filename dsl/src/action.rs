@@ -99,6 +99,11 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
         "skipped",
         "true when `when` was false or the host was skipped"
     ),
+    res!(
+        "failed",
+        "true when the step failed and `on_failure: continue` let the host go on"
+    ),
+    res!("error", "the failure's message when `failed`, else empty"),
 ];
 
 impl ActionKind {

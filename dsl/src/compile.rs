@@ -350,26 +350,28 @@ impl Checker {
                     None
                 }
             });
-            let required_node = get("required");
-            let required = match required_node.map(|n| &n.kind) {
-                Some(NodeKind::Bool(b)) => *b,
-                Some(_) => {
-                    let n = required_node.expect("checked");
-                    self.error(
-                        n.span,
-                        format!("`required` must be true or false, found {}", n.type_name()),
-                    );
-                    false
-                }
+            let required = match get("required") {
+                Some(n) => match n.kind {
+                    NodeKind::Bool(b) => {
+                        if b && get("default").is_some() {
+                            self.error_hint(
+                                n.span,
+                                format!("{what} is `required` but has a default"),
+                                Some("drop one: a param with a default is never missing".into()),
+                            );
+                        }
+                        b
+                    }
+                    _ => {
+                        self.error(
+                            n.span,
+                            format!("`required` must be true or false, found {}", n.type_name()),
+                        );
+                        false
+                    }
+                },
                 None => get("default").is_none(),
             };
-            if required && get("default").is_some() && required_node.is_some() {
-                self.error_hint(
-                    required_node.expect("checked").span,
-                    format!("{what} is `required` but has a default"),
-                    Some("drop one: a param with a default is never missing".into()),
-                );
-            }
             let doc = get("doc").and_then(|n| n.scalar_text()).unwrap_or_default();
             out.push(ParamSpec {
                 name: name.into(),

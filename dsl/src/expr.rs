@@ -70,11 +70,13 @@ pub fn sandbox() -> &'static Engine {
     ENGINE.get_or_init(new_sandbox)
 }
 
-/// A scope holding the context's variables as empty maps, for strict compiling.
+/// A scope declaring the context's variables, for strict compiling. They are
+/// plain variables, not constants: Rhai's optimizer folds constants into the
+/// AST, which would bake these empty placeholders into every expression.
 pub fn compile_scope(ctx: Context) -> Scope<'static> {
     let mut scope = Scope::new();
     for name in ctx.variables() {
-        scope.push_constant(*name, rhai::Map::new());
+        scope.push(*name, rhai::Map::new());
     }
     scope
 }
@@ -187,7 +189,7 @@ pub fn references(text: &str) -> Vec<Reference> {
             continue;
         }
         if c == '/' && cur.peek(1) == Some('*') {
-            while !cur.done() && !(cur.peek(0) == Some('*') && cur.peek(1) == Some('/')) {
+            while !(cur.done() || (cur.peek(0) == Some('*') && cur.peek(1) == Some('/'))) {
                 cur.bump();
             }
             cur.bump();
@@ -291,6 +293,17 @@ mod tests {
         let err = compile("foo > 1", Context::Step, false).unwrap_err();
         assert!(err.message.contains("foo"), "{}", err.message);
         assert!(compile("params.x > 1", Context::Step, false).is_ok());
+    }
+
+    #[test]
+    fn compiled_expressions_read_the_values_given_at_run_time() {
+        let (ast, _) = compile("params.x + 1", Context::Step, false).unwrap();
+        let mut scope = Scope::new();
+        let mut params = rhai::Map::new();
+        params.insert("x".into(), rhai::Dynamic::from(41_i64));
+        scope.push_constant("params", params);
+        let v: i64 = sandbox().eval_ast_with_scope(&mut scope, &ast).unwrap();
+        assert_eq!(v, 42);
     }
 
     #[test]

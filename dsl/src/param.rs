@@ -92,7 +92,8 @@ impl ParamType {
     pub fn parse_text(self, text: &str) -> Result<Value, String> {
         let bad = || {
             format!(
-                "`{text}` is not a valid {} (expected e.g. {})",
+                "`{text}` is not {} {} (expected e.g. {})",
+                self.article(),
                 self.name(),
                 self.example()
             )

@@ -59,7 +59,14 @@ pub fn bind(
                 let names: Vec<&str> = allowed.iter().map(|h| h.name.as_str()).collect();
                 hosts.retain(|h| names.contains(&h.name.as_str()));
                 if hosts.is_empty() && diags.is_empty() {
-                    diags.push(Diagnostic::new(format!("--limit {limit} leaves no host among the runbook's targets `{pattern}`")).with_hint("widen --limit, or check which hosts the targets select with `remedy show`"));
+                    let targets: Vec<String> = inventory
+                        .select(pattern)
+                        .map(|h| h.iter().map(|h| h.name.clone()).collect())
+                        .unwrap_or_default();
+                    diags.push(
+                        Diagnostic::new(format!("--limit {limit} leaves no host among the runbook's targets `{pattern}`"))
+                            .with_hint(format!("`{pattern}` selects {}; pick --limit from those", targets.join(", "))),
+                    );
                 }
             }
             Err(msg) => diags.push(Diagnostic::new(format!("--limit: {msg}"))),
@@ -128,7 +135,8 @@ fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map
                 }
                 Err(e) => diags.push(Diagnostic::new(format!("--param {name}: {e}")).with_hint(
                     format!(
-                        "`{name}` is a {}{}",
+                        "`{name}` is {} {}{}",
+                        spec.ty.article(),
                         spec.ty.name(),
                         if spec.doc.is_empty() {
                             String::new()
@@ -151,7 +159,14 @@ fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map
                 .with_hint(format!(
                     "pass --param {}={}{}",
                     p.name,
-                    p.ty.example().split(',').next().unwrap_or(""),
+                    p.choices
+                        .as_ref()
+                        .and_then(|c| c.first())
+                        .map(|c| c
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| c.to_string()))
+                        .unwrap_or_else(|| format!("<{}>", p.ty.name())),
                     if p.doc.is_empty() {
                         String::new()
                     } else {

@@ -5,7 +5,7 @@
 //! host's changes in reverse, stop, or continue. `max_failed` stops the rollout
 //! before its next batch. Every transition is an event through one sink.
 
-use crate::action::{instantiate, ActionError, StepCtx};
+use crate::action::{failed_result, instantiate, result, skipped_result, ActionError, StepCtx};
 use crate::backup::{self, BackupRecord};
 use crate::bind::BoundRun;
 use crate::clock::Clock;
@@ -17,7 +17,7 @@ use crate::report::*;
 use crate::transport::{Connector, ReadOnly, Transport};
 use remedy_dsl::runbook::ArgValue;
 use remedy_dsl::{ActionKind, OnFailure, Runbook, Step};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -199,10 +199,7 @@ impl Executor<'_> {
         let mut any_failed = false;
         for step in &self.runbook.steps {
             if let Some(reason) = &skipping {
-                bindings.register(
-                    &step.id,
-                    StepValue::Known(json!({ "changed": false, "skipped": true })),
-                );
+                bindings.register(&step.id, StepValue::Known(skipped_result()));
                 report.steps.push(StepReport::new(
                     &step.id,
                     step.action.name(),
@@ -263,7 +260,10 @@ impl Executor<'_> {
                     }
                     match policy {
                         OnFailure::Continue => {
-                            bindings.register(&step.id, StepValue::Known(json!({ "changed": false, "skipped": false, "failed": true, "error": err.to_string() })));
+                            bindings.register(
+                                &step.id,
+                                StepValue::Known(failed_result(&err.to_string())),
+                            );
                             continue;
                         }
                         OnFailure::Stop => {
@@ -392,10 +392,7 @@ impl Executor<'_> {
         if let Some(when) = &step.when {
             match bindings.eval_bool(when, None) {
                 Ok(Some(false)) => {
-                    bindings.register(
-                        id,
-                        StepValue::Known(json!({ "changed": false, "skipped": true })),
-                    );
+                    bindings.register(id, StepValue::Known(skipped_result()));
                     let reason = format!("`when: {}` is false", when.text.trim());
                     let _ = self.emit(
                         Some(name),
@@ -574,7 +571,7 @@ impl Executor<'_> {
                 Ok(plan
                     .result
                     .clone()
-                    .unwrap_or_else(|| json!({ "changed": false, "skipped": false })))
+                    .unwrap_or_else(|| result(false, Value::Null)))
             } else {
                 if let Err(e) = self
                     .back_up(

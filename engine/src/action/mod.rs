@@ -151,7 +151,24 @@ pub fn result(changed: bool, fields: Value) -> Value {
     };
     map.insert("changed".into(), Value::Bool(changed));
     map.insert("skipped".into(), Value::Bool(false));
+    map.insert("failed".into(), Value::Bool(false));
+    map.insert("error".into(), Value::String(String::new()));
     Value::Object(map)
+}
+
+/// The result of a step that did not run (`when` false, host skipped).
+pub fn skipped_result() -> Value {
+    let mut v = result(false, Value::Null);
+    v["skipped"] = Value::Bool(true);
+    v
+}
+
+/// The result of a failed step under `on_failure: continue`.
+pub fn failed_result(error: &str) -> Value {
+    let mut v = result(false, Value::Null);
+    v["failed"] = Value::Bool(true);
+    v["error"] = Value::String(error.to_string());
+    v
 }
 
 /// The last few lines of a command's output, for error messages.
