@@ -22,6 +22,10 @@ pub enum StepValue {
     },
 }
 
+/// A dry-run placeholder for a result only a real run produces.
+#[derive(Debug, Clone)]
+struct NotYetKnown;
+
 /// A value that is known, or not until step `set_by` really runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolved {
@@ -70,17 +74,17 @@ impl Bindings {
         let dynamic = |v: &Value| rhai::serde::to_dynamic(v).map_err(|e| e.to_string());
         scope.push_constant_dynamic("params", dynamic(&Value::Object(self.params.clone()))?);
         scope.push_constant_dynamic("host", dynamic(&self.host)?);
-        let mut steps = Map::new();
+        let mut steps = rhai::Map::new();
         for (id, v) in &self.steps {
-            // An unknown result is an empty map: scripts reading it dynamically
-            // get a Rhai error rather than a made-up value.
             let value = match v {
-                StepValue::Known(v) => v.clone(),
-                StepValue::Unknown { .. } => Value::Object(Map::new()),
+                StepValue::Known(v) => dynamic(v)?,
+                // Opaque: any use of it is a Rhai error, so an expression that
+                // needs it cannot produce a made-up value.
+                StepValue::Unknown { .. } => rhai::Dynamic::from(NotYetKnown),
             };
-            steps.insert(id.clone(), value);
+            steps.insert(id.as_str().into(), value);
         }
-        scope.push_constant_dynamic("steps", dynamic(&Value::Object(steps))?);
+        scope.push_constant("steps", steps);
         if let Some(r) = result {
             scope.push_constant_dynamic("result", dynamic(r)?);
         }
@@ -88,34 +92,46 @@ impl Bindings {
     }
 
     /// Evaluate an expression or script; `result` is this step's own result
-    /// (for `until`/`assert`).
+    /// (for `until`/`assert`). In a dry-run, an expression that reads a result
+    /// only a real run would produce is [`Resolved::Unknown`] — but one that
+    /// never gets to it (`false && steps.x.changed`) has a known value.
     pub fn eval(&self, expr: &Expr, result: Option<&Value>) -> Result<Resolved, EvalError> {
-        if let Some(set_by) = self.unknown_dependency(expr) {
-            return Ok(Resolved::Unknown { set_by });
-        }
+        let unknown = self.unknown_dependency(expr);
         let mut scope = self
             .scope(result)
             .map_err(|m| EvalError::new(&self.source, expr, m))?;
-        let value = remedy_dsl::expr::sandbox()
+        let value = match remedy_dsl::expr::sandbox()
             .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &expr.ast)
-            .map_err(|e| {
-                EvalError::new(
+        {
+            Ok(v) => v,
+            Err(_) if unknown.is_some() => {
+                return Ok(Resolved::Unknown {
+                    set_by: unknown.unwrap_or_default(),
+                })
+            }
+            Err(e) => {
+                return Err(EvalError::new(
                     &self.source,
                     expr,
                     format!("evaluating `{}`: {}", expr.text.trim(), rhai_error_text(&e)),
-                )
-            })?;
-        let json: Value = rhai::serde::from_dynamic(&value).map_err(|e| {
-            EvalError::new(
+                ));
+            }
+        };
+        match rhai::serde::from_dynamic::<Value>(&value) {
+            Ok(json) => Ok(Resolved::Known(json)),
+            // The value itself is (or holds) a result not known yet.
+            Err(_) if unknown.is_some() => Ok(Resolved::Unknown {
+                set_by: unknown.unwrap_or_default(),
+            }),
+            Err(e) => Err(EvalError::new(
                 &self.source,
                 expr,
                 format!(
                     "`{}` produced a value remedy cannot use: {e}",
                     expr.text.trim()
                 ),
-            )
-        })?;
-        Ok(Resolved::Known(json))
+            )),
+        }
     }
 
     /// Evaluate a condition that must be a boolean.

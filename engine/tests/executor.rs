@@ -614,3 +614,38 @@ steps:
     assert_eq!(r.status, RunStatus::Ok);
     assert_eq!(step(&r, 0, "ready").result.as_ref().unwrap()["attempts"], 1);
 }
+
+#[tokio::test]
+async fn dry_run_knows_a_condition_that_never_reads_the_unknown_value() {
+    let lab = Lab::new(&["m1"]);
+    let rb = r#"
+runbook: r
+summary: s
+targets: masters
+params:
+  health_cmd: { type: string, default: "" }
+steps:
+  - id: edit
+    action: file.edit
+    with: { path: "${host.vars.manifests_dir}/kube-apiserver.yaml", set_flags: { --v: "2" } }
+  - id: healthy
+    when: params.health_cmd != "" && steps.edit.changed
+    action: wait.until
+    with: { command: "${params.health_cmd}", condition: result.rc == 0 }
+  - id: needs_it
+    when: steps.edit.changed
+    action: shell
+    with: { cmd: "true" }
+"#;
+    let r = lab.run(rb, &[], true).await;
+    let healthy = step(&r, 0, "healthy");
+    assert_eq!(healthy.status, StepStatus::Skipped, "{healthy:?}");
+    let needs = step(&r, 0, "needs_it");
+    assert!(
+        needs
+            .summary
+            .contains("is unknown (set by step edit); planned as if true"),
+        "{}",
+        needs.summary
+    );
+}

@@ -123,7 +123,7 @@ async fn async_run(
             return Exit::Denied;
         }
     }
-    let progress = Progress::new(!json);
+    let progress = Progress::new(true);
     let report = execute(runbook, bound, false, &progress, cancel.clone()).await;
     progress.finish();
     finish(&report, json, color, false)

@@ -1,0 +1,355 @@
+//! The `remedy` binary end to end, on throwaway kubeadm-layout directories
+//! reached through the `local` transport: what a user types, what they see,
+//! the exit code, and the bytes on disk afterwards.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const MANIFEST: &str = include_str!("../examples/manifests/kube-apiserver.yaml");
+
+/// Two local "masters", each with its own /etc/kubernetes-like tree.
+struct Masters {
+    dir: tempfile::TempDir,
+}
+
+impl Masters {
+    fn new() -> Masters {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inv = String::from("hosts:\n");
+        for h in ["master-1", "master-2"] {
+            let kube = dir.path().join(h).join("kubernetes");
+            std::fs::create_dir_all(kube.join("manifests")).unwrap();
+            std::fs::write(kube.join("manifests/kube-apiserver.yaml"), MANIFEST).unwrap();
+            inv.push_str(&format!(
+                "  {h}:\n    transport: local\n    groups: [masters]\n    vars: {{ kube_dir: {}, backup_dir: {} }}\n",
+                kube.display(),
+                dir.path().join(h).join("backups").display()
+            ));
+        }
+        std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
+        Masters { dir }
+    }
+    fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory.yaml")
+    }
+    fn manifest(&self, host: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join(host)
+            .join("kubernetes/manifests/kube-apiserver.yaml")
+    }
+    fn backups(&self, host: &str) -> PathBuf {
+        self.dir.path().join(host).join("backups")
+    }
+}
+
+fn sha(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+fn remedy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args(args)
+        .env_remove("REMEDY_INVENTORY")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String, i32) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn every_builtin_runbook_validates() {
+    let files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let (out, err, code) = text(&remedy(&args));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok      ") && out.contains("manifest-edit"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_invalid_runbook_exits_2_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "runbook: bad\nsummary: s\ntargets: masters\nsteps:\n  - id: a\n    action: file.edt\n",
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy(&["validate", f.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(out.contains("invalid"), "{out}");
+    let expected = format!(
+        "error: unknown action `file.edt`\n --> {}:6:13\n  |\n6 |     action: file.edt\n  |             ^^^^^^^^\n  = hint: did you mean `file.edit`?\n",
+        f.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+}
+
+#[test]
+fn plan_shows_the_diff_per_host_and_changes_no_byte() {
+    let m = Masters::new();
+    let before = (sha(&m.manifest("master-1")), sha(&m.manifest("master-2")));
+    let (out, err, code) = text(&remedy(&[
+        "plan",
+        "manifest-edit",
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-p",
+        "set=--max-requests-inflight=800",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        (sha(&m.manifest("master-1")), sha(&m.manifest("master-2"))),
+        before
+    );
+    assert!(
+        !m.backups("master-1").exists(),
+        "a dry-run must not take backups"
+    );
+    assert!(
+        out.contains("master-1: to change") && out.contains("master-2: to change"),
+        "{out}"
+    );
+    assert!(out.contains("+    - --max-requests-inflight=800"), "{out}");
+    assert!(out.contains("2 hosts: 2 to change"), "{out}");
+    assert!(out.contains("Dry-run: nothing was changed."), "{out}");
+    assert!(!out.contains('\x1b'), "NO_COLOR must mean no escape codes");
+}
+
+#[test]
+fn run_changes_the_manifest_and_keeps_a_backup_with_the_recorded_sha256() {
+    let m = Masters::new();
+    let original = sha(&m.manifest("master-1"));
+    let out = remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-p",
+        "set=--max-requests-inflight=800",
+        "--yes",
+        "-o",
+        "json",
+    ]);
+    let (stdout, stderr, code) = text(&out);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["summary"], "2 hosts: 2 changed");
+    let manifest = std::fs::read_to_string(m.manifest("master-1")).unwrap();
+    assert!(manifest.contains("    - --max-requests-inflight=800\n"));
+    let edit = report["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "edit")
+        .unwrap();
+    let backup = &edit["backups"][0];
+    assert_eq!(backup["sha256"], original.as_str());
+    let location = PathBuf::from(backup["location"].as_str().unwrap());
+    assert!(location.starts_with(m.backups("master-1")));
+    assert_eq!(
+        sha(&location),
+        original,
+        "the backup holds the original bytes"
+    );
+    assert!(
+        stderr.contains("master-1 › edit: backed up"),
+        "progress goes to stderr: {stderr}"
+    );
+}
+
+#[test]
+fn an_unhealthy_component_rolls_the_first_master_back_and_stops_before_the_second() {
+    let m = Masters::new();
+    let before = (
+        std::fs::read(m.manifest("master-1")).unwrap(),
+        std::fs::read(m.manifest("master-2")).unwrap(),
+    );
+    let (out, err, code) = text(&remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-p",
+        "set=--max-requests-inflight=800",
+        "-p",
+        "health_cmd=false",
+        "-p",
+        "health_timeout=1s",
+        "--yes",
+    ]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        std::fs::read(m.manifest("master-1")).unwrap(),
+        before.0,
+        "restored byte for byte"
+    );
+    assert_eq!(
+        std::fs::read(m.manifest("master-2")).unwrap(),
+        before.1,
+        "never touched"
+    );
+    assert!(out.contains("master-1: failed, rolled back"), "{out}");
+    assert!(out.contains("master-2: not started"), "{out}");
+    assert!(
+        out.contains("[undone]") && out.contains("[FAILED]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 hosts: 1 failed, rolled back, 1 not started"),
+        "{out}"
+    );
+    assert!(err.contains("master-1 › edit: restored"), "{err}");
+}
+
+#[test]
+fn a_real_run_needs_confirmation_and_a_script_must_say_yes() {
+    let m = Masters::new();
+    let before = sha(&m.manifest("master-1"));
+    let (_, err, code) = text(&remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-p",
+        "set=--v=2",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("refusing to change hosts without confirmation") && err.contains("--yes"),
+        "{err}"
+    );
+    assert_eq!(sha(&m.manifest("master-1")), before);
+}
+
+#[test]
+fn bad_params_and_unknown_hosts_exit_2_and_change_nothing() {
+    let m = Masters::new();
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let before = sha(&m.manifest("master-1"));
+    let (_, err, code) = text(&remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        inv,
+        "-p",
+        "health_timeout=soon",
+        "-p",
+        "set=--v=2",
+        "--yes",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("error: --param health_timeout: `soon` is not a duration"),
+        "{err}"
+    );
+    let (_, err, code) = text(&remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        inv,
+        "-p",
+        "set=--v=2",
+        "--limit",
+        "master-3",
+        "--yes",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no host or group `master-3`") && err.contains("did you mean `master-"),
+        "{err}"
+    );
+    let (_, err, code) = text(&remedy(&["run", "manifest-edt", "-i", inv, "--yes"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no runbook named `manifest-edt`; did you mean `manifest-edit`?"),
+        "{err}"
+    );
+    let (_, err, code) = text(&remedy(&["plan", "manifest-edit"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("no inventory given"), "{err}");
+    assert_eq!(sha(&m.manifest("master-1")), before);
+}
+
+#[test]
+fn limit_narrows_the_run_to_one_master() {
+    let m = Masters::new();
+    let before = sha(&m.manifest("master-2"));
+    let (out, err, code) = text(&remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-p",
+        "unset=--allow-privileged",
+        "--limit",
+        "master-1",
+        "--yes",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!std::fs::read_to_string(m.manifest("master-1"))
+        .unwrap()
+        .contains("--allow-privileged"));
+    assert_eq!(sha(&m.manifest("master-2")), before);
+    assert!(out.contains("1 host: 1 changed"), "{out}");
+}
+
+#[test]
+fn list_and_show_teach_the_runbooks_and_actions() {
+    let (out, _, code) = text(&remedy(&["list"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("manifest-edit  Set or remove flags"),
+        "{out}"
+    );
+    let (out, _, _) = text(&remedy(&["list", "--actions"]));
+    for action in [
+        "shell",
+        "file.write",
+        "file.edit",
+        "file.move",
+        "wait.until",
+        "assert",
+        "script",
+        "host.skip",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(action)),
+            "{action} missing from:\n{out}"
+        );
+    }
+    let (out, _, _) = text(&remedy(&["show", "manifest-edit"]));
+    assert!(
+        out.contains("health_timeout   duration default 2m"),
+        "{out}"
+    );
+    let (out, _, _) = text(&remedy(&["show", "file.edit"]));
+    assert!(
+        out.contains("set_flags") && out.contains("previous_sha256"),
+        "{out}"
+    );
+    let (out, _, code) = text(&remedy(&["--help"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Exit codes:") && out.contains("5  rollback failed"),
+        "{out}"
+    );
+}
