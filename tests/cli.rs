@@ -231,7 +231,7 @@ fn a_real_run_needs_confirmation_and_a_script_must_say_yes() {
         "-p",
         "set=--v=2",
     ]));
-    assert_eq!(code, 2);
+    assert_eq!(code, 3, "not confirmed is exit 3 (denied)");
     assert!(
         err.contains("refusing to change hosts without confirmation") && err.contains("--yes"),
         "{err}"
@@ -352,4 +352,54 @@ fn list_and_show_teach_the_runbooks_and_actions() {
         out.contains("Exit codes:") && out.contains("5  rollback failed"),
         "{out}"
     );
+}
+
+#[test]
+fn secret_params_never_appear_in_plans_results_or_json() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("secret.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: secret\nsummary: s\ntargets: masters\nparams:\n  token: { type: secret }\nsteps:\n  - id: use\n    action: shell\n    with: { cmd: \"echo ${params.token} > /dev/null\" }\n",
+    )
+    .unwrap();
+    let inv = m.inventory();
+    for args in [
+        vec![
+            "plan",
+            rb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-p",
+            "token=hunter2-XYZ",
+        ],
+        vec![
+            "plan",
+            rb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-p",
+            "token=hunter2-XYZ",
+            "-o",
+            "json",
+        ],
+        vec![
+            "run",
+            rb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-p",
+            "token=hunter2-XYZ",
+            "--yes",
+        ],
+    ] {
+        let (out, err, code) = text(&remedy(&args));
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            !out.contains("hunter2") && !err.contains("hunter2"),
+            "secret leaked:\n{out}\n{err}"
+        );
+        assert!(out.contains("«secret:token»"), "{out}");
+    }
 }

@@ -178,7 +178,7 @@ impl ActionKind {
             ActionKind::FileWrite => &[
                 arg!("path", Str, true, "file to write"),
                 arg!("content", Str, true, "the new content"),
-                arg!("mode", Str, false, "octal mode for a new file, quoted (\"0600\"); an existing file keeps its mode"),
+                arg!("mode", Str, false, "octal mode the file ends with, quoted (\"0600\"); without it an existing file keeps its mode and a new one gets 0644"),
             ],
             ActionKind::FileEdit => &[
                 arg!("path", Str, true, "the static-pod manifest"),

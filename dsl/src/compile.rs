@@ -57,6 +57,7 @@ pub fn compile(source: Arc<Source>) -> Result<Runbook, Diagnostics> {
 }
 
 /// What an expression may refer to at its position in the runbook.
+#[derive(Clone, Copy)]
 struct RefScope<'a> {
     params: &'a [ParamSpec],
     /// All steps by id: (index, span, action if it parsed).
@@ -65,7 +66,12 @@ struct RefScope<'a> {
     current: usize,
     /// For `result.*`: the action of the current step.
     result_of: Option<ActionKind>,
+    /// `result` is a probe's output (`wait.until`'s `condition`), not the step's result.
+    probe_result: bool,
 }
+
+/// What a probe command's `result` holds.
+const PROBE_RESULTS: &[&str] = &["rc", "stdout", "stderr"];
 
 struct Checker {
     src: Arc<Source>,
@@ -727,6 +733,7 @@ impl Checker {
             steps: index,
             current: i,
             result_of: action,
+            probe_result: false,
         };
         let when = get("when").and_then(|n| self.expr(n, Context::Step, false, &scope, "`when`"));
         let until =
@@ -879,7 +886,14 @@ impl Checker {
             None
         };
         match kind {
-            ArgKind::Expr(ctx) => self.expr(node, ctx, false, scope, what).map(ArgValue::Expr),
+            ArgKind::Expr(ctx) => {
+                let probe = RefScope {
+                    probe_result: ctx == Context::Result,
+                    ..*scope
+                };
+                self.expr(node, ctx, false, &probe, what)
+                    .map(ArgValue::Expr)
+            }
             ArgKind::Script => self
                 .expr(node, Context::Step, true, scope, what)
                 .map(ArgValue::Expr),
@@ -935,6 +949,14 @@ impl Checker {
                         vals.push((key, self.arg_value(v, ArgKind::Str, "a value", scope)?));
                     }
                     Some(ArgValue::Map(vals))
+                }
+                NodeKind::Seq(items) => {
+                    // Also written as a list of `NAME=VALUE` strings.
+                    let mut vals = Vec::new();
+                    for item in items {
+                        vals.push(self.arg_value(item, ArgKind::Str, "a list item", scope)?);
+                    }
+                    Some(ArgValue::List(vals))
                 }
                 NodeKind::Str(_) => self.single_expr(node, scope, kind, what),
                 _ => mismatch(self),
@@ -1091,7 +1113,7 @@ fn rhai_message(msg: &str, ctx: Context) -> (String, Option<String>) {
         if name == "result" {
             return (
                 "`result` is not defined here".into(),
-                Some("`result` (this step's own result) exists only in `until` and `assert`; read an earlier step's result as `steps.<id>.<field>`".into()),
+                Some("`result` exists only in `until`, `assert` and `wait.until`'s `condition`; read an earlier step's result as `steps.<id>.<field>`".into()),
             );
         }
         let vars = ctx.variables();
@@ -1166,6 +1188,19 @@ fn check_reference(
             }
             let field = r.path.get(2)?;
             check_result_field(field, *action, &format!("step `{id}`")).map(|(m, h)| (2, m, h))
+        }
+        ("result", Some(field)) if scope.probe_result => {
+            (!PROBE_RESULTS.contains(&field)).then(|| {
+                let hint =
+                    did_you_mean(field, PROBE_RESULTS.iter().copied()).unwrap_or_else(|| {
+                        format!("a probe's result has: {}", PROBE_RESULTS.join(", "))
+                    });
+                (
+                    1,
+                    format!("a probe's `result` has no field `{field}`"),
+                    Some(hint),
+                )
+            })
         }
         ("result", Some(field)) => {
             check_result_field(field, scope.result_of, "this step").map(|(m, h)| (1, m, h))

@@ -539,7 +539,7 @@ steps:
   |
 7 |     when: result.rc == 0
   |           ^
-  = hint: `result` (this step's own result) exists only in `until` and `assert`; read an earlier step's result as `steps.<id>.<field>`
+  = hint: `result` exists only in `until`, `assert` and `wait.until`'s `condition`; read an earlier step's result as `steps.<id>.<field>`
 
 1 error found; nothing was run.
 "#,
@@ -860,6 +860,29 @@ error: duplicate step id `b`
    = hint: `b` is already used at line 8; step ids must be unique
 
 5 errors found; nothing was run.
+"#,
+    );
+}
+
+#[test]
+fn probe_result_has_only_rc_stdout_stderr() {
+    assert_renders(
+        r#"runbook: x
+summary: s
+targets: masters
+steps:
+  - id: ready
+    action: wait.until
+    with: { command: "true", condition: result.attempts > 1 }
+"#,
+        r#"error: a probe's `result` has no field `attempts`
+ --> rb.yaml:7:48
+  |
+7 |     with: { command: "true", condition: result.attempts > 1 }
+  |                                                ^^^^^^^^
+  = hint: a probe's result has: rc, stdout, stderr
+
+1 error found; nothing was run.
 "#,
     );
 }

@@ -100,9 +100,12 @@ fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map
     };
     let mut out = Map::new();
     for p in &runbook.params {
-        if let Some(d) = &p.default {
-            out.insert(p.name.clone(), d.clone());
-        }
+        match &p.default {
+            Some(d) => out.insert(p.name.clone(), d.clone()),
+            // Optional without a default: present as `()` so `params.x == ()` works.
+            None if !p.required => out.insert(p.name.clone(), Value::Null),
+            None => None,
+        };
     }
     for (name, value) in &req.params_file {
         match runbook.param(name) {
@@ -150,7 +153,7 @@ fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map
     }
     for p in &runbook.params {
         match out.get(&p.name) {
-            None if p.required => diags.push(
+            None | Some(Value::Null) if p.required => diags.push(
                 Diagnostic::new(format!(
                     "missing required param `{}` ({})",
                     p.name,

@@ -72,8 +72,8 @@ impl Bindings {
     fn scope(&self, result: Option<&Value>) -> Result<rhai::Scope<'static>, String> {
         let mut scope = rhai::Scope::new();
         let dynamic = |v: &Value| rhai::serde::to_dynamic(v).map_err(|e| e.to_string());
-        scope.push_constant_dynamic("params", dynamic(&Value::Object(self.params.clone()))?);
-        scope.push_constant_dynamic("host", dynamic(&self.host)?);
+        scope.push_dynamic("params", dynamic(&Value::Object(self.params.clone()))?);
+        scope.push_dynamic("host", dynamic(&self.host)?);
         let mut steps = rhai::Map::new();
         for (id, v) in &self.steps {
             let value = match v {
@@ -84,9 +84,9 @@ impl Bindings {
             };
             steps.insert(id.as_str().into(), value);
         }
-        scope.push_constant("steps", steps);
+        scope.push("steps", steps);
         if let Some(r) = result {
-            scope.push_constant_dynamic("result", dynamic(r)?);
+            scope.push_dynamic("result", dynamic(r)?);
         }
         Ok(scope)
     }

@@ -16,7 +16,7 @@ use crate::plan::Plan;
 use crate::report::*;
 use crate::transport::{Connector, ReadOnly, Transport};
 use remedy_dsl::runbook::ArgValue;
-use remedy_dsl::{ActionKind, OnFailure, Runbook, Step};
+use remedy_dsl::{ActionKind, ArgKind, OnFailure, Runbook, Step};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -199,7 +199,7 @@ impl Executor<'_> {
         let mut any_failed = false;
         for step in &self.runbook.steps {
             if let Some(reason) = &skipping {
-                bindings.register(&step.id, StepValue::Known(skipped_result()));
+                bindings.register(&step.id, StepValue::Known(skipped_result(step.action)));
                 report.steps.push(StepReport::new(
                     &step.id,
                     step.action.name(),
@@ -218,9 +218,7 @@ impl Executor<'_> {
                 .await
             {
                 StepEnd::Done(r) => {
-                    if r.status == StepStatus::Changed
-                        || (r.status == StepStatus::Failed && !r.backups.is_empty())
-                    {
+                    if !r.backups.is_empty() {
                         applied.push((report.steps.len(), r.backups.clone()));
                     }
                     report.steps.push(r);
@@ -262,7 +260,7 @@ impl Executor<'_> {
                         OnFailure::Continue => {
                             bindings.register(
                                 &step.id,
-                                StepValue::Known(failed_result(&err.to_string())),
+                                StepValue::Known(failed_result(step.action, &err.to_string())),
                             );
                             continue;
                         }
@@ -356,18 +354,30 @@ impl Executor<'_> {
                 EventKind::StepRolledBack { restored },
             );
         }
-        for s in &report.steps {
-            if s.status == StepStatus::Changed && s.backups.is_empty() {
-                // Changed without declared paths (e.g. `shell` without `modifies`):
-                // nothing remedy can restore. Say so rather than pretend.
-                let _ = self.emit(
-                    Some(host),
-                    Some(&s.id),
-                    EventKind::StepRolledBack {
-                        restored: Vec::new(),
-                    },
-                );
-            }
+        // Steps that changed the host without declaring paths (e.g. `shell`
+        // without `modifies`) cannot be restored: say so rather than pretend.
+        let not_undone: Vec<String> = report
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Changed && s.backups.is_empty())
+            .map(|s| format!("`{}` ({})", s.id, s.action))
+            .collect();
+        for id in &not_undone {
+            let _ = self.emit(
+                Some(host),
+                None,
+                EventKind::RollbackFailed {
+                    error: format!(
+                        "step {id} changed the host without declared paths; remedy cannot undo it"
+                    ),
+                },
+            );
+        }
+        if !not_undone.is_empty() {
+            report.hint = Some(format!(
+                "restored every backed-up file, but could not undo {}: it declared no paths (give `shell` a `modifies:` list); check the host by hand",
+                not_undone.join(", ")
+            ));
         }
         HostStatus::RolledBack
     }
@@ -392,7 +402,7 @@ impl Executor<'_> {
         if let Some(when) = &step.when {
             match bindings.eval_bool(when, None) {
                 Ok(Some(false)) => {
-                    bindings.register(id, StepValue::Known(skipped_result()));
+                    bindings.register(id, StepValue::Known(skipped_result(step.action)));
                     let reason = format!("`when: {}` is false", when.text.trim());
                     let _ = self.emit(
                         Some(name),
@@ -429,7 +439,8 @@ impl Executor<'_> {
             }
             match bindings.resolve(v) {
                 Ok(Resolved::Known(j)) => {
-                    with.insert(k.clone(), j);
+                    let kind = step.action.arg(k).map(|a| a.kind);
+                    with.insert(k.clone(), coerce(kind, j));
                 }
                 Ok(Resolved::Unknown { set_by }) => unknown.push((k.clone(), set_by)),
                 Err(e) => return fail("arguments could not be evaluated", e.into(), Vec::new(), 0),
@@ -494,21 +505,27 @@ impl Executor<'_> {
             };
             action.plan(&ctx).await
         };
-        let mut plan = match plan_result {
-            Ok(p) => p,
-            Err(e) => return fail("planning failed", e, Vec::new(), 0),
-        };
-        let _ = self.emit(
-            Some(name),
-            Some(id),
-            EventKind::StepPlanned { plan: plan.clone() },
-        );
+        // A real run retries a failed plan too (a read-only probe may fail
+        // while a component restarts); a dry-run reports it at once.
+        if let Ok(p) = &plan_result {
+            let _ = self.emit(
+                Some(name),
+                Some(id),
+                EventKind::StepPlanned { plan: p.clone() },
+            );
+        }
+        let mut first_plan = Some(plan_result);
         let summary = |p: &Plan| match &when_note {
             Some(n) => format!("{} ({n})", p.summary),
             None => p.summary.clone(),
         };
 
         if self.options.dry_run {
+            let plan = match first_plan.take() {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return fail("planning failed", e, Vec::new(), 0),
+                None => unreachable!("the first plan is taken once"),
+            };
             let status = if plan.is_noop() {
                 StepStatus::Unchanged
             } else {
@@ -552,21 +569,39 @@ impl Executor<'_> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            if attempt > 1 {
-                let ctx = StepCtx {
-                    transport: &read_only,
-                    host,
-                    step,
-                    bindings,
-                    clock: self.clock,
-                    progress: &sink_progress,
-                    command_timeout,
-                };
-                plan = match action.plan(&ctx).await {
-                    Ok(p) => p,
-                    Err(e) => return fail("planning failed", e, backups, attempt),
-                };
-            }
+            let planned = match first_plan.take() {
+                Some(first) => first,
+                None => {
+                    let ctx = StepCtx {
+                        transport: &read_only,
+                        host,
+                        step,
+                        bindings,
+                        clock: self.clock,
+                        progress: &sink_progress,
+                        command_timeout,
+                    };
+                    action.plan(&ctx).await
+                }
+            };
+            let plan = match planned {
+                Ok(p) => p,
+                Err(e) if attempt <= step.retries && e.retryable() => {
+                    let wait = Duration::from_secs(step.backoff_secs as u64);
+                    let _ = self.emit(
+                        Some(name),
+                        Some(id),
+                        EventKind::StepRetry {
+                            attempt,
+                            wait_secs: wait.as_secs(),
+                            reason: e.to_string(),
+                        },
+                    );
+                    self.clock.sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return fail("planning failed", e, backups, attempt),
+            };
             let outcome: Result<Value, ActionError> = if plan.is_noop() {
                 Ok(plan
                     .result
@@ -691,7 +726,7 @@ impl Executor<'_> {
                 let _ = self.emit(Some(name), Some(id), EventKind::StepVerified);
             }
             bindings.register(id, StepValue::Known(value.clone()));
-            let changed = value["changed"].as_bool().unwrap_or(false) || !plan.is_noop();
+            let changed = value["changed"].as_bool().unwrap_or(false);
             let mut r = StepReport::new(
                 id,
                 action_name,
@@ -762,5 +797,25 @@ impl Executor<'_> {
             backups.push(record);
         }
         Ok(())
+    }
+}
+
+/// A string argument given a number or boolean by `"${...}"` gets its text,
+/// as it would have written inline (`cmd: "${params.port}"`).
+fn coerce(kind: Option<ArgKind>, value: Value) -> Value {
+    let text = |v: Value| match v {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        other => other,
+    };
+    match (kind, value) {
+        (Some(ArgKind::Str), v) => text(v),
+        (Some(ArgKind::StrList), Value::Array(items)) => {
+            Value::Array(items.into_iter().map(text).collect())
+        }
+        (Some(ArgKind::StrMap), Value::Object(m)) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, text(v))).collect())
+        }
+        (_, v) => v,
     }
 }

@@ -90,7 +90,7 @@ fn derive_vars(vars: &mut Map<String, Value>) {
         .or_insert_with(|| Value::String(format!("{kube}/pki")));
 }
 
-const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "approval", "known_hosts"];
+const TOP_KEYS: &[&str] = &["vars", "groups", "hosts"];
 const HOST_KEYS: &[&str] = &["address", "port", "user", "transport", "groups", "vars"];
 
 impl Inventory {

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod inventory;
 pub mod manifest_edit;
 pub mod plan;
+pub mod redact;
 pub mod report;
 pub mod transport;
 

@@ -19,6 +19,12 @@ pub enum Change {
     Command { cmd: String },
     /// A file would be moved.
     Move { from: String, to: String },
+    /// A file's permission bits change (octal, e.g. "0600").
+    Mode {
+        path: String,
+        from: String,
+        to: String,
+    },
     /// Anything else worth telling (e.g. a wait).
     Note { text: String },
 }

@@ -649,3 +649,127 @@ steps:
         needs.summary
     );
 }
+
+#[tokio::test]
+async fn rollback_says_which_changes_it_could_not_undo() {
+    let lab = Lab::new(&["m1"]);
+    let rb = r#"
+runbook: r
+summary: s
+targets: masters
+steps:
+  - id: undeclared
+    action: shell
+    with: { cmd: "touch ${host.vars.root}/made-by-shell" }
+  - id: declared
+    action: shell
+    with: { cmd: "touch ${host.vars.root}/declared", modifies: ["${host.vars.root}/declared"] }
+  - id: boom
+    action: shell
+    with: { cmd: "exit 1" }
+"#;
+    let r = lab.run(rb, &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::RolledBack);
+    assert_eq!(
+        step(&r, 0, "undeclared").status,
+        StepStatus::Changed,
+        "not claimed as undone"
+    );
+    assert_eq!(step(&r, 0, "declared").status, StepStatus::RolledBack);
+    assert!(
+        !lab.root("m1").join("declared").exists(),
+        "a declared path is restored (removed: it did not exist)"
+    );
+    assert!(lab.root("m1").join("made-by-shell").exists());
+    let hint = r.hosts[0].hint.as_ref().unwrap();
+    assert!(
+        hint.contains("could not undo `undeclared` (shell)") && hint.contains("modifies"),
+        "{hint}"
+    );
+}
+
+#[tokio::test]
+async fn file_write_mode_is_the_mode_the_file_ends_with() {
+    let lab = Lab::new(&["m1"]);
+    let path = lab.root("m1").join("conf");
+    std::fs::write(&path, "same\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let rb = format!("runbook: r\nsummary: s\ntargets: masters\nsteps:\n  - id: w\n    action: file.write\n    with: {{ path: {}, content: \"same\\n\", mode: \"0600\" }}\n", path.display());
+    let plan = lab.run(&rb, &[], true).await;
+    let changes =
+        serde_json::to_value(&step(&plan, 0, "w").plan.as_ref().unwrap().changes).unwrap();
+    assert_eq!(
+        changes,
+        serde_json::json!([{ "kind": "mode", "path": path.display().to_string(), "from": "0644", "to": "0600" }])
+    );
+    let r = lab.run(&rb, &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::Changed);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = lab.run(&rb, &[], false).await;
+    assert_eq!(again.hosts[0].status, HostStatus::Unchanged, "idempotent");
+}
+
+#[tokio::test]
+async fn a_wait_is_not_a_change_and_skipped_steps_read_as_unit() {
+    let lab = Lab::new(&["m1"]);
+    std::fs::write(lab.root("m1").join("state"), "starting\n").unwrap();
+    let rb = r#"
+runbook: r
+summary: s
+targets: masters
+steps:
+  - id: never
+    when: false
+    action: shell
+    with: { cmd: "true" }
+  - id: flip
+    action: shell
+    with: { cmd: "echo ready > ${host.vars.root}/state", read_only: true }
+  - id: ready
+    action: wait.until
+    with: { command: "cat ${host.vars.root}/state", condition: 'result.stdout.contains("ready")' }
+  - id: after
+    action: assert
+    with: { that: steps.never.rc == () && !steps.ready.changed }
+"#;
+    let r = lab.run(rb, &[], false).await;
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    assert_eq!(r.hosts[0].status, HostStatus::Unchanged);
+}
+
+#[tokio::test]
+async fn retries_also_cover_a_probe_that_fails_while_planning() {
+    let lab = Lab::new(&["m1"]);
+    let rb = r#"
+runbook: r
+summary: s
+targets: masters
+steps:
+  - id: probe
+    action: shell
+    retries: 3
+    backoff: 2s
+    with: { cmd: "echo x >> ${host.vars.root}/n; test $(wc -l < ${host.vars.root}/n) -ge 3", read_only: true }
+"#;
+    let clock = ManualClock::new();
+    let r = lab
+        .run_with(rb, &[], false, &MemorySink::default(), &clock)
+        .await;
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    assert_eq!(clock.sleeps().len(), 2);
+}
+
+#[tokio::test]
+async fn a_number_interpolated_into_a_string_argument_is_its_text() {
+    let lab = Lab::new(&["m1"]);
+    let rb = "runbook: r\nsummary: s\ntargets: masters\nparams:\n  n: { type: int, default: 7 }\nsteps:\n  - id: w\n    action: file.write\n    with: { path: \"${host.vars.root}/n\", content: \"${params.n}\" }\n";
+    let r = lab.run(rb, &[], false).await;
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    assert_eq!(
+        std::fs::read_to_string(lab.root("m1").join("n")).unwrap(),
+        "7"
+    );
+}

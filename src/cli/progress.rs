@@ -4,17 +4,18 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use remedy_engine::event::{Event, EventKind, EventSink};
+use remedy_engine::redact::Redactor;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 pub struct Progress {
-    enabled: bool,
+    redactor: Redactor,
     spinner: Option<ProgressBar>,
 }
 
 impl Progress {
-    pub fn new(enabled: bool) -> Progress {
-        let spinner = (enabled && std::io::stderr().is_terminal()).then(|| {
+    pub fn new(redactor: Redactor) -> Progress {
+        let spinner = std::io::stderr().is_terminal().then(|| {
             let pb = ProgressBar::new_spinner();
             pb.set_style(
                 ProgressStyle::with_template("{spinner} {msg}")
@@ -23,10 +24,11 @@ impl Progress {
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
         });
-        Progress { enabled, spinner }
+        Progress { redactor, spinner }
     }
 
     fn line(&self, text: String) {
+        let text = self.redactor.apply(&text);
         match &self.spinner {
             Some(pb) => pb.println(text),
             None => eprintln!("{text}"),
@@ -42,9 +44,6 @@ impl Progress {
 
 impl EventSink for Progress {
     fn emit(&self, e: &Event) -> Result<(), String> {
-        if !self.enabled {
-            return Ok(());
-        }
         let at = match (&e.host, &e.step) {
             (Some(h), Some(s)) => format!("{h} › {s}"),
             (Some(h), None) => h.clone(),
@@ -80,7 +79,10 @@ impl EventSink for Progress {
                 wait_secs, reason, ..
             } => self.line(format!("{at}: retry in {wait_secs}s: {reason}")),
             EventKind::Waiting { what, elapsed_secs } => match &self.spinner {
-                Some(pb) => pb.set_message(format!("{at}: {what} ({elapsed_secs}s)")),
+                Some(pb) => pb.set_message(
+                    self.redactor
+                        .apply(&format!("{at}: {what} ({elapsed_secs}s)")),
+                ),
                 None if elapsed_secs % 10 < 2 => {
                     self.line(format!("{at}: {what} ({elapsed_secs}s)"))
                 }

@@ -129,6 +129,9 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
                 Change::Note { text } => {
                     let _ = writeln!(out, "{pad}{text}");
                 }
+                Change::Mode { path, from, to } => {
+                    let _ = writeln!(out, "{pad}chmod {to} {path} (was {from})");
+                }
             }
         }
     }

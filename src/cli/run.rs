@@ -5,6 +5,7 @@ use super::{library, progress::Progress, render, request, Exit, Global, Output};
 use remedy_dsl::{Approval, Diagnostics};
 use remedy_engine::clock::SystemClock;
 use remedy_engine::event::{EventSink, MemorySink};
+use remedy_engine::redact::Redactor;
 use remedy_engine::transport::LocalConnector;
 use remedy_engine::{bind, BoundRun, Executor, RunOptions, RunReport, RunStatus};
 use std::io::{BufRead, IsTerminal, Write};
@@ -85,19 +86,20 @@ async fn async_run(
     }
     let json = g.output == Output::Json;
     let color = super::use_color();
+    let redactor = Redactor::new(bound);
 
     if dry_run {
         let report = execute(runbook, bound, true, &MemorySink::default(), cancel.clone()).await;
-        return finish(&report, json, color, true);
+        return finish(&report, json, color, true, &redactor);
     }
 
     if !g.yes {
         if !std::io::stdin().is_terminal() {
             eprintln!("error: refusing to change hosts without confirmation: standard input is not a terminal\n  = hint: review the plan with `remedy plan {}` (same options), then pass --yes", runbook.name);
-            return Exit::Invalid;
+            return Exit::Denied;
         }
         let preview = execute(runbook, bound, true, &MemorySink::default(), cancel.clone()).await;
-        print!("{}", render::report(&preview, color));
+        print!("{}", redactor.apply(&render::report(&preview, color)));
         if preview.status != RunStatus::Ok {
             eprintln!("The plan itself failed on some hosts; fix that before running.");
             return Exit::StepFailed;
@@ -123,10 +125,10 @@ async fn async_run(
             return Exit::Denied;
         }
     }
-    let progress = Progress::new(true);
+    let progress = Progress::new(redactor.clone());
     let report = execute(runbook, bound, false, &progress, cancel.clone()).await;
     progress.finish();
-    finish(&report, json, color, false)
+    finish(&report, json, color, false, &redactor)
 }
 
 async fn execute(
@@ -159,14 +161,14 @@ fn strategy_words(rb: &remedy_dsl::Runbook) -> String {
     format!("{batch}, on failure: {}", rb.on_failure.name())
 }
 
-fn finish(report: &RunReport, json: bool, color: bool, dry_run: bool) -> Exit {
+fn finish(report: &RunReport, json: bool, color: bool, dry_run: bool, redactor: &Redactor) -> Exit {
     if json {
         match serde_json::to_string_pretty(report) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => println!("{}", redactor.apply(&s)),
             Err(e) => eprintln!("error: cannot render JSON: {e}"),
         }
     } else {
-        print!("{}", render::report(report, color));
+        print!("{}", redactor.apply(&render::report(report, color)));
         if dry_run {
             println!("Dry-run: nothing was changed.");
         }

@@ -112,8 +112,10 @@ fn runbook_json(rb: &Runbook) -> serde_json::Value {
 fn show_action(g: &Global, kind: ActionKind) -> Exit {
     let results: Vec<_> = kind
         .results()
-        .map(|r| r.iter().chain(COMMON_RESULTS).collect())
-        .unwrap_or_default();
+        .unwrap_or(&[])
+        .iter()
+        .chain(COMMON_RESULTS)
+        .collect();
     if g.output == Output::Json {
         let v = json!({
             "action": kind.name(),
@@ -138,7 +140,7 @@ fn show_action(g: &Global, kind: ActionKind) -> Exit {
     }
     println!("\nresults (as steps.<id>.<name>):");
     if kind.results().is_none() {
-        println!("  whatever the script returns (a map), plus changed and skipped");
+        println!("  whatever the script returns (a map), plus the common results below");
     }
     for r in results {
         println!("  {:16} {}", r.name, r.doc);

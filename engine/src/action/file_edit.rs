@@ -38,15 +38,18 @@ enum Pairs {
 }
 
 impl Pairs {
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self, what: &str) -> Result<Vec<(String, String)>, ActionError> {
         match self {
-            Pairs::None => Vec::new(),
-            Pairs::Map(m) => m.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+            Pairs::None => Ok(Vec::new()),
+            Pairs::Map(m) => Ok(m.iter().map(|(k, v)| (k.clone(), text(v))).collect()),
             Pairs::List(items) => items
                 .iter()
                 .map(|item| match item.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (item.clone(), String::new()),
+                    Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                    None => Err(ActionError::BadArguments {
+                        action: "file.edit",
+                        message: format!("`{item}` in {what} has no value: write NAME=VALUE (e.g. --profiling=false, limits.memory=2Gi)"),
+                    }),
                 })
                 .collect(),
         }
@@ -66,11 +69,11 @@ fn flag_name(name: &str) -> String {
 }
 
 impl FileEdit {
-    fn ops(&self) -> Vec<EditOp> {
+    fn ops(&self) -> Result<Vec<EditOp>, ActionError> {
         let mut ops = Vec::new();
         ops.extend(
             self.set_flags
-                .pairs()
+                .pairs("set_flags")?
                 .into_iter()
                 .map(|(k, v)| EditOp::SetFlag {
                     name: flag_name(&k),
@@ -84,7 +87,7 @@ impl FileEdit {
         );
         ops.extend(
             self.set_resources
-                .pairs()
+                .pairs("set_resources")?
                 .into_iter()
                 .map(|(k, v)| EditOp::SetResource { key: k, value: v }),
         );
@@ -93,7 +96,7 @@ impl FileEdit {
                 .iter()
                 .map(|k| EditOp::RemoveResource { key: k.clone() }),
         );
-        ops
+        Ok(ops)
     }
 
     async fn edited(&self, ctx: &StepCtx<'_>) -> Result<(String, String), ActionError> {
@@ -110,7 +113,7 @@ impl FileEdit {
                 "only YAML manifests can be edited",
             )
         })?;
-        let new = edit(&old, self.container.as_deref(), &self.ops()).map_err(|e| {
+        let new = edit(&old, self.container.as_deref(), &self.ops()?).map_err(|e| {
             ActionError::Precondition {
                 message: format!("cannot edit {}: {e}", self.path),
                 hint: Some("inspect the manifest; nothing was changed".into()),
@@ -123,7 +126,7 @@ impl FileEdit {
 #[async_trait]
 impl Action for FileEdit {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        if self.ops().is_empty() {
+        if self.ops()?.is_empty() {
             return Err(ActionError::BadArguments {
                 action: "file.edit",
                 message:

@@ -37,32 +37,55 @@ impl FileWrite {
 #[async_trait]
 impl Action for FileWrite {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        self.mode()?;
-        let current = match ctx.transport.stat(&self.path).await? {
+        let want_mode = self.mode()?;
+        let (current, current_mode) = match ctx.transport.stat(&self.path).await? {
             Some(s) if s.is_dir => {
                 return Err(ActionError::precondition(
                     format!("{} is a directory", self.path),
                     "give the path of a file",
                 ))
             }
-            Some(_) => Some(ctx.transport.read_file(&self.path).await?),
-            None => None,
+            Some(s) => (
+                Some(ctx.transport.read_file(&self.path).await?),
+                Some(s.mode),
+            ),
+            None => (None, None),
         };
         let new_sha = sha256_hex(self.content.as_bytes());
         let previous = current.as_deref().map(sha256_hex).unwrap_or_default();
-        if current.as_deref() == Some(self.content.as_bytes()) {
+        let same_content = current.as_deref() == Some(self.content.as_bytes());
+        let mode_change = match (current_mode, want_mode) {
+            (Some(have), Some(want)) if have != want => Some((have, want)),
+            _ => None,
+        };
+        if same_content && mode_change.is_none() {
             return Ok(Plan::noop(
-                format!("{} already has this content", self.path),
+                format!("{} already as wanted", self.path),
                 result(
                     false,
                     json!({ "path": self.path, "sha256": new_sha, "previous_sha256": previous }),
                 ),
             ));
         }
-        let old = current
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
+        let mut changes = Vec::new();
+        if !same_content {
+            let old = current
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            changes.push(Change::File {
+                path: self.path.clone(),
+                diff: unified_diff(&self.path, &old, &self.content),
+                created: current.is_none(),
+            });
+        }
+        if let Some((have, want)) = mode_change {
+            changes.push(Change::Mode {
+                path: self.path.clone(),
+                from: format!("{have:04o}"),
+                to: format!("{want:04o}"),
+            });
+        }
         Ok(Plan {
             summary: format!(
                 "{} {}",
@@ -73,11 +96,7 @@ impl Action for FileWrite {
                 },
                 self.path
             ),
-            changes: vec![Change::File {
-                path: self.path.clone(),
-                diff: unified_diff(&self.path, &old, &self.content),
-                created: current.is_none(),
-            }],
+            changes,
             modifies: vec![self.path.clone()],
             result: None,
         })
@@ -88,6 +107,7 @@ impl Action for FileWrite {
             Some(_) => sha256_hex(&ctx.transport.read_file(&self.path).await?),
             None => String::new(),
         };
+        // Rewritten whole even for a mode-only change: one atomic path for both.
         ctx.transport
             .write_file_atomic(
                 &self.path,

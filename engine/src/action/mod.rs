@@ -156,16 +156,28 @@ pub fn result(changed: bool, fields: Value) -> Value {
     Value::Object(map)
 }
 
+/// A result with every field of `kind` present but empty (null), so a later
+/// `steps.x.rc == 0` is simply false instead of a "property not found" error.
+fn empty_result(kind: ActionKind) -> Value {
+    let fields: serde_json::Map<String, Value> = kind
+        .results()
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| (r.name.to_string(), Value::Null))
+        .collect();
+    result(false, Value::Object(fields))
+}
+
 /// The result of a step that did not run (`when` false, host skipped).
-pub fn skipped_result() -> Value {
-    let mut v = result(false, Value::Null);
+pub fn skipped_result(kind: ActionKind) -> Value {
+    let mut v = empty_result(kind);
     v["skipped"] = Value::Bool(true);
     v
 }
 
 /// The result of a failed step under `on_failure: continue`.
-pub fn failed_result(error: &str) -> Value {
-    let mut v = result(false, Value::Null);
+pub fn failed_result(kind: ActionKind, error: &str) -> Value {
+    let mut v = empty_result(kind);
     v["failed"] = Value::Bool(true);
     v["error"] = Value::String(error.to_string());
     v
