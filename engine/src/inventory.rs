@@ -27,10 +27,50 @@ pub struct Host {
     pub address: String,
     pub port: u16,
     pub user: String,
+    /// Which of address, port and user the inventory set; where it did not,
+    /// `~/.ssh/config` may.
+    pub explicit: Explicit,
+    pub ssh: HostSsh,
     pub transport: TransportKind,
     pub groups: Vec<String>,
     /// Merged: defaults < inventory `vars` < group vars (in order) < host vars.
     pub vars: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Explicit {
+    pub address: bool,
+    pub port: bool,
+    pub user: bool,
+}
+
+/// Per-host SSH settings (host keys win over the inventory's `ssh:` block).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostSsh {
+    pub identity_file: Option<String>,
+    /// `[user@]host[:port]`, comma-separated for a chain; an inventory host
+    /// name is reached with its inventory settings.
+    pub proxy_jump: Option<String>,
+    /// Run commands through `sudo -n` (for a non-root login user).
+    #[serde(rename = "become")]
+    pub become_: bool,
+}
+
+/// Inventory-wide SSH settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSettings {
+    /// known_hosts file to verify host keys against (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<String>,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            known_hosts: None,
+            connect_timeout_secs: 10,
+        }
+    }
 }
 
 impl Host {
@@ -59,6 +99,7 @@ impl Host {
 #[derive(Debug, Clone)]
 pub struct Inventory {
     pub source: Arc<Source>,
+    pub ssh: SshSettings,
     pub hosts: Vec<Host>,
     /// Group names, declared under `groups:` or only named by hosts.
     pub groups: Vec<String>,
@@ -90,8 +131,46 @@ fn derive_vars(vars: &mut Map<String, Value>) {
         .or_insert_with(|| Value::String(format!("{kube}/pki")));
 }
 
-const TOP_KEYS: &[&str] = &["vars", "groups", "hosts"];
-const HOST_KEYS: &[&str] = &["address", "port", "user", "transport", "groups", "vars"];
+const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "ssh"];
+const HOST_KEYS: &[&str] = &[
+    "address",
+    "port",
+    "user",
+    "transport",
+    "groups",
+    "vars",
+    "identity_file",
+    "proxy_jump",
+    "become",
+];
+const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "identity_file",
+    "known_hosts",
+    "proxy_jump",
+    "become",
+    "connect_timeout",
+];
+
+/// `path` as written, or relative to the inventory file's directory.
+fn resolve_path(source: &Source, path: &str) -> String {
+    let path = crate::transport::ssh::config::expand_home(path);
+    if path.starts_with('/') {
+        return path;
+    }
+    match std::path::Path::new(&source.name).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(&path).display().to_string(),
+        _ => path,
+    }
+}
+
+fn port_of(n: &Node) -> Option<u16> {
+    match n.kind {
+        NodeKind::Int(p) if (1..=65535).contains(&p) => Some(p as u16),
+        _ => None,
+    }
+}
 
 impl Inventory {
     pub fn parse(source: Arc<Source>) -> Result<Inventory, Diagnostics> {
@@ -124,6 +203,73 @@ impl Inventory {
                 );
             }
         }
+        // Inventory-wide SSH settings, defaults for every host.
+        let mut ssh = SshSettings::default();
+        let mut ssh_user: Option<String> = None;
+        let mut ssh_port: Option<u16> = None;
+        let mut ssh_host = HostSsh::default();
+        if let Some(block) = root.get("ssh") {
+            match block.as_map() {
+                None => err(
+                    &mut diags,
+                    block,
+                    format!("`ssh` must be a mapping, found {}", block.type_name()),
+                    Some("e.g. `ssh: { user: root, known_hosts: known_hosts }`"),
+                ),
+                Some(entries) => {
+                    for (k, v) in entries {
+                        let key = k.as_str().unwrap_or("");
+                        match key {
+                            "user" => ssh_user = v.scalar_text(),
+                            "port" => match port_of(v) {
+                                Some(p) => ssh_port = Some(p),
+                                None => err(
+                                    &mut diags,
+                                    v,
+                                    format!(
+                                        "`ssh.port` must be 1–65535, found `{}`",
+                                        v.scalar_text().unwrap_or_default()
+                                    ),
+                                    None,
+                                ),
+                            },
+                            "identity_file" => {
+                                ssh_host.identity_file =
+                                    v.scalar_text().map(|p| resolve_path(&source, &p))
+                            }
+                            "known_hosts" => {
+                                ssh.known_hosts = v.scalar_text().map(|p| resolve_path(&source, &p))
+                            }
+                            "proxy_jump" => ssh_host.proxy_jump = v.scalar_text(),
+                            "become" => ssh_host.become_ = matches!(v.kind, NodeKind::Bool(true)),
+                            "connect_timeout" => match v
+                                .scalar_text()
+                                .and_then(|t| remedy_dsl::param::parse_duration(&t))
+                            {
+                                Some(s) if s > 0 => ssh.connect_timeout_secs = s as u64,
+                                _ => err(
+                                    &mut diags,
+                                    v,
+                                    "`ssh.connect_timeout` must be a duration such as 10s".into(),
+                                    None,
+                                ),
+                            },
+                            _ => {
+                                let hint = did_you_mean(key, SSH_KEYS.iter().copied())
+                                    .unwrap_or_else(|| format!("allowed: {}", SSH_KEYS.join(", ")));
+                                err(
+                                    &mut diags,
+                                    k,
+                                    format!("unknown key `{key}` in `ssh`"),
+                                    Some(&hint),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let login_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         let mut global = default_vars();
         if let Some(v) = root.get("vars") {
             merge_vars(&mut global, v, &source, &mut diags);
@@ -233,7 +379,7 @@ impl Inventory {
                         }
                     };
                     let port = match v.get("port").map(|n| (&n.kind, n)) {
-                        None => 22,
+                        None => ssh_port.unwrap_or(22),
                         Some((NodeKind::Int(p), _)) if (1..=65535).contains(p) => *p as u16,
                         Some((_, n)) => {
                             err(
@@ -282,11 +428,29 @@ impl Inventory {
                     } else {
                         name
                     };
+                    let user = text("user").or_else(|| ssh_user.clone());
+                    let explicit = Explicit {
+                        address: v.get("address").is_some(),
+                        port: v.get("port").is_some() || ssh_port.is_some(),
+                        user: user.is_some(),
+                    };
+                    let host_ssh = HostSsh {
+                        identity_file: text("identity_file")
+                            .map(|p| resolve_path(&source, &p))
+                            .or_else(|| ssh_host.identity_file.clone()),
+                        proxy_jump: text("proxy_jump").or_else(|| ssh_host.proxy_jump.clone()),
+                        become_: match v.get("become").map(|n| &n.kind) {
+                            Some(NodeKind::Bool(b)) => *b,
+                            _ => ssh_host.become_,
+                        },
+                    };
                     hosts.push(Host {
                         name: name.to_string(),
                         address: text("address").unwrap_or_else(|| default_address.to_string()),
                         port,
-                        user: text("user").unwrap_or_else(|| "root".into()),
+                        user: user.unwrap_or_else(|| login_user.clone()),
+                        explicit,
+                        ssh: host_ssh,
                         transport,
                         groups: host_groups,
                         vars,
@@ -296,6 +460,7 @@ impl Inventory {
         }
         diags.into_result(Inventory {
             source,
+            ssh,
             hosts,
             groups,
         })

@@ -1,7 +1,7 @@
 //! The `Local` transport: this machine, as the user remedy runs as. Used for
 //! hosts marked `transport: local` in the inventory and by the engine's tests.
 
-use super::{FileStat, Output, TResult, Transport, TransportError, WriteAttrs};
+use super::{FileStat, Output, RawOutput, TResult, Transport, TransportError, WriteAttrs};
 use async_trait::async_trait;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -28,6 +28,10 @@ impl Local {
     }
 
     async fn run(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
+        self.run_raw(cmd, timeout).await.map(Output::from)
+    }
+
+    async fn run_raw(&self, cmd: &str, timeout: Duration) -> TResult<RawOutput> {
         let child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(cmd)
@@ -48,11 +52,15 @@ impl Local {
                 secs: timeout.as_secs(),
             }),
             Ok(Err(e)) => Err(self.io("wait for", cmd, e)),
-            Ok(Ok(out)) => Ok(Output {
-                status: out.status.code(),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }),
+            Ok(Ok(out)) => {
+                use std::os::unix::process::ExitStatusExt;
+                Ok(RawOutput {
+                    status: out.status.code(),
+                    signal: out.status.signal().map(|s| s.to_string()),
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            }
         }
     }
 }
@@ -65,6 +73,10 @@ impl Transport for Local {
 
     async fn exec(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
         self.run(cmd, timeout).await
+    }
+
+    async fn exec_raw(&self, cmd: &str, timeout: Duration) -> TResult<RawOutput> {
+        self.run_raw(cmd, timeout).await
     }
 
     async fn probe(&self, cmd: &str, timeout: Duration) -> TResult<Output> {

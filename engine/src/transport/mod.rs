@@ -7,12 +7,38 @@
 
 mod local;
 mod read_only;
+pub mod ssh;
 
 pub use local::Local;
 pub use read_only::ReadOnly;
 
 use async_trait::async_trait;
 use std::time::Duration;
+
+/// A finished command's raw bytes (for `remedy exec`, which must pass output
+/// through unchanged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOutput {
+    pub status: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl From<RawOutput> for Output {
+    fn from(r: RawOutput) -> Output {
+        let mut stderr = String::from_utf8_lossy(&r.stderr).into_owned();
+        if let Some(sig) = &r.signal {
+            stderr.push_str(&format!("(killed by signal {sig})"));
+        }
+        Output {
+            status: r.status,
+            stdout: String::from_utf8_lossy(&r.stdout).into_owned(),
+            stderr,
+        }
+    }
+}
 
 /// What a finished command produced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +110,15 @@ pub enum TransportError {
     /// The host cannot be reached with this transport.
     #[error("cannot reach {host}: {message}")]
     Unreachable { host: String, message: String },
+    /// The host's key is unknown or changed: never retried.
+    #[error("{message}")]
+    HostKey { host: String, message: String },
+    /// No way of logging in worked.
+    #[error("{message}")]
+    Auth { host: String, message: String },
+    /// The connection died under a command: its outcome is unknown.
+    #[error("{message}")]
+    ConnectionLost { host: String, message: String },
 }
 
 impl TransportError {
@@ -93,6 +128,20 @@ impl TransportError {
             self,
             TransportError::Timeout { .. } | TransportError::Unreachable { .. }
         )
+    }
+
+    /// The host this error is about.
+    pub fn host(&self) -> &str {
+        match self {
+            TransportError::Io { host, .. }
+            | TransportError::Timeout { host, .. }
+            | TransportError::Spawn { host, .. }
+            | TransportError::ReadOnly { host, .. }
+            | TransportError::Unreachable { host, .. }
+            | TransportError::HostKey { host, .. }
+            | TransportError::Auth { host, .. }
+            | TransportError::ConnectionLost { host, .. } => host,
+        }
     }
 }
 
@@ -106,6 +155,9 @@ pub trait Transport: Send + Sync {
 
     /// Run `sh -c cmd`; may change the host.
     async fn exec(&self, cmd: &str, timeout: Duration) -> TResult<Output>;
+
+    /// Like `exec`, with the output as raw bytes.
+    async fn exec_raw(&self, cmd: &str, timeout: Duration) -> TResult<RawOutput>;
 
     /// Run a command the runbook or action declares read-only (`test -e`,
     /// `cat`, a health probe). Allowed while planning.

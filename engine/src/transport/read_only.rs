@@ -2,7 +2,7 @@
 //! ever gets this, which is what makes "a dry-run writes nothing" a property of
 //! the types rather than of each action's care.
 
-use super::{FileStat, Output, TResult, Transport, TransportError, WriteAttrs};
+use super::{FileStat, Output, RawOutput, TResult, Transport, TransportError, WriteAttrs};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ impl Transport for ReadOnly<'_> {
         self.inner.host()
     }
     async fn exec(&self, cmd: &str, _timeout: Duration) -> TResult<Output> {
+        self.refuse("exec", cmd)
+    }
+    async fn exec_raw(&self, cmd: &str, _timeout: Duration) -> TResult<RawOutput> {
         self.refuse("exec", cmd)
     }
     async fn probe(&self, cmd: &str, timeout: Duration) -> TResult<Output> {

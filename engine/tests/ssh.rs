@@ -1,0 +1,356 @@
+//! The SSH transport against real OpenSSH servers: commands and files, host
+//! key policy, jump hosts, tunnels, a connection killed mid-command, and
+//! parallel fan-out.
+
+mod support;
+
+use remedy_dsl::Source;
+use remedy_engine::transport::ssh::config::SshConfig;
+use remedy_engine::transport::ssh::SshConnector;
+use remedy_engine::transport::{Connector, TransportError, WriteAttrs};
+use remedy_engine::Inventory;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use support::sshd::TestSshd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(20);
+
+/// An inventory for `servers` (named h1, h2, …) with `known_hosts` content.
+fn inventory(
+    dir: &std::path::Path,
+    servers: &[&TestSshd],
+    known_hosts: &str,
+    host_extra: &[&str],
+) -> Inventory {
+    std::fs::write(dir.join("known_hosts"), known_hosts).unwrap();
+    let mut text = format!(
+        "ssh: {{ user: root, known_hosts: {}/known_hosts, connect_timeout: 5s }}\nhosts:\n",
+        dir.display()
+    );
+    for (i, s) in servers.iter().enumerate() {
+        let extra = host_extra.get(i).copied().unwrap_or("");
+        text.push_str(&format!(
+            "  h{}: {{ address: {}, port: {}, identity_file: {}, groups: [all_hosts]{extra} }}\n",
+            i + 1,
+            s.addr,
+            s.port,
+            s.client_key().display()
+        ));
+    }
+    Inventory::parse(Source::new(
+        dir.join("inventory.yaml").display().to_string(),
+        text,
+    ))
+    .unwrap()
+}
+
+fn connector(inv: &Inventory, accept_new: bool) -> SshConnector {
+    SshConnector::new(inv, accept_new).with_ssh_config(SshConfig::default())
+}
+
+#[tokio::test]
+async fn commands_and_files_over_ssh() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 101, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let c = connector(&inv, false);
+    let t = c.connect(&inv.hosts[0]).await.unwrap();
+    let out = t.exec("echo out; echo err >&2; exit 3", T).await.unwrap();
+    assert_eq!(
+        (out.status, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(3), "out\n", "err\n")
+    );
+
+    let dir = work.path().join("remote dir");
+    let file = format!("{}/it's.conf", dir.display());
+    t.mkdir_p(dir.to_str().unwrap()).await.unwrap();
+    assert_eq!(t.stat(&file).await.unwrap(), None);
+    let payload: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    t.write_file_atomic(
+        &file,
+        &payload,
+        WriteAttrs {
+            mode: Some(0o640),
+            owner: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.read_file(&file).await.unwrap(),
+        payload,
+        "binary content round-trips"
+    );
+    let st = t.stat(&file).await.unwrap().unwrap();
+    assert_eq!((st.mode, st.size, st.is_dir), (0o640, 300_000, false));
+    t.write_file_atomic(&file, b"second", WriteAttrs::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.stat(&file).await.unwrap().unwrap().mode,
+        0o640,
+        "an existing file keeps its mode"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+    let moved = format!("{}/moved", dir.display());
+    t.rename(&file, &moved).await.unwrap();
+    assert_eq!(std::fs::read(&moved).unwrap(), b"second");
+    t.remove(&moved).await.unwrap();
+    t.remove(&moved).await.unwrap();
+    assert!(t.stat(dir.to_str().unwrap()).await.unwrap().unwrap().is_dir);
+    let err = t.read_file("/nonexistent/x").await.unwrap_err().to_string();
+    assert!(
+        err.contains("read /nonexistent/x on h1") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_host_key_is_refused_unless_opted_in_and_then_recorded() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 102, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], "", &[]);
+    let Err(err) = connector(&inv, false).connect(&inv.hosts[0]).await else {
+        panic!("connected to an unknown host")
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, TransportError::HostKey { .. }));
+    assert!(
+        msg.contains("is not in")
+            && msg.contains("SHA256:")
+            && msg.contains("--accept-new-host-keys"),
+        "{msg}"
+    );
+    connector(&inv, true).connect(&inv.hosts[0]).await.unwrap();
+    let recorded = std::fs::read_to_string(work.path().join("known_hosts")).unwrap();
+    assert!(
+        recorded.contains(&format!("[{}]:{}", s.addr, s.port)),
+        "{recorded}"
+    );
+    // Recorded: now trusted without the flag.
+    connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_even_with_accept_new() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 103, 1), "");
+    let other = TestSshd::start(Ipv4Addr::new(127, 0, 103, 2), "");
+    let work = tempfile::tempdir().unwrap();
+    // known_hosts claims s has other's key.
+    let wrong = other.known_hosts_line().replace(
+        &format!("[{}]:{}", other.addr, other.port),
+        &format!("[{}]:{}", s.addr, s.port),
+    );
+    let inv = inventory(work.path(), &[&s], &wrong, &[]);
+    for accept_new in [false, true] {
+        let Err(err) = connector(&inv, accept_new).connect(&inv.hosts[0]).await else {
+            panic!("connected despite a changed key")
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("HOST KEY CHANGED for h1")
+                && msg.contains("line 1")
+                && msg.contains("ssh-keygen -R"),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("known_hosts")).unwrap(),
+        wrong,
+        "known_hosts untouched"
+    );
+}
+
+#[tokio::test]
+async fn hashed_known_hosts_entries_are_honoured() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 104, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let kh = work.path().join("known_hosts");
+    assert!(std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    assert!(
+        std::fs::read_to_string(&kh).unwrap().starts_with("|1|"),
+        "hashed"
+    );
+    connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_host_behind_a_jump_host_is_reached_through_it() {
+    let jump = TestSshd::start(Ipv4Addr::new(127, 0, 105, 1), "LogLevel DEBUG1");
+    let target = TestSshd::start(Ipv4Addr::new(127, 0, 105, 2), "");
+    let work = tempfile::tempdir().unwrap();
+    let kh = format!("{}{}", jump.known_hosts_line(), target.known_hosts_line());
+    let inv = inventory(
+        work.path(),
+        &[&jump, &target],
+        &kh,
+        &["", ", proxy_jump: h1"],
+    );
+    let t = connector(&inv, false).connect(&inv.hosts[1]).await.unwrap();
+    let out = t.exec("echo through", T).await.unwrap();
+    assert_eq!(out.stdout, "through\n");
+    let log = jump.log();
+    assert!(
+        log.contains("direct-tcpip") && log.contains(&target.port.to_string()),
+        "the jump host forwarded it:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn tunnels_reach_a_unix_socket_and_a_tcp_port_on_the_host() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 106, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let c = connector(&inv, false);
+    let session = c.ssh_session(&inv.hosts[0]).await.unwrap();
+
+    let sock = work.path().join("admin.sock");
+    let unix = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        let (mut conn, _) = unix.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await.unwrap();
+        conn.write_all(&[b"unix:", &buf[..n]].concat())
+            .await
+            .unwrap();
+    });
+    let mut stream = session.open_unix(sock.to_str().unwrap()).await.unwrap();
+    stream.write_all(b"show stat").await.unwrap();
+    let mut reply = vec![0u8; 14];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply, b"unix:show stat");
+
+    let tcp = tokio::net::TcpListener::bind((Ipv4Addr::new(127, 0, 106, 2), 0))
+        .await
+        .unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut conn, _) = tcp.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).await.unwrap();
+        conn.write_all(&[b"tcp:", &buf[..n]].concat())
+            .await
+            .unwrap();
+    });
+    let mut stream = session.open_tcp("127.0.106.2", port).await.unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut reply = vec![0u8; 8];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply, b"tcp:ping");
+}
+
+#[tokio::test]
+async fn a_connection_killed_mid_command_is_a_failure_never_a_success() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 107, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+    let running = tokio::spawn(async move { t.exec("sleep 30; echo finished", T).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.kill_sessions();
+    let result = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the failure is noticed")
+        .unwrap();
+    let err = result.expect_err("a killed connection must not look like success");
+    assert!(
+        matches!(err, TransportError::ConnectionLost { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("outcome is unknown"), "{err}");
+}
+
+#[tokio::test]
+async fn authentication_failure_says_what_was_tried() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 108, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let stranger = work.path().join("stranger");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap()
+        .success());
+    let encrypted = work.path().join("encrypted");
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(&encrypted)
+        .status()
+        .unwrap()
+        .success());
+    let kh = s.known_hosts_line();
+    std::fs::write(work.path().join("known_hosts"), &kh).unwrap();
+    for (key, expected) in [
+        (&stranger, "refused by the server"),
+        (&encrypted, "encrypted and no passphrase given"),
+    ] {
+        let text = format!("ssh: {{ user: root, known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, identity_file: {} }}\n", work.path().display(), s.addr, s.port, key.display());
+        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let Err(err) = connector(&inv, false).connect(&inv.hosts[0]).await else {
+            panic!("logged in with a wrong key")
+        };
+        let msg = err.to_string();
+        assert!(matches!(err, TransportError::Auth { .. }), "{msg}");
+        assert!(
+            msg.contains("authentication as root on h1") && msg.contains(expected),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
+    let servers: Vec<TestSshd> = (1..=3)
+        .map(|i| TestSshd::start(Ipv4Addr::new(127, 0, 109, i), ""))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let kh: String = servers.iter().map(|s| s.known_hosts_line()).collect();
+    let refs: Vec<&TestSshd> = servers.iter().collect();
+    let inv = inventory(work.path(), &refs, &kh, &[]);
+    let c = connector(&inv, false);
+    // Each host records when its command started and ended.
+    let runs = inv.hosts.iter().map(|h| {
+        let c = &c;
+        async move {
+            let t = c.connect(h).await.unwrap();
+            let out = t
+                .exec("date +%s.%N; sleep 1; date +%s.%N", T)
+                .await
+                .unwrap();
+            let times: Vec<f64> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
+            (times[0], times[1])
+        }
+    });
+    let spans = futures::future::join_all(runs).await;
+    let last_start = spans.iter().map(|s| s.0).fold(f64::MIN, f64::max);
+    let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    assert!(
+        last_start < first_end,
+        "every host started before any finished: {spans:?}"
+    );
+    // Reuse: ten more commands on h1 open no new connection.
+    let t = c.connect(&inv.hosts[0]).await.unwrap();
+    for _ in 0..10 {
+        t.exec("true", T).await.unwrap();
+    }
+    let accepted = servers[0].log().matches("Accepted publickey").count();
+    assert_eq!(
+        accepted,
+        1,
+        "one login for the whole run:\n{}",
+        servers[0].log()
+    );
+}
