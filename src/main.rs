@@ -4,6 +4,5 @@
 mod cli;
 
 fn main() {
-    let code = cli::main();
-    std::process::exit(code.into());
+    std::process::exit(cli::main());
 }

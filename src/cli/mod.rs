@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch. One file per subcommand;
 //! output rendering in `render`, live progress in `progress`.
 
+mod exec;
 mod exit;
 mod library;
 mod list;
@@ -70,6 +71,9 @@ pub struct Global {
     /// Also look for runbooks (NAME.yaml) in DIR; repeat for more.
     #[arg(long, global = true, value_name = "DIR")]
     pub dir: Vec<PathBuf>,
+    /// Record the host keys of hosts not yet in known_hosts (never a changed key).
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +110,25 @@ enum Command {
         #[arg(long)]
         actions: bool,
     },
+    /// Run an ad-hoc command on hosts, in parallel (like `ansible -a` or parallel-ssh).
+    ///
+    /// With one host, its stdout and stderr pass through unchanged and remedy exits
+    /// with the command's status (255 when the host cannot be reached), so it pipes
+    /// like ssh. With several, lines are prefixed with the host name and failures
+    /// are summarised on stderr.
+    Exec {
+        /// Hosts: a group, a host, or a pattern such as 'master-*,!master-3'.
+        targets: String,
+        /// The command, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+        /// Give up on a host's command after this long.
+        #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
+        timeout: u64,
+        /// How many hosts at once.
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+    },
     /// Explain a runbook (summary, params, steps) or an action (arguments, results).
     Show {
         /// A runbook name or path, or an action name such as file.edit.
@@ -114,25 +137,31 @@ enum Command {
 }
 
 /// Parse the command line and run it; returns the exit code.
-pub fn main() -> Exit {
+pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                Exit::Invalid
+                Exit::Invalid.into()
             } else {
-                Exit::Ok
+                Exit::Ok.into()
             };
         }
     };
     let g = &cli.global;
     match &cli.command {
-        Command::Run { runbook, dry_run } => run::run(g, runbook, *dry_run),
-        Command::Plan { runbook } => run::run(g, runbook, true),
-        Command::Validate { files } => validate::validate(g, files),
-        Command::List { actions } => list::list(g, *actions),
-        Command::Show { name } => show::show(g, name),
+        Command::Run { runbook, dry_run } => run::run(g, runbook, *dry_run).into(),
+        Command::Plan { runbook } => run::run(g, runbook, true).into(),
+        Command::Validate { files } => validate::validate(g, files).into(),
+        Command::List { actions } => list::list(g, *actions).into(),
+        Command::Show { name } => show::show(g, name).into(),
+        Command::Exec {
+            targets,
+            command,
+            timeout,
+            parallel,
+        } => exec::exec(g, targets, &command.join(" "), *timeout, *parallel),
     }
 }
 
@@ -140,4 +169,10 @@ pub fn main() -> Exit {
 pub fn use_color() -> bool {
     use std::io::IsTerminal;
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    remedy_dsl::param::parse_duration(s)
+        .map(|v| v as u64)
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 10m)"))
 }

@@ -6,7 +6,7 @@ use remedy_dsl::{Approval, Diagnostics};
 use remedy_engine::clock::SystemClock;
 use remedy_engine::event::{EventSink, MemorySink};
 use remedy_engine::redact::Redactor;
-use remedy_engine::transport::LocalConnector;
+use remedy_engine::transport::ssh::SshConnector;
 use remedy_engine::{bind, BoundRun, Executor, RunOptions, RunReport, RunStatus};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,13 +62,15 @@ pub fn run(g: &Global, name: &str, dry_run: bool) -> Exit {
             return Exit::StepFailed;
         }
     };
-    runtime.block_on(async_run(g, &runbook, &bound, dry_run))
+    let connector = SshConnector::new(&inventory, g.accept_new_host_keys);
+    runtime.block_on(async_run(g, &runbook, &bound, &connector, dry_run))
 }
 
 async fn async_run(
     g: &Global,
     runbook: &remedy_dsl::Runbook,
     bound: &BoundRun,
+    connector: &SshConnector,
     dry_run: bool,
 ) -> Exit {
     let cancel = Arc::new(AtomicBool::new(false));
@@ -89,7 +91,15 @@ async fn async_run(
     let redactor = Redactor::new(bound);
 
     if dry_run {
-        let report = execute(runbook, bound, true, &MemorySink::default(), cancel.clone()).await;
+        let report = execute(
+            runbook,
+            bound,
+            connector,
+            true,
+            &MemorySink::default(),
+            cancel.clone(),
+        )
+        .await;
         return finish(&report, json, color, true, &redactor);
     }
 
@@ -98,7 +108,15 @@ async fn async_run(
             eprintln!("error: refusing to change hosts without confirmation: standard input is not a terminal\n  = hint: review the plan with `remedy plan {}` (same options), then pass --yes", runbook.name);
             return Exit::Denied;
         }
-        let preview = execute(runbook, bound, true, &MemorySink::default(), cancel.clone()).await;
+        let preview = execute(
+            runbook,
+            bound,
+            connector,
+            true,
+            &MemorySink::default(),
+            cancel.clone(),
+        )
+        .await;
         print!("{}", redactor.apply(&render::report(&preview, color)));
         if preview.status != RunStatus::Ok {
             eprintln!("The plan itself failed on some hosts; fix that before running.");
@@ -126,7 +144,7 @@ async fn async_run(
         }
     }
     let progress = Progress::new(redactor.clone());
-    let report = execute(runbook, bound, false, &progress, cancel.clone()).await;
+    let report = execute(runbook, bound, connector, false, &progress, cancel.clone()).await;
     progress.finish();
     finish(&report, json, color, false, &redactor)
 }
@@ -134,6 +152,7 @@ async fn async_run(
 async fn execute(
     runbook: &remedy_dsl::Runbook,
     run: &BoundRun,
+    connector: &SshConnector,
     dry_run: bool,
     sink: &dyn EventSink,
     cancel: Arc<AtomicBool>,
@@ -141,7 +160,7 @@ async fn execute(
     let exec = Executor {
         runbook,
         run,
-        connector: &LocalConnector,
+        connector,
         sink,
         clock: &SystemClock,
         cancel: &cancel,
