@@ -4,8 +4,9 @@
 use super::{library, Exit, Global, Output};
 use remedy_dsl::{ActionKind, Source};
 use serde_json::json;
+use std::path::PathBuf;
 
-pub fn list(g: &Global, actions: bool) -> Exit {
+pub fn list(g: &Global, dirs: &[PathBuf], actions: bool) -> Exit {
     if actions {
         let rows: Vec<(String, String)> = ActionKind::ALL
             .iter()
@@ -18,7 +19,7 @@ pub fn list(g: &Global, actions: bool) -> Exit {
         .iter()
         .map(|(n, t)| (format!("builtin:{n}"), t.to_string()))
         .collect();
-    for dir in &g.dir {
+    for dir in dirs {
         for (_, path) in library::runbooks_in(dir) {
             if let Ok(text) = std::fs::read_to_string(&path) {
                 sources.push((path.display().to_string(), text));

@@ -3,6 +3,7 @@
 
 mod exec;
 mod exit;
+mod lab;
 mod library;
 mod list;
 mod progress;
@@ -68,12 +69,17 @@ pub struct Global {
     /// Output format for plans, results and validation.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Also look for runbooks (NAME.yaml) in DIR; repeat for more.
-    #[arg(long, global = true, value_name = "DIR")]
-    pub dir: Vec<PathBuf>,
     /// Record the host keys of hosts not yet in known_hosts (never a changed key).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+}
+
+/// Where runbooks beyond the built-in ones are found.
+#[derive(Debug, Args)]
+pub struct RunbookDirs {
+    /// Also look for runbooks (NAME.yaml) in DIR; repeat for more.
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,11 +97,15 @@ enum Command {
         /// Plan only: show what would change on each host; write nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        dirs: RunbookDirs,
     },
     /// Dry-run a runbook: show per host what would change (same as `run --dry-run`).
     Plan {
         /// Built-in runbook name, a name in --dir, or a path to a .yaml file.
         runbook: String,
+        #[command(flatten)]
+        dirs: RunbookDirs,
     },
     /// Check runbooks (YAML, keys, types, Rhai, references) without running anything.
     ///
@@ -103,12 +113,16 @@ enum Command {
     Validate {
         /// Runbook files to check.
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        dirs: RunbookDirs,
     },
     /// List built-in runbooks (and those in --dir), or every action with --actions.
     List {
         /// List the actions a step can use instead.
         #[arg(long)]
         actions: bool,
+        #[command(flatten)]
+        dirs: RunbookDirs,
     },
     /// Run an ad-hoc command on hosts, in parallel (like `ansible -a` or parallel-ssh).
     ///
@@ -133,7 +147,12 @@ enum Command {
     Show {
         /// A runbook name or path, or an action name such as file.edit.
         name: String,
+        #[command(flatten)]
+        dirs: RunbookDirs,
     },
+    /// A practice control plane of real servers on this machine: up, status, down, break.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 /// Parse the command line and run it; returns the exit code.
@@ -151,11 +170,16 @@ pub fn main() -> i32 {
     };
     let g = &cli.global;
     match &cli.command {
-        Command::Run { runbook, dry_run } => run::run(g, runbook, *dry_run).into(),
-        Command::Plan { runbook } => run::run(g, runbook, true).into(),
-        Command::Validate { files } => validate::validate(g, files).into(),
-        Command::List { actions } => list::list(g, *actions).into(),
-        Command::Show { name } => show::show(g, name).into(),
+        Command::Run {
+            runbook,
+            dry_run,
+            dirs,
+        } => run::run(g, &dirs.dirs, runbook, *dry_run).into(),
+        Command::Plan { runbook, dirs } => run::run(g, &dirs.dirs, runbook, true).into(),
+        Command::Validate { files, dirs } => validate::validate(g, &dirs.dirs, files).into(),
+        Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
+        Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),
+        Command::Lab(cmd) => lab::lab(g, cmd),
         Command::Exec {
             targets,
             command,

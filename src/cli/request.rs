@@ -9,6 +9,19 @@ pub fn inventory(g: &Global) -> Result<Inventory, Diagnostics> {
     let Some(path) = &g.inventory else {
         return Err(Diagnostic::new("no inventory given").with_hint("pass --inventory PATH (or set REMEDY_INVENTORY); examples/ has inventories to start from").into());
     };
+    // `--inventory lab`: the default lab's inventory (unless a file `lab` exists here).
+    let lab_inventory;
+    let path = if path.as_os_str() == "lab" && !path.is_file() {
+        lab_inventory = remedy_lab::layout::default_dir().join("inventory.yaml");
+        if !lab_inventory.exists() {
+            return Err(Diagnostic::new("`--inventory lab`: no lab is up")
+                .with_hint("start one with `remedy lab up`")
+                .into());
+        }
+        &lab_inventory
+    } else {
+        path
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
         Diagnostic::new(format!("cannot read inventory {}: {e}", path.display()))
             .with_hint("check the path given with --inventory / REMEDY_INVENTORY")

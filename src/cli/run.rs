@@ -9,6 +9,7 @@ use remedy_engine::redact::Redactor;
 use remedy_engine::transport::ssh::SshConnector;
 use remedy_engine::{bind, BoundRun, Executor, RunOptions, RunReport, RunStatus};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,8 +18,8 @@ fn invalid(d: &Diagnostics) -> Exit {
     Exit::Invalid
 }
 
-pub fn run(g: &Global, name: &str, dry_run: bool) -> Exit {
-    let source = match library::load(name, &g.dir) {
+pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
+    let source = match library::load(name, dirs) {
         Ok(s) => s,
         Err(msg) => {
             eprintln!("error: {msg}");

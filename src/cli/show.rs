@@ -6,12 +6,13 @@ use super::{library, Exit, Global, Output};
 use remedy_dsl::action::COMMON_RESULTS;
 use remedy_dsl::{ActionKind, Approval, Batch, Runbook};
 use serde_json::json;
+use std::path::PathBuf;
 
-pub fn show(g: &Global, name: &str) -> Exit {
+pub fn show(g: &Global, dirs: &[PathBuf], name: &str) -> Exit {
     if let Some(kind) = ActionKind::from_name(name) {
         return show_action(g, kind);
     }
-    let rb = match library::load(name, &g.dir).map(remedy_dsl::compile) {
+    let rb = match library::load(name, dirs).map(remedy_dsl::compile) {
         Err(msg) => {
             eprintln!("error: {msg}");
             return Exit::Invalid;

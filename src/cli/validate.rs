@@ -6,13 +6,13 @@ use remedy_dsl::Source;
 use serde_json::json;
 use std::path::PathBuf;
 
-pub fn validate(g: &Global, files: &[PathBuf]) -> Exit {
+pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
     let mut inputs: Vec<(String, Result<String, String>)> = Vec::new();
     if files.is_empty() {
         for (name, text) in library::BUILTIN {
             inputs.push((format!("builtin:{name}"), Ok(text.to_string())));
         }
-        for dir in &g.dir {
+        for dir in dirs {
             for (_, path) in library::runbooks_in(dir) {
                 inputs.push((
                     path.display().to_string(),

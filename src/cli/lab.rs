@@ -1,0 +1,232 @@
+//! `remedy lab up | status | down | break`: the practice control plane, and
+//! the hidden entry points its processes run (`lab kubelet`, `lab pod`).
+
+use super::{Exit, Global, Output};
+use clap::Subcommand;
+use remedy_lab::lab::{self, UpOptions, FAULTS};
+use remedy_lab::layout;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build and start a lab: N masters (real sshd, etcd, kubelet and API-server
+    /// stand-ins) behind a real HAProxy, with an inventory and known_hosts.
+    ///
+    /// Master i listens on base+i (master-1 on 127.0.0.11): sshd :2222, API server
+    /// :6443, etcd :2379/:2380. The base address is HAProxy's VIP (:6443) and lb-1's sshd.
+    /// Needs root and the packages scripts/setup installs.
+    Up {
+        /// How many masters.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+        masters: u16,
+        /// Lifetime of the leaf certificates: 365d, 1d for near expiry, -1h for already expired.
+        #[arg(long, default_value = "365d", allow_hyphen_values = true)]
+        cert_expiry: String,
+        /// The lab's directory [default: $REMEDY_HOME/lab].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Move the whole lab (tests run beside a lab that is up).
+        #[arg(long, default_value = "127.0.0.10")]
+        base_address: Ipv4Addr,
+        /// Start etcd with this --quota-backend-bytes (e.g. 32MiB) to rehearse NOSPACE.
+        #[arg(long)]
+        etcd_quota: Option<String>,
+    },
+    /// Show each lab process and health check.
+    Status {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Stop everything the lab started (also after a failed `up`).
+    Down {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Inject an incident to rehearse on (cert-expired, etcd-member-down, lb-backend-down, manifest-stranded).
+    Break {
+        /// The fault.
+        fault: String,
+        /// The master to break [default: the last one].
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// (internal) The kubelet stand-in of one master, run inside its namespace.
+    #[command(hide = true)]
+    Kubelet {
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        lab_dir: PathBuf,
+        #[arg(long)]
+        etcd: PathBuf,
+    },
+    /// (internal) A control-plane stand-in started by the kubelet stand-in.
+    #[command(hide = true)]
+    Pod {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+fn dir_or_default(dir: &Option<PathBuf>) -> PathBuf {
+    dir.clone().unwrap_or_else(layout::default_dir)
+}
+
+pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
+    match cmd {
+        LabCommand::Up {
+            masters,
+            cert_expiry,
+            dir,
+            base_address,
+            etcd_quota,
+        } => {
+            let Some(expiry) = lab::parse_signed_duration(cert_expiry) else {
+                eprintln!(
+                    "error: --cert-expiry `{cert_expiry}` is not a duration (e.g. 365d, 1d, -1h)"
+                );
+                return Exit::Invalid.into();
+            };
+            let quota = match etcd_quota.as_deref().map(remedy_dsl::param::parse_bytes) {
+                Some(None) => {
+                    eprintln!("error: --etcd-quota must be a size such as 32MiB");
+                    return Exit::Invalid.into();
+                }
+                Some(Some(b)) => Some(b as u64),
+                None => None,
+            };
+            let remedy_exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot find the remedy binary itself: {e}");
+                    return Exit::StepFailed.into();
+                }
+            };
+            let opts = UpOptions {
+                dir: dir_or_default(dir),
+                masters: *masters as usize,
+                base: *base_address,
+                cert_expiry_secs: expiry,
+                etcd_quota_bytes: quota,
+                remedy_exe,
+            };
+            let started = std::time::Instant::now();
+            match lab::up(&opts, &mut |line| eprintln!("lab: {line}")) {
+                Ok(state) => {
+                    let l = state.layout();
+                    println!(
+                        "lab is up in {:.0}s: {} masters behind HAProxy at {}:6443",
+                        started.elapsed().as_secs_f64(),
+                        state.masters,
+                        l.vip()
+                    );
+                    for (i, name) in l.master_names().iter().enumerate() {
+                        println!("  {name}: ssh root@{} -p 2222   API https://{}:6443   etcd https://{}:2379", l.master_addr(i + 1), l.master_addr(i + 1), l.master_addr(i + 1));
+                    }
+                    println!("inventory:   {}", l.inventory().display());
+                    println!("known_hosts: {}", l.known_hosts().display());
+                    println!("ssh key:     {}", l.client_key().display());
+                    println!("try: remedy plan manifest-edit --inventory {} -p set=--max-requests-inflight=800", if dir.is_none() { "lab".to_string() } else { l.inventory().display().to_string() });
+                    Exit::Ok.into()
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Exit::StepFailed.into()
+                }
+            }
+        }
+        LabCommand::Status { dir } => match lab::status(&dir_or_default(dir)) {
+            Ok((_, checks)) => {
+                if g.output == Output::Json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&checks).unwrap_or_default()
+                    );
+                } else {
+                    let w = checks.iter().map(|c| c.what.len()).max().unwrap_or(0);
+                    for c in &checks {
+                        println!(
+                            "{} {:w$}  {}",
+                            if c.ok { "ok  " } else { "DOWN" },
+                            c.what,
+                            c.detail
+                        );
+                    }
+                }
+                if checks.iter().all(|c| c.ok) {
+                    Exit::Ok.into()
+                } else {
+                    Exit::StepFailed.into()
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Exit::Invalid.into()
+            }
+        },
+        LabCommand::Down { dir } => {
+            let dir = dir_or_default(dir);
+            let stopped = lab::stop(&dir);
+            let running: Vec<_> = stopped
+                .iter()
+                .filter(|(_, s)| *s != remedy_lab::process::Stopped::AlreadyGone)
+                .collect();
+            println!(
+                "stopped {} process(es) of the lab in {}",
+                running.len(),
+                dir.display()
+            );
+            for (rec, how) in running {
+                println!("  {} (pid {}): {:?}", rec.name, rec.pid, how);
+            }
+            Exit::Ok.into()
+        }
+        LabCommand::Break { fault, host, dir } => {
+            match lab::break_lab(&dir_or_default(dir), fault, host.as_deref()) {
+                Ok(msg) => {
+                    println!("{msg}");
+                    Exit::Ok.into()
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if matches!(e, lab::LabError::UnknownFault(_)) {
+                        for (name, what) in FAULTS {
+                            eprintln!("  {name:18} {what}");
+                        }
+                    }
+                    Exit::Invalid.into()
+                }
+            }
+        }
+        LabCommand::Kubelet {
+            node,
+            lab_dir,
+            etcd,
+        } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("remedy"));
+            let cfg = remedy_lab::kubelet::KubeletConfig::standard(
+                node.clone(),
+                lab_dir.clone(),
+                exe,
+                etcd.clone(),
+            );
+            match remedy_lab::kubelet::run(cfg) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kubelet stand-in: {e}");
+                    1
+                }
+            }
+        }
+        LabCommand::Pod { argv } => match remedy_lab::standin::run_pod(argv.clone()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        },
+    }
+}
