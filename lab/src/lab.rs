@@ -223,14 +223,40 @@ fn start_sshd(
     let log = layout.logs().join(host).join("sshd.log");
     let rec = process::spawn(&layout.dir, &format!("{host}-sshd"), cmd, &log)
         .map_err(io(format!("start sshd for {host}")))?;
-    if !process::wait_for_port(SocketAddr::from((addr, SSH_PORT)), Duration::from_secs(10)) {
-        return Err(LabError::NotReady {
-            what: format!("sshd of {host} on {addr}:{SSH_PORT}"),
-            secs: 10,
-            log: log.display().to_string(),
-        });
+    // Our sshd must be the one answering: alive, and greeting with an SSH
+    // banner (something else listening there would accept TCP too).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(rec.alive() && speaks_ssh(SocketAddr::from((addr, SSH_PORT)))) {
+        if !rec.alive() || Instant::now() > deadline {
+            let why = if rec.alive() {
+                ""
+            } else {
+                " (it exited: is something else using that address?)"
+            };
+            return Err(LabError::NotReady {
+                what: format!("sshd of {host} on {addr}:{SSH_PORT}{why}"),
+                secs: 10,
+                log: log.display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Once more after it settled: a bind failure makes sshd exit right away.
+    std::thread::sleep(Duration::from_millis(100));
+    if !rec.alive() {
+        return Err(LabError::NotReady { what: format!("sshd of {host} on {addr}:{SSH_PORT} (it exited: is something else using that address?)"), secs: 10, log: log.display().to_string() });
     }
     Ok(rec)
+}
+
+/// Something at `addr` greets with an SSH identification line.
+fn speaks_ssh(addr: SocketAddr) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
 
 fn haproxy_config(layout: &Layout) -> String {

@@ -1,0 +1,399 @@
+//! `remedy lab` end to end: real sshd, etcd and HAProxy on their own
+//! addresses (127.0.12x.*), so these tests run beside each other and beside a
+//! lab that is up. Every lab is stopped by a guard, even when a test fails.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn remedy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Lab {
+    /// A 3-master lab at `prefix.10` (VIP) … `prefix.13`.
+    fn up(prefix: &str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab {
+            dir,
+            prefix: prefix.to_string(),
+        };
+        ok(&remedy(&[
+            "lab",
+            "up",
+            "--dir",
+            lab.dir_str(),
+            "--base-address",
+            &format!("{prefix}.10"),
+        ]));
+        lab
+    }
+    fn dir_str(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+    fn inv(&self) -> String {
+        self.dir.path().join("inventory.yaml").display().to_string()
+    }
+    fn addr(&self, i: u8) -> String {
+        format!("{}.{}", self.prefix, 10 + i)
+    }
+    fn kube(&self, host: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("hosts")
+            .join(host)
+            .join("etc-kubernetes")
+    }
+    fn exec(&self, target: &str, cmd: &str) -> String {
+        ok(&remedy(&["exec", "-i", &self.inv(), target, "--", cmd]))
+    }
+    fn pod_state(&self, host: &str, pod: &str) -> Option<serde_json::Value> {
+        let p = self
+            .dir
+            .path()
+            .join("hosts")
+            .join(host)
+            .join("var-lib-kubelet/pods")
+            .join(format!("{pod}.json"));
+        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = remedy(&["lab", "down", "--dir", self.dir_str()]);
+    }
+}
+
+fn port_open(addr: &str, port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::new(addr.parse().unwrap(), port),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Processes whose command line mentions `dir` (the lab's sshd, kubelets, HAProxy).
+fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .ok()
+                .map(|c| (e.file_name(), c))
+        })
+        .map(|(pid, c)| (pid, String::from_utf8_lossy(&c).replace('\0', " ")))
+        .filter(|(_, c)| c.contains(&needle))
+        .map(|(pid, c)| format!("{} {c}", pid.to_string_lossy()))
+        .collect()
+}
+
+fn fingerprint_served(addr: &str) -> String {
+    sh(&format!("openssl s_client -connect {addr}:6443 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"))
+}
+
+fn fingerprint_file(path: &Path) -> String {
+    sh(&format!(
+        "openssl x509 -noout -fingerprint -sha256 -in {}",
+        path.display()
+    ))
+}
+
+#[test]
+fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
+    let lab = Lab::up("127.0.120");
+    // Each master has its own hostname and its own /etc/kubernetes.
+    let out = lab.exec(
+        "masters",
+        "hostname; sha256sum /etc/kubernetes/pki/apiserver.crt | cut -c1-16",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "master-1 | master-1");
+    assert_eq!(lines[2], "master-2 | master-2");
+    assert_ne!(
+        lines[1].split('|').nth(1),
+        lines[3].split('|').nth(1),
+        "each master has its own certificate"
+    );
+    // The API server serves the certificate its manifest names (checked with openssl).
+    assert_eq!(
+        fingerprint_served(&lab.addr(1)),
+        fingerprint_file(&lab.kube("master-1").join("pki/apiserver.crt"))
+    );
+    // A real 3-member etcd, healthy.
+    let k = lab.kube("master-1").join("pki/etcd");
+    let endpoints: Vec<String> = (1..=3)
+        .map(|i| format!("https://{}:2379", lab.addr(i)))
+        .collect();
+    let health = sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints={} --cacert={k}/ca.crt --cert={k}/healthcheck-client.crt --key={k}/healthcheck-client.key endpoint health 2>&1",
+        endpoints.join(","),
+        k = k.display()
+    ));
+    assert_eq!(health.matches("is healthy").count(), 3, "{health}");
+    // HAProxy's VIP reaches a ready API server.
+    assert_eq!(
+        sh(&format!("curl -sk https://{}:6443/readyz", lab.addr(0))),
+        "ok"
+    );
+    ok(&remedy(&["lab", "status", "--dir", lab.dir_str()]));
+
+    // A manifest edit that leaves the component unhealthy is rolled back on
+    // master-1, byte for byte, and master-2 is never touched.
+    let m1 = lab.kube("master-1").join("manifests/kube-apiserver.yaml");
+    let m2 = lab.kube("master-2").join("manifests/kube-apiserver.yaml");
+    let before = (std::fs::read(&m1).unwrap(), std::fs::read(&m2).unwrap());
+    let out = remedy(&[
+        "run",
+        "manifest-edit",
+        "-i",
+        &lab.inv(),
+        "-p",
+        "set=--max-requests-inflight=800",
+        "-p",
+        "health_cmd=test -e /nonexistent",
+        "-p",
+        "health_timeout=2s",
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(std::fs::read(&m1).unwrap(), before.0);
+    assert_eq!(std::fs::read(&m2).unwrap(), before.1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("master-1: failed, rolled back")
+            && stdout.contains("master-2: not started"),
+        "{stdout}"
+    );
+    // The backup was taken on master-1 itself, outside the manifests directory.
+    let backups = sh(&format!(
+        "find {} -name kube-apiserver.yaml",
+        lab.dir
+            .path()
+            .join("hosts/master-1/var-lib-remedy/backups")
+            .display()
+    ));
+    assert!(!backups.is_empty(), "no backup on master-1");
+    eventually(
+        "the API server runs again after the rollback",
+        Duration::from_secs(20),
+        || {
+            lab.pod_state("master-1", "kube-apiserver")
+                .is_some_and(|s| s["state"] == "running")
+        },
+    );
+}
+
+#[test]
+fn faults_can_be_injected_and_down_leaves_nothing_running() {
+    let lab = Lab::up("127.0.121");
+    let dir = lab.dir_str().to_string();
+
+    // lb-backend-down: master-2 in maintenance on HAProxy.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "lb-backend-down",
+        "--host",
+        "master-2",
+        "--dir",
+        &dir,
+    ]));
+    let stat = sh(&format!(
+        "echo 'show stat' | socat stdio UNIX-CONNECT:{}/haproxy.sock",
+        dir
+    ));
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("kube-apiserver,master-2,"))
+        .unwrap_or("");
+    assert!(line.contains("MAINT"), "{stat}");
+
+    // manifest-stranded: the scheduler's manifest leaves, the scheduler stops.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "manifest-stranded",
+        "--host",
+        "master-1",
+        "--dir",
+        &dir,
+    ]));
+    assert!(lab
+        .dir
+        .path()
+        .join("hosts/master-1/var-lib-remedy/staging/kube-scheduler.yaml")
+        .exists());
+    eventually(
+        "master-1's scheduler stops",
+        Duration::from_secs(15),
+        || !port_open(&lab.addr(1), 10259),
+    );
+
+    // etcd-member-down: master-3's etcd crash-loops, its API server is not ready.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "etcd-member-down",
+        "--host",
+        "master-3",
+        "--dir",
+        &dir,
+    ]));
+    eventually("master-3's etcd is down", Duration::from_secs(20), || {
+        !port_open(&lab.addr(3), 2379)
+    });
+    eventually(
+        "master-3's etcd crash-loops",
+        Duration::from_secs(20),
+        || {
+            lab.pod_state("master-3", "etcd").is_some_and(|s| {
+                s["state"] == "crashloop" || s["restarts"].as_u64().unwrap_or(0) > 0
+            })
+        },
+    );
+
+    // cert-expired: the files expire, the running API server still serves the old one.
+    let served_before = fingerprint_served(&lab.addr(1));
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "cert-expired",
+        "--host",
+        "master-1",
+        "--dir",
+        &dir,
+    ]));
+    let crt = lab.kube("master-1").join("pki/apiserver.crt");
+    assert!(
+        !Command::new("openssl")
+            .args(["x509", "-noout", "-checkend", "0", "-in"])
+            .arg(&crt)
+            .status()
+            .unwrap()
+            .success(),
+        "expired"
+    );
+    assert_eq!(
+        fingerprint_served(&lab.addr(1)),
+        served_before,
+        "served only after a restart"
+    );
+    assert_ne!(fingerprint_file(&crt), served_before);
+
+    let out = remedy(&["lab", "break", "disk-full", "--dir", &dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown fault `disk-full`; known: cert-expired"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    ok(&remedy(&["lab", "down", "--dir", &dir]));
+    let left = processes_mentioning(lab.dir.path());
+    assert!(
+        left.is_empty(),
+        "processes left behind:\n{}",
+        left.join("\n")
+    );
+    for i in 0..=3 {
+        assert!(
+            !port_open(&lab.addr(i), 2222) && !port_open(&lab.addr(i), 6443),
+            "a port of {} is still open",
+            lab.addr(i)
+        );
+    }
+    assert!(!port_open(&lab.addr(1), 2379));
+}
+
+/// Runs `remedy lab down` on a directory when dropped (before the directory
+/// itself is removed), so a test that fails never leaves a lab running.
+struct DownOnDrop<'a>(&'a Path);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = remedy(&["lab", "down", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+#[test]
+fn a_failed_up_stops_what_it_started_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let _down = DownOnDrop(dir.path());
+    // Something else already listens where master-2's sshd must.
+    let _squatter = std::net::TcpListener::bind("127.0.122.12:2222").unwrap();
+    let out = remedy(&[
+        "lab",
+        "up",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--base-address",
+        "127.0.122.10",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sshd of master-2 on 127.0.122.12:2222")
+            && stderr.contains("the lab was stopped again"),
+        "{stderr}"
+    );
+    let left = processes_mentioning(dir.path());
+    assert!(
+        left.is_empty(),
+        "processes left behind:\n{}",
+        left.join("\n")
+    );
+    assert!(
+        !port_open("127.0.122.11", 2222),
+        "master-1's sshd was stopped"
+    );
+}
