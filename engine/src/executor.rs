@@ -28,6 +28,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Limit for one command when the step sets no `timeout`.
     pub command_timeout: Duration,
+    /// Hosts worked on at once within a batch (a dry-run is one batch of all
+    /// hosts, so this bounds its fan-out).
+    pub max_parallel: usize,
 }
 
 impl RunOptions {
@@ -36,6 +39,7 @@ impl RunOptions {
             run_id: uuid::Uuid::now_v7().to_string(),
             dry_run,
             command_timeout: Duration::from_secs(600),
+            max_parallel: 32,
         }
     }
 }
@@ -117,7 +121,12 @@ impl Executor<'_> {
                     hosts: batch.iter().map(|h| h.name.clone()).collect(),
                 },
             );
-            let done = futures::future::join_all(batch.iter().map(|h| self.run_host(h))).await;
+            use futures::stream::StreamExt;
+            let done: Vec<HostReport> =
+                futures::stream::iter(batch.iter().map(|h| self.run_host(h)))
+                    .buffered(self.options.max_parallel.max(1))
+                    .collect()
+                    .await;
             reports.extend(done);
             let failed = reports.iter().filter(|r| r.status.is_failure()).count();
             if reports

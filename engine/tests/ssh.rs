@@ -354,3 +354,97 @@ async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
         servers[0].log()
     );
 }
+
+/// An unprivileged login user with passwordless sudo, made once per machine.
+fn become_user() -> &'static str {
+    const USER: &str = "remedy-become";
+    if std::process::Command::new("id")
+        .arg(USER)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let made = std::process::Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", USER])
+            .status()
+            .unwrap();
+        assert!(made.success(), "useradd {USER}");
+    }
+    // '*': no password, but not a locked account (sshd refuses locked ones).
+    assert!(std::process::Command::new("usermod")
+        .args(["-p", "*", USER])
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(
+        format!("/etc/sudoers.d/{USER}"),
+        format!("{USER} ALL=(ALL) NOPASSWD:ALL\n"),
+    )
+    .unwrap();
+    USER
+}
+
+#[tokio::test]
+async fn become_runs_commands_and_file_operations_through_sudo() {
+    let user = become_user();
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 112, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
+    let root_only = work.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(
+        &root_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let file = format!("{}/conf", root_only.display());
+    for become_ in [false, true] {
+        let text = format!(
+            "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
+            work.path().display(),
+            s.addr,
+            s.port,
+            s.client_key().display()
+        );
+        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+        let uid = t.exec("id -u", T).await.unwrap().stdout;
+        let write = t
+            .write_file_atomic(&file, b"as root\n", WriteAttrs::default())
+            .await;
+        if become_ {
+            assert_eq!(uid, "0\n");
+            write.unwrap();
+            assert_eq!(t.stat(&file).await.unwrap().unwrap().uid, 0);
+            assert_eq!(t.read_file(&file).await.unwrap(), b"as root\n");
+        } else {
+            assert_ne!(uid, "0\n");
+            let err = write.unwrap_err().to_string();
+            assert!(err.contains("Permission denied"), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 113, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
+    let cfg = SshConfig::parse(&format!(
+        "Host master-*\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n",
+        s.addr,
+        s.port,
+        s.client_key().display()
+    ));
+    let text = format!(
+        "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  master-7: {{}}\n",
+        work.path().display()
+    );
+    let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+    let t = SshConnector::new(&inv, false)
+        .with_ssh_config(cfg)
+        .connect(&inv.hosts[0])
+        .await
+        .unwrap();
+    assert_eq!(t.exec("id -un", T).await.unwrap().stdout, "root\n");
+}

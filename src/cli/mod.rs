@@ -72,6 +72,10 @@ pub struct Global {
     /// Record the host keys of hosts not yet in known_hosts (never a changed key).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+    /// How many hosts to work on at once (dry-runs and `exec` fan out; a real
+    /// run's batches follow the runbook's strategy, up to this many at once).
+    #[arg(long, global = true, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
 }
 
 /// Where runbooks beyond the built-in ones are found.
@@ -139,9 +143,6 @@ enum Command {
         /// Give up on a host's command after this long.
         #[arg(long, default_value = "10m", value_parser = parse_duration_arg)]
         timeout: u64,
-        /// How many hosts at once.
-        #[arg(long, default_value_t = 32)]
-        parallel: usize,
     },
     /// Explain a runbook (summary, params, steps) or an action (arguments, results).
     Show {
@@ -184,8 +185,13 @@ pub fn main() -> i32 {
             targets,
             command,
             timeout,
-            parallel,
-        } => exec::exec(g, targets, &command.join(" "), *timeout, *parallel),
+        } => exec::exec(
+            g,
+            targets,
+            &command.join(" "),
+            *timeout,
+            g.parallel as usize,
+        ),
     }
 }
 

@@ -99,6 +99,7 @@ async fn async_run(
             true,
             &MemorySink::default(),
             cancel.clone(),
+            g.parallel as usize,
         )
         .await;
         return finish(&report, json, color, true, &redactor);
@@ -116,6 +117,7 @@ async fn async_run(
             true,
             &MemorySink::default(),
             cancel.clone(),
+            g.parallel as usize,
         )
         .await;
         print!("{}", redactor.apply(&render::report(&preview, color)));
@@ -145,7 +147,16 @@ async fn async_run(
         }
     }
     let progress = Progress::new(redactor.clone());
-    let report = execute(runbook, bound, connector, false, &progress, cancel.clone()).await;
+    let report = execute(
+        runbook,
+        bound,
+        connector,
+        false,
+        &progress,
+        cancel.clone(),
+        g.parallel as usize,
+    )
+    .await;
     progress.finish();
     finish(&report, json, color, false, &redactor)
 }
@@ -157,6 +168,7 @@ async fn execute(
     dry_run: bool,
     sink: &dyn EventSink,
     cancel: Arc<AtomicBool>,
+    parallel: usize,
 ) -> RunReport {
     let exec = Executor {
         runbook,
@@ -165,7 +177,10 @@ async fn execute(
         sink,
         clock: &SystemClock,
         cancel: &cancel,
-        options: RunOptions::new(dry_run),
+        options: RunOptions {
+            max_parallel: parallel,
+            ..RunOptions::new(dry_run)
+        },
     };
     exec.execute().await
 }
