@@ -277,8 +277,22 @@ impl Executor<'_> {
                             report.status = HostStatus::Failed;
                         }
                         OnFailure::Rollback => {
+                            // The failure may have been the connection itself:
+                            // ask the connector again (a live connection is
+                            // reused, a dead one replaced) before restoring.
+                            let fresh = match self.connector.connect(host).await {
+                                Ok(t) => Some(t),
+                                Err(e) => {
+                                    report.error = Some(format!(
+                                        "{}; and cannot reconnect to roll back: {e}",
+                                        report.error.clone().unwrap_or_default()
+                                    ));
+                                    None
+                                }
+                            };
+                            let t = fresh.as_deref().unwrap_or(transport.as_ref());
                             report.status = self
-                                .rollback(name, transport.as_ref(), &mut report, &applied, &step.id)
+                                .rollback(name, t, &mut report, &applied, &step.id)
                                 .await;
                         }
                     }

@@ -448,3 +448,54 @@ async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
         .unwrap();
     assert_eq!(t.exec("id -un", T).await.unwrap().stdout, "root\n");
 }
+
+#[tokio::test]
+async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
+    use remedy_engine::event::MemorySink;
+    use remedy_engine::{bind, Executor, HostStatus, Request, RunOptions};
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 114, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let file = work.path().join("app.conf");
+    std::fs::write(&file, "original\n").unwrap();
+    let rb = format!(
+        "runbook: r\nsummary: s\ntargets: all_hosts\nsteps:\n  - id: edit\n    action: file.write\n    with: {{ path: {f}, content: \"changed\\n\" }}\n  - id: cut\n    action: shell\n    with: {{ cmd: \"kill -9 $PPID\" }}\n",
+        f = file.display()
+    );
+    let rb = remedy_dsl::compile(Source::new("rb.yaml", rb)).unwrap();
+    let run = bind(&rb, &inv, &Request::default()).unwrap();
+    let c = connector(&inv, false);
+    let clock = remedy_engine::clock::SystemClock;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let exec = Executor {
+        runbook: &rb,
+        run: &run,
+        connector: &c,
+        sink: &MemorySink::default(),
+        clock: &clock,
+        cancel: &cancel,
+        options: RunOptions::new(false),
+    };
+    let report = exec.execute().await;
+    let host = &report.hosts[0];
+    assert_eq!(host.status, HostStatus::RolledBack, "{host:#?}");
+    assert!(
+        host.steps[1]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection to h1 lost"),
+        "{:?}",
+        host.steps[1].error
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "original\n",
+        "restored over a new connection"
+    );
+    assert_eq!(
+        s.log().matches("Accepted publickey").count(),
+        2,
+        "reconnected once"
+    );
+}
