@@ -316,10 +316,16 @@ fn limit_narrows_the_run_to_one_master() {
 fn list_and_show_teach_the_runbooks_and_actions() {
     let (out, _, code) = text(&remedy(&["list"]));
     assert_eq!(code, 0);
-    assert!(
-        out.starts_with("manifest-edit  Set or remove flags"),
-        "{out}"
-    );
+    for (name, summary) in [
+        ("manifest-edit", "Set or remove flags"),
+        ("static-pod-restart", "Restart control-plane static pods"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(name) && l.contains(summary)),
+            "{name} missing from:\n{out}"
+        );
+    }
     let (out, _, _) = text(&remedy(&["list", "--actions"]));
     for action in [
         "shell",

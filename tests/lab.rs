@@ -397,3 +397,122 @@ fn a_failed_up_stops_what_it_started_and_says_why() {
         "master-1's sshd was stopped"
     );
 }
+
+#[test]
+fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout() {
+    let lab = Lab::up("127.0.123");
+    let inv = lab.inv();
+    let before: Vec<String> = (1..=3)
+        .map(|i| {
+            lab.pod_state(&format!("master-{i}"), "kube-apiserver")
+                .unwrap()["container_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let plan = ok(&remedy(&[
+        "plan",
+        "static-pod-restart",
+        "-i",
+        &inv,
+        "--limit",
+        "master-1",
+    ]));
+    assert!(
+        plan.contains("restart kube-apiserver: manifest out to staging and back; container ")
+            && plan.contains("https://127.0.123.11:6443/readyz answers 200"),
+        "{plan}"
+    );
+
+    let out = ok(&remedy(&[
+        "run",
+        "static-pod-restart",
+        "-i",
+        &inv,
+        "-p",
+        "pods=kube-apiserver",
+        "-p",
+        "pods=kube-scheduler",
+        "--limit",
+        "master-1,master-2",
+        "--yes",
+    ]));
+    assert!(out.contains("2 hosts: 2 changed"), "{out}");
+    for (i, old) in before.iter().enumerate().take(2) {
+        let now = lab
+            .pod_state(&format!("master-{}", i + 1), "kube-apiserver")
+            .unwrap();
+        assert_eq!(now["state"], "running");
+        assert_ne!(
+            now["container_id"].as_str().unwrap(),
+            old,
+            "master-{} restarted as a new container",
+            i + 1
+        );
+    }
+    assert_eq!(
+        lab.pod_state("master-3", "kube-apiserver").unwrap()["container_id"]
+            .as_str()
+            .unwrap(),
+        before[2],
+        "master-3 not in --limit"
+    );
+    let staging = lab.dir.path().join("hosts/master-1/var-lib-remedy/staging");
+    assert_eq!(
+        std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0),
+        0,
+        "no manifest left in staging"
+    );
+
+    // master-2's API server will crash after its restart: the run stops there.
+    let faults = lab
+        .dir
+        .path()
+        .join("hosts/master-2/var-lib-kubelet/lab-faults");
+    std::fs::create_dir_all(&faults).unwrap();
+    std::fs::write(faults.join("kube-apiserver-crash"), "").unwrap();
+    let m2 = lab.kube("master-2").join("manifests/kube-apiserver.yaml");
+    let m2_bytes = std::fs::read(&m2).unwrap();
+    let m3_state = lab.pod_state("master-3", "kube-apiserver").unwrap()["container_id"].clone();
+    let out = remedy(&[
+        "run",
+        "static-pod-restart",
+        "-i",
+        &inv,
+        "-p",
+        "timeout=8s",
+        "--limit",
+        "master-2,master-3",
+        "--yes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("master-2: failed, rolled back")
+            && stdout.contains("master-3: not started"),
+        "{stdout}"
+    );
+    // It may crash before or after the kubelet reports it running: either way
+    // the restart is not accepted.
+    assert!(
+        stdout.contains("did not run again as a new container within 8s")
+            || stdout.contains("/readyz did not answer 200 within 8s"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(&m2).unwrap(),
+        m2_bytes,
+        "master-2's manifest is in place, byte for byte"
+    );
+    assert!(!lab
+        .dir
+        .path()
+        .join("hosts/master-2/var-lib-remedy/staging/kube-apiserver.yaml")
+        .exists());
+    assert_eq!(
+        lab.pod_state("master-3", "kube-apiserver").unwrap()["container_id"],
+        m3_state,
+        "master-3 untouched"
+    );
+}

@@ -18,6 +18,7 @@ pub enum ActionKind {
     Assert,
     Script,
     HostSkip,
+    StaticPodRestart,
 }
 
 /// The type an argument's value must have.
@@ -107,7 +108,7 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
 ];
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 8] = [
+    pub const ALL: [ActionKind; 9] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -116,6 +117,7 @@ impl ActionKind {
         ActionKind::Assert,
         ActionKind::Script,
         ActionKind::HostSkip,
+        ActionKind::StaticPodRestart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -128,6 +130,7 @@ impl ActionKind {
             ActionKind::Assert => "assert",
             ActionKind::Script => "script",
             ActionKind::HostSkip => "host.skip",
+            ActionKind::StaticPodRestart => "static_pod.restart",
         }
     }
 
@@ -153,6 +156,7 @@ impl ActionKind {
                 "compute values in Rhai (no I/O); its returned map is the step result"
             }
             ActionKind::HostSkip => "stop this host's remaining steps, successfully",
+            ActionKind::StaticPodRestart => "restart static pods by moving their manifests out and back, waiting for a new container and health",
         }
     }
 
@@ -204,6 +208,11 @@ impl ActionKind {
             ],
             ActionKind::Script => &[arg!("code", Script, true, "the Rhai script; a returned map becomes the step result")],
             ActionKind::HostSkip => &[arg!("reason", Str, true, "why the host needs nothing")],
+            ActionKind::StaticPodRestart => &[
+                arg!("pods", StrList, true, "static pods to restart, in order (e.g. [etcd, kube-apiserver])"),
+                arg!("timeout", Duration, false, "how long each wait may take: gone, running again, healthy (default 2m)"),
+                arg!("health", StrMap, false, "health URL per pod, checked on the host with curl; default from the manifest's flags; `none` skips"),
+            ],
         }
     }
 
@@ -238,6 +247,13 @@ impl ActionKind {
             ActionKind::Assert => &[],
             ActionKind::Script => return None,
             ActionKind::HostSkip => &[res!("reason", "the reason given")],
+            ActionKind::StaticPodRestart => &[
+                res!("restarted", "the pods restarted, in order"),
+                res!(
+                    "containers",
+                    "per pod: the container before and after ({old, new})"
+                ),
+            ],
         })
     }
 

@@ -19,6 +19,8 @@ pub enum Change {
     Command { cmd: String },
     /// A file would be moved.
     Move { from: String, to: String },
+    /// A static pod is restarted (manifest out and back), then checked.
+    Restart { pod: String, detail: String },
     /// A file's permission bits change (octal, e.g. "0600").
     Mode {
         path: String,

@@ -7,10 +7,16 @@ use std::sync::Arc;
 
 /// The built-in runbooks, embedded at build time. A test checks this list
 /// matches the files in `runbooks/`.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "manifest-edit",
-    include_str!("../../runbooks/manifest-edit.yaml"),
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "manifest-edit",
+        include_str!("../../runbooks/manifest-edit.yaml"),
+    ),
+    (
+        "static-pod-restart",
+        include_str!("../../runbooks/static-pod-restart.yaml"),
+    ),
+];
 
 /// Where a runbook name resolved to.
 pub fn load(name: &str, dirs: &[PathBuf]) -> Result<Arc<Source>, String> {

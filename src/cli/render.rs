@@ -81,7 +81,12 @@ fn host(out: &mut String, h: &HostReport, p: &Paint) {
             let _ = writeln!(out, "  {}", p.red(&format!("error: {e}")));
         }
     }
-    if let Some(hint) = &h.hint {
+    // The failed step already shows its own hint; repeat only a host-level one.
+    if let Some(hint) = h
+        .hint
+        .as_ref()
+        .filter(|hint| !h.steps.iter().any(|s| s.hint.as_ref() == Some(*hint)))
+    {
         let _ = writeln!(out, "  hint: {hint}");
     }
 }
@@ -128,6 +133,9 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
                 }
                 Change::Note { text } => {
                     let _ = writeln!(out, "{pad}{text}");
+                }
+                Change::Restart { pod, detail } => {
+                    let _ = writeln!(out, "{pad}restart {pod}: {detail}");
                 }
                 Change::Mode { path, from, to } => {
                     let _ = writeln!(out, "{pad}chmod {to} {path} (was {from})");

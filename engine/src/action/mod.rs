@@ -10,6 +10,7 @@ mod file_write;
 mod host_skip;
 mod script;
 mod shell;
+mod static_pod_restart;
 mod wait_until;
 
 use crate::clock::Clock;
@@ -120,6 +121,9 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::Assert => Box::new(args::<assert::Assert>(kind, with)?),
         ActionKind::Script => Box::new(script::Script),
         ActionKind::HostSkip => Box::new(args::<host_skip::HostSkip>(kind, with)?),
+        ActionKind::StaticPodRestart => {
+            Box::new(args::<static_pod_restart::StaticPodRestart>(kind, with)?)
+        }
     })
 }
 

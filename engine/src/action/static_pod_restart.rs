@@ -1,0 +1,401 @@
+//! `static_pod.restart`: restart control-plane components the way kubeadm
+//! operators do — move the manifest out of the manifests directory (never to
+//! another file inside it: the kubelet starts every non-hidden file there),
+//! wait until the container is gone, move it back, wait until it runs again
+//! as a *different* container, then until its own health endpoint on this
+//! node answers (never through the load balancer).
+//!
+//! Containers are seen with `crictl` when the host has it, else through the
+//! lab's kubelet stand-in (`/var/lib/kubelet/pods/<pod>.json`). A health
+//! check by endpoint alone cannot tell a restart happened: the old container
+//! may still answer.
+
+use super::{result, Action, ActionError, Secs, StepCtx};
+use crate::plan::{Change, Plan};
+use crate::transport::Transport;
+use async_trait::async_trait;
+use remedy_dsl::yaml::{self, NodeKind};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticPodRestart {
+    pods: Vec<String>,
+    timeout: Option<Secs>,
+    #[serde(default)]
+    health: Map<String, Value>,
+}
+
+/// One pod, as found on the host.
+struct Pod {
+    name: String,
+    manifest: String,
+    staging: String,
+    /// The manifest is in staging and not in place: a restart was interrupted.
+    stranded: bool,
+    health: Option<String>,
+    container: Option<String>,
+}
+
+fn quote(s: &str) -> String {
+    crate::transport::ssh::shell::quote(s)
+}
+
+/// The value of `--name=value` in the pod's first container command.
+fn flag(text: &str, name: &str) -> Option<String> {
+    let src = remedy_dsl::Source::new("manifest", text);
+    let root = yaml::parse(&src).ok()?;
+    let container = root
+        .get("spec")?
+        .get("containers")?
+        .as_seq()?
+        .first()?
+        .clone();
+    let items: Vec<String> = ["command", "args"]
+        .iter()
+        .filter_map(|k| {
+            container
+                .get(k)
+                .and_then(|n| n.as_seq())
+                .map(|s| s.to_vec())
+        })
+        .flatten()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Str(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    let prefix = format!("--{name}=");
+    items
+        .iter()
+        .rev()
+        .find_map(|i| i.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Where a component answers health checks on its node, from its manifest's
+/// flags and the kubeadm defaults.
+pub fn default_health_url(pod: &str, manifest: &str) -> Option<String> {
+    let local = |bind: Option<String>| match bind.as_deref() {
+        None | Some("0.0.0.0") | Some("::") | Some("") => "127.0.0.1".to_string(),
+        Some(addr) => addr.to_string(),
+    };
+    match pod {
+        "kube-apiserver" => {
+            let port = flag(manifest, "secure-port").unwrap_or_else(|| "6443".into());
+            Some(format!(
+                "https://{}:{port}/readyz",
+                local(flag(manifest, "bind-address"))
+            ))
+        }
+        "kube-controller-manager" | "kube-scheduler" => {
+            let default = if pod == "kube-scheduler" {
+                "10259"
+            } else {
+                "10257"
+            };
+            let port = flag(manifest, "secure-port").unwrap_or_else(|| default.into());
+            Some(format!(
+                "https://{}:{port}/healthz",
+                local(flag(manifest, "bind-address"))
+            ))
+        }
+        "etcd" => flag(manifest, "listen-metrics-urls").and_then(|u| {
+            u.split(',')
+                .next()
+                .map(|u| format!("{}/health", u.trim_end_matches('/')))
+        }),
+        _ => None,
+    }
+}
+
+/// The running container of `pod`, if any.
+async fn container(
+    t: &dyn Transport,
+    pod: &str,
+    timeout: Duration,
+) -> Result<Option<String>, ActionError> {
+    let state = format!("/var/lib/kubelet/pods/{pod}.json");
+    let cmd = format!(
+        "if command -v crictl >/dev/null 2>&1; then echo crictl; crictl ps --name {} --state running -q 2>/dev/null | head -n1; elif [ -f {st} ]; then echo lab; cat {st}; else echo none; fi",
+        quote(&format!("^{pod}$")),
+        st = quote(&state)
+    );
+    let out = t.probe(&cmd, timeout).await?;
+    let mut lines = out.stdout.splitn(2, '\n');
+    let rest = lines.nth(1).unwrap_or("").trim();
+    Ok(match out.stdout.lines().next().unwrap_or("") {
+        "crictl" => (!rest.is_empty()).then(|| rest.to_string()),
+        "lab" => serde_json::from_str::<Value>(rest)
+            .ok()
+            .filter(|v| v["state"] == "running")
+            .and_then(|v| v["container_id"].as_str().map(str::to_string)),
+        _ => None,
+    })
+}
+
+async fn healthy(t: &dyn Transport, url: &str) -> Result<bool, ActionError> {
+    let out = t
+        .probe(
+            &format!(
+                "curl -sk --max-time 5 -o /dev/null -w '%{{http_code}}' {}",
+                quote(url)
+            ),
+            Duration::from_secs(15),
+        )
+        .await?;
+    Ok(out.stdout.trim() == "200")
+}
+
+fn short(id: &Option<String>) -> String {
+    id.as_deref()
+        .map(|s| s.chars().take(12).collect())
+        .unwrap_or_else(|| "none".into())
+}
+
+impl StaticPodRestart {
+    fn limit(&self) -> Duration {
+        Duration::from_secs(self.timeout.map_or(120, |s| s.0).max(1))
+    }
+
+    async fn inspect(&self, ctx: &StepCtx<'_>) -> Result<Vec<Pod>, ActionError> {
+        let manifests = ctx
+            .host
+            .var("manifests_dir")
+            .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
+        let staging_dir = ctx
+            .host
+            .var("staging_dir")
+            .unwrap_or_else(|| "/var/lib/remedy/staging".into());
+        if staging_dir
+            .trim_end_matches('/')
+            .starts_with(&format!("{}/", manifests.trim_end_matches('/')))
+            || staging_dir.trim_end_matches('/') == manifests.trim_end_matches('/')
+        {
+            return Err(ActionError::precondition(
+                format!("staging_dir {staging_dir} is inside the manifests directory {manifests}: the kubelet would start the manifest from there"),
+                "set the host var `staging_dir` outside the manifests directory",
+            ));
+        }
+        let t = ctx.transport;
+        let mut pods = Vec::new();
+        for name in &self.pods {
+            let manifest = format!("{manifests}/{name}.yaml");
+            let staging = format!("{staging_dir}/{name}.yaml");
+            let (in_place, staged) = (
+                t.stat(&manifest).await?.is_some(),
+                t.stat(&staging).await?.is_some(),
+            );
+            let path = match (in_place, staged) {
+                (true, false) => &manifest,
+                (false, true) => &staging,
+                (true, true) => {
+                    return Err(ActionError::precondition(
+                        format!("{name}: the manifest is both in {manifests} and in {staging_dir} on {}", ctx.host.name),
+                        format!("keep the right one: compare them (diff {manifest} {staging}) and remove the other"),
+                    ))
+                }
+                (false, false) => {
+                    return Err(ActionError::precondition(
+                        format!("{name}: no manifest {manifest} on {}", ctx.host.name),
+                        format!("check the pod name and the host var `manifests_dir`; the kubelet starts what is in {manifests}"),
+                    ))
+                }
+            };
+            let text = String::from_utf8_lossy(&t.read_file(path).await?).into_owned();
+            let health = match self.health.get(name) {
+                Some(Value::String(s)) if s == "none" => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => default_health_url(name, &text),
+            };
+            let container = container(t, name, ctx.command_timeout).await?;
+            pods.push(Pod {
+                name: name.clone(),
+                manifest,
+                staging,
+                stranded: staged && !in_place,
+                health,
+                container,
+            });
+        }
+        Ok(pods)
+    }
+
+    /// Poll every second (on the injected clock) until `until` holds; the
+    /// last container seen, and whether it held in time.
+    async fn wait(
+        &self,
+        ctx: &StepCtx<'_>,
+        pod: &Pod,
+        until: &Until<'_>,
+    ) -> Result<(bool, Option<String>), ActionError> {
+        let start = ctx.clock.now();
+        let what = match until {
+            Until::Gone => format!("{} to stop", pod.name),
+            Until::NewContainer(_) => format!("{} to run again", pod.name),
+            Until::Healthy(url) => format!("{} to be healthy ({url})", pod.name),
+        };
+        loop {
+            let (held, seen) = match until {
+                Until::Gone => {
+                    let c = container(ctx.transport, &pod.name, ctx.command_timeout).await?;
+                    (c.is_none(), c)
+                }
+                Until::NewContainer(old) => {
+                    let c = container(ctx.transport, &pod.name, ctx.command_timeout).await?;
+                    (c.is_some() && c.as_ref() != old.as_ref(), c)
+                }
+                Until::Healthy(url) => (healthy(ctx.transport, url).await?, None),
+            };
+            let waited = ctx.clock.now().duration_since(start).unwrap_or_default();
+            if held || waited >= self.limit() {
+                return Ok((held, seen));
+            }
+            (ctx.progress)(&what, waited.as_secs());
+            ctx.clock.sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn restart(&self, ctx: &StepCtx<'_>, pod: &Pod) -> Result<Value, ActionError> {
+        let t = ctx.transport;
+        let limit = remedy_dsl::param::format_duration(self.limit().as_secs() as i64);
+        let old = if pod.stranded {
+            None
+        } else {
+            pod.container.clone()
+        };
+        if !pod.stranded {
+            if let Some((dir, _)) = pod.staging.rsplit_once('/') {
+                t.mkdir_p(dir).await?;
+            }
+            t.rename(&pod.manifest, &pod.staging).await?;
+            let gone = self.wait(ctx, pod, &Until::Gone).await;
+            if !matches!(gone, Ok((true, _))) {
+                // Put it back before failing: never leave a manifest out.
+                t.rename(&pod.staging, &pod.manifest).await?;
+                gone?;
+                return Err(ActionError::Failed {
+                    message: format!("{} did not stop within {limit} after its manifest was moved out (the manifest is back in place)", pod.name),
+                    hint: Some("is the kubelet running on this host? (systemctl status kubelet)".into()),
+                });
+            }
+        }
+        t.rename(&pod.staging, &pod.manifest).await?;
+        let (started, new) = self.wait(ctx, pod, &Until::NewContainer(&old)).await?;
+        if !started {
+            return Err(ActionError::Failed {
+                message: format!("{} did not run again as a new container within {limit} (before: {}, now: {}); its manifest is in place", pod.name, short(&old), short(&new)),
+                hint: Some(format!("look at the component's log on the host (crictl logs, or /var/log/pods/{}.log in the lab)", pod.name)),
+            });
+        }
+        if let Some(url) = &pod.health {
+            let (ok, _) = self.wait(ctx, pod, &Until::Healthy(url)).await?;
+            if !ok {
+                return Err(ActionError::Failed {
+                    message: format!(
+                        "{} runs again (container {}) but {url} did not answer 200 within {limit}",
+                        pod.name,
+                        short(&new)
+                    ),
+                    hint: Some(format!("check it on the host: curl -sk {url}")),
+                });
+            }
+        }
+        Ok(json!({ "old": old, "new": new }))
+    }
+}
+
+/// What a restart waits for.
+enum Until<'a> {
+    Gone,
+    /// Running, and not this container.
+    NewContainer(&'a Option<String>),
+    Healthy(&'a str),
+}
+
+#[async_trait]
+impl Action for StaticPodRestart {
+    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
+        if self.pods.is_empty() {
+            return Err(ActionError::BadArguments {
+                action: "static_pod.restart",
+                message: "`pods` is empty".into(),
+            });
+        }
+        let pods = self.inspect(ctx).await?;
+        let changes = pods
+            .iter()
+            .map(|p| Change::Restart {
+                pod: p.name.clone(),
+                detail: format!(
+                    "{}container {} → a new one, then {}",
+                    if p.stranded {
+                        "manifest found in staging (an interrupted restart): put back; "
+                    } else {
+                        "manifest out to staging and back; "
+                    },
+                    short(&p.container),
+                    p.health
+                        .as_deref()
+                        .map(|u| format!("{u} answers 200"))
+                        .unwrap_or_else(|| "no health check".into())
+                ),
+            })
+            .collect();
+        Ok(Plan {
+            summary: format!("restart {}", self.pods.join(", ")),
+            changes,
+            modifies: pods
+                .iter()
+                .flat_map(|p| [p.manifest.clone(), p.staging.clone()])
+                .collect(),
+            result: None,
+        })
+    }
+
+    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
+        let pods = self.inspect(ctx).await?;
+        let mut containers = Map::new();
+        let mut restarted = Vec::new();
+        for pod in &pods {
+            let c = self.restart(ctx, pod).await?;
+            containers.insert(pod.name.clone(), c);
+            restarted.push(pod.name.clone());
+        }
+        Ok(result(
+            true,
+            json!({ "restarted": restarted, "containers": containers }),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_urls_follow_the_manifest_flags() {
+        let lab = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --bind-address=127.0.0.11\n    - --secure-port=6443\n";
+        assert_eq!(
+            default_health_url("kube-apiserver", lab).unwrap(),
+            "https://127.0.0.11:6443/readyz"
+        );
+        let kubeadm = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.11\n";
+        assert_eq!(
+            default_health_url("kube-apiserver", kubeadm).unwrap(),
+            "https://127.0.0.1:6443/readyz"
+        );
+        let sched = "spec:\n  containers:\n  - command:\n    - kube-scheduler\n    - --bind-address=127.0.0.1\n";
+        assert_eq!(
+            default_health_url("kube-scheduler", sched).unwrap(),
+            "https://127.0.0.1:10259/healthz"
+        );
+        let etcd = "spec:\n  containers:\n  - command:\n    - etcd\n    - --listen-metrics-urls=http://127.0.0.1:2381\n";
+        assert_eq!(
+            default_health_url("etcd", etcd).unwrap(),
+            "http://127.0.0.1:2381/health"
+        );
+        assert_eq!(default_health_url("my-sidecar", etcd), None);
+    }
+}
