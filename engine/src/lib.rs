@@ -14,6 +14,7 @@ pub mod event;
 pub mod executor;
 pub mod inventory;
 pub mod manifest_edit;
+pub mod pki;
 pub mod plan;
 pub mod redact;
 pub mod report;
