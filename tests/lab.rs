@@ -516,3 +516,304 @@ fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout(
         "master-3 untouched"
     );
 }
+
+/// sha256 of every file under `dir`, by relative path.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let list = sh(&format!(
+        "cd {} && find . -type f -exec sha256sum {{}} + | sort -k2",
+        dir.display()
+    ));
+    for line in list.lines() {
+        if let Some((hash, path)) = line.split_once("  ") {
+            out.insert(path.to_string(), hash.to_string());
+        }
+    }
+    out
+}
+
+fn serial(path: &Path) -> String {
+    sh(&format!(
+        "openssl x509 -noout -serial -in {}",
+        path.display()
+    ))
+}
+
+fn sans(path: &Path) -> String {
+    sh(&format!(
+        "openssl x509 -noout -ext subjectAltName -in {}",
+        path.display()
+    ))
+}
+
+const LEAVES: &[(&str, &str)] = &[
+    ("apiserver.crt", "ca.crt"),
+    ("apiserver-kubelet-client.crt", "ca.crt"),
+    ("front-proxy-client.crt", "front-proxy-ca.crt"),
+    ("apiserver-etcd-client.crt", "etcd/ca.crt"),
+    ("etcd/server.crt", "etcd/ca.crt"),
+    ("etcd/peer.crt", "etcd/ca.crt"),
+    ("etcd/healthcheck-client.crt", "etcd/ca.crt"),
+];
+
+/// Every leaf verifies against its CA and is valid for most of a year; the
+/// kubeconfigs' client certificates too, with matching keys.
+fn assert_renewed(lab: &Lab, host: &str, before_serials: &[String]) {
+    let pki = lab.kube(host).join("pki");
+    for ((leaf, ca), old) in LEAVES.iter().zip(before_serials) {
+        let verify = sh(&format!(
+            "openssl verify -CAfile {} {} 2>&1",
+            pki.join(ca).display(),
+            pki.join(leaf).display()
+        ));
+        assert!(verify.ends_with(": OK"), "{host} {leaf}: {verify}");
+        assert_ne!(
+            &serial(&pki.join(leaf)),
+            old,
+            "{host} {leaf} is a new certificate"
+        );
+        assert!(
+            Command::new("openssl")
+                .args([
+                    "x509",
+                    "-noout",
+                    "-checkend",
+                    &(300 * 86400).to_string(),
+                    "-in"
+                ])
+                .arg(pki.join(leaf))
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "{host} {leaf} valid ~1 year"
+        );
+    }
+    for conf in [
+        "admin.conf",
+        "super-admin.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ] {
+        let path = lab.kube(host).join(conf);
+        let script = format!(
+            "d=$(mktemp -d); grep client-certificate-data {p} | awk '{{print $2}}' | base64 -d > $d/c.crt; grep client-key-data {p} | awk '{{print $2}}' | base64 -d > $d/c.key; openssl verify -CAfile {ca} $d/c.crt 2>&1 | tail -1; [ \"$(openssl x509 -noout -pubkey -in $d/c.crt)\" = \"$(openssl pkey -pubout -in $d/c.key)\" ] && echo key-matches; rm -r $d",
+            p = path.display(),
+            ca = pki.join("ca.crt").display()
+        );
+        let out = sh(&script);
+        assert!(
+            out.contains(": OK") && out.contains("key-matches"),
+            "{host} {conf}: {out}"
+        );
+    }
+    assert_eq!(
+        fingerprint_served(&lab.addr(host[7..].parse().unwrap())),
+        fingerprint_file(&pki.join("apiserver.crt")),
+        "{host} serves its new certificate"
+    );
+}
+
+#[test]
+fn cert_renew_dry_run_changes_no_byte_and_the_run_renews_every_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab {
+        dir,
+        prefix: "127.0.124".into(),
+    };
+    ok(&remedy(&[
+        "lab",
+        "up",
+        "--dir",
+        lab.dir_str(),
+        "--base-address",
+        "127.0.124.10",
+        "--cert-expiry",
+        "1d",
+    ]));
+    let masters = ["master-1", "master-2", "master-3"];
+    let before: Vec<_> = masters.iter().map(|m| tree(&lab.kube(m))).collect();
+    let plan = ok(&remedy(&["plan", "cert-renew", "-i", &lab.inv()]));
+    assert!(
+        plan.contains("3 hosts: 3 to change") && plan.contains("renew 11 certificates (native)"),
+        "{plan}"
+    );
+    let after: Vec<_> = masters.iter().map(|m| tree(&lab.kube(m))).collect();
+    assert_eq!(before, after, "a dry-run changed files");
+    assert!(
+        !lab.dir
+            .path()
+            .join("hosts/master-1/var-lib-remedy/backups")
+            .exists(),
+        "a dry-run took backups"
+    );
+
+    let serials: Vec<Vec<String>> = masters
+        .iter()
+        .map(|m| {
+            LEAVES
+                .iter()
+                .map(|(l, _)| serial(&lab.kube(m).join("pki").join(l)))
+                .collect()
+        })
+        .collect();
+    let sans_before: Vec<String> = masters
+        .iter()
+        .map(|m| sans(&lab.kube(m).join("pki/apiserver.crt")))
+        .collect();
+    let out = ok(&remedy(&["run", "cert-renew", "-i", &lab.inv(), "--yes"]));
+    assert!(out.contains("3 hosts: 3 changed"), "{out}");
+    for (i, m) in masters.iter().enumerate() {
+        assert_renewed(&lab, m, &serials[i]);
+        assert_eq!(
+            sans(&lab.kube(m).join("pki/apiserver.crt")),
+            sans_before[i],
+            "{m}: SANs identical"
+        );
+        let t = tree(&lab.kube(m));
+        for unchanged in [
+            "./pki/ca.crt",
+            "./pki/ca.key",
+            "./pki/etcd/ca.key",
+            "./pki/sa.key",
+            "./pki/sa.pub",
+            "./kubelet.conf",
+        ] {
+            assert_eq!(
+                t.get(unchanged),
+                before[i].get(unchanged),
+                "{m}: {unchanged} must not change"
+            );
+        }
+    }
+    assert_eq!(
+        sh(&format!("curl -sk https://{}:6443/readyz", lab.addr(0))),
+        "ok"
+    );
+}
+
+#[test]
+fn expired_certificates_are_recovered_and_an_external_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab {
+        dir,
+        prefix: "127.0.125".into(),
+    };
+    ok(&remedy(&[
+        "lab",
+        "up",
+        "--dir",
+        lab.dir_str(),
+        "--base-address",
+        "127.0.125.10",
+        "--cert-expiry",
+        "-1h",
+    ]));
+    // master-3's CA key lives elsewhere (an externally managed CA).
+    std::fs::remove_file(lab.kube("master-3").join("pki/ca.key")).unwrap();
+    let m3 = tree(&lab.kube("master-3"));
+    let out = remedy(&[
+        "run",
+        "cert-renew",
+        "-i",
+        &lab.inv(),
+        "--limit",
+        "master-3",
+        "--yes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("externally managed CA on master-3") && stdout.contains("ca.key absent"),
+        "{stdout}"
+    );
+    assert_eq!(
+        tree(&lab.kube("master-3")),
+        m3,
+        "nothing changed on master-3"
+    );
+
+    let serials: Vec<Vec<String>> = ["master-1", "master-2"]
+        .iter()
+        .map(|m| {
+            LEAVES
+                .iter()
+                .map(|(l, _)| serial(&lab.kube(m).join("pki").join(l)))
+                .collect()
+        })
+        .collect();
+    let out = ok(&remedy(&[
+        "run",
+        "cert-renew",
+        "-i",
+        &lab.inv(),
+        "--limit",
+        "master-1,master-2",
+        "--yes",
+    ]));
+    assert!(out.contains("2 hosts: 2 changed"), "{out}");
+    assert_renewed(&lab, "master-1", &serials[0]);
+    assert_renewed(&lab, "master-2", &serials[1]);
+    // Two of three etcd members renewed: quorum again, the API servers ready.
+    eventually(
+        "master-1's API server is ready again",
+        Duration::from_secs(60),
+        || sh(&format!("curl -sk https://{}:6443/readyz", lab.addr(1))) == "ok",
+    );
+}
+
+#[test]
+fn a_master_failing_after_renewal_is_restored_byte_for_byte_and_the_next_is_untouched() {
+    let lab = Lab::up("127.0.126");
+    let faults = lab
+        .dir
+        .path()
+        .join("hosts/master-2/var-lib-kubelet/lab-faults");
+    std::fs::create_dir_all(&faults).unwrap();
+    std::fs::write(faults.join("kube-apiserver-crash"), "").unwrap();
+    let before: Vec<_> = ["master-1", "master-2", "master-3"]
+        .iter()
+        .map(|m| tree(&lab.kube(m)))
+        .collect();
+    let out = remedy(&[
+        "run",
+        "cert-renew",
+        "-i",
+        &lab.inv(),
+        "-p",
+        "force=true",
+        "-p",
+        "timeout=10s",
+        "--yes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("master-1: changed")
+            && stdout.contains("master-2: failed, rolled back")
+            && stdout.contains("master-3: not started"),
+        "{stdout}"
+    );
+    assert_ne!(
+        tree(&lab.kube("master-1")).get("./pki/apiserver.crt"),
+        before[0].get("./pki/apiserver.crt"),
+        "master-1 renewed"
+    );
+    assert_eq!(
+        tree(&lab.kube("master-2")),
+        before[1],
+        "master-2 restored byte for byte"
+    );
+    assert_eq!(
+        tree(&lab.kube("master-3")),
+        before[2],
+        "master-3 not touched"
+    );
+    assert!(
+        !lab.dir
+            .path()
+            .join("hosts/master-2/var-lib-remedy/staging/kube-apiserver.yaml")
+            .exists(),
+        "no manifest left outside"
+    );
+}

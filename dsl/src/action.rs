@@ -19,6 +19,9 @@ pub enum ActionKind {
     Script,
     HostSkip,
     StaticPodRestart,
+    CertCheck,
+    CertRenew,
+    CertServed,
 }
 
 /// The type an argument's value must have.
@@ -108,7 +111,7 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
 ];
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 9] = [
+    pub const ALL: [ActionKind; 12] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -118,6 +121,9 @@ impl ActionKind {
         ActionKind::Script,
         ActionKind::HostSkip,
         ActionKind::StaticPodRestart,
+        ActionKind::CertCheck,
+        ActionKind::CertRenew,
+        ActionKind::CertServed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +137,9 @@ impl ActionKind {
             ActionKind::Script => "script",
             ActionKind::HostSkip => "host.skip",
             ActionKind::StaticPodRestart => "static_pod.restart",
+            ActionKind::CertCheck => "cert.check",
+            ActionKind::CertRenew => "cert.renew",
+            ActionKind::CertServed => "cert.served",
         }
     }
 
@@ -157,6 +166,9 @@ impl ActionKind {
             }
             ActionKind::HostSkip => "stop this host's remaining steps, successfully",
             ActionKind::StaticPodRestart => "restart static pods by moving their manifests out and back, waiting for a new container and health",
+            ActionKind::CertCheck => "list every certificate of a master with its expiry, like `kubeadm certs check-expiration` (read-only)",
+            ActionKind::CertRenew => "renew the leaf certificates and kubeconfig client certificates like `kubeadm certs renew all`",
+            ActionKind::CertServed => "check that an endpoint serves the certificate in a file (by SHA-256 fingerprint)",
         }
     }
 
@@ -213,6 +225,19 @@ impl ActionKind {
                 arg!("timeout", Duration, false, "how long each wait may take: gone, running again, healthy (default 2m)"),
                 arg!("health", StrMap, false, "health URL per pod, checked on the host with curl; default from the manifest's flags; `none` skips"),
             ],
+            ActionKind::CertCheck => &[
+                arg!("pki", Str, false, "the PKI directory (default: host var pki_dir, /etc/kubernetes/pki)"),
+                arg!("kubeconfigs", StrList, false, "kubeconfigs to check (default: admin, super-admin, controller-manager, scheduler and kubelet .conf in kube_dir)"),
+            ],
+            ActionKind::CertRenew => &[
+                arg!("method", Str, false, "auto (kubeadm when the host has it, else native), kubeadm, or native"),
+                arg!("pki", Str, false, "the PKI directory (default: host var pki_dir)"),
+                arg!("kubeconfigs", StrList, false, "kubeconfigs whose client certificates are renewed (default: admin, super-admin, controller-manager, scheduler .conf)"),
+            ],
+            ActionKind::CertServed => &[
+                arg!("endpoint", Str, true, "host:port to open TLS to, from the host itself"),
+                arg!("expect", Str, true, "path of the certificate (PEM) the endpoint must serve"),
+            ],
         }
     }
 
@@ -253,6 +278,22 @@ impl ActionKind {
                     "containers",
                     "per pod: the container before and after ({old, new})"
                 ),
+            ],
+            ActionKind::CertCheck => &[
+                res!("certificates", "one entry per certificate: name, path, kind (ca, leaf, kubeconfig), cn, not_after, days_left, ca_key_present, renewable"),
+                res!("min_days_left", "days until the first renewable certificate expires (negative: expired)"),
+                res!("expired", "how many certificates have expired"),
+                res!("external_ca", "true when a CA's private key is absent (an externally managed CA)"),
+            ],
+            ActionKind::CertRenew => &[
+                res!("method", "kubeadm or native"),
+                res!("renewed", "the certificates and kubeconfigs renewed"),
+                res!("not_renewed", "what was left alone, and why (CAs, sa.key, kubelet.conf)"),
+            ],
+            ActionKind::CertServed => &[
+                res!("served_sha256", "fingerprint of the certificate the endpoint serves"),
+                res!("expected_sha256", "fingerprint of the certificate in the file"),
+                res!("matches", "true when they are the same certificate"),
             ],
         })
     }

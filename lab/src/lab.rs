@@ -484,6 +484,27 @@ fn start(
     .map_err(io("start haproxy"))?;
     fs::write(layout.inventory(), inventory(layout)).map_err(io("write inventory.yaml"))?;
 
+    if opts.cert_expiry_secs <= 0 {
+        // Expired certificates: etcd members cannot reach each other, so
+        // nothing becomes ready until they are renewed. Wait for the API
+        // servers to listen, not to be ready.
+        progress("certificates are already expired: etcd and the API servers will not be ready until they are renewed");
+        for i in 1..=layout.masters {
+            let addr = SocketAddr::from((layout.master_addr(i), 6443));
+            if !process::wait_for_port(addr, Duration::from_secs(60)) {
+                return Err(LabError::NotReady {
+                    what: format!("the API server of master-{i} ({addr})"),
+                    secs: 60,
+                    log: layout
+                        .host_dir(&format!("master-{i}"))
+                        .join("var-log-pods")
+                        .display()
+                        .to_string(),
+                });
+            }
+        }
+        return Ok(());
+    }
     progress("waiting for etcd and the API servers to be ready");
     let wait = Duration::from_secs(90);
     for (i, name) in layout.master_names().iter().enumerate() {

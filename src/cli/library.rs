@@ -8,6 +8,7 @@ use std::sync::Arc;
 /// The built-in runbooks, embedded at build time. A test checks this list
 /// matches the files in `runbooks/`.
 pub const BUILTIN: &[(&str, &str)] = &[
+    ("cert-renew", include_str!("../../runbooks/cert-renew.yaml")),
     (
         "manifest-edit",
         include_str!("../../runbooks/manifest-edit.yaml"),

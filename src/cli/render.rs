@@ -101,12 +101,19 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
         StepStatus::Failed => p.red("[FAILED] "),
         StepStatus::RolledBack => p.yellow("[undone] "),
     };
+    let pad = "            ";
+    let mut lines = s.summary.lines();
     let _ = writeln!(
         out,
         "  {tag} {:id_w$}  {:act_w$}  {}",
-        s.id, s.action, s.summary
+        s.id,
+        s.action,
+        lines.next().unwrap_or("")
     );
-    let pad = "            ";
+    // A multi-line summary (e.g. cert.check's expiry table) goes under the step.
+    for line in lines {
+        let _ = writeln!(out, "{pad}{line}");
+    }
     if matches!(
         s.status,
         StepStatus::WouldChange | StepStatus::Changed | StepStatus::RolledBack | StepStatus::Failed

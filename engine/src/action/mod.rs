@@ -4,6 +4,9 @@
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
 mod assert;
+mod cert_check;
+mod cert_renew;
+mod cert_served;
 mod file_edit;
 mod file_move;
 mod file_write;
@@ -124,6 +127,9 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::StaticPodRestart => {
             Box::new(args::<static_pod_restart::StaticPodRestart>(kind, with)?)
         }
+        ActionKind::CertCheck => Box::new(args::<cert_check::CertCheck>(kind, with)?),
+        ActionKind::CertRenew => Box::new(args::<cert_renew::CertRenew>(kind, with)?),
+        ActionKind::CertServed => Box::new(args::<cert_served::CertServed>(kind, with)?),
     })
 }
 

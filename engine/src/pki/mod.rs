@@ -18,6 +18,7 @@
 //!   byte-identical.
 
 pub mod inspect;
+pub mod kubeadm;
 pub mod kubeconfig;
 pub mod renew;
 
