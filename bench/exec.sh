@@ -4,7 +4,9 @@
 # Wall time (and the client's peak RSS) of one read-only command,
 # `cat /etc/hostname`, run on 3 and on 20 hosts by:
 #   1. remedy exec     (target/release/remedy; a fresh process: no connection reuse)
-#   2. parallel-ssh    (pssh, one OpenSSH client process per host)
+#   2. parallel-ssh    (pssh, one OpenSSH client process per host), with OpenSSH's
+#                      default key exchange and again with curve25519-sha256, the
+#                      one remedy prefers (so the key exchange is not the difference)
 #   3. ansible         (ansible-core ad-hoc `command`, pipelining on, ControlPersist on):
 #                      "cold" = no ControlPersist master alive before the run,
 #                      "warm" = the masters of the previous run are reused.
@@ -16,10 +18,12 @@
 # same client key and the same known_hosts, with strict host-key checking.
 #
 # Method: per size, one untimed warm-up round, then RUNS timed rounds; each round
-# runs every tool once, interleaved (remedy, parallel-ssh, ansible cold, ansible
-# warm) so that load from other work on the machine hits them all alike. Every
-# run's output is checked (each host's own hostname, nothing else); any wrong
-# output or non-zero exit stops the benchmark with an error.
+# runs every row once, interleaved (remedy, parallel-ssh, parallel-ssh x25519,
+# ansible cold, ansible warm) so that load from other work on the machine hits
+# them all alike. Every run's output is checked (each host's own hostname,
+# nothing else); any wrong output or non-zero exit stops the benchmark with an
+# error. Wall time is taken around `/usr/bin/time -f %M` (which gives the RSS),
+# so each row includes the same few milliseconds of wrapper.
 #
 # Needs: root, scripts/setup (openssh-server, pssh), a release build
 # (cargo build --release --bin remedy), GNU time (/usr/bin/time). ansible-core is
@@ -63,6 +67,11 @@ W=$(mktemp -d /tmp/remedy-bench.XXXXXX)
 SSHD_PIDS=()
 
 # ---- cleanup: every sshd we started, by PID; every ControlPersist master ----
+alive() { # PID: running, and not a zombie
+  local st
+  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
 stop_masters() {
   local s pid
   for s in "$W"/cp/*; do
@@ -70,8 +79,10 @@ stop_masters() {
     pid=$(ssh -o ControlPath="$s" -O check bench 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
     ssh -o ControlPath="$s" -O exit bench >/dev/null 2>&1 || true
     if [ -n "$pid" ]; then
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
-      kill "$pid" 2>/dev/null || true
+      # An exited master is reparented to PID 1, which may leave it a zombie
+      # for a while: a zombie counts as gone.
+      for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.02; done
+      if alive "$pid"; then kill "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$s"
   done
@@ -82,8 +93,8 @@ cleanup() {
   [ -d "$W/cp" ] && stop_masters
   for pid in "${SSHD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${SSHD_PIDS[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.05; done
+    if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
   done
   if [ "$rc" -eq 0 ]; then rm -rf "$W"; else echo "bench: failed (exit $rc); files kept in $W" >&2; fi
   exit "$rc"
@@ -179,12 +190,16 @@ done
 export NO_COLOR=1 ANSIBLE_CONFIG=$W/ansible.cfg ANSIBLE_HOME=$W/ansible-home \
   ANSIBLE_NOCOLOR=1 ANSIBLE_DEPRECATION_WARNINGS=0
 
-# cmd_<tool> SIZE: the command line, one word per line (printed into the report).
+# cmd_<tool> SIZE MODE: the command line, one word per line (printed into the report).
 cmd_remedy() { printf '%s\n' "$REMEDY" exec -i "$W/inventory-$1.yaml" all -- cat /etc/hostname; }
 cmd_pssh() {
   printf '%s\n' parallel-ssh -i -h "$W/pssh-hosts-$1" -l root -p 32 -t 60 -x "-i $W/client_key" \
     -O "UserKnownHostsFile=$W/known_hosts" -O StrictHostKeyChecking=yes \
-    -O IdentitiesOnly=yes -O BatchMode=yes "$CMD"
+    -O IdentitiesOnly=yes -O BatchMode=yes
+  # x25519: the key exchange remedy prefers, instead of OpenSSH 9.2's default
+  # sntrup761x25519 post-quantum hybrid.
+  [ "${2:-}" = x25519 ] && printf '%s\n' -O KexAlgorithms=curve25519-sha256
+  printf '%s\n' "$CMD"
 }
 cmd_ansible() {
   printf '%s\n' "$ANSIBLE" all -i "$W/inventory-$1.ini" -f 20 -m command -a "$CMD" \
@@ -204,8 +219,13 @@ run_one() {
   local tool=$1 mode=$2 size=$3 round=$4 base rc t0 t1
   base=$W/runs/$tool-$mode-$size-$round
   local -a cmd
-  mapfile -t cmd < <("cmd_$tool" "$size")
-  [ "$tool$mode" = ansiblecold ] && stop_masters
+  mapfile -t cmd < <("cmd_$tool" "$size" "$mode")
+  local before=
+  if [ "$tool$mode" = ansiblecold ]; then
+    stop_masters
+    [ -z "$(find "$W/cp" -type s)" ] || die "ControlPersist masters still alive before a cold run"
+  fi
+  [ "$tool$mode" = ansiblewarm ] && before=$(find "$W/cp" -type s -printf '%i %p\n' | sort)
   rc=0
   t0=$(date +%s%N)
   timeout 120 /usr/bin/time -f '%M' -o "$base.rss" "${cmd[@]}" >"$base.out" 2>"$base.err" </dev/null || rc=$?
@@ -218,8 +238,11 @@ run_one() {
     cat "$base.out" "$base.diff" >&2
     die "$tool ($mode, $size hosts, round $round): wrong output (diff above: expected vs got)"
   fi
-  if [ "$tool$mode" = ansiblewarm ] && [ "$(find "$W/cp" -type s | wc -l)" -lt "$size" ]; then
-    die "ansible warm run with fewer than $size ControlPersist masters alive"
+  # Warm means reused: the same $size master sockets (same inodes) before and after.
+  if [ "$tool$mode" = ansiblewarm ]; then
+    [ "$(wc -l <<<"$before")" -eq "$size" ] || die "ansible warm run without $size ControlPersist masters"
+    [ "$before" = "$(find "$W/cp" -type s -printf '%i %p\n' | sort)" ] ||
+      die "ansible warm run did not reuse its ControlPersist masters"
   fi
   if [ "$round" != warmup ]; then
     echo $(((t1 - t0) / 1000)) >>"$W/$tool-$mode-$size.us"
@@ -231,11 +254,12 @@ run_one() {
 stats() { sort -n "$1" | awk '{ v[NR] = $1 } END {
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
 
-TOOLS=("remedy plain" "pssh plain" "ansible cold" "ansible warm")
-echo "bench: $MAXN sshd up on $NET.1-$MAXN:$PORT; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+TOOLS=("remedy plain" "pssh plain" "pssh x25519" "ansible cold" "ansible warm")
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench: $MAXN sshd up on $NET.1-$MAXN:$PORT; load average: $LOAD_START" >&2
 for s in $SIZES; do
   for round in warmup $(seq 1 "$RUNS"); do
-    echo "bench: $s hosts, round $round" >&2
+    echo "bench: $s hosts, round $round (${SECONDS}s)" >&2
     for tm in "${TOOLS[@]}"; do
       # shellcheck disable=SC2086
       run_one $tm "$s" "$round"
@@ -250,12 +274,13 @@ label() {
   case "$1 $2" in
     "remedy plain") echo "remedy exec" ;;
     "pssh plain") echo "parallel-ssh -i" ;;
+    "pssh x25519") echo "parallel-ssh -i, kex curve25519-sha256 (as remedy)" ;;
     "ansible cold") echo "ansible, cold (no ControlPersist master)" ;;
     "ansible warm") echo "ansible, warm (ControlPersist reused)" ;;
   esac
 }
 echo
-echo "$RUNS timed runs per row (after 1 warm-up); wall time in ms; peak RSS of the client process tree's largest process."
+echo "$RUNS timed runs per row (after 1 warm-up round); wall time in ms; peak RSS = the largest single process of the client's tree."
 echo
 echo "| hosts | tool | median ms | min ms | max ms | median / remedy | peak RSS MiB (median) |"
 echo "|---:|---|---:|---:|---:|---:|---:|"
@@ -271,17 +296,19 @@ for s in $SIZES; do
   done
 done
 echo
-echo "Versions: remedy $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')," \
+echo "Versions: remedy binary sha256 $(sha256sum "$REMEDY" | cut -c1-12) built $(date -u -r "$REMEDY" '+%F %T UTC')" \
+  "(work tree HEAD now: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))," \
   "$(ssh -V 2>&1 | cut -d, -f1), parallel-ssh $(parallel-ssh --version 2>&1)," \
   "ansible-core $("$VENV/bin/python" -c 'import ansible.release as r; print(r.__version__)')," \
   "python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())')." \
-  "Machine: $(nproc) cores, load average $(cut -d' ' -f1-3 <<<"$LOAD_END") at the end."
+  "Machine: $(nproc) cores; load average (1, 5, 15 min) $LOAD_START at the start, $LOAD_END at the end."
 echo
 echo "Commands (for the largest size; \$W = a temporary directory):"
-for t in remedy pssh ansible; do
+for tm in "remedy plain" "pssh plain" "pssh x25519" "ansible cold"; do
+  read -r t mode <<<"$tm"
   echo
   printf '    '
-  "cmd_$t" "$MAXN" | while IFS= read -r w; do
+  "cmd_$t" "$MAXN" "$mode" | while IFS= read -r w; do
     w=${w//$W/\$W}
     if [[ "$w" =~ [[:space:]\'] ]]; then printf '"%s" ' "$w"; else printf '%s ' "$w"; fi
   done

@@ -14,6 +14,7 @@ pub enum ActionKind {
     FileWrite,
     FileEdit,
     FileMove,
+    FileCopy,
     WaitUntil,
     Assert,
     Script,
@@ -111,11 +112,12 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
 ];
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 12] = [
+    pub const ALL: [ActionKind; 13] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
         ActionKind::FileMove,
+        ActionKind::FileCopy,
         ActionKind::WaitUntil,
         ActionKind::Assert,
         ActionKind::Script,
@@ -132,6 +134,7 @@ impl ActionKind {
             ActionKind::FileWrite => "file.write",
             ActionKind::FileEdit => "file.edit",
             ActionKind::FileMove => "file.move",
+            ActionKind::FileCopy => "file.copy",
             ActionKind::WaitUntil => "wait.until",
             ActionKind::Assert => "assert",
             ActionKind::Script => "script",
@@ -159,6 +162,7 @@ impl ActionKind {
             ActionKind::FileMove => {
                 "move a file (e.g. a manifest out of the manifests directory and back)"
             }
+            ActionKind::FileCopy => "copy a file on the host (e.g. a renewed admin.conf to where people use it); the destination is backed up",
             ActionKind::WaitUntil => "poll a read-only probe command until a Rhai condition holds",
             ActionKind::Assert => "fail the host unless a Rhai condition holds",
             ActionKind::Script => {
@@ -207,6 +211,11 @@ impl ActionKind {
             ActionKind::FileMove => &[
                 arg!("from", Str, true, "the file to move"),
                 arg!("to", Str, true, "where it goes (a full file path); its directory is created"),
+            ],
+            ActionKind::FileCopy => &[
+                arg!("from", Str, true, "the file to copy"),
+                arg!("to", Str, true, "the destination file; its directory is created"),
+                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default: the source's mode"),
             ],
             ActionKind::WaitUntil => &[
                 arg!("command", Str, true, "a read-only probe command, run until `condition` holds"),
@@ -262,6 +271,7 @@ impl ActionKind {
                 ),
             ],
             ActionKind::FileMove => &[res!("from", "source path"), res!("to", "destination path")],
+            ActionKind::FileCopy => &[res!("to", "the destination"), res!("sha256", "sha256 of the copied content")],
             ActionKind::WaitUntil => &[
                 res!("rc", "exit status of the last probe"),
                 res!("stdout", "standard output of the last probe"),

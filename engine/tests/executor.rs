@@ -773,3 +773,44 @@ async fn a_number_interpolated_into_a_string_argument_is_its_text() {
         "7"
     );
 }
+
+#[tokio::test]
+async fn file_copy_backs_up_the_destination_and_rollback_restores_it() {
+    let lab = Lab::new(&["m1"]);
+    let root = lab.root("m1");
+    std::fs::write(root.join("admin.conf"), "renewed\n").unwrap();
+    std::fs::create_dir_all(root.join(".kube")).unwrap();
+    std::fs::write(root.join(".kube/config"), "old\n").unwrap();
+    let rb = format!(
+        "runbook: r\nsummary: s\ntargets: masters\nparams:\n  fail: {{ type: bool, default: false }}\nsteps:\n  - id: copy\n    action: file.copy\n    with: {{ from: {r}/admin.conf, to: {r}/.kube/config, mode: \"0600\" }}\n  - id: after\n    when: params.fail\n    action: shell\n    with: {{ cmd: \"exit 1\" }}\n",
+        r = root.display()
+    );
+    let plan = lab.run(&rb, &[], true).await;
+    assert_eq!(step(&plan, 0, "copy").status, StepStatus::WouldChange);
+    let r = lab.run(&rb, &[("fail", "true")], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::RolledBack);
+    assert_eq!(
+        std::fs::read_to_string(root.join(".kube/config")).unwrap(),
+        "old\n",
+        "restored"
+    );
+    let r = lab.run(&rb, &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::Changed);
+    assert_eq!(
+        std::fs::read_to_string(root.join(".kube/config")).unwrap(),
+        "renewed\n"
+    );
+    assert_eq!(
+        std::fs::metadata(root.join(".kube/config"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        lab.run(&rb, &[], false).await.hosts[0].status,
+        HostStatus::Unchanged,
+        "idempotent"
+    );
+}

@@ -7,6 +7,7 @@ mod assert;
 mod cert_check;
 mod cert_renew;
 mod cert_served;
+mod file_copy;
 mod file_edit;
 mod file_move;
 mod file_write;
@@ -127,6 +128,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::StaticPodRestart => {
             Box::new(args::<static_pod_restart::StaticPodRestart>(kind, with)?)
         }
+        ActionKind::FileCopy => Box::new(args::<file_copy::FileCopy>(kind, with)?),
         ActionKind::CertCheck => Box::new(args::<cert_check::CertCheck>(kind, with)?),
         ActionKind::CertRenew => Box::new(args::<cert_renew::CertRenew>(kind, with)?),
         ActionKind::CertServed => Box::new(args::<cert_served::CertServed>(kind, with)?),
