@@ -817,3 +817,83 @@ fn a_master_failing_after_renewal_is_restored_byte_for_byte_and_the_next_is_unto
         "no manifest left outside"
     );
 }
+
+/// Install an executable script on one master's PATH (/usr/local/bin there).
+fn install_tool(lab: &Lab, host: &str, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = lab
+        .dir
+        .path()
+        .join("hosts")
+        .join(host)
+        .join("usr-local-bin")
+        .join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `crictl ps --name ^NAME$ --state running -q`, answered from the kubelet
+/// stand-in's state (the lab has no container runtime).
+const CRICTL: &str = r#"#!/bin/sh
+name=$(printf '%s\n' "$@" | sed -n 's/^\^\(.*\)\$$/\1/p')
+echo "crictl $*" >> /var/lib/remedy/tool-calls
+f=/var/lib/kubelet/pods/$name.json
+if [ -f "$f" ] && grep -q '"state": "running"' "$f"; then
+  sed -n 's/.*"container_id": "\([0-9a-f]*\)".*/\1/p' "$f"
+fi
+"#;
+
+/// A kubeadm that only records what it was asked to do.
+const KUBEADM: &str = "#!/bin/sh\necho \"kubeadm $*\" >> /var/lib/remedy/tool-calls\n";
+
+#[test]
+fn kubeadm_and_crictl_on_a_master_are_used_when_present() {
+    let lab = Lab::up("127.0.127");
+    install_tool(&lab, "master-1", "crictl", CRICTL);
+    install_tool(&lab, "master-1", "kubeadm", KUBEADM);
+    let before = lab.pod_state("master-1", "kube-apiserver").unwrap()["container_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = ok(&remedy(&[
+        "run",
+        "cert-renew",
+        "-i",
+        &lab.inv(),
+        "--limit",
+        "master-1",
+        "-p",
+        "force=true",
+        "--yes",
+    ]));
+    assert!(
+        out.contains("renew 11 certificates (kubeadm)") && out.contains("1 host: 1 changed"),
+        "{out}"
+    );
+    let calls = std::fs::read_to_string(
+        lab.dir
+            .path()
+            .join("hosts/master-1/var-lib-remedy/tool-calls"),
+    )
+    .unwrap();
+    assert!(calls.contains("kubeadm certs renew all"), "{calls}");
+    assert!(
+        calls.contains("crictl ps --name ^kube-apiserver$ --state running -q"),
+        "containers were read with crictl:\n{calls}"
+    );
+    let after = lab.pod_state("master-1", "kube-apiserver").unwrap();
+    assert_ne!(
+        after["container_id"].as_str().unwrap(),
+        before,
+        "restarted as a new container, seen through crictl"
+    );
+    // The files kubeadm would rewrite were backed up before it ran.
+    let backups = sh(&format!(
+        "find {} -path '*renew*' -name apiserver.key | wc -l",
+        lab.dir
+            .path()
+            .join("hosts/master-1/var-lib-remedy/backups")
+            .display()
+    ));
+    assert_eq!(backups, "1");
+}

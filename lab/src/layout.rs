@@ -93,6 +93,9 @@ pub const HOST_MOUNTS: &[(&str, &str)] = &[
     ("/var/lib/kubelet", "var-lib-kubelet"),
     ("/var/lib/remedy", "var-lib-remedy"),
     ("/var/log/pods", "var-log-pods"),
+    // Empty by default: a place for tools a test or rehearsal installs on one
+    // master only (a `crictl` stand-in, a fake `kubeadm`), on its PATH.
+    ("/usr/local/bin", "usr-local-bin"),
 ];
 
 /// Root's shell start-up files, masked with an empty file inside each host:
