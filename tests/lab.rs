@@ -1,5 +1,5 @@
 //! `remedy lab` end to end: real sshd, etcd and HAProxy on their own
-//! addresses (127.0.12x.*), so these tests run beside each other and beside a
+//! addresses (127.R.12x.*, R from the test process), so these tests run beside each other and beside a
 //! lab that is up. Every lab is stopped by a guard, even when a test fails.
 
 use std::net::{SocketAddr, TcpStream};
@@ -32,6 +32,12 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// `127.R.n`: R is derived from this test process, so two runs of these tests
+/// at once (or a lab that is up on 127.0.0.x) never share an address.
+fn net(n: u8) -> String {
+    format!("127.{}.{n}", 20 + std::process::id() % 200)
+}
+
 struct Lab {
     dir: tempfile::TempDir,
     prefix: String,
@@ -39,11 +45,13 @@ struct Lab {
 
 impl Lab {
     /// A 3-master lab at `prefix.10` (VIP) … `prefix.13`.
-    fn up(prefix: &str) -> Lab {
+    /// A 3-master lab in address block `net(block)`.
+    fn up(block: u8) -> Lab {
         let dir = tempfile::tempdir().unwrap();
+        let prefix = net(block);
         let lab = Lab {
             dir,
-            prefix: prefix.to_string(),
+            prefix: prefix.clone(),
         };
         ok(&remedy(&[
             "lab",
@@ -144,7 +152,7 @@ fn fingerprint_file(path: &Path) -> String {
 
 #[test]
 fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
-    let lab = Lab::up("127.0.120");
+    let lab = Lab::up(120);
     // Each master has its own hostname and its own /etc/kubernetes.
     let out = lab.exec(
         "masters",
@@ -234,7 +242,7 @@ fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
 
 #[test]
 fn faults_can_be_injected_and_down_leaves_nothing_running() {
-    let lab = Lab::up("127.0.121");
+    let lab = Lab::up(121);
     let dir = lab.dir_str().to_string();
 
     // lb-backend-down: master-2 in maintenance on HAProxy.
@@ -370,19 +378,19 @@ fn a_failed_up_stops_what_it_started_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let _down = DownOnDrop(dir.path());
     // Something else already listens where master-2's sshd must.
-    let _squatter = std::net::TcpListener::bind("127.0.122.12:2222").unwrap();
+    let _squatter = std::net::TcpListener::bind(format!("{}.12:2222", net(122))).unwrap();
     let out = remedy(&[
         "lab",
         "up",
         "--dir",
         dir.path().to_str().unwrap(),
         "--base-address",
-        "127.0.122.10",
+        &format!("{}.10", net(122)),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("sshd of master-2 on 127.0.122.12:2222")
+        stderr.contains(&format!("sshd of master-2 on {}.12:2222", net(122)))
             && stderr.contains("the lab was stopped again"),
         "{stderr}"
     );
@@ -393,14 +401,14 @@ fn a_failed_up_stops_what_it_started_and_says_why() {
         left.join("\n")
     );
     assert!(
-        !port_open("127.0.122.11", 2222),
+        !port_open(&format!("{}.11", net(122)), 2222),
         "master-1's sshd was stopped"
     );
 }
 
 #[test]
 fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout() {
-    let lab = Lab::up("127.0.123");
+    let lab = Lab::up(123);
     let inv = lab.inv();
     let before: Vec<String> = (1..=3)
         .map(|i| {
@@ -421,7 +429,7 @@ fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout(
     ]));
     assert!(
         plan.contains("restart kube-apiserver: manifest out to staging and back; container ")
-            && plan.contains("https://127.0.123.11:6443/readyz answers 200"),
+            && plan.contains(&format!("https://{}:6443/readyz answers 200", lab.addr(1))),
         "{plan}"
     );
 
@@ -619,7 +627,7 @@ fn cert_renew_dry_run_changes_no_byte_and_the_run_renews_every_master() {
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab {
         dir,
-        prefix: "127.0.124".into(),
+        prefix: net(124),
     };
     ok(&remedy(&[
         "lab",
@@ -627,7 +635,7 @@ fn cert_renew_dry_run_changes_no_byte_and_the_run_renews_every_master() {
         "--dir",
         lab.dir_str(),
         "--base-address",
-        "127.0.124.10",
+        &format!("{}.10", net(124)),
         "--cert-expiry",
         "1d",
     ]));
@@ -697,7 +705,7 @@ fn expired_certificates_are_recovered_and_an_external_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab {
         dir,
-        prefix: "127.0.125".into(),
+        prefix: net(125),
     };
     ok(&remedy(&[
         "lab",
@@ -705,13 +713,24 @@ fn expired_certificates_are_recovered_and_an_external_ca_is_refused() {
         "--dir",
         lab.dir_str(),
         "--base-address",
-        "127.0.125.10",
+        &format!("{}.10", net(125)),
         "--cert-expiry",
         "-1h",
     ]));
     // master-3's CA key lives elsewhere (an externally managed CA).
     std::fs::remove_file(lab.kube("master-3").join("pki/ca.key")).unwrap();
     let m3 = tree(&lab.kube("master-3"));
+    // Every real run plans all its hosts first: master-3's refusal stops the
+    // run before master-1 (first in line) is touched, even with --yes.
+    let m1 = tree(&lab.kube("master-1"));
+    let out = remedy(&["run", "cert-renew", "-i", &lab.inv(), "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing was changed on any host"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree(&lab.kube("master-1")), m1, "master-1 untouched");
     let out = remedy(&[
         "run",
         "cert-renew",
@@ -764,7 +783,7 @@ fn expired_certificates_are_recovered_and_an_external_ca_is_refused() {
 
 #[test]
 fn a_master_failing_after_renewal_is_restored_byte_for_byte_and_the_next_is_untouched() {
-    let lab = Lab::up("127.0.126");
+    let lab = Lab::up(126);
     let faults = lab
         .dir
         .path()
@@ -848,7 +867,7 @@ const KUBEADM: &str = "#!/bin/sh\necho \"kubeadm $*\" >> /var/lib/remedy/tool-ca
 
 #[test]
 fn kubeadm_and_crictl_on_a_master_are_used_when_present() {
-    let lab = Lab::up("127.0.127");
+    let lab = Lab::up(127);
     install_tool(&lab, "master-1", "crictl", CRICTL);
     install_tool(&lab, "master-1", "kubeadm", KUBEADM);
     let before = lab.pod_state("master-1", "kube-apiserver").unwrap()["container_id"]

@@ -105,31 +105,40 @@ async fn async_run(
         return finish(&report, json, color, true, &redactor);
     }
 
+    if !g.yes && !std::io::stdin().is_terminal() {
+        eprintln!("error: refusing to change hosts without confirmation: standard input is not a terminal\n  = hint: review the plan with `remedy plan {}` (same options), then pass --yes", runbook.name);
+        return Exit::Denied;
+    }
+    // Every real run plans all its hosts first, in parallel and read-only —
+    // with --yes too — so a problem on any host (an external CA on the last
+    // master, an unreachable host) stops the run before anything changes.
+    let preview = execute(
+        runbook,
+        bound,
+        connector,
+        true,
+        &MemorySink::default(),
+        cancel.clone(),
+        g.parallel as usize,
+    )
+    .await;
+    if preview.status != RunStatus::Ok {
+        let out = redactor.apply(&render::report(&preview, color));
+        if json {
+            eprint!("{out}");
+        } else {
+            print!("{out}");
+        }
+        eprintln!("The plan failed on some hosts (above); nothing was changed on any host.");
+        return Exit::StepFailed;
+    }
+    let changing = preview
+        .hosts
+        .iter()
+        .filter(|h| h.status == remedy_engine::HostStatus::WouldChange)
+        .count();
     if !g.yes {
-        if !std::io::stdin().is_terminal() {
-            eprintln!("error: refusing to change hosts without confirmation: standard input is not a terminal\n  = hint: review the plan with `remedy plan {}` (same options), then pass --yes", runbook.name);
-            return Exit::Denied;
-        }
-        let preview = execute(
-            runbook,
-            bound,
-            connector,
-            true,
-            &MemorySink::default(),
-            cancel.clone(),
-            g.parallel as usize,
-        )
-        .await;
         print!("{}", redactor.apply(&render::report(&preview, color)));
-        if preview.status != RunStatus::Ok {
-            eprintln!("The plan itself failed on some hosts; fix that before running.");
-            return Exit::StepFailed;
-        }
-        let changing = preview
-            .hosts
-            .iter()
-            .filter(|h| h.status == remedy_engine::HostStatus::WouldChange)
-            .count();
         if changing == 0 {
             println!("Nothing to change.");
             return Exit::Ok;
@@ -145,6 +154,16 @@ async fn async_run(
             eprintln!("Not confirmed: nothing was changed.");
             return Exit::Denied;
         }
+    } else if !json {
+        eprintln!(
+            "planned {} host(s): {}",
+            preview.hosts.len(),
+            preview
+                .summary
+                .split(": ")
+                .nth(1)
+                .unwrap_or(&preview.summary)
+        );
     }
     let progress = Progress::new(redactor.clone());
     let report = execute(

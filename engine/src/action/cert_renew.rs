@@ -174,7 +174,16 @@ impl Action for CertRenew {
         let w = self.work(ctx).await?;
         let count = w.items.len();
         Ok(Plan {
-            summary: format!("renew {count} certificates ({}) in {}; not renewed: CAs, sa.key/sa.pub, kubelet.conf", w.method, w.pki),
+            summary: format!(
+                "renew {count} certificates ({}) in {}; not renewed: {}",
+                w.method,
+                w.pki,
+                kubeadm::NOT_RENEWED
+                    .iter()
+                    .map(|(what, why)| format!("{what} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
             changes: w.changes,
             modifies: w.modifies,
             result: None,
