@@ -15,6 +15,7 @@ pub enum ActionKind {
     FileEdit,
     FileMove,
     FileCopy,
+    FileFetch,
     WaitUntil,
     Assert,
     Script,
@@ -112,12 +113,13 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
 ];
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 13] = [
+    pub const ALL: [ActionKind; 14] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
         ActionKind::FileMove,
         ActionKind::FileCopy,
+        ActionKind::FileFetch,
         ActionKind::WaitUntil,
         ActionKind::Assert,
         ActionKind::Script,
@@ -135,6 +137,7 @@ impl ActionKind {
             ActionKind::FileEdit => "file.edit",
             ActionKind::FileMove => "file.move",
             ActionKind::FileCopy => "file.copy",
+            ActionKind::FileFetch => "file.fetch",
             ActionKind::WaitUntil => "wait.until",
             ActionKind::Assert => "assert",
             ActionKind::Script => "script",
@@ -163,6 +166,7 @@ impl ActionKind {
                 "move a file (e.g. a manifest out of the manifests directory and back)"
             }
             ActionKind::FileCopy => "copy a file on the host (e.g. a renewed admin.conf to where people use it); the destination is backed up",
+            ActionKind::FileFetch => "copy a file from the host to the jump host (e.g. a renewed admin.conf); the local destination is backed up",
             ActionKind::WaitUntil => "poll a read-only probe command until a Rhai condition holds",
             ActionKind::Assert => "fail the host unless a Rhai condition holds",
             ActionKind::Script => {
@@ -216,6 +220,11 @@ impl ActionKind {
                 arg!("from", Str, true, "the file to copy"),
                 arg!("to", Str, true, "the destination file; its directory is created"),
                 arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default: the source's mode"),
+            ],
+            ActionKind::FileFetch => &[
+                arg!("from", Str, true, "the file on the host"),
+                arg!("to", Str, true, "the destination on the jump host (remedy's machine); its directory is created"),
+                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"; default \"0600\")"),
             ],
             ActionKind::WaitUntil => &[
                 arg!("command", Str, true, "a read-only probe command, run until `condition` holds"),
@@ -272,6 +281,7 @@ impl ActionKind {
             ],
             ActionKind::FileMove => &[res!("from", "source path"), res!("to", "destination path")],
             ActionKind::FileCopy => &[res!("to", "the destination"), res!("sha256", "sha256 of the copied content")],
+            ActionKind::FileFetch => &[res!("to", "the destination on the jump host"), res!("sha256", "sha256 of the fetched content")],
             ActionKind::WaitUntil => &[
                 res!("rc", "exit status of the last probe"),
                 res!("stdout", "standard output of the last probe"),

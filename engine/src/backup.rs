@@ -22,6 +22,9 @@ pub struct BackupRecord {
     pub mode: Option<u32>,
     pub owner: Option<(u32, u32)>,
     pub size: Option<u64>,
+    /// On the jump host (remedy's own machine) rather than the target host.
+    #[serde(default)]
+    pub local: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,7 @@ pub async fn take(
             mode: None,
             owner: None,
             size: None,
+            local: false,
         });
     };
     if stat.is_dir {
@@ -116,6 +120,7 @@ pub async fn take(
         mode: Some(stat.mode),
         owner: Some((stat.uid, stat.gid)),
         size: Some(bytes.len() as u64),
+        local: false,
     })
 }
 

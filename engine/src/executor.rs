@@ -31,6 +31,20 @@ pub struct RunOptions {
     /// Hosts worked on at once within a batch (a dry-run is one batch of all
     /// hosts, so this bounds its fan-out).
     pub max_parallel: usize,
+    /// Where jump-host files an action changes are backed up
+    /// (`$REMEDY_HOME/backups`).
+    pub local_backup_dir: String,
+}
+
+/// `$REMEDY_HOME/backups` (default `~/.local/state/remedy/backups`).
+pub fn default_local_backup_dir() -> String {
+    let home = std::env::var("REMEDY_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.local/state/remedy",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+        )
+    });
+    format!("{}/backups", home.trim_end_matches('/'))
 }
 
 impl RunOptions {
@@ -40,6 +54,7 @@ impl RunOptions {
             dry_run,
             command_timeout: Duration::from_secs(600),
             max_parallel: 32,
+            local_backup_dir: default_local_backup_dir(),
         }
     }
 }
@@ -346,6 +361,8 @@ impl Executor<'_> {
             let step_id = report.steps[*index].id.clone();
             let mut restored = Vec::new();
             for b in backups.iter().rev() {
+                let local = crate::transport::Local::new("the jump host");
+                let t: &dyn Transport = if b.local { &local } else { t };
                 if let Err(e) = backup::restore(t, b).await {
                     let msg = format!(
                         "rollback of step `{step_id}` failed restoring {}: {e}",
@@ -645,6 +662,9 @@ impl Executor<'_> {
                 {
                     return fail(&plan.summary, e, backups, attempt);
                 }
+                if let Err(e) = self.back_up_local(&*action, id, &mut backups, name).await {
+                    return fail(&plan.summary, e, backups, attempt);
+                }
                 if let Err(e) = self.emit(Some(name), Some(id), EventKind::StepIntent { attempt }) {
                     return fail(
                         &plan.summary,
@@ -769,6 +789,49 @@ impl Executor<'_> {
             }
             return StepEnd::Done(r);
         }
+    }
+
+    /// Back up the jump-host paths an action declares, on the jump host.
+    async fn back_up_local(
+        &self,
+        action: &dyn crate::action::Action,
+        step: &str,
+        backups: &mut Vec<BackupRecord>,
+        host: &str,
+    ) -> Result<(), ActionError> {
+        let local = crate::transport::Local::new("the jump host");
+        let dir = &self.options.local_backup_dir;
+        for path in action.modifies_local() {
+            if backups.iter().any(|b| b.local && b.path == path) {
+                continue;
+            }
+            let mut record = backup::take(&local, dir, &self.options.run_id, step, &path)
+                .await
+                .map_err(|e| {
+                    ActionError::precondition(
+                        format!(
+                            "backup of {path} on the jump host failed, so nothing was changed: {e}"
+                        ),
+                        format!("make room or fix permissions under {dir} ($REMEDY_HOME/backups)"),
+                    )
+                })?;
+            record.local = true;
+            self.emit(
+                Some(host),
+                Some(step),
+                EventKind::BackupTaken {
+                    backup: record.clone(),
+                },
+            )
+            .map_err(|e| {
+                ActionError::precondition(
+                    format!("could not record the backup of {path}: {e}"),
+                    "nothing was changed",
+                )
+            })?;
+            backups.push(record);
+        }
+        Ok(())
     }
 
     /// Back up every declared path not yet backed up in this step.

@@ -122,7 +122,10 @@ impl Lab {
             sink,
             clock,
             cancel: &cancel,
-            options: RunOptions::new(dry_run),
+            options: RunOptions {
+                local_backup_dir: self.dir.path().join("jump-backups").display().to_string(),
+                ..RunOptions::new(dry_run)
+            },
         };
         exec.execute().await
     }
@@ -812,5 +815,43 @@ async fn file_copy_backs_up_the_destination_and_rollback_restores_it() {
         lab.run(&rb, &[], false).await.hosts[0].status,
         HostStatus::Unchanged,
         "idempotent"
+    );
+}
+
+#[tokio::test]
+async fn file_fetch_backs_up_the_jump_host_copy_and_rollback_restores_it() {
+    let lab = Lab::new(&["m1"]);
+    let root = lab.root("m1");
+    std::fs::write(root.join("admin.conf"), "renewed\n").unwrap();
+    let jump = lab.dir.path().join("jump/.kube/config");
+    std::fs::create_dir_all(jump.parent().unwrap()).unwrap();
+    std::fs::write(&jump, "old\n").unwrap();
+    let rb = format!(
+        "runbook: r\nsummary: s\ntargets: masters\nparams:\n  fail: {{ type: bool, default: false }}\nsteps:\n  - id: fetch\n    action: file.fetch\n    with: {{ from: {r}/admin.conf, to: {j} }}\n  - id: after\n    when: params.fail\n    action: shell\n    with: {{ cmd: \"exit 1\" }}\n",
+        r = root.display(),
+        j = jump.display()
+    );
+    let r = lab.run(&rb, &[("fail", "true")], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::RolledBack);
+    let b = &step(&r, 0, "fetch").backups[0];
+    assert!(
+        b.local
+            && b.location
+                .as_ref()
+                .unwrap()
+                .starts_with(&lab.dir.path().join("jump-backups").display().to_string()),
+        "{b:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&jump).unwrap(),
+        "old\n",
+        "the jump host's copy is restored"
+    );
+    let r = lab.run(&rb, &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::Changed);
+    assert_eq!(std::fs::read_to_string(&jump).unwrap(), "renewed\n");
+    assert_eq!(
+        std::fs::metadata(&jump).unwrap().permissions().mode() & 0o777,
+        0o600
     );
 }

@@ -9,6 +9,7 @@ mod cert_renew;
 mod cert_served;
 mod file_copy;
 mod file_edit;
+mod file_fetch;
 mod file_move;
 mod file_write;
 mod host_skip;
@@ -105,6 +106,12 @@ pub trait Action: Send + Sync {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError>;
     /// Make the change; return the step's result. Idempotent.
     async fn apply(&self, ctx: &StepCtx<'_>, plan: &Plan) -> Result<Value, ActionError>;
+
+    /// Paths on the jump host (remedy's own machine) that apply changes; the
+    /// engine backs them up there, as it does the plan's `modifies` on the host.
+    fn modifies_local(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn args<T: DeserializeOwned>(kind: ActionKind, args: Value) -> Result<T, ActionError> {
@@ -129,6 +136,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
             Box::new(args::<static_pod_restart::StaticPodRestart>(kind, with)?)
         }
         ActionKind::FileCopy => Box::new(args::<file_copy::FileCopy>(kind, with)?),
+        ActionKind::FileFetch => Box::new(args::<file_fetch::FileFetch>(kind, with)?),
         ActionKind::CertCheck => Box::new(args::<cert_check::CertCheck>(kind, with)?),
         ActionKind::CertRenew => Box::new(args::<cert_renew::CertRenew>(kind, with)?),
         ActionKind::CertServed => Box::new(args::<cert_served::CertServed>(kind, with)?),
