@@ -143,6 +143,8 @@ fn run_changes_the_manifest_and_keeps_a_backup_with_the_recorded_sha256() {
         m.inventory().to_str().unwrap(),
         "-p",
         "set=--max-requests-inflight=800",
+        "-p",
+        "restart=false",
         "--yes",
         "-o",
         "json",
@@ -190,9 +192,7 @@ fn an_unhealthy_component_rolls_the_first_master_back_and_stops_before_the_secon
         "-p",
         "set=--max-requests-inflight=800",
         "-p",
-        "health_cmd=false",
-        "-p",
-        "health_timeout=1s",
+        "timeout=2s",
         "--yes",
     ]));
     assert_eq!(code, 1, "{out}{err}");
@@ -251,14 +251,14 @@ fn bad_params_and_unknown_hosts_exit_2_and_change_nothing() {
         "-i",
         inv,
         "-p",
-        "health_timeout=soon",
+        "timeout=soon",
         "-p",
         "set=--v=2",
         "--yes",
     ]));
     assert_eq!(code, 2);
     assert!(
-        err.contains("error: --param health_timeout: `soon` is not a duration"),
+        err.contains("error: --param timeout: `soon` is not a duration"),
         "{err}"
     );
     let (_, err, code) = text(&remedy(&[
@@ -300,6 +300,8 @@ fn limit_narrows_the_run_to_one_master() {
         m.inventory().to_str().unwrap(),
         "-p",
         "unset=--allow-privileged",
+        "-p",
+        "restart=false",
         "--limit",
         "master-1",
         "--yes",
@@ -344,7 +346,7 @@ fn list_and_show_teach_the_runbooks_and_actions() {
     }
     let (out, _, _) = text(&remedy(&["show", "manifest-edit"]));
     assert!(
-        out.contains("health_timeout   duration default 2m"),
+        out.contains("timeout          duration default 2m"),
         "{out}"
     );
     let (out, _, _) = text(&remedy(&["show", "file.edit"]));

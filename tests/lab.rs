@@ -189,8 +189,15 @@ fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
     );
     ok(&remedy(&["lab", "status", "--dir", lab.dir_str()]));
 
-    // A manifest edit that leaves the component unhealthy is rolled back on
-    // master-1, byte for byte, and master-2 is never touched.
+    // A manifest edit after which the component does not come back is rolled
+    // back on master-1, byte for byte, and master-2 is never touched. (The
+    // lab's crash fault stands in for a flag the component rejects.)
+    let faults = lab
+        .dir
+        .path()
+        .join("hosts/master-1/var-lib-kubelet/lab-faults");
+    std::fs::create_dir_all(&faults).unwrap();
+    std::fs::write(faults.join("kube-apiserver-crash"), "").unwrap();
     let m1 = lab.kube("master-1").join("manifests/kube-apiserver.yaml");
     let m2 = lab.kube("master-2").join("manifests/kube-apiserver.yaml");
     let before = (std::fs::read(&m1).unwrap(), std::fs::read(&m2).unwrap());
@@ -202,9 +209,7 @@ fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
         "-p",
         "set=--max-requests-inflight=800",
         "-p",
-        "health_cmd=test -e /nonexistent",
-        "-p",
-        "health_timeout=2s",
+        "timeout=8s",
         "--yes",
     ]);
     assert_eq!(
@@ -230,6 +235,7 @@ fn masters_are_separate_hosts_with_a_healthy_cluster_behind_haproxy() {
             .display()
     ));
     assert!(!backups.is_empty(), "no backup on master-1");
+    std::fs::remove_file(faults.join("kube-apiserver-crash")).unwrap();
     eventually(
         "the API server runs again after the rollback",
         Duration::from_secs(20),
