@@ -800,41 +800,17 @@ impl Executor<'_> {
         host: &str,
     ) -> Result<(), ActionError> {
         let local = crate::transport::Local::new("the jump host");
-        let dir = &self.options.local_backup_dir;
-        for path in action.modifies_local() {
-            if backups.iter().any(|b| b.local && b.path == path) {
-                continue;
-            }
-            let mut record = backup::take(&local, dir, &self.options.run_id, step, &path)
-                .await
-                .map_err(|e| {
-                    ActionError::precondition(
-                        format!(
-                            "backup of {path} on the jump host failed, so nothing was changed: {e}"
-                        ),
-                        format!("make room or fix permissions under {dir} ($REMEDY_HOME/backups)"),
-                    )
-                })?;
-            record.local = true;
-            self.emit(
-                Some(host),
-                Some(step),
-                EventKind::BackupTaken {
-                    backup: record.clone(),
-                },
-            )
-            .map_err(|e| {
-                ActionError::precondition(
-                    format!("could not record the backup of {path}: {e}"),
-                    "nothing was changed",
-                )
-            })?;
-            backups.push(record);
-        }
-        Ok(())
+        let side = Side {
+            dir: &self.options.local_backup_dir,
+            local: true,
+            setting: "$REMEDY_HOME/backups",
+        };
+        self.take_backups(&local, &side, step, &action.modifies_local(), backups, host)
+            .await
     }
 
-    /// Back up every declared path not yet backed up in this step.
+    /// Back up every path the plan declares, on the host, outside its
+    /// manifests directory.
     #[allow(clippy::too_many_arguments)]
     async fn back_up(
         &self,
@@ -855,18 +831,49 @@ impl Executor<'_> {
                 "set the host var `backup_dir` to a directory outside the manifests directory",
             )
         })?;
-        for path in &plan.modifies {
-            if backups.iter().any(|b| &b.path == path) {
+        let side = Side {
+            dir,
+            local: false,
+            setting: "host var `backup_dir`",
+        };
+        self.take_backups(t, &side, step, &plan.modifies, backups, host)
+            .await
+    }
+
+    /// Take (and journal) a backup of each path not yet backed up on this side
+    /// in this step. A failure means nothing is changed.
+    async fn take_backups(
+        &self,
+        t: &dyn Transport,
+        side: &Side<'_>,
+        step: &str,
+        paths: &[String],
+        backups: &mut Vec<BackupRecord>,
+        host: &str,
+    ) -> Result<(), ActionError> {
+        let dir = side.dir;
+        for path in paths {
+            if backups
+                .iter()
+                .any(|b| b.local == side.local && &b.path == path)
+            {
                 continue;
             }
-            let record = backup::take(t, dir, &self.options.run_id, step, path)
+            let mut record = backup::take(t, dir, &self.options.run_id, step, path)
                 .await
                 .map_err(|e| {
                     ActionError::precondition(
-                        format!("backup of {path} failed, so nothing was changed: {e}"),
-                        format!("make room or fix permissions under {dir} (host var `backup_dir`)"),
+                        format!(
+                            "backup of {path}{} failed, so nothing was changed: {e}",
+                            if side.local { " on the jump host" } else { "" }
+                        ),
+                        format!(
+                            "make room or fix permissions under {dir} ({})",
+                            side.setting
+                        ),
                     )
                 })?;
+            record.local = side.local;
             self.emit(
                 Some(host),
                 Some(step),
@@ -884,6 +891,14 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// Where backups of one side (the host, or the jump host) go.
+struct Side<'a> {
+    dir: &'a str,
+    local: bool,
+    /// The setting that chooses `dir`, for messages.
+    setting: &'static str,
 }
 
 /// A string argument given a number or boolean by `"${...}"` gets its text,
