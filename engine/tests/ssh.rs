@@ -499,3 +499,45 @@ async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
         "reconnected once"
     );
 }
+
+#[tokio::test]
+async fn rsa_and_ecdsa_client_keys_log_in_too() {
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 115, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256")] {
+        let key = work.path().join(format!("id_{kind}"));
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Authorise it on the server.
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let mut authorized = std::fs::OpenOptions::new()
+            .append(true)
+            .open(s.dir.path().join("authorized_keys"))
+            .unwrap();
+        std::io::Write::write_all(&mut authorized, public.as_bytes()).unwrap();
+        let text = format!(
+            "ssh: {{ user: root, known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, identity_file: {} }}\n",
+            work.path().display(),
+            s.addr,
+            s.port,
+            key.display()
+        );
+        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let t = connector(&inv, false)
+            .connect(&inv.hosts[0])
+            .await
+            .unwrap_or_else(|e| panic!("{kind} key: {e}"));
+        assert_eq!(t.exec("echo in", T).await.unwrap().stdout, "in\n", "{kind}");
+    }
+    // The RSA login used an rsa-sha2 signature (OpenSSH refuses SHA-1 ones).
+    assert!(
+        s.log().contains("Accepted publickey for root") && s.log().contains("RSA SHA256:"),
+        "{}",
+        s.log()
+    );
+}
