@@ -534,15 +534,14 @@ impl Executor<'_> {
             .unwrap_or(self.options.command_timeout);
         let read_only = ReadOnly::new(transport);
         let plan_result = {
-            let ctx = StepCtx {
-                transport: &read_only,
+            let ctx = self.ctx(
+                &read_only,
                 host,
                 step,
                 bindings,
-                clock: self.clock,
-                progress: &sink_progress,
+                &sink_progress,
                 command_timeout,
-            };
+            );
             action.plan(&ctx).await
         };
         // A real run retries a failed plan too (a read-only probe may fail
@@ -612,15 +611,14 @@ impl Executor<'_> {
             let planned = match first_plan.take() {
                 Some(first) => first,
                 None => {
-                    let ctx = StepCtx {
-                        transport: &read_only,
+                    let ctx = self.ctx(
+                        &read_only,
                         host,
                         step,
                         bindings,
-                        clock: self.clock,
-                        progress: &sink_progress,
+                        &sink_progress,
                         command_timeout,
-                    };
+                    );
                     action.plan(&ctx).await
                 }
             };
@@ -676,15 +674,14 @@ impl Executor<'_> {
                         attempt,
                     );
                 }
-                let ctx = StepCtx {
+                let ctx = self.ctx(
                     transport,
                     host,
                     step,
                     bindings,
-                    clock: self.clock,
-                    progress: &sink_progress,
+                    &sink_progress,
                     command_timeout,
-                };
+                );
                 match step.timeout_secs {
                     Some(secs) => match tokio::time::timeout(
                         Duration::from_secs(secs as u64),
@@ -788,6 +785,27 @@ impl Executor<'_> {
                 return StepEnd::SkipHost(r);
             }
             return StepEnd::Done(r);
+        }
+    }
+
+    /// What an action sees for one step on one host.
+    fn ctx<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        host: &'a Host,
+        step: &'a Step,
+        bindings: &'a Bindings,
+        progress: &'a (dyn Fn(&str, u64) + Send + Sync),
+        command_timeout: Duration,
+    ) -> StepCtx<'a> {
+        StepCtx {
+            transport,
+            host,
+            step,
+            bindings,
+            clock: self.clock,
+            progress,
+            command_timeout,
         }
     }
 

@@ -1649,39 +1649,4 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         assert_eq!(base64_decode(&base64(&bytes)), bytes);
     }
-
-    /// `cargo test -p remedy-lab -- --ignored --nocapture three_masters`:
-    /// how long a 3-master lab's PKI takes on this machine.
-    #[test]
-    #[ignore = "timing only"]
-    fn three_masters_timing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let started = Instant::now();
-        let cas = Cas::create(&tmp.path().join("cas")).unwrap();
-        let after_cas = started.elapsed();
-        let nodes: Vec<Node> = (1..=3)
-            .map(|i| {
-                node(
-                    &format!("master-{i}"),
-                    &format!("10.0.0.1{i}"),
-                    &["10.0.0.100"],
-                )
-            })
-            .collect();
-        let dirs: Vec<PathBuf> = nodes.iter().map(|n| tmp.path().join(&n.name)).collect();
-        let targets: Vec<NodeFiles<'_>> = nodes
-            .iter()
-            .zip(&dirs)
-            .map(|(node, kube_dir)| NodeFiles {
-                kube_dir,
-                node,
-                server_url: URL,
-            })
-            .collect();
-        write_nodes(&cas, &targets, YEAR).unwrap();
-        eprintln!(
-            "CAs: {after_cas:?}; CAs + 3 masters: {:?}",
-            started.elapsed()
-        );
-    }
 }
