@@ -49,13 +49,27 @@ fn sha(path: &Path) -> String {
 }
 
 fn remedy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_remedy"))
-        .args(args)
+    remedy_with_env(args, &[])
+}
+
+/// This test process's REMEDY_HOME (journal, locks); a test that needs a
+/// journal of its own passes REMEDY_HOME in `env`.
+fn home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn remedy_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+    cmd.args(args)
         .env_remove("REMEDY_INVENTORY")
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .env("REMEDY_HOME", home())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 fn text(o: &Output) -> (String, String, i32) {
@@ -363,6 +377,46 @@ fn list_and_show_teach_the_runbooks_and_actions() {
 }
 
 #[test]
+fn a_secret_given_literally_is_refused_and_not_echoed() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("secret.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: secret\nsummary: s\ntargets: masters\nparams:\n  token: { type: secret }\nsteps:\n  - id: use\n    action: shell\n    with: { cmd: \"true\" }\n",
+    )
+    .unwrap();
+    let inv = m.inventory();
+    let (out, err, code) = text(&remedy(&[
+        "plan",
+        rb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-p",
+        "token=hunter2-XYZ",
+    ]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("given as a literal value"), "{err}");
+    assert!(err.contains("env:VARIABLE"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out.contains("hunter2"),
+        "{out}{err}"
+    );
+    let secret_file = dir.path().join("token");
+    std::fs::write(&secret_file, "from-file-XYZ\n").unwrap();
+    let arg = format!("token=file:{}", secret_file.display());
+    let (out, err, code) = text(&remedy(&[
+        "plan",
+        rb.to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+        "-p",
+        &arg,
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn secret_params_never_appear_in_plans_results_or_json() {
     let m = Masters::new();
     let dir = tempfile::tempdir().unwrap();
@@ -380,7 +434,7 @@ fn secret_params_never_appear_in_plans_results_or_json() {
             "-i",
             inv.to_str().unwrap(),
             "-p",
-            "token=hunter2-XYZ",
+            "token=env:REMEDY_TEST_TOKEN",
         ],
         vec![
             "plan",
@@ -388,7 +442,7 @@ fn secret_params_never_appear_in_plans_results_or_json() {
             "-i",
             inv.to_str().unwrap(),
             "-p",
-            "token=hunter2-XYZ",
+            "token=env:REMEDY_TEST_TOKEN",
             "-o",
             "json",
         ],
@@ -398,11 +452,14 @@ fn secret_params_never_appear_in_plans_results_or_json() {
             "-i",
             inv.to_str().unwrap(),
             "-p",
-            "token=hunter2-XYZ",
+            "token=env:REMEDY_TEST_TOKEN",
             "--yes",
         ],
     ] {
-        let (out, err, code) = text(&remedy(&args));
+        let (out, err, code) = text(&remedy_with_env(
+            &args,
+            &[("REMEDY_TEST_TOKEN", "hunter2-XYZ")],
+        ));
         assert_eq!(code, 0, "{out}{err}");
         assert!(
             !out.contains("hunter2") && !err.contains("hunter2"),
@@ -410,4 +467,238 @@ fn secret_params_never_appear_in_plans_results_or_json() {
         );
         assert!(out.contains("«secret:token»"), "{out}");
     }
+}
+
+/// A runbook over both masters that writes one file per host, then edits the
+/// manifest: two changing steps, so a run can be cut off between them.
+fn two_step_runbook(dir: &Path, flag: &str) -> PathBuf {
+    let rb = dir.join("two-step.yaml");
+    std::fs::write(
+        &rb,
+        format!(
+            "runbook: two-step\nsummary: s\ntargets: masters\nstrategy: {{ serial: 1 }}\nsteps:\n  - id: note\n    action: file.write\n    with: {{ path: \"${{host.vars.kube_dir}}/note.txt\", content: \"hello\\n\" }}\n  - id: edit\n    action: file.edit\n    with:\n      path: \"${{host.vars.manifests_dir}}/kube-apiserver.yaml\"\n      set_flags: [\"{flag}\"]\n"
+        ),
+    )
+    .unwrap();
+    rb
+}
+
+#[test]
+fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
+    let m = Masters::new();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let env = [("REMEDY_HOME", h)];
+    let rb = two_step_runbook(m.dir.path(), "--v=3");
+    let rb = rb.to_str().unwrap();
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let (out, err, code) = text(&remedy_with_env(&["run", rb, "-i", inv, "--yes"], &env));
+    assert_eq!(code, 0, "{out}{err}");
+    let (out, _, code) = text(&remedy_with_env(&["runs"], &env));
+    assert_eq!(code, 0);
+    assert!(out.contains("two-step") && out.contains(" ok "), "{out}");
+    let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+    // The timeline shows who, the diff and the backups.
+    let runs: serde_json::Value =
+        serde_json::from_str(&text(&remedy_with_env(&["runs", "-o", "json"], &env)).0).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let (show, _, _) = text(&remedy_with_env(&["audit", "show", &run[..13]], &env));
+    assert!(
+        show.contains("+    - --v=3")
+            && show.contains("backup of ")
+            && show.contains("by        root"),
+        "{show}"
+    );
+    // Export is one JSON object per line, in chain order.
+    let (jsonl, _, _) = text(&remedy_with_env(
+        &["audit", "export", "--format", "jsonl"],
+        &env,
+    ));
+    let ids: Vec<i64> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        ids.len() > 10 && ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "{ids:?}"
+    );
+
+    let db = home.path().join("remedy.db");
+    let tamper = |sql: &str| {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(sql).unwrap();
+    };
+    let verify = || {
+        let (out, err, code) = text(&remedy_with_env(&["audit", "verify"], &env));
+        assert_eq!(code, 1, "{out}{err}");
+        out
+    };
+    let backup = |name: &str| {
+        std::fs::copy(&db, home.path().join(name)).unwrap();
+    };
+    let restore = |name: &str| {
+        std::fs::copy(home.path().join(name), &db).unwrap();
+        let _ = std::fs::remove_file(home.path().join("remedy.db-wal"));
+        let _ = std::fs::remove_file(home.path().join("remedy.db-shm"));
+    };
+    // Checkpoint so the copy holds everything, then keep a pristine copy.
+    tamper("PRAGMA wal_checkpoint(TRUNCATE);");
+    backup("pristine.db");
+
+    // An edited event: someone else's name on it.
+    tamper("UPDATE events SET actor = 'mallory' WHERE id = 7;");
+    let out = verify();
+    assert!(out.starts_with("TAMPERED: event 7 "), "{out}");
+    assert!(out.contains("edited"), "{out}");
+    restore("pristine.db");
+    assert_eq!(text(&remedy_with_env(&["audit", "verify"], &env)).2, 0);
+
+    // A deleted event.
+    tamper("DELETE FROM events WHERE id = 5;");
+    let out = verify();
+    assert!(
+        out.starts_with("TAMPERED: event 6 ") && out.contains("event 5"),
+        "{out}"
+    );
+    restore("pristine.db");
+
+    // Two events swapped (reordered).
+    tamper("UPDATE events SET id = -1 WHERE id = 8; UPDATE events SET id = 8 WHERE id = 9; UPDATE events SET id = 9 WHERE id = -1;");
+    let out = verify();
+    assert!(
+        out.starts_with("TAMPERED: event 8 ") && out.contains("reordered"),
+        "{out}"
+    );
+    restore("pristine.db");
+
+    // The last events cut off.
+    tamper("DELETE FROM events WHERE id = (SELECT max(id) FROM events);");
+    let out = verify();
+    assert!(out.contains("deleted"), "{out}");
+}
+
+#[test]
+fn resume_finishes_a_killed_run_and_refuses_a_changed_runbook_unless_forced() {
+    use std::os::unix::process::ExitStatusExt;
+    let m = Masters::new();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let env = [("REMEDY_HOME", h)];
+    let rb_path = two_step_runbook(m.dir.path(), "--v=4");
+    let rb = rb_path.to_str().unwrap();
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let before = sha(&m.manifest("master-2"));
+    let out = remedy_with_env(
+        &["run", rb, "-i", inv, "--yes"],
+        &[
+            ("REMEDY_HOME", h),
+            ("REMEDY_CRASH_AFTER", "step_intent@master-2/edit"),
+        ],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    assert!(std::fs::read_to_string(m.manifest("master-1"))
+        .unwrap()
+        .contains("--v=4"));
+    assert_eq!(
+        sha(&m.manifest("master-2")),
+        before,
+        "killed before the edit"
+    );
+
+    let runs: serde_json::Value =
+        serde_json::from_str(&text(&remedy_with_env(&["runs", "-o", "json"], &env)).0).unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["status"], "interrupted");
+    let (out, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
+    assert!(out.contains("master-1@") && out.contains("STALE"), "{out}");
+
+    // The runbook changed: refused, nothing done.
+    std::fs::write(
+        &rb_path,
+        std::fs::read_to_string(&rb_path)
+            .unwrap()
+            .replace("hello", "bye"),
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy_with_env(&["resume", &run, "--yes"], &env));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("changed since run") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(sha(&m.manifest("master-2")), before);
+
+    let (out, err, code) = text(&remedy_with_env(
+        &["resume", &run, "--yes", "--force"],
+        &env,
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("1 host(s) finished"), "{err}");
+    assert!(std::fs::read_to_string(m.manifest("master-2"))
+        .unwrap()
+        .contains("--v=4"));
+    // master-1 was finished before the kill: its note keeps the old content;
+    // master-2's note step had completed too; only the edit ran again.
+    assert_eq!(
+        std::fs::read_to_string(m.dir.path().join("master-1/kubernetes/note.txt")).unwrap(),
+        "hello\n"
+    );
+    let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
+    assert_eq!(code, 0, "{out}");
+    let (out, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
+    assert!(out.contains("No locks held"), "{out}");
+    // Nothing left to resume.
+    let (_, err, code) = text(&remedy_with_env(&["resume", &run, "--yes"], &env));
+    assert_eq!(code, 2);
+    assert!(err.contains("nothing left to resume"), "{err}");
+}
+
+#[test]
+fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
+    use std::os::unix::process::ExitStatusExt;
+    let m = Masters::new();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let env = [("REMEDY_HOME", h)];
+    let rb = two_step_runbook(m.dir.path(), "--v=5");
+    let rb = rb.to_str().unwrap();
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let out = remedy_with_env(
+        &["run", rb, "-i", inv, "--yes"],
+        &[("REMEDY_HOME", h), ("REMEDY_CRASH_AFTER", "run_started")],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    let (_, err, code) = text(&remedy_with_env(&["run", rb, "-i", inv, "--yes"], &env));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("is locked by run") && err.contains("remedy lock break"),
+        "{err}"
+    );
+    for host in ["master-1", "master-2"] {
+        let (out, err, code) = text(&remedy_with_env(
+            &[
+                "lock",
+                "break",
+                host,
+                "--reason",
+                "crashed jump host, checked by hand",
+            ],
+            &env,
+        ));
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (out, err, code) = text(&remedy_with_env(&["run", rb, "-i", inv, "--yes"], &env));
+    assert_eq!(code, 0, "{out}{err}");
+    let (export, _, _) = text(&remedy_with_env(&["audit", "export"], &env));
+    assert_eq!(export.matches("\"lock_broken\"").count(), 2, "{export}");
+    assert!(export.contains("checked by hand"));
 }

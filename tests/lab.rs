@@ -8,12 +8,25 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn remedy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_remedy"))
-        .args(args)
+    remedy_env(args, &[])
+}
+
+/// This test process's own REMEDY_HOME (journal, locks), so tests never share one.
+fn home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn remedy_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+    cmd.args(args)
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .env("REMEDY_HOME", home())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -921,4 +934,173 @@ fn kubeadm_and_crictl_on_a_master_are_used_when_present() {
             .display()
     ));
     assert_eq!(backups, "1");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The journal's events of one run, through `remedy audit show -o json`.
+fn run_events(run: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let out = remedy_env(&["audit", "show", run, "-o", "json"], env);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    v["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_run_killed_at_any_point_is_finished_by_resume_with_an_intact_journal() {
+    use std::os::unix::process::ExitStatusExt;
+    let lab = Lab::up(128);
+    let inv = lab.inv();
+    let journal_home = lab.dir.path().join("remedy-home");
+    let home_str = journal_home.display().to_string();
+    let env = [("REMEDY_HOME", home_str.as_str())];
+    let masters = ["master-1", "master-2", "master-3"];
+    let manifest = |m: &str| lab.kube(m).join("manifests/kube-scheduler.yaml");
+    let staging = |m: &str| {
+        lab.dir
+            .path()
+            .join("hosts")
+            .join(m)
+            .join("var-lib-remedy/staging")
+    };
+    // Step boundaries and the middle of applies, across the three masters
+    // (manifest-edit: request → edit → restart, one master at a time).
+    let points = [
+        "run_started",
+        "host_started@master-1",
+        "backup_taken@master-1/edit",
+        "step_intent@master-1/edit",
+        "step_applied@master-1/edit",
+        "step_done@master-1/edit",
+        "waiting@master-1/restart",
+        "step_intent@master-2/restart",
+        "waiting@master-3/restart",
+        "host_finished@master-2",
+        "step_done@master-3/restart",
+        "run_finished",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let verbosity = format!("--v={}", i + 2);
+        let before: Vec<Vec<u8>> = masters
+            .iter()
+            .map(|m| std::fs::read(manifest(m)).unwrap())
+            .collect();
+        let set = format!("set={verbosity}");
+        let mut crash_env = env.to_vec();
+        crash_env.push(("REMEDY_CRASH_AFTER", point));
+        let out = remedy_env(
+            &[
+                "run",
+                "manifest-edit",
+                "-i",
+                &inv,
+                "-p",
+                "component=kube-scheduler",
+                "-p",
+                &set,
+                "--yes",
+            ],
+            &crash_env,
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{point}: the run should have been killed\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The journal says the run was interrupted; a second run is refused
+        // by the dead run's locks, naming them and how to resume.
+        let runs: serde_json::Value =
+            serde_json::from_str(&ok(&remedy_env(&["runs", "-o", "json"], &env))).unwrap();
+        let run = runs[0]["run_id"].as_str().unwrap().to_string();
+        assert_eq!(runs[0]["status"], "interrupted", "{point}: {runs}");
+        let other = remedy_env(
+            &[
+                "run",
+                "manifest-edit",
+                "-i",
+                &inv,
+                "-p",
+                "component=kube-scheduler",
+                "-p",
+                "set=--v=99",
+                "--yes",
+            ],
+            &env,
+        );
+        let err = String::from_utf8_lossy(&other.stderr);
+        assert_eq!(other.status.code(), Some(3), "{point}: {err}");
+        assert!(
+            err.contains(&format!("remedy resume {run}")) && err.contains("holder is gone"),
+            "{point}: {err}"
+        );
+
+        let resumed = remedy_env(&["resume", &run, "--yes"], &env);
+        let text = ok(&resumed);
+        assert!(text.contains("3 hosts: "), "{point}: {text}");
+        ok(&remedy_env(&["audit", "verify"], &env));
+
+        for (m, old) in masters.iter().zip(&before) {
+            let now = std::fs::read_to_string(manifest(m)).unwrap();
+            assert!(
+                now.contains(&format!("- {verbosity}\n")),
+                "{point}: {m} not edited:\n{now}"
+            );
+            let files: Vec<_> = std::fs::read_dir(staging(m))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(files.is_empty(), "{point}: {m}: stranded {files:?}");
+            // The scheduler runs the edited manifest, not the one before.
+            let pod = lab.pod_state(m, "kube-scheduler").unwrap();
+            assert_eq!(pod["state"], "running", "{point}: {m}: {pod}");
+            assert_eq!(
+                pod["manifest_sha256"].as_str().unwrap(),
+                sha256_hex(now.as_bytes()),
+                "{point}: {m} runs an old manifest"
+            );
+            // Its edit was backed up, once, with the bytes from before the run.
+            let events = run_events(&run, &env);
+            let backups: Vec<&serde_json::Value> = events
+                .iter()
+                .filter(|e| e["kind"] == "backup_taken" && e["host"] == *m && e["step"] == "edit")
+                .collect();
+            assert_eq!(backups.len(), 1, "{point}: {m}: {backups:?}");
+            let b = &backups[0]["payload"]["backup"];
+            assert_eq!(
+                b["sha256"].as_str().unwrap(),
+                sha256_hex(old),
+                "{point}: {m}"
+            );
+            let copy = lab
+                .dir
+                .path()
+                .join("hosts")
+                .join(m)
+                .join("var-lib-remedy")
+                .join(
+                    b["location"]
+                        .as_str()
+                        .unwrap()
+                        .trim_start_matches("/var/lib/remedy/"),
+                );
+            assert_eq!(
+                sha256_hex(&std::fs::read(&copy).unwrap()),
+                sha256_hex(old),
+                "{point}: {m}: backup copy {}",
+                copy.display()
+            );
+        }
+    }
+    let runs: serde_json::Value =
+        serde_json::from_str(&ok(&remedy_env(&["runs", "-o", "json"], &env))).unwrap();
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["runbook"] == "manifest-edit" && r["dry_run"] == false)
+            .all(|r| r["status"] == "ok"),
+        "{runs}"
+    );
 }

@@ -126,6 +126,21 @@ pub async fn take(
 
 /// Put `record.path` back exactly as it was: same bytes, mode and owner, or
 /// absent. The copy is checked against its sha256 first.
+/// Whether the path is no longer what the backup recorded (content or
+/// existence). `resume` asks this of a step cut off after its intent: a
+/// re-plan that finds nothing to do cannot tell "already applied" from
+/// "never needed", the backup can.
+pub async fn differs(t: &dyn Transport, record: &BackupRecord) -> TResult<bool> {
+    match (t.stat(&record.path).await?, record.existed) {
+        (None, existed) => Ok(existed),
+        (Some(_), false) => Ok(true),
+        (Some(_), true) => {
+            let bytes = t.read_file(&record.path).await?;
+            Ok(Some(sha256_hex(&bytes)) != record.sha256)
+        }
+    }
+}
+
 pub async fn restore(t: &dyn Transport, record: &BackupRecord) -> Result<(), BackupError> {
     if !record.existed {
         t.remove(&record.path).await?;

@@ -86,6 +86,51 @@ pub fn bind(
     })
 }
 
+/// A `secret` param is given by reference — `env:NAME` or `file:PATH` — so
+/// its value never sits in shell history, process lists or the journal
+/// (which records the reference; `remedy resume` resolves it again).
+fn resolve_secret(name: &str, reference: &str) -> Result<String, Diagnostic> {
+    let hint = format!(
+        "pass --param {name}=env:VARIABLE (read from the environment) or --param {name}=file:/path/to/file (first line ends the value; keep the file mode 0600)"
+    );
+    if let Some(var) = reference.strip_prefix("env:") {
+        return match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            Ok(_) => Err(Diagnostic::new(format!(
+                "secret param `{name}`: environment variable {var} is empty"
+            ))
+            .with_hint(hint)),
+            Err(_) => Err(Diagnostic::new(format!(
+                "secret param `{name}`: environment variable {var} is not set"
+            ))
+            .with_hint(format!("export {var} in this shell, or {hint}"))),
+        };
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        return match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let value = text.lines().next().unwrap_or("").to_string();
+                if value.is_empty() {
+                    Err(
+                        Diagnostic::new(format!("secret param `{name}`: {path} is empty"))
+                            .with_hint(hint),
+                    )
+                } else {
+                    Ok(value)
+                }
+            }
+            Err(e) => Err(Diagnostic::new(format!(
+                "secret param `{name}`: cannot read {path}: {e}"
+            ))
+            .with_hint(hint)),
+        };
+    }
+    Err(Diagnostic::new(format!(
+        "secret param `{name}` was given as a literal value; remedy takes secrets only by reference"
+    ))
+    .with_hint(hint))
+}
+
 fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map<String, Value> {
     let names: Vec<&str> = runbook.params.iter().map(|p| p.name.as_str()).collect();
     let unknown = |name: &str, origin: &str| {
@@ -177,6 +222,14 @@ fn bind_params(runbook: &Runbook, req: &Request, diags: &mut Diagnostics) -> Map
                     }
                 )),
             ),
+            Some(Value::String(reference)) if p.ty == remedy_dsl::ParamType::Secret => {
+                match resolve_secret(&p.name, reference) {
+                    Ok(value) => {
+                        out.insert(p.name.clone(), Value::String(value));
+                    }
+                    Err(d) => diags.push(d),
+                }
+            }
             Some(v) => {
                 if let Some(choices) = &p.choices {
                     if !choices.contains(v) {

@@ -66,6 +66,12 @@ pub enum EventKind {
         elapsed_secs: u64,
     },
     StepVerified,
+    /// The step is over on this host: what `resume` skips, and the result
+    /// later steps see.
+    StepDone {
+        status: crate::report::StepStatus,
+        result: Value,
+    },
     StepFailed {
         error: String,
     },
@@ -80,6 +86,16 @@ pub enum EventKind {
     },
     HostFinished {
         status: String,
+    },
+    /// `remedy resume`: the run continues; these hosts were already finished.
+    RunResumed {
+        finished_hosts: Vec<String>,
+    },
+    /// An end-of-run check failed: e.g. a static-pod manifest left outside
+    /// the manifests directory.
+    InvariantFailed {
+        error: String,
+        hint: String,
     },
     RunFinished {
         status: String,

@@ -14,6 +14,7 @@ use crate::event::{Event, EventKind, EventSink};
 use crate::inventory::Host;
 use crate::plan::Plan;
 use crate::report::*;
+use crate::resume::{HostResume, ResumeState};
 use crate::transport::{Connector, ReadOnly, Transport};
 use remedy_dsl::runbook::ArgValue;
 use remedy_dsl::{ActionKind, ArgKind, OnFailure, Runbook, Step};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     /// Where jump-host files an action changes are backed up
     /// (`$REMEDY_HOME/backups`).
     pub local_backup_dir: String,
+    /// `remedy resume`: what the journal says was already done.
+    pub resume: Option<ResumeState>,
 }
 
 /// `$REMEDY_HOME/backups` (default `~/.local/state/remedy/backups`).
@@ -55,6 +58,7 @@ impl RunOptions {
             command_timeout: Duration::from_secs(600),
             max_parallel: 32,
             local_backup_dir: default_local_backup_dir(),
+            resume: None,
         }
     }
 }
@@ -92,15 +96,22 @@ impl Executor<'_> {
     pub async fn execute(&self) -> RunReport {
         let hosts = &self.run.hosts;
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-        let _ = self.emit(
-            None,
-            None,
-            EventKind::RunStarted {
+        let kind = match &self.options.resume {
+            Some(state) => EventKind::RunResumed {
+                finished_hosts: state
+                    .hosts
+                    .iter()
+                    .filter(|(_, h)| h.finished.is_some())
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            },
+            None => EventKind::RunStarted {
                 runbook: self.runbook.name.clone(),
                 dry_run: self.options.dry_run,
                 hosts: names,
             },
-        );
+        };
+        let _ = self.emit(None, None, kind);
         // A dry-run only reads: every host at once. A real run follows the strategy.
         let sizes = if self.options.dry_run {
             vec![hosts.len()]
@@ -153,19 +164,27 @@ impl Executor<'_> {
                 stop_reason = Some(HostStatus::Failed);
             }
         }
+        let stranded = if self.options.dry_run {
+            Vec::new()
+        } else {
+            self.check_no_stranded_manifests(&reports).await
+        };
         let status = if reports
             .iter()
             .any(|r| r.status == HostStatus::RollbackFailed)
         {
             RunStatus::RollbackFailed
-        } else if reports.iter().any(|r| r.status.is_failure()) {
+        } else if reports.iter().any(|r| r.status.is_failure()) || !stranded.is_empty() {
             RunStatus::Failed
         } else if reports.iter().any(|r| r.status == HostStatus::Interrupted) {
             RunStatus::Interrupted
         } else {
             RunStatus::Ok
         };
-        let summary = summarize(&reports);
+        let mut summary = summarize(&reports);
+        for s in &stranded {
+            summary.push_str(&format!("; {s}"));
+        }
         let _ = self.emit(
             None,
             None,
@@ -186,6 +205,21 @@ impl Executor<'_> {
 
     async fn run_host(&self, host: &Host) -> HostReport {
         let name = host.name.as_str();
+        let empty = HostResume::default();
+        let resumed = self
+            .options
+            .resume
+            .as_ref()
+            .map(|r| r.hosts.get(name).unwrap_or(&empty));
+        if let Some(status) = resumed.and_then(|r| r.finished) {
+            return HostReport {
+                host: host.name.clone(),
+                status,
+                steps: Vec::new(),
+                error: None,
+                hint: Some("finished before the run was resumed".into()),
+            };
+        }
         let _ = self.emit(Some(name), None, EventKind::HostStarted);
         let mut report = HostReport {
             host: host.name.clone(),
@@ -221,7 +255,53 @@ impl Executor<'_> {
         let mut applied: Vec<(usize, Vec<BackupRecord>)> = Vec::new();
         let mut skipping: Option<String> = None;
         let mut any_failed = false;
+        if let Some(r) = resumed.filter(|r| r.rolling_back) {
+            // The process died while undoing this host: restore every backup
+            // it recorded again (restoring is idempotent), newest first.
+            for step in &self.runbook.steps {
+                if let Some(b) = r.backups.get(&step.id) {
+                    let mut s =
+                        StepReport::new(&step.id, step.action.name(), StepStatus::Changed, "");
+                    s.backups = b.clone();
+                    applied.push((report.steps.len(), b.clone()));
+                    report.steps.push(s);
+                }
+            }
+            report.error = Some("the run stopped while rolling this host back".into());
+            report.status = self
+                .rollback(name, transport.as_ref(), &mut report, &applied, "(resumed)")
+                .await;
+            let _ = self.emit(
+                Some(name),
+                None,
+                EventKind::HostFinished {
+                    status: report.status.name().into(),
+                },
+            );
+            return report;
+        }
         for step in &self.runbook.steps {
+            if let Some(done) = resumed.and_then(|r| r.done.get(&step.id)) {
+                bindings.register(&step.id, StepValue::Known(done.result.clone()));
+                let mut r = StepReport::new(
+                    &step.id,
+                    step.action.name(),
+                    done.status,
+                    "done before the run was resumed",
+                );
+                r.result = Some(done.result.clone());
+                r.backups = resumed
+                    .and_then(|h| h.backups.get(&step.id).cloned())
+                    .unwrap_or_default();
+                if !r.backups.is_empty() {
+                    applied.push((report.steps.len(), r.backups.clone()));
+                }
+                if step.action == ActionKind::HostSkip && done.status != StepStatus::Skipped {
+                    skipping = Some(done.result["reason"].as_str().unwrap_or("").to_string());
+                }
+                report.steps.push(r);
+                continue;
+            }
             if let Some(reason) = &skipping {
                 bindings.register(&step.id, StepValue::Known(skipped_result(step.action)));
                 report.steps.push(StepReport::new(
@@ -237,8 +317,14 @@ impl Executor<'_> {
                 report.error = Some(format!("interrupted before step `{}`", step.id));
                 break;
             }
+            // A step cut off before it ended keeps the backups it took
+            // then: they hold the bytes from before the run (a new backup
+            // would hold whatever a cut-off apply left).
+            let prior = resumed
+                .and_then(|r| r.backups.get(&step.id).cloned())
+                .unwrap_or_default();
             match self
-                .run_step(step, host, transport.as_ref(), &mut bindings)
+                .run_step(step, host, transport.as_ref(), &mut bindings, prior)
                 .await
             {
                 StepEnd::Done(r) => {
@@ -282,10 +368,16 @@ impl Executor<'_> {
                     }
                     match policy {
                         OnFailure::Continue => {
-                            bindings.register(
-                                &step.id,
-                                StepValue::Known(failed_result(step.action, &err.to_string())),
+                            let value = failed_result(step.action, &err.to_string());
+                            let _ = self.emit(
+                                Some(name),
+                                Some(&step.id),
+                                EventKind::StepDone {
+                                    status: StepStatus::Failed,
+                                    result: value.clone(),
+                                },
                             );
+                            bindings.register(&step.id, StepValue::Known(value));
                             continue;
                         }
                         OnFailure::Stop => {
@@ -338,6 +430,82 @@ impl Executor<'_> {
             },
         );
         report
+    }
+
+    /// The invariant every run and resume ends with: no static-pod manifest
+    /// is left in a host's staging directory (where `static_pod.restart`
+    /// parks it), i.e. outside the manifests directory where the kubelet
+    /// would run it. Returns one message per host that breaks it (or that
+    /// could not be checked), each also journaled.
+    async fn check_no_stranded_manifests(&self, reports: &[HostReport]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for host in &self.run.hosts {
+            let touched = reports
+                .iter()
+                .any(|r| r.host == host.name && r.status != HostStatus::NotStarted);
+            if !touched {
+                continue;
+            }
+            let staging = host
+                .var("staging_dir")
+                .unwrap_or_else(|| "/var/lib/remedy/staging".into());
+            let manifests = host
+                .var("manifests_dir")
+                .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
+            let q = crate::transport::ssh::shell::quote;
+            let cmd = format!(
+                "cd {} 2>/dev/null || exit 0; for f in *.yaml *.yml *.json; do [ -f \"$f\" ] && echo \"$f\"; done; exit 0",
+                q(&staging)
+            );
+            let listed = match self.connector.connect(host).await {
+                Ok(t) => t
+                    .probe(&cmd, Duration::from_secs(30))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| {
+                        if o.status == Some(0) {
+                            Ok(o.stdout)
+                        } else {
+                            Err(o.stderr)
+                        }
+                    }),
+                Err(e) => Err(e.to_string()),
+            };
+            let (error, hint) = match listed {
+                Ok(out) if out.trim().is_empty() => continue,
+                Ok(out) => {
+                    let files: Vec<&str> = out.lines().collect();
+                    (
+                        format!(
+                            "{}: static-pod manifest(s) left outside {manifests}, in {staging}: {} — the kubelet is not running them",
+                            host.name,
+                            files.join(", ")
+                        ),
+                        format!(
+                            "put each back: mv {staging}/{} {manifests}/ on {} (or run `remedy run static-pod-restart`, which moves a stranded manifest back and waits for the pod)",
+                            files[0], host.name
+                        ),
+                    )
+                }
+                Err(e) => (
+                    format!(
+                        "{}: could not check {staging} for stranded static-pod manifests: {e}",
+                        host.name
+                    ),
+                    format!("look on {} for manifests in {staging}", host.name),
+                ),
+            };
+            let _ = self.emit(
+                Some(&host.name),
+                None,
+                EventKind::InvariantFailed {
+                    error: error.clone(),
+                    hint: hint.clone(),
+                },
+            );
+            problems.push(format!("{error} ({hint})"));
+        }
+        problems
     }
 
     /// Undo this host's applied steps in reverse: restore every backup (prior
@@ -428,6 +596,7 @@ impl Executor<'_> {
         host: &Host,
         transport: &dyn Transport,
         bindings: &mut Bindings,
+        prior_backups: Vec<BackupRecord>,
     ) -> StepEnd {
         let name = host.name.as_str();
         let id = step.id.as_str();
@@ -451,6 +620,16 @@ impl Executor<'_> {
                             reason: reason.clone(),
                         },
                     );
+                    if !self.options.dry_run {
+                        let _ = self.emit(
+                            Some(name),
+                            Some(id),
+                            EventKind::StepDone {
+                                status: StepStatus::Skipped,
+                                result: skipped_result(step.action),
+                            },
+                        );
+                    }
                     return StepEnd::Done(StepReport::new(
                         id,
                         action_name,
@@ -604,7 +783,7 @@ impl Executor<'_> {
         let manifests_dir = host
             .var("manifests_dir")
             .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
-        let mut backups: Vec<BackupRecord> = Vec::new();
+        let mut backups: Vec<BackupRecord> = prior_backups;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -641,10 +820,17 @@ impl Executor<'_> {
                 Err(e) => return fail("planning failed", e, backups, attempt),
             };
             let outcome: Result<Value, ActionError> = if plan.is_noop() {
-                Ok(plan
+                let mut value = plan
                     .result
                     .clone()
-                    .unwrap_or_else(|| result(false, Value::Null)))
+                    .unwrap_or_else(|| result(false, Value::Null));
+                // Resumed after an intent with no outcome: nothing left to
+                // do, but did the cut-off apply change the host? Its backups
+                // say; later `when: steps.X.changed` depends on it.
+                if self.changed_since_backups(transport, &backups).await {
+                    value["changed"] = Value::Bool(true);
+                }
+                Ok(value)
             } else {
                 if let Err(e) = self
                     .back_up(
@@ -767,16 +953,21 @@ impl Executor<'_> {
             }
             bindings.register(id, StepValue::Known(value.clone()));
             let changed = value["changed"].as_bool().unwrap_or(false);
-            let mut r = StepReport::new(
-                id,
-                action_name,
-                if changed {
-                    StepStatus::Changed
-                } else {
-                    StepStatus::Unchanged
+            let status = if changed {
+                StepStatus::Changed
+            } else {
+                StepStatus::Unchanged
+            };
+            // Durable before the next step starts: `resume` skips this step.
+            let _ = self.emit(
+                Some(name),
+                Some(id),
+                EventKind::StepDone {
+                    status,
+                    result: value.clone(),
                 },
-                summary(&plan),
             );
+            let mut r = StepReport::new(id, action_name, status, summary(&plan));
             r.result = Some(value);
             r.backups = backups;
             r.attempts = attempt;
@@ -786,6 +977,17 @@ impl Executor<'_> {
             }
             return StepEnd::Done(r);
         }
+    }
+
+    async fn changed_since_backups(&self, t: &dyn Transport, backups: &[BackupRecord]) -> bool {
+        let local = crate::transport::Local::new("the jump host");
+        for b in backups {
+            let side: &dyn Transport = if b.local { &local } else { t };
+            if backup::differs(side, b).await.unwrap_or(false) {
+                return true;
+            }
+        }
+        false
     }
 
     /// What an action sees for one step on one host.

@@ -18,6 +18,7 @@ pub mod pki;
 pub mod plan;
 pub mod redact;
 pub mod report;
+pub mod resume;
 pub mod transport;
 
 pub use bind::{bind, BoundRun, Request};

@@ -3,7 +3,7 @@
 
 use crate::backup::BackupRecord;
 use crate::plan::{Change, Plan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +45,10 @@ impl HostStatus {
             HostStatus::Failed | HostStatus::RolledBack | HostStatus::RollbackFailed
         )
     }
+    /// The status a journal recorded with [`HostStatus::name`].
+    pub fn from_name(name: &str) -> Option<HostStatus> {
+        ALL_HOST_STATUSES.into_iter().find(|s| s.name() == name)
+    }
     pub fn name(self) -> &'static str {
         match self {
             HostStatus::Unchanged => "unchanged",
@@ -60,7 +64,19 @@ impl HostStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+const ALL_HOST_STATUSES: [HostStatus; 9] = [
+    HostStatus::Unchanged,
+    HostStatus::Changed,
+    HostStatus::WouldChange,
+    HostStatus::Skipped,
+    HostStatus::Failed,
+    HostStatus::RolledBack,
+    HostStatus::RollbackFailed,
+    HostStatus::Interrupted,
+    HostStatus::NotStarted,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// `when` was false, or the host was skipped before it.

@@ -347,10 +347,11 @@ async fn the_intent_is_recorded_before_the_change_and_a_refused_intent_changes_n
             EventKind::BackupTaken { .. } => "backup",
             EventKind::StepIntent { .. } => "intent",
             EventKind::StepApplied { .. } => "applied",
+            EventKind::StepDone { .. } => "done",
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["planned", "backup", "intent", "applied"]);
+    assert_eq!(kinds, ["planned", "backup", "intent", "applied", "done"]);
 
     let lab = Lab::new(&["m1"]);
     let r = lab

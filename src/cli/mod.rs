@@ -1,8 +1,10 @@
 //! The command line: clap definitions and dispatch. One file per subcommand;
 //! output rendering in `render`, live progress in `progress`.
 
+mod audit;
 mod exec;
 mod exit;
+mod journal;
 mod lab;
 mod library;
 mod list;
@@ -43,7 +45,7 @@ pub struct Cli {
 }
 
 /// Options every subcommand accepts, anywhere on the line.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Inventory file: hosts, groups, vars.
     #[arg(
@@ -76,6 +78,10 @@ pub struct Global {
     /// run's batches follow the runbook's strategy, up to this many at once).
     #[arg(long, global = true, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: u16,
+    /// Record NAME as the person acting (the OS user is recorded too), for
+    /// shared accounts on a jump host.
+    #[arg(long = "as", global = true, value_name = "NAME")]
+    pub as_name: Option<String>,
 }
 
 /// Where runbooks beyond the built-in ones are found.
@@ -151,6 +157,30 @@ enum Command {
         #[command(flatten)]
         dirs: RunbookDirs,
     },
+    /// Continue an interrupted run (the process died) where its journal says it stopped.
+    ///
+    /// Steps that finished are skipped; a step that recorded its intent but no
+    /// outcome is planned again and applied only if still needed. Same runbook
+    /// (refused if it changed, unless --force), inventory, params and --limit.
+    Resume {
+        /// Run id (or a unique prefix), from `remedy runs`.
+        run: String,
+        /// Resume even though the runbook changed since the run started.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Recent runs with their status (running, ok, failed, interrupted, ...).
+    Runs {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
+    /// The tamper-evident journal: list, show, verify, export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Per-host run locks: list, break a stale one.
+    #[command(subcommand)]
+    Lock(audit::LockCommand),
     /// A practice control plane of real servers on this machine: up, status, down, break.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -181,6 +211,10 @@ pub fn main() -> i32 {
         Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),
         Command::Lab(cmd) => lab::lab(g, cmd),
+        Command::Resume { run, force } => run::resume(g, run, *force).into(),
+        Command::Runs { last } => audit::runs(g, *last).into(),
+        Command::Audit(cmd) => audit::audit(g, cmd).into(),
+        Command::Lock(cmd) => audit::lock(g, cmd).into(),
         Command::Exec {
             targets,
             command,

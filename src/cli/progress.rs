@@ -102,6 +102,9 @@ impl EventSink for Progress {
                 self.line(format!("{at}: ROLLBACK FAILED: {error}"))
             }
             EventKind::HostFinished { status } => self.line(format!("{at}: {status}")),
+            EventKind::InvariantFailed { error, hint } => {
+                self.line(format!("error: {error}\n  = hint: {hint}"))
+            }
             _ => {}
         }
         Ok(())

@@ -6,6 +6,21 @@ use remedy_dsl::{Diagnostic, Diagnostics, Source};
 use remedy_engine::{Inventory, Request};
 
 pub fn inventory(g: &Global) -> Result<Inventory, Diagnostics> {
+    let path = inventory_path(g)?;
+    load_inventory(&path)
+}
+
+/// Read and parse an inventory file.
+pub fn load_inventory(path: &std::path::Path) -> Result<Inventory, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(format!("cannot read inventory {}: {e}", path.display()))
+            .with_hint("check the path given with --inventory / REMEDY_INVENTORY")
+    })?;
+    Inventory::parse(Source::new(path.display().to_string(), text))
+}
+
+/// The inventory file `--inventory` names (`lab`: the default lab's).
+pub fn inventory_path(g: &Global) -> Result<std::path::PathBuf, Diagnostics> {
     let Some(path) = &g.inventory else {
         return Err(Diagnostic::new("no inventory given").with_hint("pass --inventory PATH (or set REMEDY_INVENTORY); examples/ has inventories to start from").into());
     };
@@ -22,11 +37,7 @@ pub fn inventory(g: &Global) -> Result<Inventory, Diagnostics> {
     } else {
         path
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(format!("cannot read inventory {}: {e}", path.display()))
-            .with_hint("check the path given with --inventory / REMEDY_INVENTORY")
-    })?;
-    Inventory::parse(Source::new(path.display().to_string(), text))
+    Ok(path.clone())
 }
 
 pub fn request(g: &Global) -> Result<Request, Diagnostics> {

@@ -1,21 +1,76 @@
 //! `remedy run` and `remedy plan`: compile, bind, plan, confirm, execute,
 //! report. A real run without --yes shows the dry-run plan first and asks.
 
+use super::journal::{self, JournalSink};
 use super::{library, progress::Progress, render, request, Exit, Global, Output};
 use remedy_dsl::{Approval, Diagnostics};
 use remedy_engine::clock::SystemClock;
-use remedy_engine::event::{EventSink, MemorySink};
+use remedy_engine::event::{EventSink, MemorySink, Tee};
 use remedy_engine::redact::Redactor;
+use remedy_engine::resume::{Recorded, ResumeState};
 use remedy_engine::transport::ssh::SshConnector;
 use remedy_engine::{bind, BoundRun, Executor, RunOptions, RunReport, RunStatus};
+use remedy_journal::{Holder, Journal, NewRun};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn invalid(d: &Diagnostics) -> Exit {
     eprint!("{}", d.render());
     Exit::Invalid
+}
+
+/// A runbook bound to an inventory and params, ready to plan.
+pub struct Prepared {
+    pub runbook: remedy_dsl::Runbook,
+    pub inventory: remedy_engine::Inventory,
+    /// Absolute when it exists: the journal and the locks record it.
+    pub inventory_path: String,
+    pub bound: BoundRun,
+}
+
+fn prepare(
+    g: &Global,
+    source: Arc<remedy_dsl::Source>,
+    inventory_path: &Path,
+    req: Result<remedy_engine::Request, Diagnostics>,
+) -> Result<Prepared, Exit> {
+    let runbook = remedy_dsl::compile(source).map_err(|d| invalid(&d))?;
+    let (inventory, req) = match (request::load_inventory(inventory_path), req) {
+        (Ok(i), Ok(r)) => (i, r),
+        (i, r) => {
+            let mut all = Diagnostics::default();
+            for d in [i.err(), r.err()].into_iter().flatten() {
+                all.0.extend(d.0);
+            }
+            return Err(invalid(&all));
+        }
+    };
+    let bound = bind(&runbook, &inventory, &req).map_err(|d| invalid(&d))?;
+    let _ = g;
+    Ok(Prepared {
+        runbook,
+        inventory,
+        inventory_path: std::fs::canonicalize(inventory_path)
+            .unwrap_or_else(|_| inventory_path.to_path_buf())
+            .display()
+            .to_string(),
+        bound,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            Exit::StepFailed
+        })
 }
 
 pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
@@ -26,61 +81,306 @@ pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
             return Exit::Invalid;
         }
     };
-    let runbook = match remedy_dsl::compile(source) {
-        Ok(rb) => rb,
-        Err(d) => return invalid(&d),
-    };
-    let (inventory, req) = match (request::inventory(g), request::request(g)) {
-        (Ok(i), Ok(r)) => (i, r),
-        (i, r) => {
-            let mut all = Diagnostics::default();
-            for d in [i.err(), r.err()].into_iter().flatten() {
-                all.0.extend(d.0);
+    let inventory_path = request::inventory_path(g);
+    let req = request::request(g);
+    let inventory_path = match inventory_path {
+        Ok(p) => p,
+        Err(mut d) => {
+            if let Err(r) = req {
+                d.0.extend(r.0);
             }
-            return invalid(&all);
+            return invalid(&d);
         }
     };
-    let bound = match bind(&runbook, &inventory, &req) {
-        Ok(b) => b,
-        Err(d) => return invalid(&d),
+    let prepared = match prepare(g, source.clone(), &inventory_path, req) {
+        Ok(p) => p,
+        Err(exit) => return exit,
     };
-    if let (Approval::Required(p), false) = (&runbook.approval, dry_run) {
+    if let (Approval::Required(p), false) = (&prepared.runbook.approval, dry_run) {
         eprintln!(
             "note: runbook `{}` asks for approval (quorum {} of {}); this version of remedy does not enforce approvals yet — confirm only with a second pair of eyes.",
-            runbook.name,
+            prepared.runbook.name,
             p.quorum,
             p.approvers.join(", ")
         );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::StepFailed;
+    let journal = match journal::open() {
+        Ok(j) => j,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Exit::Invalid;
         }
     };
-    let connector = SshConnector::new(&inventory, g.accept_new_host_keys);
-    runtime.block_on(async_run(g, &runbook, &bound, &connector, dry_run))
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    let connector = SshConnector::new(&prepared.inventory, g.accept_new_host_keys);
+    let record = NewRun {
+        run_id: uuid_v7(),
+        runbook: prepared.runbook.name.clone(),
+        runbook_ref: runbook_ref(&source.name),
+        runbook_sha256: sha256_hex(source.text.as_bytes()),
+        inventory: prepared.inventory_path.clone(),
+        limit: g.limit.clone(),
+        params: param_args(g),
+        hosts: prepared
+            .bound
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect(),
+        dry_run,
+        actor: journal::actor(g.as_name.as_deref()),
+        os_user: remedy_journal::os_user(),
+        jump_host: remedy_journal::hostname(),
+        pid: std::process::id(),
+        pid_start: remedy_journal::process_start(std::process::id()),
+        started_ms: journal::now_ms(),
+    };
+    runtime.block_on(async_run(
+        g, &prepared, &connector, dry_run, &journal, record, None,
+    ))
 }
 
+/// `remedy resume RUN`: continue an interrupted run where its journal says
+/// it stopped, with the same runbook (unless --force), inventory, params and
+/// --limit.
+pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
+    let journal = match journal::open() {
+        Ok(j) => j,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Exit::Invalid;
+        }
+    };
+    let record = match journal.run(run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    let status = record.effective_status();
+    if status != "interrupted" {
+        let why = if status == "running" {
+            format!(
+                "it is still running (pid {} on {})",
+                record.pid, record.jump_host
+            )
+        } else {
+            format!("it ended with status `{status}`; there is nothing left to resume")
+        };
+        eprintln!(
+            "error: cannot resume run {}: {why}\n  = hint: `remedy audit show {}` shows what it did",
+            record.run_id, record.run_id
+        );
+        return Exit::Invalid;
+    }
+    if record.dry_run {
+        eprintln!(
+            "error: run {} was a dry-run; plan again instead of resuming",
+            record.run_id
+        );
+        return Exit::Invalid;
+    }
+    let source = match library::load(
+        record
+            .runbook_ref
+            .strip_prefix("builtin:")
+            .unwrap_or(&record.runbook_ref),
+        &[],
+    ) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("error: cannot load the run's runbook again: {msg}");
+            return Exit::Invalid;
+        }
+    };
+    let sha = sha256_hex(source.text.as_bytes());
+    if sha != record.runbook_sha256 {
+        if !force {
+            eprintln!(
+                "error: runbook {} changed since run {} started (sha256 {} then, {} now)\n  = hint: resuming with different steps can skip or repeat work; check the change, then pass --force to resume with the new content",
+                record.runbook_ref,
+                record.run_id,
+                &record.runbook_sha256[..12.min(record.runbook_sha256.len())],
+                &sha[..12]
+            );
+            return Exit::Invalid;
+        }
+        eprintln!(
+            "warning: runbook {} changed since the run started; resuming with the new content (--force)",
+            record.runbook_ref
+        );
+    }
+    // The same params, --limit and inventory as the run that stopped.
+    let g2 = Global {
+        params: record
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        limit: record.limit.clone(),
+        params_file: None,
+        ..g.clone()
+    };
+    let prepared = match prepare(
+        &g2,
+        source.clone(),
+        Path::new(&record.inventory),
+        request::request(&g2),
+    ) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let hosts: Vec<String> = prepared
+        .bound
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    if hosts != record.hosts {
+        eprintln!(
+            "error: the inventory {} now gives hosts {} where the run had {}\n  = hint: restore the inventory as it was, or finish by hand (`remedy audit show {}` lists what was done)",
+            record.inventory,
+            hosts.join(", "),
+            record.hosts.join(", "),
+            record.run_id
+        );
+        return Exit::Invalid;
+    }
+    let events = match journal.events(&record.run_id) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Invalid;
+        }
+    };
+    let state = ResumeState::from_events(events.iter().map(|e| Recorded {
+        host: e.host.as_deref(),
+        step: e.step.as_deref(),
+        kind: &e.kind,
+        payload: &e.payload,
+    }));
+    eprintln!(
+        "resuming run {} ({} on {}): {}",
+        record.run_id,
+        record.runbook,
+        record.hosts.join(", "),
+        state.describe()
+    );
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    let connector = SshConnector::new(&prepared.inventory, g.accept_new_host_keys);
+    let new = NewRun {
+        run_id: record.run_id.clone(),
+        runbook: record.runbook.clone(),
+        runbook_ref: record.runbook_ref.clone(),
+        runbook_sha256: record.runbook_sha256.clone(),
+        inventory: record.inventory.clone(),
+        limit: record.limit.clone(),
+        params: record.params.clone(),
+        hosts: record.hosts.clone(),
+        dry_run: false,
+        actor: journal::actor(g.as_name.as_deref()),
+        os_user: remedy_journal::os_user(),
+        jump_host: remedy_journal::hostname(),
+        pid: std::process::id(),
+        pid_start: remedy_journal::process_start(std::process::id()),
+        started_ms: journal::now_ms(),
+    };
+    runtime.block_on(async_run(
+        g,
+        &prepared,
+        &connector,
+        false,
+        &journal,
+        new,
+        Some(state),
+    ))
+}
+
+fn uuid_v7() -> String {
+    RunOptions::new(false).run_id
+}
+
+/// How to load the runbook again: `builtin:NAME` or an absolute path.
+fn runbook_ref(source_name: &str) -> String {
+    if source_name.starts_with("builtin:") {
+        return source_name.to_string();
+    }
+    std::fs::canonicalize(source_name)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| source_name.to_string())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The params as the user gave them (secret ones are references).
+fn param_args(g: &Global) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(path) = &g.params_file {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let src = remedy_dsl::Source::new(path.display().to_string(), text);
+            if let Ok(root) = remedy_dsl::yaml::parse(&src) {
+                if let serde_json::Value::Object(m) = root.to_json() {
+                    for (k, v) in m {
+                        match v {
+                            serde_json::Value::String(s) => out.push((k, s)),
+                            serde_json::Value::Array(items) => {
+                                for i in items {
+                                    out.push((
+                                        k.clone(),
+                                        i.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| i.to_string()),
+                                    ));
+                                }
+                            }
+                            other => out.push((k, other.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut given = Vec::new();
+    for p in &g.params {
+        if let Some((k, v)) = p.split_once('=') {
+            given.push((k.trim().to_string(), v.to_string()));
+        }
+    }
+    // --param wins over the file, a list param's items included.
+    out.retain(|(k, _)| !given.iter().any(|(g, _)| g == k));
+    out.extend(given);
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn async_run(
     g: &Global,
-    runbook: &remedy_dsl::Runbook,
-    bound: &BoundRun,
+    prepared: &Prepared,
     connector: &SshConnector,
     dry_run: bool,
+    journal: &Arc<Journal>,
+    record: NewRun,
+    resume: Option<ResumeState>,
 ) -> Exit {
+    let runbook = &prepared.runbook;
+    let bound = &prepared.bound;
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 cancel.store(true, Ordering::SeqCst);
-                eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done)");
+                eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(Exit::Interrupted.into());
                 }
@@ -90,18 +390,35 @@ async fn async_run(
     let json = g.output == Output::Json;
     let color = super::use_color();
     let redactor = Redactor::new(bound);
+    let run_id = record.run_id.clone();
+    let options = |dry: bool| RunOptions {
+        max_parallel: g.parallel as usize,
+        run_id: run_id.clone(),
+        ..RunOptions::new(dry)
+    };
 
     if dry_run {
+        // Only the journal records that a dry-run happened.
+        if let Err(e) = journal.create_run(&record) {
+            eprintln!("error: cannot record the dry-run in the journal: {e}");
+            return Exit::StepFailed;
+        }
+        let sink = JournalSink::new(
+            journal.clone(),
+            record.actor.clone(),
+            redactor.clone(),
+            None,
+        );
         let report = execute(
             runbook,
             bound,
             connector,
-            true,
-            &MemorySink::default(),
+            &sink,
             cancel.clone(),
-            g.parallel as usize,
+            options(true),
         )
         .await;
+        let _ = journal.finish_run(&run_id, status_name(report.status));
         return finish(&report, json, color, true, &redactor);
     }
 
@@ -109,85 +426,184 @@ async fn async_run(
         eprintln!("error: refusing to change hosts without confirmation: standard input is not a terminal\n  = hint: review the plan with `remedy plan {}` (same options), then pass --yes", runbook.name);
         return Exit::Denied;
     }
-    // Every real run plans all its hosts first, in parallel and read-only —
-    // with --yes too — so a problem on any host (an external CA on the last
-    // master, an unreachable host) stops the run before anything changes.
-    let preview = execute(
-        runbook,
-        bound,
-        connector,
-        true,
-        &MemorySink::default(),
-        cancel.clone(),
-        g.parallel as usize,
-    )
-    .await;
-    if preview.status != RunStatus::Ok {
-        let out = redactor.apply(&render::report(&preview, color));
-        if json {
-            eprint!("{out}");
-        } else {
-            print!("{out}");
-        }
-        eprintln!("The plan failed on some hosts (above); nothing was changed on any host.");
-        return Exit::StepFailed;
-    }
-    let changing = preview
+    // One lock per host of this inventory, held (and renewed) for the whole
+    // run, planning included: two runs must not plan against each other.
+    let targets: Vec<String> = bound
         .hosts
         .iter()
-        .filter(|h| h.status == remedy_engine::HostStatus::WouldChange)
-        .count();
-    if !g.yes {
-        print!("{}", redactor.apply(&render::report(&preview, color)));
-        if changing == 0 {
-            println!("Nothing to change.");
-            return Exit::Ok;
+        .map(|h| journal::lock_target(&prepared.inventory_path, &h.name))
+        .collect();
+    let holder = Holder {
+        run_id: run_id.clone(),
+        user: record.os_user.clone(),
+        host: record.jump_host.clone(),
+        pid: record.pid,
+        pid_start: record.pid_start,
+    };
+    let token = match journal.acquire(&targets, &holder, LOCK_TTL) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Denied;
         }
-        print!(
-            "Apply to {changing} host(s), {}? [y/N] ",
-            strategy_words(runbook)
-        );
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+    };
+    let _release = Release(journal.clone(), run_id.clone());
+    {
+        let journal = journal.clone();
+        let run_id = run_id.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_TTL / 3).await;
+                let j = journal.clone();
+                let id = run_id.clone();
+                let _ = tokio::task::spawn_blocking(move || j.renew(&id, LOCK_TTL)).await;
+            }
+        });
+    }
+
+    let resuming = resume.is_some();
+    if !resuming {
+        // Every real run plans all its hosts first, in parallel and read-only —
+        // with --yes too — so a problem on any host (an external CA on the last
+        // master, an unreachable host) stops the run before anything changes.
+        let preview = execute(
+            runbook,
+            bound,
+            connector,
+            &MemorySink::default(),
+            cancel.clone(),
+            options(true),
+        )
+        .await;
+        if preview.status != RunStatus::Ok {
+            let out = redactor.apply(&render::report(&preview, color));
+            if json {
+                eprint!("{out}");
+            } else {
+                print!("{out}");
+            }
+            eprintln!("The plan failed on some hosts (above); nothing was changed on any host.");
+            return Exit::StepFailed;
+        }
+        let changing = preview
+            .hosts
+            .iter()
+            .filter(|h| h.status == remedy_engine::HostStatus::WouldChange)
+            .count();
+        if !g.yes {
+            print!("{}", redactor.apply(&render::report(&preview, color)));
+            if changing == 0 {
+                println!("Nothing to change.");
+                return Exit::Ok;
+            }
+            if !confirm(&format!(
+                "Apply to {changing} host(s), {}? [y/N] ",
+                strategy_words(runbook)
+            )) {
+                eprintln!("Not confirmed: nothing was changed.");
+                return Exit::Denied;
+            }
+        } else if !json {
+            eprintln!(
+                "planned {} host(s): {}",
+                preview.hosts.len(),
+                preview
+                    .summary
+                    .split(": ")
+                    .nth(1)
+                    .unwrap_or(&preview.summary)
+            );
+        }
+        if let Err(e) = journal.create_run(&record) {
+            eprintln!("error: cannot record the run in the journal, so nothing was changed: {e}");
+            return Exit::StepFailed;
+        }
+    } else {
+        if !g.yes && !confirm("Continue this run? [y/N] ") {
             eprintln!("Not confirmed: nothing was changed.");
             return Exit::Denied;
         }
-    } else if !json {
-        eprintln!(
-            "planned {} host(s): {}",
-            preview.hosts.len(),
-            preview
-                .summary
-                .split(": ")
-                .nth(1)
-                .unwrap_or(&preview.summary)
-        );
+        if let Err(e) = journal.reopen_run(&run_id, record.pid, record.pid_start, &record.jump_host)
+        {
+            eprintln!(
+                "error: cannot record the resume in the journal, so nothing was changed: {e}"
+            );
+            return Exit::StepFailed;
+        }
     }
+    let _ = journal.append(&remedy_journal::NewEvent {
+        run_id: run_id.clone(),
+        time_ms: journal::now_ms(),
+        actor: record.actor.clone(),
+        host: None,
+        step: None,
+        kind: "locks_acquired".into(),
+        payload: serde_json::json!({ "targets": targets, "token": token, "holder": format!("{}@{} pid {}", holder.user, holder.host, holder.pid) }),
+    });
     let progress = Progress::new(redactor.clone());
+    let sink = JournalSink::new(
+        journal.clone(),
+        record.actor.clone(),
+        redactor.clone(),
+        Some(journal::Fence {
+            inventory: prepared.inventory_path.clone(),
+            token,
+        }),
+    );
+    let tee = Tee(vec![&sink, &progress]);
     let report = execute(
         runbook,
         bound,
         connector,
-        false,
-        &progress,
+        &tee,
         cancel.clone(),
-        g.parallel as usize,
+        RunOptions {
+            resume,
+            ..options(false)
+        },
     )
     .await;
     progress.finish();
+    let _ = journal.finish_run(&run_id, status_name(report.status));
     finish(&report, json, color, false, &redactor)
+}
+
+const LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// Releases the run's locks however the run ends (not on SIGKILL: then the
+/// lock goes stale and `remedy resume` takes it over).
+struct Release(Arc<Journal>, String);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let _ = self.0.release(&self.1);
+    }
+}
+
+fn confirm(question: &str) -> bool {
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Ok => "ok",
+        RunStatus::Failed => "failed",
+        RunStatus::Interrupted => "interrupted",
+        RunStatus::RollbackFailed => "rollback_failed",
+    }
 }
 
 async fn execute(
     runbook: &remedy_dsl::Runbook,
     run: &BoundRun,
     connector: &SshConnector,
-    dry_run: bool,
     sink: &dyn EventSink,
     cancel: Arc<AtomicBool>,
-    parallel: usize,
+    options: RunOptions,
 ) -> RunReport {
     let exec = Executor {
         runbook,
@@ -196,10 +612,7 @@ async fn execute(
         sink,
         clock: &SystemClock,
         cancel: &cancel,
-        options: RunOptions {
-            max_parallel: parallel,
-            ..RunOptions::new(dry_run)
-        },
+        options,
     };
     exec.execute().await
 }

@@ -1,0 +1,144 @@
+//! What a journal says about an interrupted run, as the executor needs it to
+//! continue: which hosts are finished, which steps are done (with the result
+//! later steps see), which backups were taken, and which host was rolling
+//! back. Built from the journal's events (kind + payload JSON) so the engine
+//! does not depend on the store.
+
+use crate::backup::BackupRecord;
+use crate::report::{HostStatus, StepStatus};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default)]
+pub struct ResumeState {
+    pub hosts: BTreeMap<String, HostResume>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostResume {
+    /// `host_finished` was recorded: nothing more to do on this host.
+    pub finished: Option<HostStatus>,
+    /// Steps that ended (`step_done`), by id.
+    pub done: BTreeMap<String, DoneStep>,
+    /// Backups taken, by step, in the order they were taken. A step that
+    /// recorded its intent but no outcome reuses them: they hold the bytes
+    /// from before the run, which a second backup would not.
+    pub backups: BTreeMap<String, Vec<BackupRecord>>,
+    /// `rollback_started` without `host_finished`: the rollback was cut off.
+    pub rolling_back: bool,
+    /// Step ids with an intent and no `step_done`/`step_failed` after it.
+    pub in_flight: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DoneStep {
+    pub status: StepStatus,
+    pub result: Value,
+}
+
+/// One recorded event, as the store gives it back.
+pub struct Recorded<'a> {
+    pub host: Option<&'a str>,
+    pub step: Option<&'a str>,
+    pub kind: &'a str,
+    pub payload: &'a Value,
+}
+
+impl ResumeState {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = Recorded<'a>>) -> ResumeState {
+        let mut state = ResumeState::default();
+        for e in events {
+            let Some(host) = e.host else { continue };
+            let h = state.hosts.entry(host.to_string()).or_default();
+            let step = e.step.unwrap_or_default().to_string();
+            match e.kind {
+                "backup_taken" => {
+                    if let Ok(b) =
+                        serde_json::from_value::<BackupRecord>(e.payload["backup"].clone())
+                    {
+                        h.backups.entry(step).or_default().push(b);
+                    }
+                }
+                "step_intent" if !h.in_flight.contains(&step) => h.in_flight.push(step),
+                "step_done" => {
+                    h.in_flight.retain(|s| *s != step);
+                    let status = serde_json::from_value(e.payload["status"].clone())
+                        .unwrap_or(StepStatus::Changed);
+                    h.done.insert(
+                        step,
+                        DoneStep {
+                            status,
+                            result: e.payload["result"].clone(),
+                        },
+                    );
+                }
+                "step_failed" => h.in_flight.retain(|s| *s != step),
+                "rollback_started" => h.rolling_back = true,
+                "host_finished" => {
+                    h.rolling_back = false;
+                    h.finished = e.payload["status"]
+                        .as_str()
+                        .and_then(HostStatus::from_name)
+                        .or(Some(HostStatus::Failed));
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// Steps done and hosts finished, for the "resuming …" line.
+    pub fn describe(&self) -> String {
+        let finished = self.hosts.values().filter(|h| h.finished.is_some()).count();
+        let done: usize = self
+            .hosts
+            .values()
+            .filter(|h| h.finished.is_none())
+            .map(|h| h.done.len())
+            .sum();
+        format!("{finished} host(s) finished, {done} step(s) done on the others")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev<'a>(host: &'a str, step: &'a str, kind: &'a str, payload: &'a Value) -> Recorded<'a> {
+        Recorded {
+            host: Some(host),
+            step: (!step.is_empty()).then_some(step),
+            kind,
+            payload,
+        }
+    }
+
+    #[test]
+    fn intent_without_outcome_is_in_flight_and_keeps_its_backups() {
+        let none = json!({});
+        let backup = json!({"backup": {"path": "/etc/x", "existed": true, "sha256": "ab", "location": "/b/x", "mode": 420, "owner": [0, 0], "size": 3}});
+        let done = json!({"status": "changed", "result": {"changed": true}});
+        let fin = json!({"status": "changed"});
+        let events = vec![
+            ev("m1", "a", "step_intent", &none),
+            ev("m1", "a", "step_done", &done),
+            ev("m1", "", "host_finished", &fin),
+            ev("m2", "a", "step_intent", &none),
+            ev("m2", "a", "step_done", &done),
+            ev("m2", "b", "backup_taken", &backup),
+            ev("m2", "b", "step_intent", &none),
+        ];
+        let s = ResumeState::from_events(events);
+        assert_eq!(s.hosts["m1"].finished, Some(HostStatus::Changed));
+        let m2 = &s.hosts["m2"];
+        assert_eq!(m2.finished, None);
+        assert_eq!(m2.done["a"].status, StepStatus::Changed);
+        assert_eq!(m2.in_flight, vec!["b".to_string()]);
+        assert_eq!(m2.backups["b"].len(), 1, "{:?}", m2.backups);
+        assert_eq!(
+            s.describe(),
+            "1 host(s) finished, 1 step(s) done on the others"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The journal's errors. Each message says what happened and what to do next;
+//! the SQLite cause is part of the message (not only a chained source) so a
+//! one-line print is complete.
+
+use std::path::{Path, PathBuf};
+
+use crate::lock::LockRecord;
+
+/// Everything the journal can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite refused an operation on the journal file.
+    #[error("journal {}: {action} failed: {cause}; {}", .path.display(), sqlite_hint(.cause))]
+    Sqlite {
+        path: PathBuf,
+        action: &'static str,
+        cause: rusqlite::Error,
+    },
+    /// Creating the journal's directory or file failed.
+    #[error("{action} {} failed: {cause}; check you may write there, or set REMEDY_HOME to a directory you own", .path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        cause: std::io::Error,
+    },
+    /// The file system cannot do WAL (shared memory), so other processes
+    /// could not read while a run writes.
+    #[error("journal {}: SQLite could not switch to WAL mode (it stayed in {mode}); put REMEDY_HOME on a local file system", .path.display())]
+    NoWal { path: PathBuf, mode: String },
+    /// A newer remedy migrated the file; this build cannot know its tables.
+    #[error("journal {} has schema version {found} but this remedy knows only up to {known}; upgrade remedy on this host", .path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    /// The chain head disagrees with the events, so appending would extend a
+    /// damaged chain. Refused rather than papered over.
+    #[error("journal {}: cannot append: {what}; run `remedy audit verify`, keep a copy of the file, and if you must act now point REMEDY_HOME at a fresh directory", .path.display())]
+    ChainDamaged { path: PathBuf, what: String },
+    /// No run, event or lock by that name.
+    #[error("{what} not found in the journal; {hint}")]
+    NotFound { what: String, hint: String },
+    /// A run-id prefix matched more than one run.
+    #[error("run id prefix `{prefix}` matches {} runs ({}); type more of the id", .matches.len(), .matches.join(", "))]
+    Ambiguous {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    /// A target lock is held or was lost.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+impl JournalError {
+    pub(crate) fn sqlite(path: &Path, action: &'static str, cause: rusqlite::Error) -> Self {
+        JournalError::Sqlite {
+            path: path.to_path_buf(),
+            action,
+            cause,
+        }
+    }
+
+    pub(crate) fn run_not_found(run: &str) -> Self {
+        JournalError::NotFound {
+            what: format!("run {run}"),
+            hint: "list runs with `remedy runs`".to_string(),
+        }
+    }
+}
+
+/// What to do about a SQLite failure, by its cause.
+fn sqlite_hint(cause: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode::*;
+    match cause.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => {
+            "another remedy process held the journal for over 30 s; find it with `remedy runs` and retry"
+        }
+        Some(ReadOnly | PermissionDenied | CannotOpen) => {
+            "check that you own the journal file and its directory (or set REMEDY_HOME)"
+        }
+        Some(DiskFull) => "free disk space and retry",
+        Some(DatabaseCorrupt | NotADatabase) => {
+            "the file is damaged or not a remedy journal; keep a copy and point REMEDY_HOME at a fresh directory"
+        }
+        Some(ConstraintViolation) => {
+            "the journal already has this record or its rows were edited outside remedy; run `remedy audit verify`"
+        }
+        _ => "the journal may have been edited outside remedy; run `remedy audit verify` and retry",
+    }
+}
+
+/// A target lock could not be taken or is no longer held.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another run holds `target`. Stale holders are refused too: a crashed
+    /// run may have left the target half-changed, so a human decides.
+    /// (The record is boxed to keep every `Result` small.)
+    #[error("{}", held_message(.target, .holder))]
+    Held {
+        target: String,
+        holder: Box<LockRecord>,
+    },
+    /// The run holds no locks any more (released or broken by someone else).
+    #[error("run {run_id} holds no target locks any more (released, or broken with `remedy lock break`); stop changing its targets and check `remedy lock list`")]
+    Lost { run_id: String },
+}
+
+fn held_message(target: &str, h: &LockRecord) -> String {
+    let who = format!(
+        "target {target} is locked by run {} ({}@{}, pid {})",
+        h.run_id, h.user, h.host, h.pid
+    );
+    match &h.stale_reason {
+        Some(why) => format!(
+            "{who}, but the holder is gone ({why}): finish that run with `remedy resume {}` or break the lock with `remedy lock break {target}`",
+            h.run_id
+        ),
+        None => format!("{who}; wait for it, or see `remedy runs`"),
+    }
+}

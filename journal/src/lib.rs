@@ -1,0 +1,190 @@
+//! remedy's durable store: a hash-chained, tamper-evident journal of events,
+//! the run records that index it, and per-target run locks, all in one SQLite
+//! file under `$REMEDY_HOME`.
+//!
+//! SQLite (WAL, `synchronous=FULL`) rather than an embedded key-value store
+//! because several remedy processes share the file at once: a run waiting for
+//! approval, `remedy approve` and `remedy audit` in other shells (DESIGN.md §7).
+//! Every write that others depend on runs in one `BEGIN IMMEDIATE`
+//! transaction, so concurrent processes serialize instead of racing.
+
+mod chain;
+mod error;
+mod lock;
+mod run;
+mod schema;
+mod system;
+mod verify;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub use chain::{NewEvent, StoredEvent};
+pub use error::{JournalError, LockError};
+pub use lock::{Holder, LockRecord};
+pub use run::{NewRun, RunFilter, RunRecord};
+pub use system::{default_path, hostname, os_user, process_alive, process_start, remedy_home};
+pub use verify::{Problem, ProblemKind, Verification};
+
+/// How long a writer waits for another process's transaction before giving
+/// up. Writers hold the lock for milliseconds; 30 s only trips on a wedged
+/// process, and then the error says so.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An open journal. `Send + Sync`: one connection behind a mutex, because
+/// remedy's writes are small and a single connection keeps each process's
+/// writes in the order it issued them.
+pub struct Journal {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` and brings its schema
+    /// up to date. Safe while other processes have the file open.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // 0700: the journal names hosts, users and what was changed.
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|cause| JournalError::Io {
+                    path: parent.to_path_buf(),
+                    action: "creating the journal directory",
+                    cause,
+                })?;
+        }
+        create_private_file(path)?;
+        let sql = |action| move |cause| JournalError::sqlite(path, action, cause);
+        let mut conn = Connection::open(path).map_err(sql("opening the journal"))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(sql("setting the busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql("switching to WAL mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(JournalError::NoWal {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        // FULL: a commit is on disk before `append` returns; callers write
+        // the intent event and only then start a mutation.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql("setting synchronous=FULL"))?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file this journal lives in (for messages and `remedy audit`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the guard rolled its transaction back on
+        // unwind, so the connection is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Maps a SQLite error to one that names this journal and the action.
+    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+        move |cause| JournalError::sqlite(&self.path, action, cause)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
+    /// up front, so two processes never both read "last id = N" and collide.
+    /// An `Err` from `f` rolls everything back.
+    fn write<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        self.transact(TransactionBehavior::Immediate, action, f)
+    }
+
+    /// Runs `f` in a read transaction so it sees one consistent snapshot
+    /// (events and chain head together) while others keep writing.
+    fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        self.transact(TransactionBehavior::Deferred, action, f)
+    }
+
+    fn transact<T>(
+        &self,
+        behavior: TransactionBehavior,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(behavior)
+            .map_err(self.sql(action))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(self.sql(action))?;
+        Ok(out)
+    }
+}
+
+/// Creates the database file with mode 0600 before SQLite does, so it is never
+/// world-readable even for an instant; SQLite gives its `-wal` and `-shm`
+/// files the same mode. An existing file keeps its mode: whoever made it
+/// shared chose that.
+fn create_private_file(path: &Path) -> Result<(), JournalError> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(cause) => Err(JournalError::Io {
+            path: path.to_path_buf(),
+            action: "creating the journal file",
+            cause,
+        }),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the journal's only clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Stores a `u64` (pid start ticks, fencing tokens) in SQLite's signed
+/// integers; real values are far below `i64::MAX`.
+fn to_sql_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_sql_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn journal_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<super::Journal>();
+    }
+}

@@ -1,0 +1,286 @@
+//! Run records: one row per `remedy run`, the index `remedy runs`, `resume`
+//! and `audit` start from. The events themselves are in the chain.
+
+use rusqlite::types::Type;
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use crate::system::{hostname, process_alive};
+use crate::{from_sql_u64, now_ms, to_sql_u64, Journal, JournalError};
+
+/// What a run records when it starts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewRun {
+    pub run_id: String,
+    /// The runbook's name.
+    pub runbook: String,
+    /// Where it came from: `builtin:cert-renew` or a file path.
+    pub runbook_ref: String,
+    /// So `resume` can refuse a runbook that changed since.
+    pub runbook_sha256: String,
+    /// Inventory file path.
+    pub inventory: String,
+    pub limit: Option<String>,
+    /// Parameters as the user gave them; secret ones are references such as
+    /// `env:NAME`, never values.
+    pub params: Vec<(String, String)>,
+    pub hosts: Vec<String>,
+    pub dry_run: bool,
+    pub actor: String,
+    pub os_user: String,
+    pub jump_host: String,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+    pub started_ms: i64,
+}
+
+/// A run as stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub runbook: String,
+    pub runbook_ref: String,
+    pub runbook_sha256: String,
+    pub inventory: String,
+    pub limit: Option<String>,
+    pub params: Vec<(String, String)>,
+    pub hosts: Vec<String>,
+    pub dry_run: bool,
+    pub actor: String,
+    pub os_user: String,
+    pub jump_host: String,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// As stored: running, ok, failed, interrupted, rollback_failed, denied
+    /// (unknown strings are kept verbatim). See [`RunRecord::effective_status`].
+    pub status: String,
+    /// Why the run must be reviewed (break-glass), if it must.
+    pub review: Option<String>,
+}
+
+impl RunRecord {
+    /// The status to show. A run that crashed never wrote its final status,
+    /// so a stored "running" whose process on this host is gone reads
+    /// "interrupted". Runs from other jump hosts cannot be checked and keep
+    /// their stored status.
+    pub fn effective_status(&self) -> String {
+        if self.status == "running"
+            && self.jump_host == hostname()
+            && !process_alive(self.pid, self.pid_start)
+        {
+            "interrupted".to_string()
+        } else {
+            self.status.clone()
+        }
+    }
+}
+
+/// Which runs `Journal::runs` returns; `Default` is all of them.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Started at or after this time.
+    pub since_ms: Option<i64>,
+    /// Runbook name, exact.
+    pub runbook: Option<String>,
+    /// The run's hosts contain this one.
+    pub host: Option<String>,
+    /// Effective status, exact.
+    pub status: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+const RUN_COLUMNS: &str = "run_id, runbook, runbook_ref, runbook_sha256, inventory, host_limit, \
+     params, hosts, dry_run, actor, os_user, jump_host, pid, pid_start, started_ms, finished_ms, \
+     status, review";
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    fn json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+        let text: String = r.get(idx)?;
+        serde_json::from_str(&text)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    }
+    Ok(RunRecord {
+        run_id: r.get(0)?,
+        runbook: r.get(1)?,
+        runbook_ref: r.get(2)?,
+        runbook_sha256: r.get(3)?,
+        inventory: r.get(4)?,
+        limit: r.get(5)?,
+        params: json(r, 6)?,
+        hosts: json(r, 7)?,
+        dry_run: r.get(8)?,
+        actor: r.get(9)?,
+        os_user: r.get(10)?,
+        jump_host: r.get(11)?,
+        pid: r.get(12)?,
+        pid_start: r.get::<_, Option<i64>>(13)?.map(from_sql_u64),
+        started_ms: r.get(14)?,
+        finished_ms: r.get(15)?,
+        status: r.get(16)?,
+        review: r.get(17)?,
+    })
+}
+
+impl Journal {
+    /// Records a new run with status "running".
+    pub fn create_run(&self, run: &NewRun) -> Result<(), JournalError> {
+        let params_json = serde_json::to_string(&run.params).unwrap_or_default();
+        let hosts_json = serde_json::to_string(&run.hosts).unwrap_or_default();
+        self.write("recording a new run", |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO runs ({RUN_COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL, 'running', NULL)"
+                ),
+                params![
+                    run.run_id,
+                    run.runbook,
+                    run.runbook_ref,
+                    run.runbook_sha256,
+                    run.inventory,
+                    run.limit,
+                    params_json,
+                    hosts_json,
+                    run.dry_run,
+                    run.actor,
+                    run.os_user,
+                    run.jump_host,
+                    run.pid,
+                    run.pid_start.map(to_sql_u64),
+                    run.started_ms,
+                ],
+            )
+            .map_err(self.sql("recording a new run"))?;
+            Ok(())
+        })
+    }
+
+    /// Records how a run ended and when.
+    pub fn finish_run(&self, run_id: &str, status: &str) -> Result<(), JournalError> {
+        self.update_run(
+            "finishing a run",
+            run_id,
+            "UPDATE runs SET status = ?2, finished_ms = ?3 WHERE run_id = ?1",
+            params![run_id, status, now_ms()],
+        )
+    }
+
+    /// Marks a run as running again in this process (`remedy resume`).
+    pub fn reopen_run(
+        &self,
+        run_id: &str,
+        pid: u32,
+        pid_start: Option<u64>,
+        jump_host: &str,
+    ) -> Result<(), JournalError> {
+        self.update_run(
+            "reopening a run",
+            run_id,
+            "UPDATE runs SET status = 'running', finished_ms = NULL, pid = ?2, pid_start = ?3, \
+             jump_host = ?4 WHERE run_id = ?1",
+            params![run_id, pid, pid_start.map(to_sql_u64), jump_host],
+        )
+    }
+
+    /// Flags a run for human review, e.g. after a break-glass override.
+    pub fn set_review(&self, run_id: &str, reason: &str) -> Result<(), JournalError> {
+        self.update_run(
+            "flagging a run for review",
+            run_id,
+            "UPDATE runs SET review = ?2 WHERE run_id = ?1",
+            params![run_id, reason],
+        )
+    }
+
+    fn update_run(
+        &self,
+        action: &'static str,
+        run_id: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), JournalError> {
+        let changed = self.write(action, |tx| {
+            tx.execute(sql, params).map_err(self.sql(action))
+        })?;
+        if changed == 0 {
+            return Err(JournalError::run_not_found(run_id));
+        }
+        Ok(())
+    }
+
+    /// The run with this exact id, or the only one whose id starts with it.
+    pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord, JournalError> {
+        if id_or_prefix.is_empty() {
+            return Err(JournalError::run_not_found("with an empty id"));
+        }
+        let action = "looking up a run";
+        let mut found = self.read(action, |tx| {
+            let exact = tx
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+                    [id_or_prefix],
+                    run_from_row,
+                )
+                .optional()
+                .map_err(self.sql(action))?;
+            if let Some(run) = exact {
+                return Ok(vec![run]);
+            }
+            // substr, not LIKE: a prefix containing `_` or `%` must match literally.
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs \
+                     WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY run_id"
+                ))
+                .map_err(self.sql(action))?;
+            let rows = stmt
+                .query_map([id_or_prefix], run_from_row)
+                .map_err(self.sql(action))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql(action))
+        })?;
+        match found.len() {
+            0 => Err(JournalError::run_not_found(id_or_prefix)),
+            1 => Ok(found.remove(0)),
+            _ => Err(JournalError::Ambiguous {
+                prefix: id_or_prefix.to_string(),
+                matches: found.into_iter().map(|r| r.run_id).collect(),
+            }),
+        }
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, JournalError> {
+        let action = "listing runs";
+        let all = self.read(action, |tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs \
+                     WHERE (?1 IS NULL OR started_ms >= ?1) AND (?2 IS NULL OR runbook = ?2) \
+                     ORDER BY started_ms DESC, run_id DESC"
+                ))
+                .map_err(self.sql(action))?;
+            let rows = stmt
+                .query_map(params![filter.since_ms, filter.runbook], run_from_row)
+                .map_err(self.sql(action))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.sql(action))
+        })?;
+        // Host and effective status are checked here: one needs the JSON
+        // list, the other this machine's process table.
+        Ok(all
+            .into_iter()
+            .filter(|r| filter.host.as_ref().is_none_or(|h| r.hosts.contains(h)))
+            .filter(|r| {
+                filter
+                    .status
+                    .as_ref()
+                    .is_none_or(|s| *s == r.effective_status())
+            })
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+}

@@ -1,0 +1,540 @@
+//! Reading the journal: `remedy runs`, `remedy audit list|show|verify|export`
+//! and `remedy lock list|break`. All work from any shell while a run is going
+//! (SQLite in WAL mode lets readers in beside the writer).
+
+use super::journal::{self, now_ms};
+use super::{Exit, Global, Output};
+use clap::{Subcommand, ValueEnum};
+use remedy_journal::{Journal, RunFilter, RunRecord, StoredEvent};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Runs recorded in the journal, newest first, filtered.
+    List(ListArgs),
+    /// One run's timeline: who ran and approved it, what changed (diffs), backups.
+    Show {
+        /// Run id (or a unique prefix of it).
+        run: String,
+    },
+    /// Check the hash chain; exits 1 naming the first edited, deleted or reordered event.
+    Verify {
+        /// Only this run's events (the whole chain is still walked).
+        run: Option<String>,
+    },
+    /// Every event (or one run's) as JSON lines, for shipping to a SIEM.
+    Export {
+        /// Only this run.
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only runs started within this long (e.g. 2h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Only runs of this runbook.
+    #[arg(long)]
+    pub runbook: Option<String>,
+    /// Only runs that targeted this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only runs with this status (running, ok, failed, interrupted, rollback_failed).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    pub last: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Locks held on targets (host@inventory), with their holder and whether it is stale.
+    List,
+    /// Remove a lock whose holder is gone (journaled). Prefer `remedy resume RUN`.
+    Break {
+        /// The target as `remedy lock list` shows it, or just the host name when unique.
+        target: String,
+        /// Why (recorded in the journal).
+        #[arg(long)]
+        reason: String,
+        /// Break it even though its holder looks alive.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn open() -> Result<Arc<Journal>, Exit> {
+    journal::open().map_err(|msg| {
+        eprintln!("error: {msg}");
+        Exit::Invalid
+    })
+}
+
+fn fail(e: impl std::fmt::Display) -> Exit {
+    eprintln!("error: {e}");
+    Exit::Invalid
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render JSON: {e}"),
+    }
+}
+
+fn time(ms: i64) -> String {
+    // UTC, to the second: what an SRE pastes into an incident timeline.
+    match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("@{ms}ms"),
+    }
+}
+
+fn run_json(r: &RunRecord) -> Value {
+    json!({
+        "run_id": r.run_id,
+        "runbook": r.runbook,
+        "runbook_ref": r.runbook_ref,
+        "status": r.effective_status(),
+        "dry_run": r.dry_run,
+        "actor": r.actor,
+        "os_user": r.os_user,
+        "jump_host": r.jump_host,
+        "pid": r.pid,
+        "inventory": r.inventory,
+        "limit": r.limit,
+        "hosts": r.hosts,
+        "started": time(r.started_ms),
+        "finished": r.finished_ms.map(time),
+        "review": r.review,
+    })
+}
+
+fn runs_table(runs: &[RunRecord]) {
+    if runs.is_empty() {
+        println!("No runs recorded.");
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  HOSTS",
+        "RUN", "STARTED", "RUNBOOK", "STATUS", "BY"
+    );
+    for r in runs {
+        let mut status = r.effective_status();
+        if r.dry_run {
+            status.push_str(" (dry)");
+        }
+        if r.review.is_some() {
+            status.push_str(" REVIEW");
+        }
+        let _ = writeln!(
+            out,
+            "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  {}",
+            r.run_id,
+            time(r.started_ms),
+            r.runbook,
+            status,
+            r.actor,
+            r.hosts.join(",")
+        );
+    }
+}
+
+pub fn runs(g: &Global, last: usize) -> Exit {
+    list(
+        g,
+        &ListArgs {
+            since: None,
+            runbook: None,
+            host: None,
+            status: None,
+            last,
+        },
+    )
+}
+
+pub fn audit(g: &Global, cmd: &AuditCommand) -> Exit {
+    match cmd {
+        AuditCommand::List(args) => list(g, args),
+        AuditCommand::Show { run } => show(g, run),
+        AuditCommand::Verify { run } => verify(g, run.as_deref()),
+        AuditCommand::Export { run, format: _ } => export(run.as_deref()),
+    }
+}
+
+fn list(g: &Global, a: &ListArgs) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let since_ms = match &a.since {
+        None => None,
+        Some(s) => match remedy_dsl::param::parse_duration(s) {
+            Some(secs) => Some(now_ms() - secs * 1000),
+            None => {
+                return fail(format!(
+                    "--since {s}: not a duration\n  = hint: e.g. --since 2h or --since 7d"
+                ))
+            }
+        },
+    };
+    let filter = RunFilter {
+        since_ms,
+        runbook: a.runbook.clone(),
+        host: a.host.clone(),
+        status: a.status.clone(),
+        limit: Some(a.last),
+    };
+    match j.runs(&filter) {
+        Ok(runs) if g.output == Output::Json => {
+            print_json(&runs.iter().map(run_json).collect::<Vec<_>>());
+            Exit::Ok
+        }
+        Ok(runs) => {
+            runs_table(&runs);
+            Exit::Ok
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// One line of a timeline, or None for events that only repeat others.
+fn describe(e: &StoredEvent) -> Option<String> {
+    let p = &e.payload;
+    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    Some(match e.kind.as_str() {
+        "run_started" => format!(
+            "run started by {} on {}",
+            e.actor,
+            p["hosts"]
+                .as_array()
+                .map(|h| h
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        "run_resumed" => format!("run resumed by {}", e.actor),
+        "locks_acquired" => format!("locks taken (fencing token {})", p["token"]),
+        "lock_broken" => format!(
+            "lock on {} broken by {}: {}",
+            s("target"),
+            e.actor,
+            s("reason")
+        ),
+        "batch_started" => format!("batch {}", p["index"].as_u64().map(|i| i + 1).unwrap_or(0)),
+        "host_started" => "started".into(),
+        "step_skipped" => format!("skipped: {}", s("reason")),
+        "step_planned" => {
+            let plan = &p["plan"];
+            let mut line = format!("planned: {}", plan["summary"].as_str().unwrap_or(""));
+            if let Some(changes) = plan["changes"].as_array() {
+                for c in changes {
+                    if let Some(diff) = c["diff"].as_str() {
+                        for l in diff.lines() {
+                            line.push_str(&format!("\n        {l}"));
+                        }
+                    }
+                }
+            }
+            line
+        }
+        "step_deferred" => "deferred (needs earlier results)".into(),
+        "backup_taken" => {
+            let b = &p["backup"];
+            match b["location"].as_str() {
+                Some(loc) => format!(
+                    "backup of {} → {} (sha256 {})",
+                    b["path"].as_str().unwrap_or(""),
+                    loc,
+                    b["sha256"].as_str().unwrap_or("")
+                ),
+                None => format!(
+                    "backup of {}: did not exist (rollback removes it)",
+                    b["path"].as_str().unwrap_or("")
+                ),
+            }
+        }
+        "step_intent" => format!("intent to apply (attempt {})", p["attempt"]),
+        "step_applied" => format!(
+            "applied: changed={}",
+            p["result"]["changed"].as_bool().unwrap_or(false)
+        ),
+        "step_retry" => format!("retry after attempt {}: {}", p["attempt"], s("reason")),
+        "step_verified" => "verified".into(),
+        "step_done" => format!("done: {}", s("status")),
+        "step_failed" => format!("FAILED: {}", s("error")),
+        "rollback_started" => format!("rollback started: {}", s("reason")),
+        "step_rolled_back" => format!("rolled back: restored {}", p["restored"]),
+        "rollback_failed" => format!("ROLLBACK FAILED: {}", s("error")),
+        "host_finished" => format!("finished: {}", s("status")),
+        "invariant_failed" => format!("INVARIANT FAILED: {} ({})", s("error"), s("hint")),
+        "run_finished" => format!("run finished: {} — {}", s("status"), s("summary")),
+        _ => format!("{} {}", e.kind, p),
+    })
+}
+
+fn show(g: &Global, run: &str) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let record = match j.run(run) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let events = match j.events(&record.run_id) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    if g.output == Output::Json {
+        print_json(&json!({ "run": run_json(&record), "events": events }));
+        return Exit::Ok;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "run {}", record.run_id);
+    let _ = writeln!(
+        out,
+        "  runbook   {} ({}, sha256 {})",
+        record.runbook,
+        record.runbook_ref,
+        &record.runbook_sha256[..12.min(record.runbook_sha256.len())]
+    );
+    let _ = writeln!(
+        out,
+        "  status    {}{}",
+        record.effective_status(),
+        if record.dry_run { " (dry-run)" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "  by        {} from {} (pid {})",
+        record.actor, record.jump_host, record.pid
+    );
+    let _ = writeln!(
+        out,
+        "  approved  no approval recorded (approvals are not enforced yet)"
+    );
+    if let Some(r) = &record.review {
+        let _ = writeln!(out, "  REVIEW    {r}");
+    }
+    let _ = writeln!(out, "  inventory {}", record.inventory);
+    let _ = writeln!(out, "  hosts     {}", record.hosts.join(", "));
+    if !record.params.is_empty() {
+        let params: Vec<String> = record
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "  params    {}", params.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "  started   {}{}",
+        time(record.started_ms),
+        record
+            .finished_ms
+            .map(|f| format!(", finished {}", time(f)))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out);
+    for e in &events {
+        let Some(line) = describe(e) else { continue };
+        let at = match (&e.host, &e.step) {
+            (Some(h), Some(s)) => format!("{h} › {s}"),
+            (Some(h), None) => h.clone(),
+            _ => "run".into(),
+        };
+        let clock = time(e.time_ms);
+        let _ = writeln!(out, "{:>4} {} {at}: {line}", e.seq, &clock[11..19]);
+    }
+    Exit::Ok
+}
+
+fn verify(g: &Global, run: Option<&str>) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let run_id = match run {
+        Some(r) => match j.run(r) {
+            Ok(rec) => Some(rec.run_id),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    let v = match j.verify(run_id.as_deref()) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if g.output == Output::Json {
+        print_json(&v);
+    } else if v.ok {
+        println!(
+            "ok: {} event(s) checked, the hash chain is intact{}",
+            v.checked,
+            run_id
+                .as_deref()
+                .map(|r| format!(" (run {r})"))
+                .unwrap_or_default()
+        );
+    } else {
+        let first = &v.problems[0];
+        println!(
+            "TAMPERED: event {} (run {}, seq {}, {}): {}",
+            first.event_id, first.run_id, first.seq, first.kind, first.what
+        );
+        for p in &v.problems[1..] {
+            println!(
+                "  also: event {} (run {}, seq {}, {}): {}",
+                p.event_id, p.run_id, p.seq, p.kind, p.what
+            );
+        }
+        println!("The journal {} was changed outside remedy; compare it with an exported copy (`remedy audit export`) before trusting it.", j.path().display());
+    }
+    if v.ok {
+        Exit::Ok
+    } else {
+        Exit::StepFailed
+    }
+}
+
+fn export(run: Option<&str>) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let events = match run {
+        Some(r) => match j.run(r).and_then(|rec| j.events(&rec.run_id)) {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        },
+        None => match j.all_events() {
+            Ok(e) => e,
+            Err(e) => return fail(e),
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    for e in &events {
+        match serde_json::to_string(e) {
+            Ok(line) => {
+                if writeln!(out, "{line}").is_err() {
+                    return Exit::StepFailed;
+                }
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    Exit::Ok
+}
+
+pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let locks = match j.locks() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    match cmd {
+        LockCommand::List => {
+            if g.output == Output::Json {
+                print_json(&locks);
+            } else if locks.is_empty() {
+                println!("No locks held.");
+            } else {
+                println!(
+                    "{:<40}  {:<36}  {:<24}  {:<8}  STATE",
+                    "TARGET", "RUN", "HOLDER", "TOKEN"
+                );
+                for l in &locks {
+                    println!(
+                        "{:<40}  {:<36}  {:<24}  {:<8}  {}",
+                        l.target,
+                        l.run_id,
+                        format!("{}@{} pid {}", l.user, l.host, l.pid),
+                        l.token,
+                        match &l.stale_reason {
+                            Some(r) if l.stale => format!("STALE: {r}"),
+                            _ => "held".into(),
+                        }
+                    );
+                }
+            }
+            Exit::Ok
+        }
+        LockCommand::Break {
+            target,
+            reason,
+            force,
+        } => {
+            let matching: Vec<&remedy_journal::LockRecord> = locks
+                .iter()
+                .filter(|l| {
+                    l.target == *target || l.target.split('@').next() == Some(target.as_str())
+                })
+                .collect();
+            let t = match matching.as_slice() {
+                [one] => one,
+                [] => {
+                    return fail(format!(
+                        "no lock on `{target}`\n  = hint: `remedy lock list` shows the locks held"
+                    ))
+                }
+                many => {
+                    return fail(format!(
+                        "`{target}` matches {} locks: {}\n  = hint: give the whole target",
+                        many.len(),
+                        many.iter()
+                            .map(|l| l.target.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }
+            };
+            if !t.stale {
+                let msg = format!(
+                    "the holder of {} looks alive (run {}, {}@{} pid {}); breaking it lets another run change these hosts at the same time",
+                    t.target, t.run_id, t.user, t.host, t.pid
+                );
+                if !*force {
+                    return fail(format!("{msg}\n  = hint: wait for it (`remedy runs`), or pass --force if you know it is gone"));
+                }
+                eprintln!("warning: {msg}");
+            }
+            match j.break_lock(&t.target, &journal::actor(g.as_name.as_deref()), reason) {
+                Ok(l) => {
+                    println!(
+                        "broke the lock on {} (held by run {}, {}@{} pid {}); journaled",
+                        l.target, l.run_id, l.user, l.host, l.pid
+                    );
+                    Exit::Ok
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
