@@ -702,3 +702,31 @@ fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
     assert_eq!(export.matches("\"lock_broken\"").count(), 2, "{export}");
     assert!(export.contains("checked by hand"));
 }
+
+#[test]
+fn a_run_that_finds_a_manifest_left_in_staging_fails_loudly() {
+    let m = Masters::new();
+    let staging = m.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("kube-scheduler.yaml"), "kind: Pod\n").unwrap();
+    let inv = std::fs::read_to_string(m.inventory()).unwrap().replace(
+        "vars: {",
+        &format!("vars: {{ staging_dir: {}, ", staging.display()),
+    );
+    std::fs::write(m.inventory(), inv).unwrap();
+    let rb = two_step_runbook(m.dir.path(), "--v=6");
+    let (out, err, code) = text(&remedy(&[
+        "run",
+        rb.to_str().unwrap(),
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "--yes",
+    ]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("static-pod manifest(s) left outside")
+            && err.contains("kube-scheduler.yaml")
+            && err.contains("= hint: put each back: mv "),
+        "{err}"
+    );
+}
