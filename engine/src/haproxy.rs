@@ -87,14 +87,20 @@ pub enum HaproxyError {
         cmd: String,
         reply: String,
     },
-    #[error("no server {server} in backend {backend} on {host}: the names HAProxy knows are {}", names(known))]
+    #[error(
+        "no server {server} in backend {backend} on {host}: the names HAProxy knows are {}",
+        names(known)
+    )]
     NoSuchServer {
         host: String,
         backend: String,
         server: String,
         known: Vec<String>,
     },
-    #[error("no backend {backend} on {host}: the backends HAProxy knows are {}", names(known))]
+    #[error(
+        "no backend {backend} on {host}: the backends HAProxy knows are {}",
+        names(known)
+    )]
     NoSuchBackend {
         host: String,
         backend: String,
@@ -118,29 +124,50 @@ pub enum HaproxyError {
         value: String,
         reason: String,
     },
-    /// A wait ran out of time; `last` is what was seen last.
-    #[error("server {server} in backend {backend} on {host}: {waited_for} not reached within {secs}s; last seen: {last}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
-    WaitTimedOut {
-        host: String,
-        backend: String,
-        server: String,
-        waited_for: &'static str,
-        secs: u64,
-        last: String,
-        hint: Option<String>,
-    },
+    /// A wait ran out of time.
+    #[error(transparent)]
+    WaitTimedOut(Box<WaitTimedOut>),
     /// Draining would leave too few servers taking traffic.
-    #[error("refusing to drain {server} in backend {backend} on {host}: {} other server(s) would take traffic, fewer than min_up {min_up}; up: {}; not up: {}", up.len(), names(up), names(not_up))]
-    DrainRefused {
-        host: String,
-        backend: String,
-        server: String,
-        min_up: usize,
-        /// Other servers fully `UP` with a weight above zero.
-        up: Vec<String>,
-        /// The other servers, as `name (status)`.
-        not_up: Vec<String>,
-    },
+    #[error(transparent)]
+    DrainRefused(Box<DrainRefused>),
+}
+
+/// A wait that ran out of time, with what it saw last.
+#[derive(Debug, thiserror::Error)]
+#[error("server {server} in backend {backend} on {host}: {waited_for} not reached within {}; last seen: {last}{}", seconds(*timeout), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct WaitTimedOut {
+    pub host: String,
+    pub backend: String,
+    pub server: String,
+    pub waited_for: &'static str,
+    pub timeout: Duration,
+    /// The last state seen, for the message.
+    pub last: String,
+    /// What the operator can do about it.
+    pub hint: Option<String>,
+}
+
+/// Why a drain was refused: the other servers, up and not.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to drain {server} in backend {backend} on {host}: {} other server(s) would take traffic, fewer than min_up {min_up}; up: {}; not up: {}", up.len(), names(up), names(not_up))]
+pub struct DrainRefused {
+    pub host: String,
+    pub backend: String,
+    pub server: String,
+    pub min_up: usize,
+    /// Other servers fully `UP` with a weight above zero.
+    pub up: Vec<String>,
+    /// The other servers, as `name (status)`.
+    pub not_up: Vec<String>,
+}
+
+/// `90s`, `1.5s`, `0.3s`: whole seconds unless there is a fraction to show.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 fn names(list: &[String]) -> String {
@@ -184,10 +211,7 @@ fn check_name(what: &'static str, name: &str) -> Result<(), HaproxyError> {
 
 /// Commands that only read. Anything else counts as a change.
 fn is_read_only_command(cmd: &str) -> bool {
-    matches!(
-        cmd.split_whitespace().next(),
-        Some("show" | "get" | "help")
-    )
+    matches!(cmd.split_whitespace().next(), Some("show" | "get" | "help"))
 }
 
 /// HAProxy's answer when the socket's level is too low for a command
@@ -510,12 +534,12 @@ impl<'a> RuntimeApi<'a> {
                 return Ok(state);
             }
             if waited >= timeout {
-                return Err(HaproxyError::WaitTimedOut {
+                return Err(HaproxyError::WaitTimedOut(Box::new(WaitTimedOut {
                     host: self.host(),
                     backend: backend.to_string(),
                     server: server.to_string(),
                     waited_for: awaited.describe(),
-                    secs: timeout.as_secs(),
+                    timeout,
                     last: format!(
                         "status {}, {} session(s), check {}",
                         state.status,
@@ -523,7 +547,7 @@ impl<'a> RuntimeApi<'a> {
                         state.check_status.as_deref().unwrap_or("none")
                     ),
                     hint: awaited.hint(backend, server),
-                });
+                })));
             }
             self.clock
                 .sleep(self.poll_interval.min(timeout - waited))
@@ -555,7 +579,7 @@ impl<'a> RuntimeApi<'a> {
         if up.len() >= min_up {
             return Ok(servers);
         }
-        Err(HaproxyError::DrainRefused {
+        Err(HaproxyError::DrainRefused(Box::new(DrainRefused {
             host: self.host(),
             backend: backend.to_string(),
             server: server.to_string(),
@@ -568,7 +592,7 @@ impl<'a> RuntimeApi<'a> {
                     _ => format!("{} ({})", s.server, s.status),
                 })
                 .collect(),
-        })
+        })))
     }
 }
 

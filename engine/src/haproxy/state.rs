@@ -115,8 +115,10 @@ pub struct ServerState {
     pub initial_weight: u32,
     /// Current sessions (`scur`).
     pub scur: u64,
-    /// The last health check's status (`L4OK`, `L4CON`…); `None` when there
-    /// is none (no check configured, or checks paused by maintenance).
+    /// The last finished health check's status (`L4OK`, `L4CON`…); `None`
+    /// when there is none (no check configured, or checks paused by
+    /// maintenance). HAProxy's `* ` prefix for "a check is running now" is
+    /// dropped: it comes and goes every check interval.
     pub check_status: Option<String>,
 }
 
@@ -263,7 +265,9 @@ fn servers_state_table(text: &str) -> Result<Table, ParseError> {
         }
     }
     let header = match lines.next() {
-        Some((_, h)) if h.starts_with("# ") => h[2..].split_whitespace().map(String::from).collect(),
+        Some((_, h)) if h.starts_with("# ") => {
+            h[2..].split_whitespace().map(String::from).collect()
+        }
         other => {
             return Err(ParseError {
                 what,
@@ -288,7 +292,10 @@ const STAT_TYPE_SERVER: u32 = 2;
 /// Join the two outputs into one state per server, in `show servers state`
 /// order (the configuration's). Frontend, backend and listener rows of
 /// `show stat` are ignored.
-pub fn parse_servers(show_stat: &str, show_servers_state: &str) -> Result<Vec<ServerState>, ParseError> {
+pub fn parse_servers(
+    show_stat: &str,
+    show_servers_state: &str,
+) -> Result<Vec<ServerState>, ParseError> {
     let stat = stat_table(show_stat)?;
     let [px, sv, kind, scur, status, check, addr] = [
         "pxname",
@@ -352,6 +359,7 @@ pub fn parse_servers(show_stat: &str, show_servers_state: &str) -> Result<Vec<Se
         };
         let admin_bits = row.number(admin, "srv_admin_state")?;
         let check_status = s.text(check)?;
+        let check_status = check_status.strip_prefix("* ").unwrap_or(check_status);
         let stat_addr = s.text(addr)?;
         servers.push(ServerState {
             backend: backend.to_string(),
@@ -409,8 +417,8 @@ mod tests {
 
     #[test]
     fn a_healthy_backend() {
-        let servers = parse_servers(capture!("stat_healthy.csv"), capture!("state_healthy.txt"))
-            .unwrap();
+        let servers =
+            parse_servers(capture!("stat_healthy.csv"), capture!("state_healthy.txt")).unwrap();
         assert_eq!(
             servers.iter().map(brief).collect::<Vec<_>>(),
             [
@@ -457,12 +465,23 @@ mod tests {
     }
 
     #[test]
+    fn a_check_in_progress_does_not_change_the_check_status() {
+        let text = capture!("stat_check_running.csv");
+        assert!(text.contains(",* L4OK,"));
+        let servers = parse_servers(text, capture!("state_check_running.txt")).unwrap();
+        assert_eq!(servers[0].check_status.as_deref(), Some("L4OK"));
+    }
+
+    #[test]
     fn frontend_and_backend_rows_of_a_full_show_stat_are_ignored() {
         let full = capture!("stat_full.csv");
         assert!(full.contains("FRONTEND") && full.contains("BACKEND"));
         let servers = parse_servers(full, capture!("state_transition.txt")).unwrap();
         assert_eq!(
-            servers.iter().map(|s| s.server.as_str()).collect::<Vec<_>>(),
+            servers
+                .iter()
+                .map(|s| s.server.as_str())
+                .collect::<Vec<_>>(),
             ["m1", "m2", "m3"]
         );
     }
