@@ -136,6 +136,10 @@ impl SshTransport {
         match text.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["absent"] => (StreamFailure::NotFound, "no such file".into()),
             ["not-socket"] => (StreamFailure::NotASocket, "it is not a socket".into()),
+            ["hidden"] => (
+                StreamFailure::PermissionDenied,
+                format!("a directory above it is closed to {user}"),
+            ),
             ["socket", owner, mode, access] if !self.session.target.become_ => {
                 if *access == "denied" {
                     (
