@@ -61,12 +61,12 @@ pub enum HaproxyError {
         reply: String,
     },
     /// No complete answer in time.
-    #[error("HAProxy on {host} ({socket}) did not answer `{cmd}` within {ms} ms")]
+    #[error("HAProxy on {host} ({socket}) did not answer `{cmd}` within {}", seconds(*timeout))]
     Timeout {
         host: String,
         socket: StreamTarget,
         cmd: String,
-        ms: u128,
+        timeout: Duration,
     },
     /// The connection failed while the command was sent or answered: for a
     /// change, whether it happened is unknown.
@@ -296,12 +296,11 @@ impl<'a> RuntimeApi<'a> {
             message,
         };
         let work = async {
-            let stream = self
+            let mut stream = self
                 .transport
                 .open_stream(&self.socket)
                 .await
                 .map_err(|e| self.open_error(e))?;
-            let mut stream = stream;
             stream
                 .write_all(format!("{line}\n").as_bytes())
                 .await
@@ -324,7 +323,7 @@ impl<'a> RuntimeApi<'a> {
                 host: self.host(),
                 socket: self.socket.clone(),
                 cmd: line.to_string(),
-                ms: self.timeout.as_millis(),
+                timeout: self.timeout,
             }),
         }
     }
@@ -527,8 +526,20 @@ impl<'a> RuntimeApi<'a> {
     ) -> Result<ServerState, HaproxyError> {
         let start = self.clock.now();
         loop {
-            let state = self.server(backend, server).await?;
+            let looked = self.server(backend, server).await;
             let waited = self.clock.now().duration_since(start).unwrap_or_default();
+            // One slow or refused look (HAProxy reloading) need not end a
+            // long wait; the next look decides.
+            let state = match looked {
+                Ok(state) => state,
+                Err(e) if e.retryable() && waited < timeout => {
+                    self.clock
+                        .sleep(self.poll_interval.min(timeout - waited))
+                        .await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             progress(&state, waited);
             if awaited.reached(&state) {
                 return Ok(state);
@@ -649,6 +660,55 @@ mod tests {
         assert!(!is_read_only_command("set server k8s/m1 state drain"));
         assert!(!is_read_only_command("shutdown sessions server k8s/m1"));
         assert!(!is_read_only_command("showx"));
+    }
+
+    /// A socket that answers every connection with HAProxy's captured reply
+    /// to `show stat k8s 4 -1;show servers state k8s`.
+    fn fake_haproxy(path: &std::path::Path) {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let reply = concat!(
+                include_str!("../tests/data/haproxy/stat_healthy.csv"),
+                include_str!("../tests/data/haproxy/state_healthy.txt")
+            );
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut line = [0u8; 256];
+                let _ = conn.read(&mut line).await;
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_wait_rides_out_haproxy_not_answering_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("admin.sock");
+        // What a restarting HAProxy leaves: a socket file nobody accepts on.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let local = crate::transport::Local::new("lb");
+        let clock = crate::clock::ManualClock::new();
+        let api = RuntimeApi::new(&local, StreamTarget::Unix(sock.display().to_string()))
+            .with_clock(&clock)
+            .with_poll_interval(Duration::from_secs(1));
+        let err = api.servers("k8s").await.unwrap_err();
+        assert!(err.retryable(), "{err}");
+
+        let looks = std::sync::atomic::AtomicUsize::new(0);
+        let progress = |_: &ServerState, _: Duration| {
+            looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let wait = api.wait_status_up("k8s", "m1", Duration::from_secs(60), &progress);
+        let restart = async {
+            while clock.sleeps().len() < 3 {
+                tokio::task::yield_now().await;
+            }
+            std::fs::remove_file(&sock).unwrap();
+            fake_haproxy(&sock);
+        };
+        let (up, ()) = tokio::join!(wait, restart);
+        assert_eq!(up.unwrap().status, "UP");
+        assert!(clock.sleeps().len() >= 3, "{:?}", clock.sleeps());
+        assert_eq!(looks.into_inner(), 1, "progress reports states seen only");
     }
 
     #[test]
