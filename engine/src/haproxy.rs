@@ -364,8 +364,11 @@ impl<'a> RuntimeApi<'a> {
         }
     }
 
-    /// Send a change; HAProxy answers a success with an empty line.
+    /// Send a change to one server; HAProxy answers a success with an empty
+    /// line. The names are checked before `cmd`, built from them, is sent.
     async fn change(&self, backend: &str, server: &str, cmd: &str) -> Result<(), HaproxyError> {
+        check_name("backend name", backend)?;
+        check_name("server name", server)?;
         let reply = self.command(cmd).await?;
         let text = reply.trim();
         if text.is_empty() {
@@ -456,8 +459,6 @@ impl<'a> RuntimeApi<'a> {
         server: &str,
         state: AdminState,
     ) -> Result<(), HaproxyError> {
-        check_name("backend name", backend)?;
-        check_name("server name", server)?;
         let cmd = format!("set server {backend}/{server} state {state}");
         self.change(backend, server, &cmd).await
     }
@@ -469,8 +470,6 @@ impl<'a> RuntimeApi<'a> {
         server: &str,
         weight: u32,
     ) -> Result<(), HaproxyError> {
-        check_name("backend name", backend)?;
-        check_name("server name", server)?;
         if weight > 256 {
             return Err(HaproxyError::InvalidArgument {
                 what: "weight",
@@ -485,8 +484,6 @@ impl<'a> RuntimeApi<'a> {
     /// `shutdown sessions server <backend>/<server>`: cut every session the
     /// server has now.
     pub async fn shutdown_sessions(&self, backend: &str, server: &str) -> Result<(), HaproxyError> {
-        check_name("backend name", backend)?;
-        check_name("server name", server)?;
         let cmd = format!("shutdown sessions server {backend}/{server}");
         self.change(backend, server, &cmd).await
     }

@@ -25,11 +25,6 @@ fn lb() -> Local {
     Local::new("lb")
 }
 
-fn api<'a>(t: &'a Local, h: &TestHaproxy) -> RuntimeApi<'a> {
-    RuntimeApi::new(t, StreamTarget::Unix(h.admin_path()))
-        .with_poll_interval(Duration::from_millis(50))
-}
-
 fn no_progress(_: &ServerState, _: Duration) {}
 
 /// Poll until every named server shows `status` (health checks need a few
@@ -72,28 +67,46 @@ async fn client_on(api: &RuntimeApi<'_>, h: &TestHaproxy) -> (tokio::net::TcpStr
     }
 }
 
-/// Two servers up (m2 weighs 50), one with nothing listening.
-async fn three_servers(test: u8) -> (TestHaproxy, Upstream, Upstream) {
-    let (a, b) = (
-        Upstream::start(addr(test)).await,
-        Upstream::start(addr(test)).await,
-    );
-    let h = TestHaproxy::start(
-        addr(test),
-        &[
-            ("m1", a.addr, 1),
-            ("m2", b.addr, 50),
-            ("m3", nothing_listens(addr(test)), 1),
-        ],
-    );
-    (h, a, b)
+/// An LB with backend `k8s`: m1 and m2 (weight 50) up, m3 with nothing
+/// listening; reached through the Local transport.
+struct Lb {
+    h: TestHaproxy,
+    upstreams: [Upstream; 2],
+    local: Local,
+}
+
+impl Lb {
+    async fn start(test: u8) -> Lb {
+        let upstreams = [
+            Upstream::start(addr(test)).await,
+            Upstream::start(addr(test)).await,
+        ];
+        let h = TestHaproxy::start(
+            addr(test),
+            &[
+                ("m1", upstreams[0].addr, 1),
+                ("m2", upstreams[1].addr, 50),
+                ("m3", nothing_listens(addr(test)), 1),
+            ],
+        );
+        Lb {
+            h,
+            upstreams,
+            local: lb(),
+        }
+    }
+
+    /// The admin unix socket, polling quickly.
+    fn api(&self) -> RuntimeApi<'_> {
+        RuntimeApi::new(&self.local, StreamTarget::Unix(self.h.admin_path()))
+            .with_poll_interval(Duration::from_millis(50))
+    }
 }
 
 #[tokio::test]
 async fn reads_the_state_of_a_real_backend_over_unix_and_tcp_sockets() {
-    let (h, a, b) = three_servers(1).await;
-    let t = lb();
-    let servers = settle(&api(&t, &h), &[("m1", "UP"), ("m2", "UP"), ("m3", "DOWN")]).await;
+    let lb = Lb::start(1).await;
+    let servers = settle(&lb.api(), &[("m1", "UP"), ("m2", "UP"), ("m3", "DOWN")]).await;
     let summary: Vec<_> = servers
         .iter()
         .map(|s| {
@@ -115,11 +128,11 @@ async fn reads_the_state_of_a_real_backend_over_unix_and_tcp_sockets() {
             ("m3", AdminState::Ready, 1, 1, 0, Some("L4CON")),
         ]
     );
-    assert_eq!(servers[0].addr, a.addr.to_string());
-    assert_eq!(servers[1].addr, b.addr.to_string());
+    assert_eq!(servers[0].addr, lb.upstreams[0].addr.to_string());
+    assert_eq!(servers[1].addr, lb.upstreams[1].addr.to_string());
 
-    let (ip, port) = h.admin_tcp;
-    let over_tcp = RuntimeApi::new(&t, StreamTarget::Tcp(ip.to_string(), port));
+    let (ip, port) = lb.h.admin_tcp;
+    let over_tcp = RuntimeApi::new(&lb.local, StreamTarget::Tcp(ip.to_string(), port));
     let again = over_tcp.servers(BE).await.unwrap();
     assert_eq!(
         again.iter().map(|s| &s.server).collect::<Vec<_>>(),
@@ -130,11 +143,10 @@ async fn reads_the_state_of_a_real_backend_over_unix_and_tcp_sockets() {
 
 #[tokio::test]
 async fn after_a_drain_sessions_reach_zero_once_the_client_leaves() {
-    let (h, _a, _b) = three_servers(2).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(2).await;
+    let api = lb.api();
     settle(&api, &[("m1", "UP"), ("m2", "UP")]).await;
-    let (client, server) = client_on(&api, &h).await;
+    let (client, server) = client_on(&api, &lb.h).await;
 
     api.set_state(BE, &server, AdminState::Drain).await.unwrap();
     let drained = api.server(BE, &server).await.unwrap();
@@ -168,11 +180,10 @@ async fn after_a_drain_sessions_reach_zero_once_the_client_leaves() {
 
 #[tokio::test]
 async fn a_drain_wait_times_out_on_an_open_connection_and_shutdown_sessions_cuts_it() {
-    let (h, _a, _b) = three_servers(3).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(3).await;
+    let api = lb.api();
     settle(&api, &[("m1", "UP"), ("m2", "UP")]).await;
-    let (mut client, server) = client_on(&api, &h).await;
+    let (mut client, server) = client_on(&api, &lb.h).await;
     api.set_state(BE, &server, AdminState::Drain).await.unwrap();
 
     let started = Instant::now();
@@ -206,9 +217,8 @@ async fn a_drain_wait_times_out_on_an_open_connection_and_shutdown_sessions_cuts
 
 #[tokio::test]
 async fn ready_waits_for_exactly_up() {
-    let (h, _a, _b) = three_servers(4).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(4).await;
+    let api = lb.api();
     settle(&api, &[("m1", "UP")]).await;
     api.set_state(BE, "m1", AdminState::Maint).await.unwrap();
     let maint = api.server(BE, "m1").await.unwrap();
@@ -246,9 +256,8 @@ async fn ready_waits_for_exactly_up() {
 
 #[tokio::test]
 async fn a_weight_is_set_and_the_prior_state_restored_exactly() {
-    let (h, _a, _b) = three_servers(5).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(5).await;
+    let api = lb.api();
     settle(&api, &[("m2", "UP")]).await;
     let prior = api.server(BE, "m2").await.unwrap();
 
@@ -277,9 +286,8 @@ async fn a_weight_is_set_and_the_prior_state_restored_exactly() {
 
 #[tokio::test]
 async fn draining_the_last_server_that_takes_traffic_is_refused() {
-    let (h, _a, _b) = three_servers(6).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(6).await;
+    let api = lb.api();
     settle(&api, &[("m1", "UP"), ("m2", "UP"), ("m3", "DOWN")]).await;
 
     let servers = api.check_drain_allowed(BE, "m1", 1).await.unwrap();
@@ -318,9 +326,8 @@ async fn draining_the_last_server_that_takes_traffic_is_refused() {
 
 #[tokio::test]
 async fn unknown_servers_and_backends_are_named_with_what_exists() {
-    let (h, _a, _b) = three_servers(7).await;
-    let t = lb();
-    let api = api(&t, &h);
+    let lb = Lb::start(7).await;
+    let api = lb.api();
     let no_server = "no server m9 in backend k8s on lb: the names HAProxy knows are m1, m2, m3";
     let no_backend = "no backend nope on lb: the backends HAProxy knows are k8s";
     assert_eq!(
@@ -371,10 +378,9 @@ async fn unknown_servers_and_backends_are_named_with_what_exists() {
 
 #[tokio::test]
 async fn a_socket_below_admin_level_reads_and_says_so_for_changes() {
-    let (h, _a, _b) = three_servers(8).await;
-    let t = lb();
-    let user = h.user_socket.display().to_string();
-    let api = RuntimeApi::new(&t, StreamTarget::Unix(user.clone()));
+    let lb = Lb::start(8).await;
+    let user = lb.h.user_socket.display().to_string();
+    let api = RuntimeApi::new(&lb.local, StreamTarget::Unix(user.clone()));
     assert_eq!(api.servers(BE).await.unwrap().len(), 3);
     let err = api
         .set_state(BE, "m1", AdminState::Drain)
@@ -392,10 +398,9 @@ async fn a_socket_below_admin_level_reads_and_says_so_for_changes() {
 
 #[tokio::test]
 async fn a_dry_run_reads_the_lb_but_sends_no_change() {
-    let (h, _a, _b) = three_servers(9).await;
-    let local = lb();
-    let ro = ReadOnly::new(&local);
-    let api = RuntimeApi::new(&ro, StreamTarget::Unix(h.admin_path()));
+    let lb = Lb::start(9).await;
+    let ro = ReadOnly::new(&lb.local);
+    let api = RuntimeApi::new(&ro, StreamTarget::Unix(lb.h.admin_path()));
     assert_eq!(api.servers(BE).await.unwrap().len(), 3);
     assert!(api.command("show servers state").await.is_ok());
     for err in [

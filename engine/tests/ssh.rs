@@ -385,6 +385,18 @@ fn become_user() -> &'static str {
     USER
 }
 
+/// Host h1 on `s`, logging in as `user` (known_hosts already in `dir`).
+fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bool) -> Inventory {
+    let text = format!(
+        "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
+        dir.display(),
+        s.addr,
+        s.port,
+        s.client_key().display()
+    );
+    Inventory::parse(Source::new("inv.yaml", text)).unwrap()
+}
+
 #[tokio::test]
 async fn become_runs_commands_and_file_operations_through_sudo() {
     let user = become_user();
@@ -400,14 +412,7 @@ async fn become_runs_commands_and_file_operations_through_sudo() {
     .unwrap();
     let file = format!("{}/conf", root_only.display());
     for become_ in [false, true] {
-        let text = format!(
-            "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
-            work.path().display(),
-            s.addr,
-            s.port,
-            s.client_key().display()
-        );
-        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let inv = become_inventory(work.path(), &s, user, become_);
         let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
         let uid = t.exec("id -u", T).await.unwrap().stdout;
         let write = t
@@ -639,14 +644,7 @@ async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
     let mut messages = Vec::new();
     for (dir_mode, become_) in [(0o700, false), (0o755, false), (0o755, true)] {
         std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(dir_mode)).unwrap();
-        let text = format!(
-            "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
-            work.path().display(),
-            s.addr,
-            s.port,
-            s.client_key().display()
-        );
-        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let inv = become_inventory(work.path(), &s, user, become_);
         let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
         let err = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(socket.clone()))
             .servers("k8s")
