@@ -38,17 +38,19 @@ impl Local {
             ErrorKind::ConnectionRefused => StreamFailure::Refused,
             _ => StreamFailure::Other,
         };
+        let mut message = e.to_string();
         // connect(2) on a path that is not a socket also says "refused".
         if let (StreamTarget::Unix(path), StreamFailure::Refused) = (target, failure) {
             if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) {
                 failure = StreamFailure::NotASocket;
+                message = "it is not a socket".into();
             }
         }
         TransportError::Stream {
             host: self.host.clone(),
             target: target.clone(),
             failure,
-            message: e.to_string(),
+            message,
         }
     }
 
@@ -262,10 +264,13 @@ mod tests {
         );
 
         std::fs::write(path("plain"), b"").unwrap();
+        let plain = StreamTarget::Unix(path("plain"));
         assert_eq!(
-            failure(t.open_stream(&StreamTarget::Unix(path("plain"))).await),
+            failure(t.open_stream(&plain).await),
             StreamFailure::NotASocket
         );
+        let err = t.open_stream(&plain).await.err().unwrap().to_string();
+        assert!(err.ends_with(": it is not a socket"), "{err}");
 
         // A socket file nobody listens on, as a crashed daemon leaves behind.
         drop(std::os::unix::net::UnixListener::bind(path("stale.sock")).unwrap());
