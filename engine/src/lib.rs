@@ -3,7 +3,8 @@
 //! `inventory` + `bind` turn a runbook and the user's request into concrete
 //! hosts and typed params; `executor` plans and applies steps through a
 //! `transport`, taking `backup`s first and emitting `event`s for every
-//! transition; `action` holds one file per action kind.
+//! transition; `action` holds one file per action kind; `haproxy` speaks
+//! HAProxy's runtime API (the LB's admin socket) over a transport.
 
 pub mod action;
 pub mod backup;
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod eval;
 pub mod event;
 pub mod executor;
+pub mod haproxy;
 pub mod inventory;
 pub mod manifest_edit;
 pub mod pki;

@@ -1,6 +1,6 @@
 //! The SSH transport against real OpenSSH servers: commands and files, host
-//! key policy, jump hosts, tunnels, a connection killed mid-command, and
-//! parallel fan-out.
+//! key policy, jump hosts, tunnels, a connection killed mid-command,
+//! parallel fan-out, and HAProxy's runtime API over socket streams.
 
 mod support;
 
@@ -11,6 +11,7 @@ use remedy_engine::transport::{Connector, TransportError, WriteAttrs};
 use remedy_engine::Inventory;
 use std::net::Ipv4Addr;
 use std::time::Duration;
+use support::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use support::sshd::TestSshd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -384,6 +385,18 @@ fn become_user() -> &'static str {
     USER
 }
 
+/// Host h1 on `s`, logging in as `user` (known_hosts already in `dir`).
+fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bool) -> Inventory {
+    let text = format!(
+        "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
+        dir.display(),
+        s.addr,
+        s.port,
+        s.client_key().display()
+    );
+    Inventory::parse(Source::new("inv.yaml", text)).unwrap()
+}
+
 #[tokio::test]
 async fn become_runs_commands_and_file_operations_through_sudo() {
     let user = become_user();
@@ -399,14 +412,7 @@ async fn become_runs_commands_and_file_operations_through_sudo() {
     .unwrap();
     let file = format!("{}/conf", root_only.display());
     for become_ in [false, true] {
-        let text = format!(
-            "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  h1: {{ address: {}, port: {}, user: {user}, identity_file: {}, become: {become_} }}\n",
-            work.path().display(),
-            s.addr,
-            s.port,
-            s.client_key().display()
-        );
-        let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
+        let inv = become_inventory(work.path(), &s, user, become_);
         let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
         let uid = t.exec("id -u", T).await.unwrap().stdout;
         let write = t
@@ -539,5 +545,121 @@ async fn rsa_and_ecdsa_client_keys_log_in_too() {
         s.log().contains("Accepted publickey for root") && s.log().contains("RSA SHA256:"),
         "{}",
         s.log()
+    );
+}
+
+#[tokio::test]
+async fn haproxy_runtime_api_through_ssh_socket_streams() {
+    use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi};
+    use remedy_engine::transport::{ReadOnly, StreamTarget};
+    let ip = Ipv4Addr::new(127, 0, 116, 1);
+    let s = TestSshd::start(ip, "LogLevel DEBUG1");
+    let up = Upstream::start(ip).await;
+    let h = TestHaproxy::start(ip, &[("m1", up.addr, 1), ("m2", nothing_listens(ip), 1)]);
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+
+    // direct-streamlocal to the unix admin socket: read, change, restore.
+    let api = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(h.admin_path()));
+    let names: Vec<String> = api
+        .servers("k8s")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.server)
+        .collect();
+    assert_eq!(names, ["m1", "m2"]);
+    api.set_state("k8s", "m1", AdminState::Drain).await.unwrap();
+    assert_eq!(
+        api.server("k8s", "m1").await.unwrap().admin,
+        AdminState::Drain
+    );
+    api.set_state("k8s", "m1", AdminState::Ready).await.unwrap();
+    assert!(
+        s.log().contains(&format!(
+            "server_request_direct_streamlocal: originator  port 0, target {}",
+            h.admin_path()
+        )),
+        "sshd opened the socket: {}",
+        s.log()
+    );
+
+    // A dry-run reads over the same stream and sends no change.
+    let ro = ReadOnly::new(t.as_ref());
+    let dry = RuntimeApi::new(&ro, StreamTarget::Unix(h.admin_path()));
+    assert_eq!(dry.servers("k8s").await.unwrap().len(), 2);
+    assert!(matches!(
+        dry.set_state("k8s", "m1", AdminState::Maint).await,
+        Err(HaproxyError::ReadOnly { .. })
+    ));
+
+    // direct-tcpip to the TCP admin socket.
+    let (tcp_ip, tcp_port) = h.admin_tcp;
+    let over_tcp = RuntimeApi::new(t.as_ref(), StreamTarget::Tcp(tcp_ip.to_string(), tcp_port));
+    assert_eq!(over_tcp.backends().await.unwrap(), ["k8s"]);
+
+    // The server refuses the channel without saying why; remedy looks.
+    let missing = work.path().join("missing.sock").display().to_string();
+    let err = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(missing.clone()))
+        .servers("k8s")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no HAProxy admin socket at {missing} on h1 (no such file): check `stats socket` in haproxy.cfg and the host var haproxy_socket")
+    );
+    let plain = work.path().join("known_hosts").display().to_string();
+    let err = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(plain.clone()))
+        .servers("k8s")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "no HAProxy admin socket at {plain} on h1 (it is not a socket)"
+        )),
+        "{err}"
+    );
+    let stale = work.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let err = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(stale.display().to_string()))
+        .servers("k8s")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HaproxyError::NotListening { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
+    use remedy_engine::haproxy::{HaproxyError, RuntimeApi};
+    use remedy_engine::transport::StreamTarget;
+    use std::os::unix::fs::PermissionsExt;
+    let user = become_user();
+    let ip = Ipv4Addr::new(127, 0, 116, 2);
+    let s = TestSshd::start(ip, "");
+    let h = TestHaproxy::start(ip, &[("m1", nothing_listens(ip), 1)]);
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
+    let socket = h.admin_path();
+    let mut messages = Vec::new();
+    for (dir_mode, become_) in [(0o700, false), (0o755, false), (0o755, true)] {
+        std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(dir_mode)).unwrap();
+        let inv = become_inventory(work.path(), &s, user, become_);
+        let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
+        let err = RuntimeApi::new(t.as_ref(), StreamTarget::Unix(socket.clone()))
+            .servers("k8s")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HaproxyError::SocketDenied { .. }), "{err}");
+        messages.push(err.to_string());
+    }
+    let prefix = format!("permission denied on HAProxy's socket {socket} on h1: ");
+    assert_eq!(
+        messages,
+        [
+            format!("{prefix}a directory above it is closed to {user}"),
+            format!("{prefix}permission denied for {user} (socket root:root, mode 600)"),
+            format!("{prefix}the socket exists (root:root, mode 600) but {user} could not connect: streams connect as the login user ({user}) because `become` does not apply to them, so {user} needs access to the socket (or nothing accepts on it)"),
+        ]
     );
 }

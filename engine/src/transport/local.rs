@@ -1,9 +1,12 @@
 //! The `Local` transport: this machine, as the user remedy runs as. Used for
 //! hosts marked `transport: local` in the inventory and by the engine's tests.
 
-use super::{FileStat, Output, RawOutput, TResult, Transport, TransportError, WriteAttrs};
+use super::{
+    AsyncStream, FileStat, Output, RawOutput, StreamFailure, StreamTarget, TResult, Transport,
+    TransportError, WriteAttrs,
+};
 use async_trait::async_trait;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -24,6 +27,30 @@ impl Local {
             op,
             path: path.to_string(),
             message: e.to_string(),
+        }
+    }
+
+    fn stream_error(&self, target: &StreamTarget, e: std::io::Error) -> TransportError {
+        use std::io::ErrorKind;
+        let mut failure = match e.kind() {
+            ErrorKind::NotFound => StreamFailure::NotFound,
+            ErrorKind::PermissionDenied => StreamFailure::PermissionDenied,
+            ErrorKind::ConnectionRefused => StreamFailure::Refused,
+            _ => StreamFailure::Other,
+        };
+        let mut message = e.to_string();
+        // connect(2) on a path that is not a socket also says "refused".
+        if let (StreamTarget::Unix(path), StreamFailure::Refused) = (target, failure) {
+            if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) {
+                failure = StreamFailure::NotASocket;
+                message = "it is not a socket".into();
+            }
+        }
+        TransportError::Stream {
+            host: self.host.clone(),
+            target: target.clone(),
+            failure,
+            message,
         }
     }
 
@@ -173,5 +200,94 @@ impl Transport for Local {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io("remove", path, e)),
             _ => Ok(()),
         }
+    }
+
+    async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        let stream: Box<dyn AsyncStream> = match target {
+            StreamTarget::Unix(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| self.stream_error(target, e))?,
+            ),
+            StreamTarget::Tcp(host, port) => Box::new(
+                tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|e| self.stream_error(target, e))?,
+            ),
+        };
+        Ok(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn failure(r: TResult<Box<dyn AsyncStream>>) -> StreamFailure {
+        match r {
+            Err(TransportError::Stream { failure, .. }) => failure,
+            Err(e) => panic!("not a stream error: {e}"),
+            Ok(_) => panic!("connected"),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_stream_connects_and_says_why_it_cannot() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Local::new("lb");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+
+        let sock = path("live.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            conn.write_all(b"hello").await.unwrap();
+        });
+        let mut stream = t
+            .open_stream(&StreamTarget::Unix(sock.clone()))
+            .await
+            .unwrap();
+        let mut got = String::new();
+        stream.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, "hello");
+
+        let missing = StreamTarget::Unix(path("missing.sock"));
+        let err = t.open_stream(&missing).await.err().unwrap().to_string();
+        assert!(
+            err.starts_with(&format!("cannot connect to {missing} on lb:")),
+            "{err}"
+        );
+        assert_eq!(
+            failure(t.open_stream(&missing).await),
+            StreamFailure::NotFound
+        );
+
+        std::fs::write(path("plain"), b"").unwrap();
+        let plain = StreamTarget::Unix(path("plain"));
+        assert_eq!(
+            failure(t.open_stream(&plain).await),
+            StreamFailure::NotASocket
+        );
+        let err = t.open_stream(&plain).await.err().unwrap().to_string();
+        assert!(err.ends_with(": it is not a socket"), "{err}");
+
+        // A socket file nobody listens on, as a crashed daemon leaves behind.
+        drop(std::os::unix::net::UnixListener::bind(path("stale.sock")).unwrap());
+        assert_eq!(
+            failure(t.open_stream(&StreamTarget::Unix(path("stale.sock"))).await),
+            StreamFailure::Refused
+        );
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(
+            failure(
+                t.open_stream(&StreamTarget::Tcp("127.0.0.1".into(), port))
+                    .await
+            ),
+            StreamFailure::Refused
+        );
     }
 }

@@ -4,6 +4,12 @@
 //!
 //! [`ReadOnly`] wraps any transport and refuses every mutating call: planning
 //! only ever gets one, so a dry-run cannot write even by mistake.
+//!
+//! [`Transport::open_stream`] gives a raw byte stream to a unix socket or a
+//! TCP port *as seen from the host* (an HAProxy admin socket, say). A stream
+//! is neither read-only nor mutating by itself, so `ReadOnly` passes it
+//! through: whoever speaks over it must check [`Transport::is_read_only`]
+//! before sending anything that changes state.
 
 mod local;
 mod read_only;
@@ -14,6 +20,47 @@ pub use read_only::ReadOnly;
 
 use async_trait::async_trait;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Where [`Transport::open_stream`] connects, as seen from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamTarget {
+    /// A unix socket path on the host.
+    Unix(String),
+    /// A TCP address and port, resolved and reached from the host.
+    Tcp(String, u16),
+}
+
+impl std::fmt::Display for StreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamTarget::Unix(path) => write!(f, "{path}"),
+            StreamTarget::Tcp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            StreamTarget::Tcp(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A connected byte stream from [`Transport::open_stream`].
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
+
+/// Why a stream could not be opened, so callers can say what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFailure {
+    /// Nothing at that path.
+    NotFound,
+    /// Something is there, but it is not a socket.
+    NotASocket,
+    /// The user the transport acts as may not connect to it.
+    PermissionDenied,
+    /// A socket is there but nothing accepts on it (a stale unix socket, a
+    /// closed port): the service may be down or restarting.
+    Refused,
+    /// Anything else; the message says what.
+    Other,
+}
 
 /// A finished command's raw bytes (for `remedy exec`, which must pass output
 /// through unchanged).
@@ -119,6 +166,17 @@ pub enum TransportError {
     /// The connection died under a command: its outcome is unknown.
     #[error("{message}")]
     ConnectionLost { host: String, message: String },
+    /// A byte stream to a socket or port on the host could not be opened.
+    #[error("cannot connect to {target} on {host}: {message}")]
+    Stream {
+        host: String,
+        target: StreamTarget,
+        failure: StreamFailure,
+        message: String,
+    },
+    /// This transport cannot do that at all.
+    #[error("{op} is not supported by the transport to {host}")]
+    Unsupported { host: String, op: &'static str },
 }
 
 impl TransportError {
@@ -126,7 +184,12 @@ impl TransportError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::Timeout { .. } | TransportError::Unreachable { .. }
+            TransportError::Timeout { .. }
+                | TransportError::Unreachable { .. }
+                | TransportError::Stream {
+                    failure: StreamFailure::Refused,
+                    ..
+                }
         )
     }
 
@@ -140,7 +203,9 @@ impl TransportError {
             | TransportError::Unreachable { host, .. }
             | TransportError::HostKey { host, .. }
             | TransportError::Auth { host, .. }
-            | TransportError::ConnectionLost { host, .. } => host,
+            | TransportError::ConnectionLost { host, .. }
+            | TransportError::Stream { host, .. }
+            | TransportError::Unsupported { host, .. } => host,
         }
     }
 }
@@ -179,6 +244,18 @@ pub trait Transport: Send + Sync {
 
     /// Remove a file; removing what is not there is not an error.
     async fn remove(&self, path: &str) -> TResult<()>;
+
+    /// A byte stream to a unix socket or TCP port as seen from the host.
+    /// Opening one changes nothing; what is sent over it may, so a caller
+    /// that writes commands must refuse mutating ones when
+    /// [`is_read_only`](Transport::is_read_only) says so.
+    async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        let _ = target;
+        Err(TransportError::Unsupported {
+            host: self.host().to_string(),
+            op: "opening a socket stream",
+        })
+    }
 
     /// True for [`ReadOnly`].
     fn is_read_only(&self) -> bool {

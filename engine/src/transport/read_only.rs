@@ -1,8 +1,14 @@
 //! `ReadOnly<T>`: a transport that refuses every mutating call. `plan` only
 //! ever gets this, which is what makes "a dry-run writes nothing" a property of
-//! the types rather than of each action's care.
+//! the types rather than of each action's care. The one exception is
+//! `open_stream`, passed through so a plan can read state over a socket
+//! (HAProxy's runtime API); its users refuse to send changes when
+//! `is_read_only` is true.
 
-use super::{FileStat, Output, RawOutput, TResult, Transport, TransportError, WriteAttrs};
+use super::{
+    AsyncStream, FileStat, Output, RawOutput, StreamTarget, TResult, Transport, TransportError,
+    WriteAttrs,
+};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -61,6 +67,11 @@ impl Transport for ReadOnly<'_> {
     async fn remove(&self, path: &str) -> TResult<()> {
         self.refuse("remove", path)
     }
+    /// Passed through: a stream changes nothing until something is sent on
+    /// it, and its user checks `is_read_only` before sending a change.
+    async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        self.inner.open_stream(target).await
+    }
     fn is_read_only(&self) -> bool {
         true
     }
@@ -95,5 +106,17 @@ mod tests {
         assert!(ro.stat(p).await.unwrap().is_some());
         assert_eq!(std::fs::read(&path).unwrap(), b"x");
         assert!(!dir.path().join("f.d").exists());
+    }
+
+    #[tokio::test]
+    async fn passes_streams_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let _listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let local = Local::new("h");
+        let ro = ReadOnly::new(&local);
+        let target = crate::transport::StreamTarget::Unix(sock.display().to_string());
+        assert!(ro.open_stream(&target).await.is_ok());
+        assert!(ro.is_read_only());
     }
 }

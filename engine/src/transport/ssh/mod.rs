@@ -10,7 +10,8 @@ pub mod session;
 pub mod shell;
 
 use super::{
-    Connector, FileStat, Local, Output, RawOutput, TResult, Transport, TransportError, WriteAttrs,
+    AsyncStream, Connector, FileStat, Local, Output, RawOutput, StreamFailure, StreamTarget,
+    TResult, Transport, TransportError, WriteAttrs,
 };
 use crate::inventory::{Host, Inventory, TransportKind};
 use async_trait::async_trait;
@@ -93,6 +94,73 @@ impl SshTransport {
                 msg
             },
         })
+    }
+}
+
+impl SshTransport {
+    /// Say why a stream to `target` failed. The server's refusal of a channel
+    /// carries no errno, so for a unix socket the path is examined on the host.
+    async fn stream_error(&self, target: &StreamTarget, e: SshError) -> TransportError {
+        let host = self.host().to_string();
+        if self.session.is_closed() {
+            return to_transport_error(&host, e);
+        }
+        let detail = match &e {
+            SshError::Connect { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let (failure, message) = match target {
+            StreamTarget::Tcp(..) if detail.to_lowercase().contains("refused") => {
+                (StreamFailure::Refused, detail)
+            }
+            StreamTarget::Tcp(..) => (StreamFailure::Other, detail),
+            StreamTarget::Unix(path) => self.unix_socket_failure(path, detail).await,
+        };
+        TransportError::Stream {
+            host,
+            target: target.clone(),
+            failure,
+            message,
+        }
+    }
+
+    async fn unix_socket_failure(&self, path: &str, detail: String) -> (StreamFailure, String) {
+        let Ok(out) = self
+            .run(&shell::socket_check(path), None, FILE_OP_TIMEOUT)
+            .await
+        else {
+            return (StreamFailure::Other, detail);
+        };
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let user = &self.session.target.user;
+        match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["absent"] => (StreamFailure::NotFound, "no such file".into()),
+            ["not-socket"] => (StreamFailure::NotASocket, "it is not a socket".into()),
+            ["hidden"] => (
+                StreamFailure::PermissionDenied,
+                format!("a directory above it is closed to {user}"),
+            ),
+            ["socket", owner, mode, access] if !self.session.target.become_ => {
+                if *access == "denied" {
+                    (
+                        StreamFailure::PermissionDenied,
+                        format!("permission denied for {user} (socket {owner}, mode {mode})"),
+                    )
+                } else {
+                    (
+                        StreamFailure::Refused,
+                        format!("the socket exists ({owner}, mode {mode}) but nothing accepts on it: is the service running?"),
+                    )
+                }
+            }
+            // `become` does not apply to a stream: it connects as the login
+            // user, whose access the (sudo) probe cannot tell.
+            ["socket", owner, mode, _] => (
+                StreamFailure::PermissionDenied,
+                format!("the socket exists ({owner}, mode {mode}) but {user} could not connect: streams connect as the login user ({user}) because `become` does not apply to them, so {user} needs access to the socket (or nothing accepts on it)"),
+            ),
+            _ => (StreamFailure::Other, detail),
+        }
     }
 }
 
@@ -190,6 +258,17 @@ impl Transport for SshTransport {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        let opened = match target {
+            StreamTarget::Unix(path) => self.session.open_unix(path).await,
+            StreamTarget::Tcp(host, port) => self.session.open_tcp(host, *port).await,
+        };
+        match opened {
+            Ok(stream) => Ok(Box::new(stream)),
+            Err(e) => Err(self.stream_error(target, e).await),
+        }
     }
 }
 

@@ -15,6 +15,21 @@ pub fn stat(path: &str) -> String {
     format!("if [ -e {p} ]; then stat -L -c '%a %u %g %s %F' -- {p}; else echo absent; fi")
 }
 
+/// Why a unix socket could not be opened: `absent`, `hidden` (a directory
+/// above it is closed to this user), `not-socket`, or
+/// `socket OWNER:GROUP MODE writable|denied` (write access as whoever runs it).
+pub fn socket_check(path: &str) -> String {
+    let p = quote(path);
+    format!(
+        "if [ -e {p} ]; then \
+           if [ ! -S {p} ]; then echo not-socket; \
+           else printf 'socket %s ' \"$(stat -c '%U:%G %a' -- {p})\"; \
+             if [ -w {p} ]; then echo writable; else echo denied; fi; fi; \
+         else case \"$(LC_ALL=C stat -- {p} 2>&1)\" in \
+           *'Permission denied'*) echo hidden;; *) echo absent;; esac; fi"
+    )
+}
+
 /// Write stdin to `path` atomically: a hidden temporary file in the same
 /// directory (the kubelet ignores dot-files), fsync, mode and owner (given, or
 /// the old file's, or 0644), rename over the target, fsync the directory.

@@ -1,0 +1,720 @@
+//! HAProxy's runtime API (the `stats socket`), spoken over any
+//! [`Transport`]: read the servers of a backend, drain / ready / maint them,
+//! change weights, cut sessions, and wait for sessions to end or for a server
+//! to be fully `UP`.
+//!
+//! One connection per command, in HAProxy's non-interactive mode: send the
+//! command and a newline, read until HAProxy closes. Nothing to keep in sync,
+//! and a connection lost mid-command loses one command only.
+//!
+//! A dry-run gets a read-only transport, which still opens streams (reading
+//! the LB's state is what a plan needs); this module is what refuses to send
+//! anything but `show`/`get`/`help` through it.
+
+mod state;
+
+pub use state::{parse_backends, parse_servers, AdminState, OpState, ParseError, ServerState};
+
+use crate::clock::{Clock, SystemClock};
+use crate::transport::{StreamFailure, StreamTarget, Transport, TransportError};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long one command may take, connecting included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often waits look again.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// More than any `show stat` of a sane configuration; a bound against a
+/// socket that is not HAProxy's and never stops talking.
+const MAX_REPLY_BYTES: u64 = 64 << 20;
+
+/// Why talking to HAProxy failed, or why it said no.
+#[derive(Debug, thiserror::Error)]
+pub enum HaproxyError {
+    /// Nothing usable at the configured socket path.
+    #[error("no HAProxy admin socket at {socket} on {host} ({detail}): check `stats socket` in haproxy.cfg and the host var haproxy_socket")]
+    NoSocket {
+        host: String,
+        socket: StreamTarget,
+        detail: String,
+    },
+    /// The socket is there, but the user remedy connects as may not use it.
+    #[error("permission denied on HAProxy's socket {socket} on {host}: {detail}")]
+    SocketDenied {
+        host: String,
+        socket: StreamTarget,
+        detail: String,
+    },
+    /// Nothing accepts connections there: HAProxy is down or restarting.
+    #[error("HAProxy does not answer on {socket} on {host}: {detail}; is haproxy running?")]
+    NotListening {
+        host: String,
+        socket: StreamTarget,
+        detail: String,
+    },
+    /// The socket answers, but refuses commands that change state.
+    #[error("the socket {socket} on {host} is not at admin level: HAProxy answered `{reply}` to `{cmd}`; declare it with `stats socket {socket} … level admin` in haproxy.cfg")]
+    NotAdmin {
+        host: String,
+        socket: StreamTarget,
+        cmd: String,
+        reply: String,
+    },
+    /// No complete answer in time.
+    #[error("HAProxy on {host} ({socket}) did not answer `{cmd}` within {}", seconds(*timeout))]
+    Timeout {
+        host: String,
+        socket: StreamTarget,
+        cmd: String,
+        timeout: Duration,
+    },
+    /// The connection failed while the command was sent or answered: for a
+    /// change, whether it happened is unknown.
+    #[error("talking to HAProxy on {host} ({socket}) during `{cmd}`: {message}")]
+    Io {
+        host: String,
+        socket: StreamTarget,
+        cmd: String,
+        message: String,
+    },
+    /// The transport could not open a stream at all.
+    #[error(transparent)]
+    Transport(TransportError),
+    /// HAProxy answered a change with an error.
+    #[error("HAProxy on {host} refused `{cmd}`: {reply}")]
+    Rejected {
+        host: String,
+        cmd: String,
+        reply: String,
+    },
+    #[error(
+        "no server {server} in backend {backend} on {host}: the names HAProxy knows are {}",
+        names(known)
+    )]
+    NoSuchServer {
+        host: String,
+        backend: String,
+        server: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "no backend {backend} on {host}: the backends HAProxy knows are {}",
+        names(known)
+    )]
+    NoSuchBackend {
+        host: String,
+        backend: String,
+        known: Vec<String>,
+    },
+    /// HAProxy's answer is not in the format this module reads.
+    #[error("unexpected answer from HAProxy on {host} to `{cmd}`: {source}")]
+    Parse {
+        host: String,
+        cmd: String,
+        source: ParseError,
+    },
+    /// A change was about to be sent through a read-only transport: a bug in
+    /// an action's plan.
+    #[error("`{cmd}` refused on {host}: planning is read-only (this is a bug in the action's plan, please report it)")]
+    ReadOnly { host: String, cmd: String },
+    /// A value remedy will not put into a command.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidArgument {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A wait ran out of time.
+    #[error(transparent)]
+    WaitTimedOut(Box<WaitTimedOut>),
+    /// Draining would leave too few servers taking traffic.
+    #[error(transparent)]
+    DrainRefused(Box<DrainRefused>),
+}
+
+/// A wait that ran out of time, with what it saw last.
+#[derive(Debug, thiserror::Error)]
+#[error("server {server} in backend {backend} on {host}: {waited_for} not reached within {}; last seen: {last}{}", seconds(*timeout), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+pub struct WaitTimedOut {
+    pub host: String,
+    pub backend: String,
+    pub server: String,
+    pub waited_for: &'static str,
+    pub timeout: Duration,
+    /// The last state seen, for the message.
+    pub last: String,
+    /// What the operator can do about it.
+    pub hint: Option<String>,
+}
+
+/// Why a drain was refused: the other servers, up and not.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to drain {server} in backend {backend} on {host}: {} other server(s) would take traffic, fewer than min_up {min_up}; up: {}; not up: {}", up.len(), names(up), names(not_up))]
+pub struct DrainRefused {
+    pub host: String,
+    pub backend: String,
+    pub server: String,
+    pub min_up: usize,
+    /// Other servers fully `UP` with a weight above zero.
+    pub up: Vec<String>,
+    /// The other servers, as `name (status)`.
+    pub not_up: Vec<String>,
+}
+
+/// `90s`, `1.5s`, `0.3s`: whole seconds unless there is a fraction to show.
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+impl HaproxyError {
+    /// Worth trying again: HAProxy was restarting or slow, or the path to it
+    /// hiccupped. A change whose outcome is unknown ([`HaproxyError::Io`]) is
+    /// not retried blindly; read the state first.
+    pub fn retryable(&self) -> bool {
+        match self {
+            HaproxyError::Timeout { .. } | HaproxyError::NotListening { .. } => true,
+            HaproxyError::Transport(e) => e.retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// HAProxy's names (proxies, servers) are letters, digits and `.-_:`. Checking
+/// it keeps a name from smuggling a second command (`;`) into the line.
+fn check_name(what: &'static str, name: &str) -> Result<(), HaproxyError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(HaproxyError::InvalidArgument {
+            what,
+            value: name.to_string(),
+            reason: "HAProxy names are letters, digits, `.`, `-`, `_` and `:`".into(),
+        })
+    }
+}
+
+/// Commands that only read. Anything else counts as a change.
+fn is_read_only_command(cmd: &str) -> bool {
+    matches!(cmd.split_whitespace().next(), Some("show" | "get" | "help"))
+}
+
+/// HAProxy's answer when the socket's level is too low for a command
+/// (`Permission denied`; some versions hide such commands entirely).
+fn refused_for_level(reply: &str) -> bool {
+    let reply = reply.trim_start();
+    reply.starts_with("Permission denied") || reply.starts_with("Unknown command")
+}
+
+/// What a wait reports after each look: the state seen and the time waited.
+pub type Progress<'p> = &'p (dyn Fn(&ServerState, Duration) + Send + Sync);
+
+/// A client for one HAProxy's runtime API socket, reached through `transport`.
+pub struct RuntimeApi<'a> {
+    transport: &'a dyn Transport,
+    socket: StreamTarget,
+    timeout: Duration,
+    poll_interval: Duration,
+    clock: &'a dyn Clock,
+}
+
+impl<'a> RuntimeApi<'a> {
+    /// `socket` is as seen from the transport's host (the LB).
+    pub fn new(transport: &'a dyn Transport, socket: StreamTarget) -> RuntimeApi<'a> {
+        RuntimeApi {
+            transport,
+            socket,
+            timeout: DEFAULT_TIMEOUT,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            clock: &SystemClock,
+        }
+    }
+
+    /// Limit for one command, connecting included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often waits look again.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// The clock waits sleep on and measure with.
+    pub fn with_clock(mut self, clock: &'a dyn Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn host(&self) -> String {
+        self.transport.host().to_string()
+    }
+
+    /// Send one command, return HAProxy's whole answer. Changes are refused
+    /// on a read-only transport; several commands in one line (`;`) and
+    /// line breaks are refused always.
+    pub async fn command(&self, cmd: &str) -> Result<String, HaproxyError> {
+        if cmd.trim().is_empty() || cmd.contains(['\n', '\r', ';']) {
+            return Err(HaproxyError::InvalidArgument {
+                what: "HAProxy command",
+                value: cmd.to_string(),
+                reason: "one command per call: no line breaks, no `;`".into(),
+            });
+        }
+        if self.transport.is_read_only() && !is_read_only_command(cmd) {
+            return Err(HaproxyError::ReadOnly {
+                host: self.host(),
+                cmd: cmd.to_string(),
+            });
+        }
+        self.exchange(cmd).await
+    }
+
+    /// One connection: the line out, everything up to HAProxy's close back.
+    async fn exchange(&self, line: &str) -> Result<String, HaproxyError> {
+        let io = |message: String| HaproxyError::Io {
+            host: self.host(),
+            socket: self.socket.clone(),
+            cmd: line.to_string(),
+            message,
+        };
+        let work = async {
+            let mut stream = self
+                .transport
+                .open_stream(&self.socket)
+                .await
+                .map_err(|e| self.open_error(e))?;
+            stream
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .map_err(|e| io(format!("sending: {e}")))?;
+            stream
+                .flush()
+                .await
+                .map_err(|e| io(format!("sending: {e}")))?;
+            let mut reply = Vec::new();
+            (&mut stream)
+                .take(MAX_REPLY_BYTES)
+                .read_to_end(&mut reply)
+                .await
+                .map_err(|e| io(format!("reading the answer: {e}")))?;
+            String::from_utf8(reply).map_err(|_| io("the answer is not UTF-8 text".into()))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(HaproxyError::Timeout {
+                host: self.host(),
+                socket: self.socket.clone(),
+                cmd: line.to_string(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    fn open_error(&self, e: TransportError) -> HaproxyError {
+        let TransportError::Stream {
+            host,
+            target,
+            failure,
+            message,
+        } = e
+        else {
+            return HaproxyError::Transport(e);
+        };
+        let socket = target;
+        match failure {
+            StreamFailure::NotFound | StreamFailure::NotASocket => HaproxyError::NoSocket {
+                host,
+                socket,
+                detail: message,
+            },
+            StreamFailure::PermissionDenied => HaproxyError::SocketDenied {
+                host,
+                socket,
+                detail: message,
+            },
+            StreamFailure::Refused => HaproxyError::NotListening {
+                host,
+                socket,
+                detail: message,
+            },
+            StreamFailure::Other => HaproxyError::Transport(TransportError::Stream {
+                host,
+                target: socket,
+                failure,
+                message,
+            }),
+        }
+    }
+
+    /// Send a change to one server; HAProxy answers a success with an empty
+    /// line. The names are checked before `cmd`, built from them, is sent.
+    async fn change(&self, backend: &str, server: &str, cmd: &str) -> Result<(), HaproxyError> {
+        check_name("backend name", backend)?;
+        check_name("server name", server)?;
+        let reply = self.command(cmd).await?;
+        let text = reply.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        if refused_for_level(text) {
+            return Err(HaproxyError::NotAdmin {
+                host: self.host(),
+                socket: self.socket.clone(),
+                cmd: cmd.to_string(),
+                reply: text.to_string(),
+            });
+        }
+        match text {
+            "No such server." => Err(self.no_such_server(backend, server).await),
+            "No such backend." => Err(self.no_such_backend(backend).await),
+            _ => Err(HaproxyError::Rejected {
+                host: self.host(),
+                cmd: cmd.to_string(),
+                reply: text.to_string(),
+            }),
+        }
+    }
+
+    /// The backends HAProxy knows.
+    pub async fn backends(&self) -> Result<Vec<String>, HaproxyError> {
+        Ok(parse_backends(&self.command("show backend").await?))
+    }
+
+    async fn no_such_backend(&self, backend: &str) -> HaproxyError {
+        HaproxyError::NoSuchBackend {
+            host: self.host(),
+            backend: backend.to_string(),
+            known: self.backends().await.unwrap_or_default(),
+        }
+    }
+
+    async fn no_such_server(&self, backend: &str, server: &str) -> HaproxyError {
+        match self.servers(backend).await {
+            Ok(servers) => HaproxyError::NoSuchServer {
+                host: self.host(),
+                backend: backend.to_string(),
+                server: server.to_string(),
+                known: servers.into_iter().map(|s| s.server).collect(),
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// Every server of `backend`, in configuration order.
+    pub async fn servers(&self, backend: &str) -> Result<Vec<ServerState>, HaproxyError> {
+        check_name("backend name", backend)?;
+        // Both reads on one connection: one round trip, and HAProxy runs them
+        // back to back, so the two halves describe the same moment.
+        let line = format!("show stat {backend} 4 -1;show servers state {backend}");
+        let reply = self.exchange(&line).await?;
+        let (stat, state) = reply.split_once("\n\n").unwrap_or((&reply, ""));
+        if stat.trim() == "No such proxy." || state.trim() == "Can't find backend." {
+            return Err(self.no_such_backend(backend).await);
+        }
+        parse_servers(stat, state).map_err(|source| HaproxyError::Parse {
+            host: self.host(),
+            cmd: line,
+            source,
+        })
+    }
+
+    /// One server of `backend`.
+    pub async fn server(&self, backend: &str, server: &str) -> Result<ServerState, HaproxyError> {
+        check_name("server name", server)?;
+        let servers = self.servers(backend).await?;
+        let known: Vec<String> = servers.iter().map(|s| s.server.clone()).collect();
+        servers
+            .into_iter()
+            .find(|s| s.server == server)
+            .ok_or_else(|| HaproxyError::NoSuchServer {
+                host: self.host(),
+                backend: backend.to_string(),
+                server: server.to_string(),
+                known,
+            })
+    }
+
+    /// `set server <backend>/<server> state ready|drain|maint`. Idempotent.
+    pub async fn set_state(
+        &self,
+        backend: &str,
+        server: &str,
+        state: AdminState,
+    ) -> Result<(), HaproxyError> {
+        let cmd = format!("set server {backend}/{server} state {state}");
+        self.change(backend, server, &cmd).await
+    }
+
+    /// `set server <backend>/<server> weight <weight>` (0–256). Idempotent.
+    pub async fn set_weight(
+        &self,
+        backend: &str,
+        server: &str,
+        weight: u32,
+    ) -> Result<(), HaproxyError> {
+        if weight > 256 {
+            return Err(HaproxyError::InvalidArgument {
+                what: "weight",
+                value: weight.to_string(),
+                reason: "HAProxy weights are 0 to 256".into(),
+            });
+        }
+        let cmd = format!("set server {backend}/{server} weight {weight}");
+        self.change(backend, server, &cmd).await
+    }
+
+    /// `shutdown sessions server <backend>/<server>`: cut every session the
+    /// server has now.
+    pub async fn shutdown_sessions(&self, backend: &str, server: &str) -> Result<(), HaproxyError> {
+        let cmd = format!("shutdown sessions server {backend}/{server}");
+        self.change(backend, server, &cmd).await
+    }
+
+    /// Wait until the server has no current session (`scur` 0).
+    pub async fn wait_sessions_zero(
+        &self,
+        backend: &str,
+        server: &str,
+        timeout: Duration,
+        progress: Progress<'_>,
+    ) -> Result<ServerState, HaproxyError> {
+        self.wait_for(backend, server, timeout, progress, Awaited::NoSessions)
+            .await
+    }
+
+    /// Wait until the server's status is exactly `UP` (not `UP 1/2`, which
+    /// is a server failing its checks).
+    pub async fn wait_status_up(
+        &self,
+        backend: &str,
+        server: &str,
+        timeout: Duration,
+        progress: Progress<'_>,
+    ) -> Result<ServerState, HaproxyError> {
+        self.wait_for(backend, server, timeout, progress, Awaited::Up)
+            .await
+    }
+
+    async fn wait_for(
+        &self,
+        backend: &str,
+        server: &str,
+        timeout: Duration,
+        progress: Progress<'_>,
+        awaited: Awaited,
+    ) -> Result<ServerState, HaproxyError> {
+        let start = self.clock.now();
+        loop {
+            let looked = self.server(backend, server).await;
+            let waited = self.clock.now().duration_since(start).unwrap_or_default();
+            // One slow or refused look (HAProxy reloading) need not end a
+            // long wait; the next look decides.
+            let state = match looked {
+                Ok(state) => state,
+                Err(e) if e.retryable() && waited < timeout => {
+                    self.clock
+                        .sleep(self.poll_interval.min(timeout - waited))
+                        .await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            progress(&state, waited);
+            if awaited.reached(&state) {
+                return Ok(state);
+            }
+            if waited >= timeout {
+                return Err(HaproxyError::WaitTimedOut(Box::new(WaitTimedOut {
+                    host: self.host(),
+                    backend: backend.to_string(),
+                    server: server.to_string(),
+                    waited_for: awaited.describe(),
+                    timeout,
+                    last: format!(
+                        "status {}, {} session(s), check {}",
+                        state.status,
+                        state.scur,
+                        state.check_status.as_deref().unwrap_or("none")
+                    ),
+                    hint: awaited.hint(backend, server),
+                })));
+            }
+            self.clock
+                .sleep(self.poll_interval.min(timeout - waited))
+                .await;
+        }
+    }
+
+    /// Refuse to drain `server` when fewer than `min_up` OTHER servers of the
+    /// backend would still take traffic (status exactly `UP`, weight above
+    /// zero). Returns the backend's servers as seen for the decision.
+    pub async fn check_drain_allowed(
+        &self,
+        backend: &str,
+        server: &str,
+        min_up: usize,
+    ) -> Result<Vec<ServerState>, HaproxyError> {
+        let servers = self.servers(backend).await?;
+        if !servers.iter().any(|s| s.server == server) {
+            return Err(HaproxyError::NoSuchServer {
+                host: self.host(),
+                backend: backend.to_string(),
+                server: server.to_string(),
+                known: servers.into_iter().map(|s| s.server).collect(),
+            });
+        }
+        let others = servers.iter().filter(|s| s.server != server);
+        let (up, not_up): (Vec<&ServerState>, Vec<&ServerState>) =
+            others.partition(|s| s.takes_traffic());
+        if up.len() >= min_up {
+            return Ok(servers);
+        }
+        Err(HaproxyError::DrainRefused(Box::new(DrainRefused {
+            host: self.host(),
+            backend: backend.to_string(),
+            server: server.to_string(),
+            min_up,
+            up: up.iter().map(|s| s.server.clone()).collect(),
+            not_up: not_up
+                .iter()
+                .map(|s| match (s.is_up(), s.weight) {
+                    (true, 0) => format!("{} (UP, weight 0)", s.server),
+                    _ => format!("{} ({})", s.server, s.status),
+                })
+                .collect(),
+        })))
+    }
+}
+
+/// What a wait waits for.
+#[derive(Clone, Copy)]
+enum Awaited {
+    NoSessions,
+    Up,
+}
+
+impl Awaited {
+    fn reached(self, s: &ServerState) -> bool {
+        match self {
+            Awaited::NoSessions => s.scur == 0,
+            Awaited::Up => s.is_up(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Awaited::NoSessions => "zero sessions",
+            Awaited::Up => "status UP",
+        }
+    }
+
+    fn hint(self, backend: &str, server: &str) -> Option<String> {
+        match self {
+            Awaited::NoSessions => Some(format!(
+                "open connections outlive a drain; wait longer, or cut them with `shutdown sessions server {backend}/{server}`"
+            )),
+            Awaited::Up => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_carry_a_second_command_are_refused() {
+        for bad in ["", "k8s;shutdown", "a b", "x\ny", "m1/x"] {
+            assert!(check_name("server name", bad).is_err(), "{bad:?}");
+        }
+        for good in ["k8s", "kube-apiserver", "be_1.x:2"] {
+            assert!(check_name("server name", good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn only_show_get_and_help_read() {
+        assert!(is_read_only_command("show stat"));
+        assert!(is_read_only_command("get weight k8s/m1"));
+        assert!(!is_read_only_command("set server k8s/m1 state drain"));
+        assert!(!is_read_only_command("shutdown sessions server k8s/m1"));
+        assert!(!is_read_only_command("showx"));
+    }
+
+    /// A socket that answers every connection with HAProxy's captured reply
+    /// to `show stat k8s 4 -1;show servers state k8s`.
+    fn fake_haproxy(path: &std::path::Path) {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let reply = concat!(
+                include_str!("../tests/data/haproxy/stat_healthy.csv"),
+                include_str!("../tests/data/haproxy/state_healthy.txt")
+            );
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut line = [0u8; 256];
+                let _ = conn.read(&mut line).await;
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_wait_rides_out_haproxy_not_answering_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("admin.sock");
+        // What a restarting HAProxy leaves: a socket file nobody accepts on.
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let local = crate::transport::Local::new("lb");
+        let clock = crate::clock::ManualClock::new();
+        let api = RuntimeApi::new(&local, StreamTarget::Unix(sock.display().to_string()))
+            .with_clock(&clock)
+            .with_poll_interval(Duration::from_secs(1));
+        let err = api.servers("k8s").await.unwrap_err();
+        assert!(err.retryable(), "{err}");
+
+        let looks = std::sync::atomic::AtomicUsize::new(0);
+        let progress = |_: &ServerState, _: Duration| {
+            looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let wait = api.wait_status_up("k8s", "m1", Duration::from_secs(60), &progress);
+        let restart = async {
+            while clock.sleeps().len() < 3 {
+                tokio::task::yield_now().await;
+            }
+            std::fs::remove_file(&sock).unwrap();
+            fake_haproxy(&sock);
+        };
+        let (up, ()) = tokio::join!(wait, restart);
+        assert_eq!(up.unwrap().status, "UP");
+        assert!(clock.sleeps().len() >= 3, "{:?}", clock.sleeps());
+        assert_eq!(looks.into_inner(), 1, "progress reports states seen only");
+    }
+
+    #[test]
+    fn replies_of_a_socket_below_admin_level() {
+        // Captured from HAProxy 2.6 (`level user` and `level operator`).
+        assert!(refused_for_level("Permission denied\n\n"));
+        assert!(refused_for_level(
+            "Unknown command, but maybe one of the following ones is a better match:\n"
+        ));
+        assert!(!refused_for_level("No such server.\n\n"));
+    }
+}
