@@ -56,6 +56,17 @@ pub fn compile(source: Arc<Source>) -> Result<Runbook, Diagnostics> {
     }
 }
 
+/// Check an `approval:` block found outside a runbook (an inventory, the
+/// site config), with the same rules and messages.
+pub fn approval(source: Arc<Source>, node: &yaml::Node) -> Result<Approval, Diagnostics> {
+    let mut c = Checker {
+        src: source,
+        diags: Diagnostics::default(),
+    };
+    let a = c.approval(node);
+    c.diags.into_result(a)
+}
+
 /// What an expression may refer to at its position in the runbook.
 #[derive(Clone, Copy)]
 struct RefScope<'a> {
@@ -490,7 +501,14 @@ impl Checker {
         let Some(entries) = self.mapping(
             node,
             "`approval`",
-            &["quorum", "approvers", "forbid_requester", "ttl", "scope"],
+            &[
+                "quorum",
+                "approvers",
+                "forbid_requester",
+                "ttl",
+                "scope",
+                "auto_approve",
+            ],
         ) else {
             return Approval::None;
         };
@@ -577,12 +595,33 @@ impl Checker {
                 }
             },
         };
+        let auto_approve = get("auto_approve").and_then(|n| {
+            let text = self.string(n, "`auto_approve`")?;
+            match crate::expr::compile(&text, crate::expr::Context::Plan, false) {
+                Ok(_) => Some(text),
+                Err(e) => {
+                    self.error_hint(
+                        n.span,
+                        format!(
+                            "`auto_approve` is not a valid Rhai expression: {}",
+                            e.message
+                        ),
+                        Some(
+                            "an expression over `plan`, e.g. `plan.max_changing_per_batch <= 1`"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            }
+        });
         Approval::Required(ApprovalPolicy {
             quorum,
             approvers,
             forbid_requester,
             ttl_secs,
             scope,
+            auto_approve,
         })
     }
 

@@ -16,6 +16,8 @@ pub enum Context {
     Step,
     /// `until`, `assert`, and `wait.until`'s condition: also `result`.
     Result,
+    /// An approval policy's `auto_approve`: the plan only.
+    Plan,
 }
 
 impl Context {
@@ -23,6 +25,7 @@ impl Context {
         match self {
             Context::Step => &["params", "host", "steps"],
             Context::Result => &["params", "host", "steps", "result"],
+            Context::Plan => &["plan"],
         }
     }
 }

@@ -106,6 +106,9 @@ pub struct ApprovalPolicy {
     pub forbid_requester: bool,
     pub ttl_secs: i64,
     pub scope: ApprovalScope,
+    /// A Rhai expression over `plan` that approves a run without a person
+    /// (meant for scheduled runs), e.g. `plan.max_changing_per_batch <= 1`.
+    pub auto_approve: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

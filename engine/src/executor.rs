@@ -37,6 +37,19 @@ pub struct RunOptions {
     pub local_backup_dir: String,
     /// `remedy resume`: what the journal says was already done.
     pub resume: Option<ResumeState>,
+    /// Approval per host or per step (a run-wide approval is obtained before
+    /// the run starts, by the caller).
+    pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
+}
+
+/// Asked right before a step changes a host. `Ok(true)`: approved after a
+/// wait, so the executor plans the step again (the host may have changed
+/// meanwhile) and asks again — an approval is for one plan only. `Ok(false)`:
+/// already approved for exactly this plan. `Err`: denied or expired; the step
+/// fails with nothing changed.
+#[async_trait::async_trait(?Send)]
+pub trait ApprovalGate: Send + Sync + std::fmt::Debug {
+    async fn approve(&self, host: &Host, step: &str, plan: &Plan) -> Result<bool, String>;
 }
 
 /// `$REMEDY_HOME/backups` (default `~/.local/state/remedy/backups`).
@@ -59,6 +72,7 @@ impl RunOptions {
             max_parallel: 32,
             local_backup_dir: default_local_backup_dir(),
             resume: None,
+            gate: None,
         }
     }
 }
@@ -819,6 +833,28 @@ impl Executor<'_> {
                 }
                 Err(e) => return fail("planning failed", e, backups, attempt),
             };
+            if let (Some(gate), false) = (&self.options.gate, plan.is_noop()) {
+                match gate.approve(host, id, &plan).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // Approved after a wait: plan again, and have that
+                        // plan approved (at once if it is the same).
+                        attempt -= 1;
+                        continue;
+                    }
+                    Err(reason) => {
+                        return fail(
+                            &plan.summary,
+                            ActionError::precondition(
+                                format!("not approved: {reason}"),
+                                "nothing was changed by this step; ask again with a new run",
+                            ),
+                            backups,
+                            attempt,
+                        )
+                    }
+                }
+            }
             let outcome: Result<Value, ActionError> = if plan.is_noop() {
                 let mut value = plan
                     .result

@@ -103,6 +103,9 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// Group names, declared under `groups:` or only named by hosts.
     pub groups: Vec<String>,
+    /// `approval:` here replaces the runbook's policy for this inventory
+    /// (`approval: none` for a lab or staging; a stricter block for production).
+    pub approval: Option<remedy_dsl::Approval>,
 }
 
 /// kubeadm's layout, so the same runbooks serve kubeadm clusters without vars.
@@ -131,7 +134,7 @@ fn derive_vars(vars: &mut Map<String, Value>) {
         .or_insert_with(|| Value::String(format!("{kube}/pki")));
 }
 
-const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "ssh"];
+const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "ssh", "approval"];
 const HOST_KEYS: &[&str] = &[
     "address",
     "port",
@@ -203,6 +206,16 @@ impl Inventory {
                 );
             }
         }
+        let approval = match root.get("approval") {
+            None => None,
+            Some(node) => match remedy_dsl::compile::approval(source.clone(), node) {
+                Ok(a) => Some(a),
+                Err(d) => {
+                    diags.0.extend(d.0);
+                    None
+                }
+            },
+        };
         // Inventory-wide SSH settings, defaults for every host.
         let mut ssh = SshSettings::default();
         let mut ssh_user: Option<String> = None;
@@ -463,6 +476,7 @@ impl Inventory {
             ssh,
             hosts,
             groups,
+            approval,
         })
     }
 

@@ -14,6 +14,10 @@ pub enum Change {
         path: String,
         diff: String,
         created: bool,
+        /// sha256 of the content now (None: absent) and after the change:
+        /// what an approval is bound to, beyond the lines the diff shows.
+        before_sha256: Option<String>,
+        after_sha256: String,
     },
     /// A command would run.
     Command { cmd: String },

@@ -47,6 +47,10 @@ pub enum JournalError {
         prefix: String,
         matches: Vec<String>,
     },
+    /// An approval vote that cannot count (not an approver, the requester,
+    /// already voted, the request no longer pending).
+    #[error("{why}")]
+    Refused { why: String },
     /// A target lock is held or was lost.
     #[error(transparent)]
     Lock(#[from] LockError),

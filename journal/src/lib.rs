@@ -8,6 +8,7 @@
 //! Every write that others depend on runs in one `BEGIN IMMEDIATE`
 //! transaction, so concurrent processes serialize instead of racing.
 
+mod approval;
 mod chain;
 mod error;
 mod lock;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use approval::{NewRequest, RequestRecord, Vote};
 pub use chain::{NewEvent, StoredEvent};
 pub use error::{JournalError, LockError};
 pub use lock::{Holder, LockRecord};

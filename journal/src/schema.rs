@@ -79,7 +79,44 @@ CREATE TABLE fencing (
 INSERT INTO fencing (one, last_token) VALUES (1, 0);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: approval requests and their votes, and the callback keys seen
+/// (replay protection for `remedy serve`, shared by every process).
+const V2: &str = r#"
+CREATE TABLE approval_requests (
+    request_id       TEXT PRIMARY KEY,
+    run_id           TEXT NOT NULL,
+    scope            TEXT NOT NULL,   -- "run", "host:NAME" or "step:HOST/STEP"
+    plan_hash        TEXT NOT NULL,
+    summary          TEXT NOT NULL,
+    requester        TEXT NOT NULL,
+    approvers        TEXT NOT NULL,   -- JSON [user, ...], groups already expanded
+    quorum           INTEGER NOT NULL,
+    forbid_requester INTEGER NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    status           TEXT NOT NULL,   -- pending, approved, denied, expired, superseded
+    decided_ms       INTEGER,
+    notifications    TEXT NOT NULL    -- JSON [{notifier, ok, attempts, error}, ...]
+) STRICT;
+CREATE INDEX approval_requests_by_run ON approval_requests (run_id);
+
+CREATE TABLE approval_votes (
+    request_id TEXT NOT NULL,
+    user       TEXT NOT NULL,
+    approve    INTEGER NOT NULL,
+    comment    TEXT,
+    channel    TEXT NOT NULL,
+    time_ms    INTEGER NOT NULL,
+    PRIMARY KEY (request_id, user)
+) STRICT;
+
+CREATE TABLE callbacks_seen (
+    key     TEXT PRIMARY KEY,
+    time_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -286,7 +286,7 @@ fn inventory(layout: &Layout) -> String {
         sock = layout.haproxy_socket().display()
     ));
     format!(
-        "# Written by `remedy lab up`: the lab's masters and load balancer.\n# Use it with `--inventory lab` (the default lab) or `--inventory {inv}`.\nssh:\n  user: root\n  identity_file: {key}\n  known_hosts: {kh}\n  connect_timeout: 10s\nvars:\n  lab_dir: {dir}\n  vip: \"{vip}\"\nhosts:\n{hosts}",
+        "# Written by `remedy lab up`: the lab's masters and load balancer.\n# Use it with `--inventory lab` (the default lab) or `--inventory {inv}`.\n# A practice cluster: runs need no approval here (production inventories say who approves).\napproval: none\nssh:\n  user: root\n  identity_file: {key}\n  known_hosts: {kh}\n  connect_timeout: 10s\nvars:\n  lab_dir: {dir}\n  vip: \"{vip}\"\nhosts:\n{hosts}",
         inv = layout.inventory().display(),
         key = layout.client_key().display(),
         kh = layout.known_hosts().display(),

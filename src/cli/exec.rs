@@ -45,16 +45,9 @@ pub fn exec(g: &Global, targets: &str, command: &str, timeout_secs: u64, paralle
             }
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::run::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::StepFailed.into();
-        }
+        Err(exit) => return exit.into(),
     };
     let connector = SshConnector::new(&inventory, g.accept_new_host_keys);
     let timeout = Duration::from_secs(timeout_secs);

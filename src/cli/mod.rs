@@ -1,7 +1,10 @@
 //! The command line: clap definitions and dispatch. One file per subcommand;
 //! output rendering in `render`, live progress in `progress`.
 
+mod approval;
+mod approve;
 mod audit;
+mod config;
 mod exec;
 mod exit;
 mod journal;
@@ -82,6 +85,11 @@ pub struct Global {
     /// shared accounts on a jump host.
     #[arg(long = "as", global = true, value_name = "NAME")]
     pub as_name: Option<String>,
+    /// Site config: approver groups, allow_as, an approval policy for this
+    /// jump host, chat identities, secrets and notifiers (default:
+    /// $REMEDY_HOME/config.yaml when it exists).
+    #[arg(long, global = true, env = "REMEDY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 /// Where runbooks beyond the built-in ones are found.
@@ -107,6 +115,13 @@ enum Command {
         /// Plan only: show what would change on each host; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Emergency: skip the approval policy (needs --reason). Journaled,
+        /// notified, and the run is marked for review.
+        #[arg(long, requires = "reason")]
+        break_glass: bool,
+        /// Why the approval is skipped (with --break-glass).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
         #[command(flatten)]
         dirs: RunbookDirs,
     },
@@ -169,6 +184,44 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Approval requests waiting for a decision, with their plan summary and age.
+    Approvals,
+    /// Approve a waiting run (as your OS user; --as only where the site config allows).
+    Approve {
+        /// Run id (or a unique prefix).
+        run: String,
+        /// The host, when approvals are per host or per step.
+        #[arg(long)]
+        host: Option<String>,
+        /// The step, when approvals are per step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Recorded with the vote.
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+    },
+    /// Deny a waiting run: it ends as denied with nothing applied.
+    Deny {
+        /// Run id (or a unique prefix).
+        run: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        step: Option<String>,
+        /// Why (recorded, and shown to the requester).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Receive chat approvals: Slack and Mattermost buttons, a signed generic webhook.
+    ///
+    /// POST /slack/actions (Slack signing secret), /mattermost/actions (token),
+    /// /webhook (X-Remedy-Signature HMAC-SHA256); GET /healthz. Secrets and
+    /// chat-user mapping come from the site config's `chat:` section.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR:PORT")]
+        listen: String,
+    },
     /// Recent runs with their status (running, ok, failed, interrupted, ...).
     Runs {
         /// At most this many.
@@ -204,9 +257,48 @@ pub fn main() -> i32 {
         Command::Run {
             runbook,
             dry_run,
+            break_glass,
+            reason,
             dirs,
-        } => run::run(g, &dirs.dirs, runbook, *dry_run).into(),
-        Command::Plan { runbook, dirs } => run::run(g, &dirs.dirs, runbook, true).into(),
+        } => run::run(
+            g,
+            &dirs.dirs,
+            runbook,
+            *dry_run,
+            reason.as_deref().filter(|_| *break_glass),
+        )
+        .into(),
+        Command::Plan { runbook, dirs } => run::run(g, &dirs.dirs, runbook, true, None).into(),
+        Command::Approvals => approve::approvals(g).into(),
+        Command::Approve {
+            run,
+            host,
+            step,
+            comment,
+        } => approve::decide(
+            g,
+            run,
+            host.as_deref(),
+            step.as_deref(),
+            true,
+            comment.as_deref(),
+        )
+        .into(),
+        Command::Deny {
+            run,
+            host,
+            step,
+            reason,
+        } => approve::decide(
+            g,
+            run,
+            host.as_deref(),
+            step.as_deref(),
+            false,
+            Some(reason),
+        )
+        .into(),
+        Command::Serve { listen } => approve::serve(g, listen).into(),
         Command::Validate { files, dirs } => validate::validate(g, &dirs.dirs, files).into(),
         Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),

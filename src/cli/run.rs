@@ -1,11 +1,15 @@
 //! `remedy run` and `remedy plan`: compile, bind, plan, confirm, execute,
 //! report. A real run without --yes shows the dry-run plan first and asks.
 
+use super::approval;
+use super::config::SiteConfig;
 use super::journal::{self, JournalSink};
 use super::{library, progress::Progress, render, request, Exit, Global, Output};
+use remedy_chatops::NoticeKind;
 use remedy_dsl::{Approval, Diagnostics};
 use remedy_engine::clock::SystemClock;
 use remedy_engine::event::{EventSink, MemorySink, Tee};
+use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
 use remedy_engine::resume::{Recorded, ResumeState};
 use remedy_engine::transport::ssh::SshConnector;
@@ -62,7 +66,17 @@ fn prepare(
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
+/// The site config and who is acting (identity, and the journal's actor).
+pub fn site(g: &Global) -> Result<(SiteConfig, String, String), Exit> {
+    let config = super::config::load(g).map_err(|d| invalid(&d))?;
+    let (requester, actor) = config.identity(g.as_name.as_deref()).map_err(|msg| {
+        eprintln!("error: {msg}");
+        Exit::Invalid
+    })?;
+    Ok((config, requester, actor))
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -73,7 +87,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
         })
 }
 
-pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
+pub fn run(
+    g: &Global,
+    dirs: &[PathBuf],
+    name: &str,
+    dry_run: bool,
+    break_glass: Option<&str>,
+) -> Exit {
     let source = match library::load(name, dirs) {
         Ok(s) => s,
         Err(msg) => {
@@ -96,14 +116,10 @@ pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
         Ok(p) => p,
         Err(exit) => return exit,
     };
-    if let (Approval::Required(p), false) = (&prepared.runbook.approval, dry_run) {
-        eprintln!(
-            "note: runbook `{}` asks for approval (quorum {} of {}); this version of remedy does not enforce approvals yet — confirm only with a second pair of eyes.",
-            prepared.runbook.name,
-            p.quorum,
-            p.approvers.join(", ")
-        );
-    }
+    let (config, requester, actor) = match site(g) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
     let journal = match journal::open() {
         Ok(j) => j,
         Err(msg) => {
@@ -131,16 +147,29 @@ pub fn run(g: &Global, dirs: &[PathBuf], name: &str, dry_run: bool) -> Exit {
             .map(|h| h.name.clone())
             .collect(),
         dry_run,
-        actor: journal::actor(g.as_name.as_deref()),
+        actor,
         os_user: remedy_journal::os_user(),
         jump_host: remedy_journal::hostname(),
         pid: std::process::id(),
         pid_start: remedy_journal::process_start(std::process::id()),
         started_ms: journal::now_ms(),
     };
+    let who = Who {
+        config: &config,
+        requester: &requester,
+        break_glass,
+    };
     runtime.block_on(async_run(
-        g, &prepared, &connector, dry_run, &journal, record, None,
+        g, &prepared, &connector, dry_run, &journal, record, None, &who,
     ))
+}
+
+/// Who runs it, under which site config, and whether approval is skipped
+/// (break-glass, with its reason).
+pub struct Who<'a> {
+    pub config: &'a SiteConfig,
+    pub requester: &'a str,
+    pub break_glass: Option<&'a str>,
 }
 
 /// `remedy resume RUN`: continue an interrupted run where its journal says
@@ -196,6 +225,10 @@ pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
             eprintln!("error: cannot load the run's runbook again: {msg}");
             return Exit::Invalid;
         }
+    };
+    let (config, requester, actor) = match site(g) {
+        Ok(x) => x,
+        Err(exit) => return exit,
     };
     let sha = sha256_hex(source.text.as_bytes());
     if sha != record.runbook_sha256 {
@@ -285,12 +318,36 @@ pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
         params: record.params.clone(),
         hosts: record.hosts.clone(),
         dry_run: false,
-        actor: journal::actor(g.as_name.as_deref()),
+        actor,
         os_user: remedy_journal::os_user(),
         jump_host: remedy_journal::hostname(),
         pid: std::process::id(),
         pid_start: remedy_journal::process_start(std::process::id()),
         started_ms: journal::now_ms(),
+    };
+    // An approval covers the run it was given for; a run that died before
+    // it was approved (or authorised by break-glass) is not resumed into one.
+    if let (Approval::Required(_), _) =
+        approval::effective(&prepared.runbook, &prepared.inventory, &config)
+    {
+        let approved = events.iter().any(|e| {
+            matches!(
+                e.kind.as_str(),
+                "approval_granted" | "break_glass" | "approval_auto"
+            )
+        });
+        if !approved {
+            eprintln!(
+                "error: run {} stopped before it was approved, so it cannot be resumed\n  = hint: start it again with `remedy run {}` (it will ask for approval)",
+                record.run_id, record.runbook
+            );
+            return Exit::Denied;
+        }
+    }
+    let who = Who {
+        config: &config,
+        requester: &requester,
+        break_glass: None,
     };
     runtime.block_on(async_run(
         g,
@@ -300,6 +357,7 @@ pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
         &journal,
         new,
         Some(state),
+        &who,
     ))
 }
 
@@ -371,6 +429,7 @@ async fn async_run(
     journal: &Arc<Journal>,
     record: NewRun,
     resume: Option<ResumeState>,
+    who: &Who<'_>,
 ) -> Exit {
     let runbook = &prepared.runbook;
     let bound = &prepared.bound;
@@ -462,6 +521,7 @@ async fn async_run(
     }
 
     let resuming = resume.is_some();
+    let mut gate: Option<Arc<dyn ApprovalGate>> = None;
     if !resuming {
         // Every real run plans all its hosts first, in parallel and read-only —
         // with --yes too — so a problem on any host (an external CA on the last
@@ -518,6 +578,25 @@ async fn async_run(
             eprintln!("error: cannot record the run in the journal, so nothing was changed: {e}");
             return Exit::StepFailed;
         }
+        match approve(
+            g,
+            prepared,
+            connector,
+            journal,
+            &record,
+            who,
+            preview,
+            &redactor,
+            cancel.clone(),
+        )
+        .await
+        {
+            Ok(g) => gate = g,
+            Err(exit) => {
+                let _ = journal.finish_run(&run_id, "denied");
+                return exit;
+            }
+        }
     } else {
         if !g.yes && !confirm("Continue this run? [y/N] ") {
             eprintln!("Not confirmed: nothing was changed.");
@@ -559,13 +638,269 @@ async fn async_run(
         cancel.clone(),
         RunOptions {
             resume,
+            gate,
             ..options(false)
         },
     )
     .await;
     progress.finish();
     let _ = journal.finish_run(&run_id, status_name(report.status));
+    if !who.config.chat.notify.is_empty() {
+        let asker = asker_for(
+            journal,
+            who,
+            &record,
+            runbook,
+            &who.config.chat.notify,
+            cancel.clone(),
+        );
+        let kind = if report.status == RunStatus::Ok {
+            NoticeKind::RunFinished
+        } else {
+            NoticeKind::RunFailed
+        };
+        let notice = asker.notice(
+            kind,
+            format!(
+                "{} on {}: {}",
+                runbook.name,
+                record.hosts.join(", "),
+                status_name(report.status)
+            ),
+            redactor.apply(&report.summary),
+        );
+        asker.notify(&notice).await;
+    }
     finish(&report, json, color, false, &redactor)
+}
+
+fn asker_for(
+    journal: &Arc<Journal>,
+    who: &Who<'_>,
+    record: &NewRun,
+    runbook: &remedy_dsl::Runbook,
+    notifiers: &[remedy_chatops::NotifierConfig],
+    cancel: Arc<AtomicBool>,
+) -> approval::Asker {
+    approval::Asker {
+        journal: journal.clone(),
+        policy: remedy_dsl::ApprovalPolicy {
+            quorum: 1,
+            approvers: Vec::new(),
+            forbid_requester: true,
+            ttl_secs: 1800,
+            scope: remedy_dsl::ApprovalScope::Run,
+            auto_approve: None,
+        },
+        approvers: Vec::new(),
+        run_id: record.run_id.clone(),
+        runbook: runbook.name.clone(),
+        hosts: record.hosts.clone(),
+        requester: who.requester.to_string(),
+        notifiers: notifiers.to_vec(),
+        callback: who.config.chat.callback().ok().flatten(),
+        retry: notify_retry(),
+        cancel,
+    }
+}
+
+/// Notification retries: REMEDY_NOTIFY_RETRY_MS shortens the backoff (tests).
+fn notify_retry() -> remedy_chatops::Retry {
+    let mut r = remedy_chatops::Retry::default();
+    if let Some(ms) = std::env::var("REMEDY_NOTIFY_RETRY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        r.base_delay = Duration::from_millis(ms);
+    }
+    r
+}
+
+/// Obtain what the policy asks before anything changes: nothing, a
+/// break-glass record, an auto-approval, a run-wide approval bound to the
+/// plan hash (the plan is made again after it, and asked again if it
+/// drifted), or a gate for per-host / per-step approvals.
+#[allow(clippy::too_many_arguments)]
+async fn approve(
+    g: &Global,
+    prepared: &Prepared,
+    connector: &SshConnector,
+    journal: &Arc<Journal>,
+    record: &NewRun,
+    who: &Who<'_>,
+    mut preview: RunReport,
+    redactor: &Redactor,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<Arc<dyn ApprovalGate>>, Exit> {
+    let runbook = &prepared.runbook;
+    let event = |kind: &str, payload: serde_json::Value| {
+        let _ = journal.append(&remedy_journal::NewEvent {
+            run_id: record.run_id.clone(),
+            time_ms: journal::now_ms(),
+            actor: record.actor.clone(),
+            host: None,
+            step: None,
+            kind: kind.into(),
+            payload,
+        });
+    };
+    let (policy, from) = approval::effective(runbook, &prepared.inventory, who.config);
+    if let Some(reason) = who.break_glass {
+        event(
+            "break_glass",
+            serde_json::json!({ "reason": reason, "policy_from": from, "plan_hash": approval::plan_hash(&preview) }),
+        );
+        let _ = journal.set_review(
+            &record.run_id,
+            &format!("break-glass by {}: {reason}", record.actor),
+        );
+        eprintln!("BREAK-GLASS: approval skipped ({reason}); the run is marked for review");
+        if !who.config.chat.notify.is_empty() {
+            let asker = asker_for(
+                journal,
+                who,
+                record,
+                runbook,
+                &who.config.chat.notify,
+                cancel,
+            );
+            let notice = asker.notice(
+                NoticeKind::BreakGlass,
+                format!(
+                    "BREAK-GLASS: {} runs {} on {} without approval: {reason}",
+                    who.requester,
+                    runbook.name,
+                    record.hosts.join(", ")
+                ),
+                redactor.apply(&render::report(&preview, false)),
+            );
+            asker.notify(&notice).await;
+        }
+        return Ok(None);
+    }
+    let Approval::Required(policy) = policy else {
+        return Ok(None);
+    };
+    let approvers = who.config.expand(&policy.approvers).map_err(|msg| {
+        eprintln!("error: {msg} (approval policy from {from})");
+        Exit::Invalid
+    })?;
+    let plan = approval::plan_value(
+        &preview,
+        &prepared.bound.hosts,
+        &runbook.strategy.batch_sizes(prepared.bound.hosts.len()),
+    );
+    match approval::auto_approved(&policy, &plan) {
+        Ok(Some(rule)) => {
+            event(
+                "approval_auto",
+                serde_json::json!({ "rule": rule, "plan_hash": approval::plan_hash(&preview), "policy_from": from }),
+            );
+            eprintln!("approved by the policy's auto_approve rule: {rule}");
+            return Ok(None);
+        }
+        Ok(None) => {}
+        Err(msg) => eprintln!("warning: {msg}; asking people instead"),
+    }
+    let asker = approval::Asker {
+        journal: journal.clone(),
+        policy: policy.clone(),
+        approvers,
+        run_id: record.run_id.clone(),
+        runbook: runbook.name.clone(),
+        hosts: record.hosts.clone(),
+        requester: who.requester.to_string(),
+        notifiers: who.config.chat.notify.clone(),
+        callback: who.config.chat.callback().ok().flatten(),
+        retry: notify_retry(),
+        cancel: cancel.clone(),
+    };
+    match policy.scope {
+        remedy_dsl::ApprovalScope::Run => loop {
+            let hash = approval::plan_hash(&preview);
+            let summary = redactor.apply(&render::report(&preview, false));
+            if let Err(reason) = asker.ask("run", &hash, &summary).await {
+                eprintln!("Not approved: {reason}. Nothing was changed.");
+                return Err(Exit::Denied);
+            }
+            // Approved for that plan: make it again right before applying.
+            let fresh = execute(
+                runbook,
+                &prepared.bound,
+                connector,
+                &MemorySink::default(),
+                cancel.clone(),
+                RunOptions {
+                    max_parallel: g.parallel as usize,
+                    ..RunOptions::new(true)
+                },
+            )
+            .await;
+            let now = approval::plan_hash(&fresh);
+            if now == hash {
+                return Ok(None);
+            }
+            event(
+                "approval_invalidated",
+                serde_json::json!({ "approved_hash": hash, "plan_hash": now, "reason": "the plan changed between approval and apply" }),
+            );
+            eprintln!(
+                "The plan changed after it was approved (plan {} → {}): asking again.",
+                &hash[..12],
+                &now[..12]
+            );
+            preview = fresh;
+        },
+        scope => Ok(Some(Arc::new(approval::Gate::new(
+            asker,
+            scope,
+            Box::new(OneHost {
+                runbook: runbook.clone(),
+                bound: prepared.bound.clone(),
+                inventory: prepared.inventory.clone(),
+                accept_new_host_keys: g.accept_new_host_keys,
+                redactor: redactor.clone(),
+            }),
+        )))),
+    }
+}
+
+/// A read-only plan of one host, for a host-scope approval.
+#[derive(Debug)]
+struct OneHost {
+    runbook: remedy_dsl::Runbook,
+    bound: BoundRun,
+    inventory: remedy_engine::Inventory,
+    accept_new_host_keys: bool,
+    redactor: Redactor,
+}
+
+#[async_trait::async_trait(?Send)]
+impl approval::HostPreview for OneHost {
+    async fn preview(&self, host: &str) -> Result<(String, String), String> {
+        let mut bound = self.bound.clone();
+        bound.hosts.retain(|h| h.name == host);
+        let connector = SshConnector::new(&self.inventory, self.accept_new_host_keys);
+        let report = execute(
+            &self.runbook,
+            &bound,
+            &connector,
+            &MemorySink::default(),
+            Arc::new(AtomicBool::new(false)),
+            RunOptions::new(true),
+        )
+        .await;
+        if report.status != RunStatus::Ok {
+            return Err(format!(
+                "planning {host} for its approval failed: {}",
+                report.summary
+            ));
+        }
+        Ok((
+            approval::plan_hash(&report),
+            self.redactor.apply(&render::report(&report, false)),
+        ))
+    }
 }
 
 const LOCK_TTL: Duration = Duration::from_secs(60);

@@ -94,7 +94,13 @@ impl CertRenew {
         let mut items = Vec::new();
         let mut changes = Vec::new();
         let mut modifies = Vec::new();
-        let new_expiry = date(now + KUBEADM_LEAF_VALIDITY_SECS);
+        // To the day: a plan is hashed for approval, and a new expiry to
+        // the minute would make every plan differ from the one approved.
+        let new_expiry = date(now + KUBEADM_LEAF_VALIDITY_SECS)
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
         for (name, crt, key, ca) in kubeadm::LEAVES {
             let crt_path = format!("{pki_dir}/{crt}");
             if t.stat(&crt_path).await?.is_none() {

@@ -69,6 +69,8 @@ impl Action for FileCopy {
                 path: self.to.clone(),
                 diff: unified_diff(&self.to, &old, &String::from_utf8_lossy(&bytes)),
                 created: current.is_none(),
+                before_sha256: current.as_deref().map(crate::backup::sha256_hex),
+                after_sha256: crate::backup::sha256_hex(&bytes),
             }],
             modifies: vec![self.to.clone()],
             result: None,

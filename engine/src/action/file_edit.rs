@@ -148,6 +148,8 @@ impl Action for FileEdit {
                 path: self.path.clone(),
                 diff: unified_diff(&self.path, &old, &new),
                 created: false,
+                before_sha256: Some(sha256_hex(old.as_bytes())),
+                after_sha256: sha256_hex(new.as_bytes()),
             }],
             modifies: vec![self.path.clone()],
             result: None,

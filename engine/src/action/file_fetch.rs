@@ -78,6 +78,8 @@ impl Action for FileFetch {
                 path: shown.clone(),
                 diff: unified_diff(&shown, &old, &String::from_utf8_lossy(&bytes)),
                 created: current.is_none(),
+                before_sha256: current.as_deref().map(crate::backup::sha256_hex),
+                after_sha256: crate::backup::sha256_hex(&bytes),
             }],
             modifies: Vec::new(),
             result: None,

@@ -77,6 +77,8 @@ impl Action for FileWrite {
                 path: self.path.clone(),
                 diff: unified_diff(&self.path, &old, &self.content),
                 created: current.is_none(),
+                before_sha256: current.as_deref().map(sha256_hex),
+                after_sha256: sha256_hex(self.content.as_bytes()),
             });
         }
         if let Some((have, want)) = mode_change {
