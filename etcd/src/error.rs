@@ -190,14 +190,16 @@ pub(crate) fn hint(code: Option<tonic::Code>, detail: &str) -> &'static str {
 /// Converts an etcd-client error into the text and code that `EtcdError::Rpc` carries.
 pub(crate) fn describe(err: &etcd_client::Error) -> (Option<tonic::Code>, String) {
     match err {
-        etcd_client::Error::GRpcStatus(status) => {
-            let mut detail = format!("{:?}: {}", status.code(), status.message());
-            if let Some(source) = std::error::Error::source(status) {
-                detail.push_str(": ");
-                detail.push_str(&chain(source));
-            }
-            (Some(status.code()), detail)
-        }
+        etcd_client::Error::GRpcStatus(status) => match std::error::Error::source(status) {
+            // tonic wraps a broken or refused connection in a status (code
+            // Unknown or Unavailable) with the transport error as its source:
+            // the member never answered, so report it as a transport failure.
+            Some(source) => (None, chain(source)),
+            None => (
+                Some(status.code()),
+                format!("{:?}: {}", status.code(), status.message()),
+            ),
+        },
         etcd_client::Error::TransportError(e) => (None, chain(e)),
         other => (None, other.to_string()),
     }

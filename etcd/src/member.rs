@@ -345,8 +345,11 @@ impl Member {
                 )
                 .await?;
             let Some(message) = message else { break };
-            if check.announced_db_bytes.is_none() && message.remaining_bytes() > 0 {
-                check.announced_db_bytes = Some(message.remaining_bytes());
+            // `remaining_bytes` counts what is left *after* this chunk, so
+            // the first chunk announces the size as its length plus that.
+            if check.announced_db_bytes.is_none() && !message.blob().is_empty() {
+                check.announced_db_bytes =
+                    Some(message.blob().len() as u64 + message.remaining_bytes());
             }
             check.update(message.blob());
             out.write_all(message.blob())
