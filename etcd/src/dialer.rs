@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A bidirectional byte stream to one member (a TCP socket, an SSH channel, …).
-pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
 /// The stream a dialer hands back.
-pub type BoxStream = Box<dyn Stream>;
+pub type BoxStream = Box<dyn ByteStream>;
 
 /// Opens a byte stream to `host:port`, as seen from wherever the dialer runs.
 ///

@@ -22,7 +22,7 @@ mod table;
 mod tls;
 
 pub use defrag_order::defrag_order;
-pub use dialer::{BoxStream, Dialer, Stream, TcpDialer};
+pub use dialer::{BoxStream, ByteStream, Dialer, TcpDialer};
 pub use error::EtcdError;
 pub use member::{connect, Compaction, Member, DEFAULT_DEFRAG_TIMEOUT};
 pub use rule_inputs::{RuleInputs, DEFAULT_QUOTA_BYTES};

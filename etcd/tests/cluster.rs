@@ -42,6 +42,33 @@ fn leader_index(statuses: &[MemberStatus]) -> usize {
     leaders[0]
 }
 
+/// `physical` compaction waits for the member that got the request only; the
+/// others apply it on their own. Defragmenting a member before that gives
+/// back little, so wait (bounded) until every member shows the free space.
+async fn wait_until_compacted(members: &[Member]) {
+    let mut compacted = statuses(members).await;
+    for _ in 0..100 {
+        if compacted
+            .iter()
+            .all(|s| remedy_etcd::fragmentation(s) > 0.5)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        compacted = statuses(members).await;
+    }
+    for s in &compacted {
+        println!(
+            "{} after compaction: in use {} of {} bytes, fragmentation {:.2}",
+            s.name,
+            s.db_size_in_use,
+            s.db_size,
+            remedy_etcd::fragmentation(s)
+        );
+        assert!(remedy_etcd::fragmentation(s) > 0.5, "{s}");
+    }
+}
+
 /// Writes `count` keys of `size` bytes under `prefix`, 100 to a transaction.
 async fn put_many(member: &Member, prefix: &str, count: usize, size: usize) {
     let mut client = member.client();
@@ -221,30 +248,7 @@ async fn compact_and_defragment_shrink_every_member_leader_last() {
         Compaction::AlreadyCompacted { revision }
     );
 
-    // `physical` waits for the member that got the request only; the others
-    // apply the compaction on their own. Defragmenting a member before that
-    // would give back little, so wait until every member shows the free space.
-    let mut compacted = statuses(&members).await;
-    for _ in 0..100 {
-        if compacted
-            .iter()
-            .all(|s| remedy_etcd::fragmentation(s) > 0.5)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        compacted = statuses(&members).await;
-    }
-    for s in &compacted {
-        println!(
-            "{} after compaction: in use {} of {} bytes, fragmentation {:.2}",
-            s.name,
-            s.db_size_in_use,
-            s.db_size,
-            remedy_etcd::fragmentation(s)
-        );
-        assert!(remedy_etcd::fragmentation(s) > 0.5, "{s}");
-    }
+    wait_until_compacted(&members).await;
 
     let order = defrag_order(&before);
     assert_eq!(order.last(), Some(&leader_index(&before)), "leader last");
@@ -331,9 +335,31 @@ async fn nospace_is_cleared_by_compact_defragment_and_disarm() {
     }
     let revision = before.iter().map(|s| s.revision).max().expect("revision");
     members[0].compact(revision, true).await.expect("compact");
+    // Here `db_size_in_use` cannot tell whether a follower has applied the
+    // compaction: the freed pages stay "pending" in bbolt until the next
+    // write, and NOSPACE refuses writes. So check the result instead, as a
+    // remediation would: defragment, verify the file is under the quota,
+    // and try again (bounded) if the member had not compacted yet.
     for i in defrag_order(&before) {
-        members[i].defragment().await.expect("defragment");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            members[i].defragment().await.expect("defragment");
+            let size = members[i].status().await.expect("status").db_size;
+            if size < QUOTA / 2 || attempts == 20 {
+                println!(
+                    "{}: {size} bytes after {attempts} defragment(s)",
+                    members[i].name()
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
+    // List again: members that hit the quota after the first list raised
+    // their own alarms, and each one must be disarmed.
+    let alarms = members[0].alarms().await.expect("alarms");
+    println!("alarms to disarm: {alarms:?}");
     for alarm in &alarms {
         members[0].disarm(alarm).await.expect("disarm");
     }
