@@ -621,3 +621,50 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn step_scope_asks_before_each_changing_step_and_host_scope_once_per_host() {
+    for (scope, expected) in [
+        ("step", vec!["step:m1/a", "step:m1/b"]),
+        ("host", vec!["host:m1"]),
+    ] {
+        let site = Site::new(&format!("  approvers: [bob]\n  scope: {scope}"), "");
+        std::fs::write(
+            site.path("edit.yaml"),
+            "runbook: two\nsummary: two files\ntargets: masters\nsteps:\n  - id: a\n    action: file.write\n    with: { path: \"${host.vars.kube_dir}/a.txt\", content: \"a\\n\" }\n  - id: b\n    action: file.write\n    with: { path: \"${host.vars.kube_dir}/b.txt\", content: \"b\\n\" }\n",
+        )
+        .unwrap();
+        let child = site.start_run();
+        let mut seen = Vec::new();
+        for (i, want) in expected.iter().enumerate() {
+            let p = site.pending(1);
+            let run = p[0]["run_id"].as_str().unwrap().to_string();
+            assert_eq!(p[0]["scope"], *want, "{scope}: {p:?}");
+            // Nothing of this request's step is applied before the vote.
+            let b = site.path("m1/kubernetes/b.txt");
+            assert!(!b.exists(), "{scope}: b written before approval {i}");
+            let (_, err, code) = site.vote("bob", "approve", &run, &[]);
+            assert_eq!(code, 0, "{err}");
+            seen.push(p[0]["request_id"].as_str().unwrap().to_string());
+            // Wait until this request is no longer pending.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let v: Vec<serde_json::Value> =
+                    serde_json::from_slice(&site.remedy(&["approvals", "-o", "json"]).stdout)
+                        .unwrap_or_default();
+                if !v.iter().any(|r| r["request_id"] == p[0]["request_id"]) {
+                    break;
+                }
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let (out, err, code) = finish(child);
+        assert_eq!(code, 0, "{scope}: {out}\n{err}");
+        assert_eq!(
+            std::fs::read_to_string(site.path("m1/kubernetes/b.txt")).unwrap(),
+            "b\n"
+        );
+        assert_eq!(seen.len(), expected.len());
+    }
+}
