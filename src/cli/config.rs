@@ -33,7 +33,7 @@ pub struct SiteConfig {
     pub chat: ChatConfig,
 }
 
-const KEYS: &[&str] = &["groups", "allow_as", "approval", "chat"];
+const KEYS: &[&str] = &["groups", "allow_as", "approval", "chat", "daemon"];
 
 pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
     let (path, required) = match &g.config {
@@ -111,6 +111,8 @@ pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
                         .with_hint("keys: users, slack_signing_secret, mattermost_token, webhook_secret, public_url, notify"),
                 ),
             },
+            // Read by `remedy daemon` / `remedy schedule`.
+            "daemon" => {}
             other => {
                 let hint = remedy_dsl::diagnostic::did_you_mean(other, KEYS.iter().copied())
                     .unwrap_or_else(|| format!("allowed: {}", KEYS.join(", ")));

@@ -5,6 +5,7 @@ mod approval;
 mod approve;
 mod audit;
 mod config;
+mod daemon;
 mod exec;
 mod exit;
 mod journal;
@@ -222,6 +223,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR:PORT")]
         listen: String,
     },
+    /// Run runbooks on the cron schedules of the site config's `daemon:` block (--config FILE).
+    ///
+    /// Each firing is `remedy run RUNBOOK --yes` in a child process, writing to
+    /// the same journal: same locks, same approval policy (give the policy an
+    /// `auto_approve` rule for unattended runs). A firing is skipped, with a
+    /// journal event, while the kill-switch file exists, outside its
+    /// maintenance window, or when its targets are locked or unhealthy (their
+    /// plan fails). See examples/config.yaml and examples/remedy-daemon.service.
+    Daemon,
+    /// What the daemon will run when: `schedule list` or `schedule next`.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Recent runs with their status (running, ok, failed, interrupted, ...).
     Runs {
         /// At most this many.
@@ -237,6 +250,18 @@ enum Command {
     /// A practice control plane of real servers on this machine: up, status, down, break.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Every schedule in the site config (--config) with its next and last firing.
+    List,
+    /// The next firings across all schedules, in time order.
+    Next {
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
 }
 
 /// Parse the command line and run it; returns the exit code.
@@ -299,6 +324,9 @@ pub fn main() -> i32 {
         )
         .into(),
         Command::Serve { listen } => approve::serve(g, listen).into(),
+        Command::Daemon => daemon::daemon(g).into(),
+        Command::Schedule(ScheduleCommand::List) => daemon::list(g, None).into(),
+        Command::Schedule(ScheduleCommand::Next { count }) => daemon::list(g, Some(*count)).into(),
         Command::Validate { files, dirs } => validate::validate(g, &dirs.dirs, files).into(),
         Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),

@@ -1,0 +1,184 @@
+//! `remedy daemon` and `remedy schedule`: a seconds-resolution schedule
+//! fires real runs into the journal, the kill switch stops new ones (with a
+//! journal event each time), and bad schedules are refused before anything
+//! starts. One local-transport host per test, its own REMEDY_HOME.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(cron: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("m1/kubernetes")).unwrap();
+        std::fs::create_dir_all(p.join("home")).unwrap();
+        std::fs::write(
+            p.join("inventory.yaml"),
+            format!(
+                "hosts:\n  m1:\n    transport: local\n    groups: [masters]\n    vars: {{ kube_dir: {}, backup_dir: {}, staging_dir: {} }}\n",
+                p.join("m1/kubernetes").display(),
+                p.join("m1/backups").display(),
+                p.join("m1/staging").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("stamp.yaml"),
+            "runbook: stamp\nsummary: write a stamp\ntargets: masters\nsteps:\n  - id: stamp\n    action: file.write\n    with: { path: \"${host.vars.kube_dir}/stamp\", content: \"scheduled\\n\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("config.yaml"),
+            format!(
+                "daemon:\n  timezone: Europe/Berlin\n  kill_switch: {}\n  schedules:\n    - name: stamp-often\n      cron: \"{cron}\"\n      runbook: {}\n      inventory: {}\n",
+                p.join("STOP").display(),
+                p.join("stamp.yaml").display(),
+                p.join("inventory.yaml").display()
+            ),
+        )
+        .unwrap();
+        Site { dir }
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_remedy"));
+        c.args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .env("NO_COLOR", "1")
+            .env("REMEDY_HOME", self.dir.path().join("home"))
+            .env_remove("REMEDY_CONFIG")
+            .stdin(Stdio::null());
+        c
+    }
+    fn remedy(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn schedule_events(&self) -> Vec<serde_json::Value> {
+        let out = self.remedy(&["audit", "export"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["run_id"] == "schedule:stamp-often")
+            .collect()
+    }
+    fn runs(&self) -> usize {
+        let out = self.remedy(&["runs", "-o", "json", "--last", "1000"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .map(|v| v.len())
+            .unwrap_or(0)
+    }
+}
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_daemon_fires_a_seconds_schedule_and_honours_the_kill_switch() {
+    let site = Site::new("*/2 * * * * *");
+    let _daemon = Daemon(site.cmd(&["daemon"]).stderr(Stdio::null()).spawn().unwrap());
+    eventually(
+        "a scheduled run finished ok",
+        Duration::from_secs(30),
+        || {
+            site.schedule_events()
+                .iter()
+                .any(|e| e["kind"] == "schedule_fired" && e["payload"]["outcome"] == "ok")
+        },
+    );
+    let fired = site
+        .schedule_events()
+        .into_iter()
+        .find(|e| e["kind"] == "schedule_fired")
+        .unwrap();
+    let run = fired["payload"]["run_id"].as_str().unwrap().to_string();
+    let show = site.remedy(&["audit", "show", &run]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("status    ok"));
+    assert_eq!(
+        std::fs::read_to_string(site.dir.path().join("m1/kubernetes/stamp")).unwrap(),
+        "scheduled\n"
+    );
+
+    // The kill switch: every firing is skipped, with the reason journaled.
+    std::fs::write(site.dir.path().join("STOP"), "maintenance freeze\n").unwrap();
+    eventually(
+        "a firing skipped by the kill switch",
+        Duration::from_secs(15),
+        || {
+            site.schedule_events().iter().any(|e| {
+                e["kind"] == "schedule_skipped"
+                    && e["payload"]["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("kill switch")
+            })
+        },
+    );
+    let runs = site.runs();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        site.runs(),
+        runs,
+        "a run started while the kill switch was on"
+    );
+    let list = String::from_utf8_lossy(&site.remedy(&["schedule", "list"]).stdout).into_owned();
+    assert!(
+        list.contains("KILL SWITCH ON") && list.contains("stamp-often"),
+        "{list}"
+    );
+    // Removing it lets the schedule fire again.
+    std::fs::remove_file(site.dir.path().join("STOP")).unwrap();
+    eventually(
+        "a run after the kill switch is off",
+        Duration::from_secs(20),
+        || site.runs() > runs,
+    );
+    assert!(site.remedy(&["audit", "verify"]).status.success());
+}
+
+#[test]
+fn schedule_next_lists_firings_in_the_schedules_time_zone() {
+    let site = Site::new("0 30 3 * * *");
+    let out = site.remedy(&["schedule", "next", "--count", "3", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 3);
+    for f in &v {
+        let local = f["local"].as_str().unwrap();
+        assert!(local.contains(" 03:30:00 CE"), "{local}");
+    }
+    let t: Vec<&str> = v.iter().map(|f| f["at"].as_str().unwrap()).collect();
+    assert!(t[0] < t[1] && t[1] < t[2], "{t:?}");
+}
+
+#[test]
+fn a_bad_schedule_is_refused_before_anything_starts() {
+    let site = Site::new("61 * * * *");
+    let out = site.remedy(&["daemon"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("schedule `stamp-often`") && err.contains("cron `61 * * * *`"),
+        "{err}"
+    );
+}
