@@ -535,3 +535,65 @@ steps:
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_rollback_cut_off_by_a_crash_puts_the_lbs_back_when_resumed() {
+    use remedy_engine::resume::{DoneStep, HostResume, ResumeState};
+    let f = Fleet::start(6, 2).await;
+    // What the journal of the dead run says: m1's drain finished (prior:
+    // ready, weight 1 on both LBs), then its rollback started and the
+    // process died. The LBs still have m1 drained.
+    let sink = MemorySink::default();
+    let r = f.run(DRAIN, "m1", &[], false, &sink).await;
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+    let drained = result(&r, "drain").clone();
+    for lb in 0..2 {
+        assert_eq!(f.server(lb, "m1").await.admin, AdminState::Drain);
+    }
+    let mut host = HostResume {
+        rolling_back: true,
+        ..HostResume::default()
+    };
+    host.done.insert(
+        "drain".into(),
+        DoneStep {
+            status: StepStatus::Changed,
+            result: drained,
+        },
+    );
+    let mut state = ResumeState::default();
+    state.hosts.insert("m1".into(), host);
+
+    let rb = compile(Source::new("rb.yaml", DRAIN)).unwrap();
+    let sockets: Vec<String> = f.lbs.iter().map(|h| h.admin_path()).collect();
+    let inv = f.inventory(&sockets);
+    let req = Request {
+        limit: Some("m1".into()),
+        ..Request::default()
+    };
+    let run = bind(&rb, &inv, &req).unwrap();
+    let cancel = AtomicBool::new(false);
+    let resumed_sink = MemorySink::default();
+    let r = Executor {
+        runbook: &rb,
+        run: &run,
+        connector: &LocalConnector,
+        sink: &resumed_sink,
+        clock: &SystemClock,
+        cancel: &cancel,
+        options: RunOptions {
+            resume: Some(state),
+            ..RunOptions::new(false)
+        },
+    }
+    .execute()
+    .await;
+    assert_eq!(r.hosts[0].status, HostStatus::RolledBack, "{r:#?}");
+    for lb in 0..2 {
+        assert_eq!(brief(&f.server(lb, "m1").await), (AdminState::Ready, 1));
+    }
+    assert!(resumed_sink.events().iter().any(|e| matches!(
+        &e.kind,
+        EventKind::StepRolledBack { restored } if restored.len() == 2
+    )));
+}
