@@ -180,11 +180,7 @@ impl Action for HaproxyDrain {
         let server = lb::server_name(ctx, &self.server);
         let lbs = lb::connect_all(ctx).await?;
         let states = lb::read_all(ctx, &lbs, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         let summary = format!("drain {server} on {} LB(s)", lbs.len());
         if states.iter().all(|s| self.done(s)) {
             return Ok(Plan::noop(
@@ -238,11 +234,7 @@ impl Action for HaproxyDrain {
         let server = lb::server_name(ctx, &self.server);
         let lbs = lb::connect_all(ctx).await?;
         let states = lb::read_all(ctx, &lbs, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         self.check_allowed(ctx, &lbs, &states, &server).await?;
         match self.apply_on(ctx, &lbs, &priors, &states, &server).await {
             Ok(v) => Ok(v),

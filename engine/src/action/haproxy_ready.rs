@@ -76,11 +76,7 @@ impl Action for HaproxyReady {
         let server = lb::server_name(ctx, &self.server);
         let lbs = lb::connect_all(ctx).await?;
         let states = lb::read_all(ctx, &lbs, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         if states
             .iter()
             .all(|s| s.admin == AdminState::Ready && s.is_up())
@@ -114,11 +110,7 @@ impl Action for HaproxyReady {
         let server = lb::server_name(ctx, &self.server);
         let lbs = lb::connect_all(ctx).await?;
         let states = lb::read_all(ctx, &lbs, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         match self.apply_on(ctx, &lbs, &priors, &states, &server).await {
             Ok(v) => Ok(v),
             Err((touched, e)) => Err(lb::abandon(ctx, &lbs, &priors, touched, e).await),

@@ -2,7 +2,7 @@
 //! weight of 0 takes it out of rotation like a drain, so it is refused when
 //! no other server of the backend would take traffic.
 
-use super::lb::{self, Prior};
+use super::lb;
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -50,11 +50,7 @@ impl Action for HaproxyWeight {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
         let server = lb::server_name(ctx, &self.server);
         let (lbs, states) = self.inspect(ctx, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         let changes: Vec<Change> = lbs
             .iter()
             .zip(&states)
@@ -88,11 +84,7 @@ impl Action for HaproxyWeight {
     async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
         let server = lb::server_name(ctx, &self.server);
         let (lbs, states) = self.inspect(ctx, &server).await?;
-        let priors: Vec<Prior> = lbs
-            .iter()
-            .zip(&states)
-            .map(|(l, s)| Prior::of(l, s))
-            .collect();
+        let priors = lb::priors(&lbs, &states);
         for (i, (lb, s)) in lbs.iter().zip(&states).enumerate() {
             if s.weight == self.weight {
                 continue;

@@ -127,6 +127,14 @@ impl Prior {
     }
 }
 
+/// Each LB's server as found, in LB order.
+pub fn priors(lbs: &[Lb<'_>], states: &[ServerState]) -> Vec<Prior> {
+    lbs.iter()
+        .zip(states)
+        .map(|(l, s)| Prior::of(l, s))
+        .collect()
+}
+
 /// `ready (UP, weight 1, 0 sessions)`: a server as plans show it.
 pub fn shown(s: &ServerState) -> String {
     format!(
