@@ -57,23 +57,23 @@ struct Lab {
 }
 
 impl Lab {
-    /// A 3-master lab at `prefix.10` (VIP) … `prefix.13`.
-    /// A 3-master lab in address block `net(block)`.
+    /// A 3-master lab in address block `net(block)`: VIP `.10`, masters `.11`–`.13`.
     fn up(block: u8) -> Lab {
+        Lab::up_with(block, &[])
+    }
+
+    /// The same, with more `remedy lab up` options (e.g. `--lbs 2`).
+    fn up_with(block: u8, extra: &[&str]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let prefix = net(block);
         let lab = Lab {
             dir,
             prefix: prefix.clone(),
         };
-        ok(&remedy(&[
-            "lab",
-            "up",
-            "--dir",
-            lab.dir_str(),
-            "--base-address",
-            &format!("{prefix}.10"),
-        ]));
+        let base = format!("{prefix}.10");
+        let mut args = vec!["lab", "up", "--dir", lab.dir_str(), "--base-address", &base];
+        args.extend_from_slice(extra);
+        ok(&remedy(&args));
         lab
     }
     fn dir_str(&self) -> &str {
@@ -95,6 +95,51 @@ impl Lab {
     fn exec(&self, target: &str, cmd: &str) -> String {
         ok(&remedy(&["exec", "-i", &self.inv(), target, "--", cmd]))
     }
+    /// LB `i`'s admin socket (lb-1's is `haproxy.sock`).
+    fn lb_socket(&self, i: usize) -> PathBuf {
+        match i {
+            1 => self.dir.path().join("haproxy.sock"),
+            i => self.dir.path().join(format!("haproxy-lb-{i}.sock")),
+        }
+    }
+    /// One command to LB `i`'s HAProxy; its answer.
+    fn haproxy(&self, i: usize, cmd: &str) -> String {
+        sh(&format!(
+            "echo '{cmd}' | socat stdio UNIX-CONNECT:{}",
+            self.lb_socket(i).display()
+        ))
+    }
+    /// A master's server on LB `i`, straight from HAProxy.
+    fn lb_server(&self, i: usize, server: &str) -> LbServer {
+        let stat = self.haproxy(i, "show stat -1 4 -1");
+        let row: Vec<String> = stat
+            .lines()
+            .find(|l| l.starts_with(&format!("kube-apiserver,{server},")))
+            .unwrap_or_else(|| panic!("no {server} on lb-{i}: {stat}"))
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let state = self.haproxy(i, "show servers state kube-apiserver");
+        let srv: Vec<&str> = state
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(3) == Some(&server))
+            .unwrap_or_else(|| panic!("no {server} on lb-{i}: {state}"));
+        LbServer {
+            status: row[17].clone(),
+            scur: row[4].parse().unwrap(),
+            admin_bits: srv[6].parse().unwrap(),
+            weight: srv[7].parse().unwrap(),
+        }
+    }
+    /// Until `server` is exactly UP on LB `i`.
+    fn wait_lb_up(&self, i: usize, server: &str) {
+        eventually(
+            &format!("{server} UP on lb-{i}"),
+            Duration::from_secs(20),
+            || self.lb_server(i, server).status == "UP",
+        );
+    }
     fn pod_state(&self, host: &str, pod: &str) -> Option<serde_json::Value> {
         let p = self
             .dir
@@ -105,6 +150,16 @@ impl Lab {
             .join(format!("{pod}.json"));
         serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
     }
+}
+
+/// A server as one LB's HAProxy shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct LbServer {
+    status: String,
+    scur: u64,
+    /// `srv_admin_state`: 0 ready, 0x01 maint, 0x08 drain.
+    admin_bits: u32,
+    weight: u32,
 }
 
 impl Drop for Lab {
@@ -502,6 +557,13 @@ fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout(
     let m2 = lab.kube("master-2").join("manifests/kube-apiserver.yaml");
     let m2_bytes = std::fs::read(&m2).unwrap();
     let m3_state = lab.pod_state("master-3", "kube-apiserver").unwrap()["container_id"].clone();
+    // An operator's weight on master-2: rollback puts back exactly that.
+    assert_eq!(
+        lab.haproxy(1, "set server kube-apiserver/master-2 weight 7"),
+        ""
+    );
+    let lb_before = lab.lb_server(1, "master-2");
+    assert_eq!((lb_before.admin_bits, lb_before.weight), (0, 7));
     let out = remedy(&[
         "run",
         "static-pod-restart",
@@ -540,6 +602,26 @@ fn static_pods_restart_as_new_containers_and_a_failing_master_stops_the_rollout(
     assert_eq!(
         lab.pod_state("master-3", "kube-apiserver").unwrap()["container_id"],
         m3_state,
+        "master-3 untouched"
+    );
+    // master-2 was drained before its restart; the rollback put it back on
+    // the LB as it was, and said so.
+    let lb_after = lab.lb_server(1, "master-2");
+    assert_eq!(
+        (lb_after.admin_bits, lb_after.weight),
+        (0, 7),
+        "{lb_after:?}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("[undone]") && l.contains("haproxy.drain")),
+        "{stdout}"
+    );
+    let m3_lb = lab.lb_server(1, "master-3");
+    assert_eq!(
+        (m3_lb.admin_bits, m3_lb.weight),
+        (0, 1),
         "master-3 untouched"
     );
 }
@@ -1103,4 +1185,229 @@ fn a_run_killed_at_any_point_is_finished_by_resume_with_an_intact_journal() {
             .all(|r| r["status"] == "ok"),
         "{runs}"
     );
+}
+
+/// Opens HTTPS connections to `url` back to back (curl, a new TLS connection
+/// each) until stopped; counts those that got a 200 and those that did not.
+struct ClientLoop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl ClientLoop {
+    fn start(url: String) -> ClientLoop {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = Command::new("curl")
+                    .args([
+                        "-sk",
+                        "--max-time",
+                        "5",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .arg(&url)
+                    .output()
+                    .unwrap();
+                if out.stdout == b"200" {
+                    ok += 1;
+                } else {
+                    failed.push(format!(
+                        "{:?}: http {} {}",
+                        std::time::SystemTime::now(),
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
+            (ok, failed)
+        });
+        ClientLoop { stop, thread }
+    }
+
+    fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+/// The first master with an open session on LB `i`.
+fn server_with_session(lab: &Lab, i: usize) -> String {
+    let mut found = None;
+    eventually("a session on a server", Duration::from_secs(5), || {
+        found = ["master-1", "master-2", "master-3"]
+            .into_iter()
+            .find(|m| lab.lb_server(i, m).scur > 0);
+        found.is_some()
+    });
+    found.unwrap().to_string()
+}
+
+#[test]
+fn issue_8_masters_are_drained_on_every_lb_and_a_rolling_restart_loses_no_connection() {
+    let lab = Lab::up_with(129, &["--lbs", "2"]);
+    let inv = lab.inv();
+    let lb2 = format!("{}.112", lab.prefix);
+    let vip = lab.addr(0);
+    let masters = ["master-1", "master-2", "master-3"];
+    for i in 1..=2 {
+        for m in masters {
+            lab.wait_lb_up(i, m);
+        }
+    }
+
+    // The dry-run reads both LBs and shows each transition.
+    let plan = ok(&remedy(&[
+        "plan", "lb-drain", "-i", &inv, "--limit", "master-1",
+    ]));
+    for lb in ["lb-1", "lb-2"] {
+        assert!(
+            plan.contains(&format!("{lb}: kube-apiserver/master-1 ready (UP, weight 1, 0 sessions) → drain, wait up to 2m for 0 sessions (else fail and put it back)")),
+            "{plan}"
+        );
+    }
+
+    // A drain waits for an open connection to end.
+    let conn = TcpStream::connect((vip.as_str(), 6443)).unwrap();
+    let held = server_with_session(&lab, 1);
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(conn);
+    });
+    let started = Instant::now();
+    let out = ok(&remedy(&[
+        "run", "lb-drain", "-i", &inv, "--limit", &held, "--yes", "-o", "json",
+    ]));
+    let drain_time = started.elapsed();
+    closer.join().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let result = &report["hosts"][0]["steps"][0]["result"];
+    assert!(result["waited_secs"].as_u64().unwrap() >= 1, "{result}");
+    assert_eq!(result["sessions_cut"], 0);
+    assert!(drain_time >= Duration::from_secs(2), "{drain_time:?}");
+    for i in 1..=2 {
+        let s = lab.lb_server(i, &held);
+        assert_eq!(
+            (s.status.as_str(), s.admin_bits, s.scur),
+            ("DRAIN", 0x08, 0)
+        );
+    }
+    eprintln!("drain of {held} with a connection open for 2s took {drain_time:?}");
+    ok(&remedy(&[
+        "run", "lb-ready", "-i", &inv, "--limit", &held, "--yes",
+    ]));
+    for i in 1..=2 {
+        assert_eq!(lab.lb_server(i, &held).status, "UP", "exactly UP again");
+    }
+
+    // Two LBs: a connection through lb-2 that stays. lb-1 drains at once,
+    // lb-2 times out: both are put back, and the run says so.
+    let conn = TcpStream::connect((lb2.as_str(), 6443)).unwrap();
+    let held = server_with_session(&lab, 2);
+    let out = remedy(&[
+        "run",
+        "lb-drain",
+        "-i",
+        &inv,
+        "--limit",
+        &held,
+        "-p",
+        "timeout=2s",
+        "--yes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "server {held} in backend kube-apiserver on lb-2: zero sessions not reached within 2s"
+        )) && stdout.contains("the server was put back as it was on lb-1, lb-2"),
+        "{stdout}"
+    );
+    for i in 1..=2 {
+        let s = lab.lb_server(i, &held);
+        assert_eq!((s.admin_bits, s.weight), (0, 1), "lb-{i}: {s:?}");
+    }
+    assert_eq!(
+        lab.lb_server(2, &held).scur,
+        1,
+        "the connection was not cut"
+    );
+    drop(conn);
+
+    // Draining the last server that is UP is refused, with nothing changed.
+    for m in ["master-2", "master-3"] {
+        ok(&remedy(&[
+            "lab",
+            "break",
+            "lb-backend-down",
+            "--host",
+            m,
+            "--dir",
+            lab.dir_str(),
+        ]));
+    }
+    let out = remedy(&[
+        "run", "lb-drain", "-i", &inv, "--limit", "master-1", "--yes",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("refusing to drain master-1 in backend kube-apiserver on lb-1: 0 other server(s) would take traffic, fewer than min_up 1; up: none; not up: master-2 (MAINT), master-3 (MAINT)"),
+        "{stdout}{stderr}"
+    );
+    for i in 1..=2 {
+        assert_eq!(lab.lb_server(i, "master-1").status, "UP");
+    }
+    // lb-ready brings them back from maintenance, exactly UP on both LBs.
+    ok(&remedy(&[
+        "run",
+        "lb-ready",
+        "-i",
+        &inv,
+        "--limit",
+        "master-2,master-3",
+        "--yes",
+    ]));
+    for i in 1..=2 {
+        for m in masters {
+            assert_eq!(lab.lb_server(i, m).status, "UP", "{m} on lb-{i}");
+        }
+    }
+
+    // A rolling restart of every API server behind the VIP while a client
+    // opens TLS connections to it back to back: none fails.
+    let clients = ClientLoop::start(format!("https://{vip}:6443/healthz"));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let out = ok(&remedy(&["run", "static-pod-restart", "-i", &inv, "--yes"]));
+    let roll = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (good, failed) = clients.stop();
+    eprintln!(
+        "rolling restart of 3 masters behind 2 LBs: {roll:?}, {good} connections to the VIP, {} failed",
+        failed.len()
+    );
+    assert!(out.contains("3 hosts: 3 changed"), "{out}");
+    assert!(
+        failed.is_empty(),
+        "failed connections during the roll:\n{}",
+        failed.join("\n")
+    );
+    assert!(good > 50, "only {good} connections in {roll:?}");
+    for i in 1..=2 {
+        for m in masters {
+            let s = lab.lb_server(i, m);
+            assert_eq!(
+                (s.status.as_str(), s.admin_bits, s.weight),
+                ("UP", 0, 1),
+                "{m} on lb-{i}"
+            );
+        }
+    }
 }

@@ -24,6 +24,10 @@ pub enum ActionKind {
     CertCheck,
     CertRenew,
     CertServed,
+    HaproxyStat,
+    HaproxyDrain,
+    HaproxyReady,
+    HaproxyWeight,
 }
 
 /// The type an argument's value must have.
@@ -112,8 +116,23 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
     res!("error", "the failure's message when `failed`, else empty"),
 ];
 
+/// The `server` argument every `haproxy.*` action takes.
+const SERVER_ARG: ArgSpec = arg!(
+    "server",
+    ArgKind::Str,
+    false,
+    "this master's server name in the LBs' backend (default: host var haproxy_server, else the host's inventory name)"
+);
+
+/// What `haproxy.drain|ready|weight` found before changing anything: what
+/// undo (rollback) restores.
+const PRIOR_RESULT: ResultSpec = res!(
+    "prior",
+    "per LB, the server before the step: {lb, backend, server, admin, weight, status}; rollback restores admin state and weight exactly"
+);
+
 impl ActionKind {
-    pub const ALL: [ActionKind; 14] = [
+    pub const ALL: [ActionKind; 18] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -128,6 +147,10 @@ impl ActionKind {
         ActionKind::CertCheck,
         ActionKind::CertRenew,
         ActionKind::CertServed,
+        ActionKind::HaproxyStat,
+        ActionKind::HaproxyDrain,
+        ActionKind::HaproxyReady,
+        ActionKind::HaproxyWeight,
     ];
 
     pub fn name(self) -> &'static str {
@@ -146,6 +169,10 @@ impl ActionKind {
             ActionKind::CertCheck => "cert.check",
             ActionKind::CertRenew => "cert.renew",
             ActionKind::CertServed => "cert.served",
+            ActionKind::HaproxyStat => "haproxy.stat",
+            ActionKind::HaproxyDrain => "haproxy.drain",
+            ActionKind::HaproxyReady => "haproxy.ready",
+            ActionKind::HaproxyWeight => "haproxy.weight",
         }
     }
 
@@ -177,6 +204,10 @@ impl ActionKind {
             ActionKind::CertCheck => "list every certificate of a master with its expiry, like `kubeadm certs check-expiration` (read-only)",
             ActionKind::CertRenew => "renew the leaf certificates and kubeconfig client certificates like `kubeadm certs renew all`",
             ActionKind::CertServed => "check that an endpoint serves the certificate in a file (by SHA-256 fingerprint)",
+            ActionKind::HaproxyStat => "read this master's server and its backend on every load balancer (group `lbs`) through HAProxy's runtime API (read-only)",
+            ActionKind::HaproxyDrain => "take this master out of every load balancer: state drain, wait for its sessions to end, optionally cut them and set maint; refused when too few other servers would stay UP",
+            ActionKind::HaproxyReady => "put this master back into every load balancer: state ready, then wait until its status is exactly UP everywhere",
+            ActionKind::HaproxyWeight => "set this master's weight on every load balancer",
         }
     }
 
@@ -184,7 +215,11 @@ impl ActionKind {
     pub fn read_only(self) -> bool {
         matches!(
             self,
-            ActionKind::WaitUntil | ActionKind::Assert | ActionKind::Script | ActionKind::HostSkip
+            ActionKind::WaitUntil
+                | ActionKind::Assert
+                | ActionKind::Script
+                | ActionKind::HostSkip
+                | ActionKind::HaproxyStat
         )
     }
 
@@ -256,6 +291,22 @@ impl ActionKind {
                 arg!("endpoint", Str, true, "host:port to open TLS to, from the host itself"),
                 arg!("expect", Str, true, "path of the certificate (PEM) the endpoint must serve"),
             ],
+            ActionKind::HaproxyStat => &[SERVER_ARG],
+            ActionKind::HaproxyDrain => &[
+                SERVER_ARG,
+                arg!("timeout", Duration, false, "how long to wait for the server's sessions to end on every LB (default 2m)"),
+                arg!("shutdown_sessions", Bool, false, "when sessions remain at the timeout, cut them (`shutdown sessions server`) instead of failing (default false)"),
+                arg!("maint", Bool, false, "after draining, put the server into maintenance (default false)"),
+                arg!("min_up", Int, false, "other servers of the backend that must stay UP (weight above 0) on each LB, or the drain is refused (default 1)"),
+            ],
+            ActionKind::HaproxyReady => &[
+                SERVER_ARG,
+                arg!("timeout", Duration, false, "how long to wait for status exactly UP on every LB (default 2m)"),
+            ],
+            ActionKind::HaproxyWeight => &[
+                SERVER_ARG,
+                arg!("weight", Int, true, "the weight, 0 to 256"),
+            ],
         }
     }
 
@@ -315,6 +366,21 @@ impl ActionKind {
                 res!("expected_sha256", "fingerprint of the certificate in the file"),
                 res!("matches", "true when they are the same certificate"),
             ],
+            ActionKind::HaproxyStat => &[
+                res!("servers", "every server of the backend on every LB: {lb, backend, server, status, admin, weight, scur, check_status}"),
+                res!("server", "this master's own server, one entry per LB (same fields)"),
+                res!("up", "the fewest servers taking traffic (status exactly UP, weight above 0) in the backend on any LB"),
+            ],
+            ActionKind::HaproxyDrain => &[
+                PRIOR_RESULT,
+                res!("waited_secs", "seconds spent waiting for sessions to end"),
+                res!("sessions_cut", "sessions cut by `shutdown_sessions` (0 when they ended by themselves)"),
+            ],
+            ActionKind::HaproxyReady => &[
+                PRIOR_RESULT,
+                res!("waited_secs", "seconds spent waiting for status UP"),
+            ],
+            ActionKind::HaproxyWeight => &[PRIOR_RESULT],
         })
     }
 

@@ -40,7 +40,7 @@ const STEP_KEYS: &[&str] = &[
     "on_failure",
 ];
 const PARAM_KEYS: &[&str] = &["type", "default", "enum", "required", "doc"];
-const HOST_FIELDS: &[&str] = &["name", "address", "port", "user", "groups", "vars"];
+const HOST_FIELDS: &[&str] = &["name", "address", "port", "user", "groups", "vars", "lbs"];
 
 /// Check a runbook completely. Nothing that fails here can run.
 pub fn compile(source: Arc<Source>) -> Result<Runbook, Diagnostics> {

@@ -27,7 +27,13 @@ pub struct BoundRun {
     pub params: Map<String, Value>,
     /// Names of params whose values must never be shown.
     pub secrets: Vec<String>,
+    /// The inventory's load balancers (group `lbs`), which `haproxy.*`
+    /// steps act on from whichever master they run for.
+    pub lbs: Vec<Host>,
 }
+
+/// The inventory group whose hosts are the load balancers.
+pub const LB_GROUP: &str = "lbs";
 
 pub fn bind(
     runbook: &Runbook,
@@ -79,10 +85,17 @@ pub fn bind(
         .filter(|p| p.ty == remedy_dsl::ParamType::Secret)
         .map(|p| p.name.clone())
         .collect();
+    let lbs = inventory
+        .hosts
+        .iter()
+        .filter(|h| h.groups.iter().any(|g| g == LB_GROUP))
+        .cloned()
+        .collect();
     diags.into_result(BoundRun {
         hosts,
         params,
         secrets,
+        lbs,
     })
 }
 

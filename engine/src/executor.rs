@@ -5,7 +5,9 @@
 //! host's changes in reverse, stop, or continue. `max_failed` stops the rollout
 //! before its next batch. Every transition is an event through one sink.
 
-use crate::action::{failed_result, instantiate, result, skipped_result, ActionError, StepCtx};
+use crate::action::{
+    failed_result, instantiate, result, skipped_result, undoes_from_result, ActionError, StepCtx,
+};
 use crate::backup::{self, BackupRecord};
 use crate::bind::BoundRun;
 use crate::clock::Clock;
@@ -262,7 +264,7 @@ impl Executor<'_> {
         let mut bindings = Bindings {
             source: self.runbook.source.clone(),
             params: self.run.params.clone(),
-            host: host.to_json(),
+            host: self.host_json(host),
             steps: BTreeMap::new(),
         };
         // Steps that changed the host, with their backups, for rollback.
@@ -273,17 +275,29 @@ impl Executor<'_> {
             // The process died while undoing this host: restore every backup
             // it recorded again (restoring is idempotent), newest first.
             for step in &self.runbook.steps {
-                if let Some(b) = r.backups.get(&step.id) {
-                    let mut s =
-                        StepReport::new(&step.id, step.action.name(), StepStatus::Changed, "");
-                    s.backups = b.clone();
-                    applied.push((report.steps.len(), b.clone()));
+                let done = r
+                    .done
+                    .get(&step.id)
+                    .filter(|d| d.status == StepStatus::Changed);
+                let backups = r.backups.get(&step.id).cloned().unwrap_or_default();
+                let mut s = StepReport::new(&step.id, step.action.name(), StepStatus::Changed, "");
+                s.backups = backups;
+                s.result = done.map(|d| d.result.clone());
+                if needs_undo(&s) {
+                    applied.push((report.steps.len(), s.backups.clone()));
                     report.steps.push(s);
                 }
             }
             report.error = Some("the run stopped while rolling this host back".into());
             report.status = self
-                .rollback(name, transport.as_ref(), &mut report, &applied, "(resumed)")
+                .rollback(
+                    host,
+                    transport.as_ref(),
+                    &mut report,
+                    &applied,
+                    "(resumed)",
+                    &bindings,
+                )
                 .await;
             let _ = self.emit(
                 Some(name),
@@ -307,7 +321,7 @@ impl Executor<'_> {
                 r.backups = resumed
                     .and_then(|h| h.backups.get(&step.id).cloned())
                     .unwrap_or_default();
-                if !r.backups.is_empty() {
+                if needs_undo(&r) {
                     applied.push((report.steps.len(), r.backups.clone()));
                 }
                 if step.action == ActionKind::HostSkip && done.status != StepStatus::Skipped {
@@ -342,7 +356,7 @@ impl Executor<'_> {
                 .await
             {
                 StepEnd::Done(r) => {
-                    if !r.backups.is_empty() {
+                    if needs_undo(&r) {
                         applied.push((report.steps.len(), r.backups.clone()));
                     }
                     report.steps.push(r);
@@ -413,7 +427,7 @@ impl Executor<'_> {
                             };
                             let t = fresh.as_deref().unwrap_or(transport.as_ref());
                             report.status = self
-                                .rollback(name, t, &mut report, &applied, &step.id)
+                                .rollback(host, t, &mut report, &applied, &step.id, &bindings)
                                 .await;
                         }
                     }
@@ -522,16 +536,27 @@ impl Executor<'_> {
         problems
     }
 
+    /// What `host` is in Rhai: the inventory host, plus `lbs`, the names of
+    /// the load balancers in front of it (group `lbs`).
+    fn host_json(&self, host: &Host) -> Value {
+        let mut v = host.to_json();
+        v["lbs"] = self.run.lbs.iter().map(|h| h.name.clone()).collect();
+        v
+    }
+
     /// Undo this host's applied steps in reverse: restore every backup (prior
-    /// bytes, mode, owner — or absence).
+    /// bytes, mode, owner — or absence), and put back what a step recorded
+    /// in its result when its change is not a file (an LB server's state).
     async fn rollback(
         &self,
-        host: &str,
+        host_entry: &Host,
         t: &dyn Transport,
         report: &mut HostReport,
         applied: &[(usize, Vec<BackupRecord>)],
         failed_step: &str,
+        bindings: &Bindings,
     ) -> HostStatus {
+        let host = host_entry.name.as_str();
         let _ = self.emit(
             Some(host),
             None,
@@ -566,6 +591,47 @@ impl Executor<'_> {
                     return HostStatus::RollbackFailed;
                 }
                 restored.push(b.path.clone());
+            }
+            if let Some(value) = report.steps[*index].result.clone().filter(|_| {
+                ActionKind::from_name(&report.steps[*index].action).is_some_and(undoes_from_result)
+            }) {
+                let step = self.runbook.steps.iter().find(|s| s.id == step_id);
+                let undone = match step {
+                    Some(step) => {
+                        let quiet = |_: &str, _: u64| {};
+                        let ctx = self.ctx(
+                            t,
+                            host_entry,
+                            step,
+                            bindings,
+                            &quiet,
+                            self.options.command_timeout,
+                        );
+                        crate::action::undo(&ctx, &value).await
+                    }
+                    None => Err(ActionError::failed(format!(
+                        "step `{step_id}` is no longer in the runbook"
+                    ))),
+                };
+                match undone {
+                    Ok(lines) => restored.extend(lines),
+                    Err(e) => {
+                        let msg = format!("rollback of step `{step_id}` failed: {e}");
+                        let _ = self.emit(
+                            Some(host),
+                            Some(&step_id),
+                            EventKind::RollbackFailed { error: msg.clone() },
+                        );
+                        report.error = Some(format!(
+                            "{}; then {msg}",
+                            report.error.clone().unwrap_or_default()
+                        ));
+                        report.hint = Some(
+                            "put the server back by hand on each LB as the message says, then check it with `remedy plan lb-ready`".into(),
+                        );
+                        return HostStatus::RollbackFailed;
+                    }
+                }
             }
             if report.steps[*index].status == StepStatus::Changed {
                 report.steps[*index].status = StepStatus::RolledBack;
@@ -1044,6 +1110,8 @@ impl Executor<'_> {
             clock: self.clock,
             progress,
             command_timeout,
+            connector: self.connector,
+            lbs: &self.run.lbs,
         }
     }
 
@@ -1147,6 +1215,15 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// A finished step rollback must undo: it took backups, or its change is
+/// restored from its result.
+fn needs_undo(r: &StepReport) -> bool {
+    !r.backups.is_empty()
+        || (r.status == StepStatus::Changed
+            && r.result.is_some()
+            && ActionKind::from_name(&r.action).is_some_and(undoes_from_result))
 }
 
 /// Where backups of one side (the host, or the jump host) go.

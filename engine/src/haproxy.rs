@@ -422,11 +422,15 @@ impl<'a> RuntimeApi<'a> {
     pub async fn servers(&self, backend: &str) -> Result<Vec<ServerState>, HaproxyError> {
         check_name("backend name", backend)?;
         // Both reads on one connection: one round trip, and HAProxy runs them
-        // back to back, so the two halves describe the same moment.
-        let line = format!("show stat {backend} 4 -1;show servers state {backend}");
+        // back to back, so the two halves describe the same moment. `show
+        // stat` gets every proxy's servers (`-1 4 -1`), not `<backend>`'s: a
+        // frontend of the same name (`frontend kube-apiserver` beside
+        // `backend kube-apiserver`, as in the lab) would answer for the name
+        // with no server rows. parse_servers keeps the backend's.
+        let line = format!("show stat -1 4 -1;show servers state {backend}");
         let reply = self.exchange(&line).await?;
         let (stat, state) = reply.split_once("\n\n").unwrap_or((&reply, ""));
-        if stat.trim() == "No such proxy." || state.trim() == "Can't find backend." {
+        if state.trim() == "Can't find backend." {
             return Err(self.no_such_backend(backend).await);
         }
         parse_servers(stat, state).map_err(|source| HaproxyError::Parse {
@@ -660,7 +664,7 @@ mod tests {
     }
 
     /// A socket that answers every connection with HAProxy's captured reply
-    /// to `show stat k8s 4 -1;show servers state k8s`.
+    /// to `show stat -1 4 -1;show servers state k8s`.
     fn fake_haproxy(path: &std::path::Path) {
         let listener = tokio::net::UnixListener::bind(path).unwrap();
         tokio::spawn(async move {

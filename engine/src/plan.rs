@@ -31,6 +31,15 @@ pub enum Change {
         from: String,
         to: String,
     },
+    /// A server's state on a load balancer changes (`from`/`to` as
+    /// HAProxy shows it: admin state, status, weight, sessions).
+    Server {
+        lb: String,
+        backend: String,
+        server: String,
+        from: String,
+        to: String,
+    },
     /// Anything else worth telling (e.g. a wait).
     Note { text: String },
 }

@@ -61,6 +61,7 @@ mod tests {
                 .cloned()
                 .unwrap(),
             secrets: vec!["token".into()],
+            lbs: Vec::new(),
         };
         let r = Redactor::new(&run);
         assert_eq!(

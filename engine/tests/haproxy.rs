@@ -460,7 +460,7 @@ async fn a_missing_socket_a_dead_port_and_a_silent_socket() {
     assert_eq!(
         err.to_string(),
         format!(
-            "HAProxy on lb ({}) did not answer `show stat k8s 4 -1;show servers state k8s` within 0.3s",
+            "HAProxy on lb ({}) did not answer `show stat -1 4 -1;show servers state k8s` within 0.3s",
             silent.display()
         )
     );

@@ -95,6 +95,8 @@ pub struct UpOptions {
     /// Leaf certificate lifetime from now, in seconds; negative = already expired.
     pub cert_expiry_secs: i64,
     pub etcd_quota_bytes: Option<u64>,
+    /// Load balancers: lb-1 at the VIP, more on their own addresses.
+    pub lbs: usize,
     /// The `remedy` binary (runs the kubelet and API-server stand-ins).
     pub remedy_exe: PathBuf,
 }
@@ -107,11 +109,17 @@ pub struct LabState {
     pub base: Ipv4Addr,
     pub cert_expiry_secs: i64,
     pub etcd_quota_bytes: Option<u64>,
+    #[serde(default = "one")]
+    pub lbs: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl LabState {
     pub fn layout(&self) -> Layout {
-        Layout::new(&self.dir, self.masters, self.base)
+        Layout::new(&self.dir, self.masters, self.base).with_lbs(self.lbs)
     }
 
     pub fn load(dir: &Path) -> Result<LabState, LabError> {
@@ -259,7 +267,8 @@ fn speaks_ssh(addr: SocketAddr) -> bool {
     s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
 }
 
-fn haproxy_config(layout: &Layout) -> String {
+/// LB `i`'s HAProxy: every master behind `lb_addr(i):6443`, an admin socket.
+fn haproxy_config(layout: &Layout, i: usize) -> String {
     let mut servers = String::new();
     for i in 1..=layout.masters {
         servers.push_str(&format!(
@@ -269,8 +278,8 @@ fn haproxy_config(layout: &Layout) -> String {
     }
     format!(
         "# remedy lab: the load balancer in front of the masters' API servers\nglobal\n  stats socket {sock} mode 600 level admin\n  stats timeout 30s\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 10m\n  timeout server 10m\n  default-server inter 1s fall 2 rise 2\n\nfrontend kube-apiserver\n  bind {vip}:6443\n  default_backend kube-apiserver\n\nbackend kube-apiserver\n  option tcp-check\n  balance roundrobin\n{servers}",
-        sock = layout.haproxy_socket().display(),
-        vip = layout.vip(),
+        sock = layout.lb_socket(i).display(),
+        vip = layout.lb_addr(i),
     )
 }
 
@@ -280,11 +289,14 @@ fn inventory(layout: &Layout) -> String {
         let addr = layout.master_addr(i + 1);
         hosts.push_str(&format!("  {name}: {{ address: {addr}, port: {SSH_PORT}, groups: [masters, etcd], vars: {{ node_ip: {addr} }} }}\n"));
     }
-    hosts.push_str(&format!(
-        "  lb-1: {{ address: {vip}, port: {SSH_PORT}, groups: [lbs], vars: {{ haproxy_socket: {sock}, haproxy_backend: kube-apiserver }} }}\n",
-        vip = layout.vip(),
-        sock = layout.haproxy_socket().display()
-    ));
+    // Masters need no haproxy_server: HAProxy's servers carry their names.
+    for (i, name) in layout.lb_names().iter().enumerate() {
+        hosts.push_str(&format!(
+            "  {name}: {{ address: {addr}, port: {SSH_PORT}, groups: [lbs], vars: {{ haproxy_socket: {sock}, haproxy_backend: kube-apiserver }} }}\n",
+            addr = layout.lb_addr(i + 1),
+            sock = layout.lb_socket(i + 1).display()
+        ));
+    }
     format!(
         "# Written by `remedy lab up`: the lab's masters and load balancer.\n# Use it with `--inventory lab` (the default lab) or `--inventory {inv}`.\n# A practice cluster: runs need no approval here (production inventories say who approves).\napproval: none\nssh:\n  user: root\n  identity_file: {key}\n  known_hosts: {kh}\n  connect_timeout: 10s\nvars:\n  lab_dir: {dir}\n  vip: \"{vip}\"\nhosts:\n{hosts}",
         inv = layout.inventory().display(),
@@ -324,7 +336,7 @@ fn wait_https_ok(url: &str, timeout: Duration) -> bool {
 /// Build and start a lab. `progress` gets one line per stage.
 pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabState, LabError> {
     check_prerequisites()?;
-    let layout = Layout::new(&opts.dir, opts.masters, opts.base);
+    let layout = Layout::new(&opts.dir, opts.masters, opts.base).with_lbs(opts.lbs);
     let alive = process::recorded(&layout.dir)
         .iter()
         .filter(|r| r.alive())
@@ -352,6 +364,7 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabState, 
         base: opts.base,
         cert_expiry_secs: opts.cert_expiry_secs,
         etcd_quota_bytes: opts.etcd_quota_bytes,
+        lbs: layout.lbs,
     };
     // lab.json first: from here on `down` knows this is a lab.
     fs::write(
@@ -418,7 +431,13 @@ fn start(
         .into_iter()
         .enumerate()
         .map(|(i, n)| (n, layout.master_addr(i + 1)))
-        .chain([("lb-1".to_string(), layout.vip())])
+        .chain(
+            layout
+                .lb_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (n, layout.lb_addr(i + 1))),
+        )
         .collect();
     for (name, addr) in &hosts {
         let h = layout.host_dir(name);
@@ -465,23 +484,24 @@ fn start(
         )
         .map_err(io(format!("start the kubelet stand-in of {name}")))?;
     }
-    progress(&format!(
-        "starting lb-1: sshd on {}:{SSH_PORT}, HAProxy on {}:6443",
-        layout.vip(),
-        layout.vip()
-    ));
-    start_sshd(layout, "lb-1", layout.vip(), &[])?;
-    let cfg = layout.dir.join("haproxy.cfg");
-    fs::write(&cfg, haproxy_config(layout)).map_err(io("write haproxy.cfg"))?;
-    let mut haproxy = Command::new("haproxy");
-    haproxy.arg("-db").arg("-f").arg(&cfg);
-    process::spawn(
-        &layout.dir,
-        "lb-1-haproxy",
-        haproxy,
-        &layout.logs().join("lb-1").join("haproxy.log"),
-    )
-    .map_err(io("start haproxy"))?;
+    for (i, name) in layout.lb_names().iter().enumerate() {
+        let addr = layout.lb_addr(i + 1);
+        progress(&format!(
+            "starting {name}: sshd on {addr}:{SSH_PORT}, HAProxy on {addr}:6443"
+        ));
+        start_sshd(layout, name, addr, &[])?;
+        let cfg = layout.host_dir(name).join("haproxy.cfg");
+        fs::write(&cfg, haproxy_config(layout, i + 1)).map_err(io("write haproxy.cfg"))?;
+        let mut haproxy = Command::new("haproxy");
+        haproxy.arg("-db").arg("-f").arg(&cfg);
+        process::spawn(
+            &layout.dir,
+            &format!("{name}-haproxy"),
+            haproxy,
+            &layout.logs().join(name).join("haproxy.log"),
+        )
+        .map_err(io(format!("start haproxy of {name}")))?;
+    }
     fs::write(layout.inventory(), inventory(layout)).map_err(io("write inventory.yaml"))?;
 
     if opts.cert_expiry_secs <= 0 {
@@ -521,13 +541,20 @@ fn start(
             });
         }
     }
-    let vip = format!("https://{}:6443/readyz", layout.vip());
-    if !wait_https_ok(&vip, Duration::from_secs(30)) {
-        return Err(LabError::NotReady {
-            what: format!("HAProxy's frontend ({vip})"),
-            secs: 30,
-            log: layout.logs().join("lb-1/haproxy.log").display().to_string(),
-        });
+    for (i, name) in layout.lb_names().iter().enumerate() {
+        let url = format!("https://{}:6443/readyz", layout.lb_addr(i + 1));
+        if !wait_https_ok(&url, Duration::from_secs(30)) {
+            return Err(LabError::NotReady {
+                what: format!("the HAProxy frontend of {name} ({url})"),
+                secs: 30,
+                log: layout
+                    .logs()
+                    .join(name)
+                    .join("haproxy.log")
+                    .display()
+                    .to_string(),
+            });
+        }
     }
     Ok(())
 }
@@ -598,12 +625,14 @@ pub fn status(dir: &Path) -> Result<(LabState, Vec<Check>), LabError> {
             detail: format!("{addr}:2379"),
         });
     }
-    let vip = format!("https://{}:6443/readyz", layout.vip());
-    checks.push(Check {
-        what: "HAProxy frontend /readyz".into(),
-        ok: wait_https_ok(&vip, Duration::from_millis(500)),
-        detail: vip,
-    });
+    for (i, name) in layout.lb_names().iter().enumerate() {
+        let url = format!("https://{}:6443/readyz", layout.lb_addr(i + 1));
+        checks.push(Check {
+            what: format!("{name} HAProxy frontend /readyz"),
+            ok: wait_https_ok(&url, Duration::from_millis(500)),
+            detail: url,
+        });
+    }
     Ok((state, checks))
 }
 
@@ -666,15 +695,18 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
             Ok(format!("{host}: etcd's manifest now has a flag etcd rejects (--lab-fault=member-down); the member crash-loops until it is removed"))
         }
         "lb-backend-down" => {
-            let reply = haproxy_command(
-                &layout.haproxy_socket(),
-                &format!("set server kube-apiserver/{host} state maint"),
-            )?;
-            if !reply.trim().is_empty() {
-                return Err(LabError::Fault(format!("HAProxy said: {}", reply.trim())));
+            for i in 1..=layout.lbs {
+                let reply = haproxy_command(
+                    &layout.lb_socket(i),
+                    &format!("set server kube-apiserver/{host} state maint"),
+                )?;
+                if !reply.trim().is_empty() {
+                    return Err(LabError::Fault(format!("HAProxy said: {}", reply.trim())));
+                }
             }
             Ok(format!(
-                "{host}: in maintenance in HAProxy's backend kube-apiserver"
+                "{host}: in maintenance in HAProxy's backend kube-apiserver on {}",
+                layout.lb_names().join(", ")
             ))
         }
         "manifest-stranded" => {

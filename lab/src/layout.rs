@@ -4,8 +4,9 @@
 //! Master *i* listens on `base + i` (127.0.0.11 for master-1 with the default
 //! base 127.0.0.10): sshd on :2222, API server on :6443, etcd on :2379/:2380.
 //! The base address itself is the load balancer's VIP (HAProxy, :6443) and the
-//! lb host's sshd. `--base-address` moves the whole lab, so tests run beside a
-//! lab that is up.
+//! lb-1 host's sshd; lb-*i* (i ≥ 2, `--lbs`) listens on `base + 100 + i`
+//! (127.0.0.112 for lb-2). `--base-address` moves the whole lab, so tests run
+//! beside a lab that is up.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub struct Layout {
     pub dir: PathBuf,
     pub masters: usize,
     pub base: Ipv4Addr,
+    /// Load balancers (HAProxy + sshd each), all with the same backend.
+    pub lbs: usize,
 }
 
 impl Layout {
@@ -33,6 +36,35 @@ impl Layout {
             dir: dir.into(),
             masters,
             base,
+            lbs: 1,
+        }
+    }
+
+    pub fn with_lbs(mut self, lbs: usize) -> Layout {
+        self.lbs = lbs.max(1);
+        self
+    }
+
+    /// LB names, `lb-1` … `lb-N`.
+    pub fn lb_names(&self) -> Vec<String> {
+        (1..=self.lbs).map(|i| format!("lb-{i}")).collect()
+    }
+
+    /// The address of LB `i` (1-based): lb-1 is the VIP.
+    pub fn lb_addr(&self, i: usize) -> Ipv4Addr {
+        if i <= 1 {
+            return self.base;
+        }
+        let [a, b, c, d] = self.base.octets();
+        Ipv4Addr::new(a, b, c, d.saturating_add(100 + i as u8))
+    }
+
+    /// LB `i`'s admin socket (lb-1's keeps the name a one-LB lab always had).
+    pub fn lb_socket(&self, i: usize) -> PathBuf {
+        if i <= 1 {
+            self.haproxy_socket()
+        } else {
+            self.dir.join(format!("haproxy-lb-{i}.sock"))
         }
     }
 
@@ -139,5 +171,9 @@ mod tests {
         let moved = Layout::new("/tmp/lab", 3, Ipv4Addr::new(127, 0, 7, 10));
         assert_eq!(moved.master_addr(2), Ipv4Addr::new(127, 0, 7, 12));
         assert_eq!(l.master_names(), ["master-1", "master-2", "master-3"]);
+        let two = l.clone().with_lbs(2);
+        assert_eq!(two.lb_names(), ["lb-1", "lb-2"]);
+        assert_eq!(two.lb_addr(1), l.vip());
+        assert_eq!(two.lb_addr(2), Ipv4Addr::new(127, 0, 0, 112));
     }
 }

@@ -32,6 +32,10 @@ pub enum LabCommand {
         /// Start etcd with this --quota-backend-bytes (e.g. 32MiB) to rehearse NOSPACE.
         #[arg(long)]
         etcd_quota: Option<String>,
+        /// Load balancers, each an sshd and a HAProxy with the same backend:
+        /// lb-1 at the base address (the VIP), lb-i at base+100+i.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+        lbs: u16,
     },
     /// Show each lab process and health check.
     Status {
@@ -83,6 +87,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
             dir,
             base_address,
             etcd_quota,
+            lbs,
         } => {
             let Some(expiry) = lab::parse_signed_duration(cert_expiry) else {
                 eprintln!(
@@ -111,6 +116,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 base: *base_address,
                 cert_expiry_secs: expiry,
                 etcd_quota_bytes: quota,
+                lbs: *lbs as usize,
                 remedy_exe,
             };
             let started = std::time::Instant::now();
@@ -125,6 +131,14 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                     );
                     for (i, name) in l.master_names().iter().enumerate() {
                         println!("  {name}: ssh root@{} -p 2222   API https://{}:6443   etcd https://{}:2379", l.master_addr(i + 1), l.master_addr(i + 1), l.master_addr(i + 1));
+                    }
+                    for (i, name) in l.lb_names().iter().enumerate() {
+                        println!(
+                            "  {name}: ssh root@{} -p 2222   HAProxy {}:6443   admin socket {}",
+                            l.lb_addr(i + 1),
+                            l.lb_addr(i + 1),
+                            l.lb_socket(i + 1).display()
+                        );
                     }
                     println!("inventory:   {}", l.inventory().display());
                     println!("known_hosts: {}", l.known_hosts().display());

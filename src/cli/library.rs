@@ -9,6 +9,8 @@ use std::sync::Arc;
 /// matches the files in `runbooks/`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("cert-renew", include_str!("../../runbooks/cert-renew.yaml")),
+    ("lb-drain", include_str!("../../runbooks/lb-drain.yaml")),
+    ("lb-ready", include_str!("../../runbooks/lb-ready.yaml")),
     (
         "manifest-edit",
         include_str!("../../runbooks/manifest-edit.yaml"),

@@ -147,6 +147,15 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
                 Change::Mode { path, from, to } => {
                     let _ = writeln!(out, "{pad}chmod {to} {path} (was {from})");
                 }
+                Change::Server {
+                    lb,
+                    backend,
+                    server,
+                    from,
+                    to,
+                } => {
+                    let _ = writeln!(out, "{pad}{lb}: {backend}/{server} {from} → {to}");
+                }
             }
         }
     }

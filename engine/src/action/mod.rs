@@ -12,7 +12,12 @@ mod file_edit;
 mod file_fetch;
 mod file_move;
 mod file_write;
+mod haproxy_drain;
+mod haproxy_ready;
+mod haproxy_stat;
+mod haproxy_weight;
 mod host_skip;
+mod lb;
 mod script;
 mod shell;
 mod static_pod_restart;
@@ -20,9 +25,10 @@ mod wait_until;
 
 use crate::clock::Clock;
 use crate::eval::{Bindings, EvalError};
+use crate::haproxy::HaproxyError;
 use crate::inventory::Host;
 use crate::plan::Plan;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Connector, ReadOnly, Transport, TransportError};
 use async_trait::async_trait;
 use remedy_dsl::{ActionKind, Step};
 use serde::de::DeserializeOwned;
@@ -41,6 +47,30 @@ pub struct StepCtx<'a> {
     pub progress: &'a (dyn Fn(&str, u64) + Send + Sync),
     /// Limit for one command on the host.
     pub command_timeout: Duration,
+    /// The run's connector, for actions that act on other inventory hosts
+    /// (the load balancers); see [`StepCtx::connect_peer`].
+    pub connector: &'a dyn Connector,
+    /// The inventory's load balancers (group `lbs`).
+    pub lbs: &'a [Host],
+}
+
+impl StepCtx<'_> {
+    /// True while planning: `transport` is read-only.
+    pub fn planning(&self) -> bool {
+        self.transport.is_read_only()
+    }
+
+    /// A transport to another inventory host (an LB in front of this
+    /// master), through the run's connector — so the run's one connection
+    /// per host is reused. Read-only while planning, like `transport`.
+    pub async fn connect_peer(&self, peer: &Host) -> Result<Box<dyn Transport>, ActionError> {
+        let t = self.connector.connect(peer).await?;
+        Ok(if self.planning() {
+            Box::new(ReadOnly::owned(t))
+        } else {
+            t
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +79,9 @@ pub enum ActionError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// A load balancer's HAProxy refused, failed or timed out.
+    #[error(transparent)]
+    Haproxy(#[from] HaproxyError),
     /// The action ran and the host said no (non-zero exit, failed assert…).
     #[error("{message}")]
     Failed {
@@ -94,6 +127,7 @@ impl ActionError {
     pub fn retryable(&self) -> bool {
         match self {
             ActionError::Transport(t) => t.retryable(),
+            ActionError::Haproxy(h) => h.retryable(),
             ActionError::Failed { .. } => true,
             _ => false,
         }
@@ -140,7 +174,41 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::CertCheck => Box::new(args::<cert_check::CertCheck>(kind, with)?),
         ActionKind::CertRenew => Box::new(args::<cert_renew::CertRenew>(kind, with)?),
         ActionKind::CertServed => Box::new(args::<cert_served::CertServed>(kind, with)?),
+        ActionKind::HaproxyStat => Box::new(args::<haproxy_stat::HaproxyStat>(kind, with)?),
+        ActionKind::HaproxyDrain => Box::new(args::<haproxy_drain::HaproxyDrain>(kind, with)?),
+        ActionKind::HaproxyReady => Box::new(args::<haproxy_ready::HaproxyReady>(kind, with)?),
+        ActionKind::HaproxyWeight => Box::new(args::<haproxy_weight::HaproxyWeight>(kind, with)?),
     })
+}
+
+/// Whether [`undo`] puts back this kind's changes from its recorded
+/// result. Files are the engine's job (backups); this is for changes that
+/// are not files, such as a server's state on a load balancer.
+pub fn undoes_from_result(kind: ActionKind) -> bool {
+    match kind {
+        ActionKind::HaproxyDrain | ActionKind::HaproxyReady | ActionKind::HaproxyWeight => true,
+        ActionKind::Shell
+        | ActionKind::FileWrite
+        | ActionKind::FileEdit
+        | ActionKind::FileMove
+        | ActionKind::FileCopy
+        | ActionKind::FileFetch
+        | ActionKind::WaitUntil
+        | ActionKind::Assert
+        | ActionKind::Script
+        | ActionKind::HostSkip
+        | ActionKind::StaticPodRestart
+        | ActionKind::CertCheck
+        | ActionKind::CertRenew
+        | ActionKind::CertServed
+        | ActionKind::HaproxyStat => false,
+    }
+}
+
+/// Undo a finished step of a kind [`undoes_from_result`] names, from its
+/// result: what was put back, one line each, for the journal.
+pub async fn undo(ctx: &StepCtx<'_>, result: &Value) -> Result<Vec<String>, ActionError> {
+    lb::restore_recorded(ctx, result).await
 }
 
 /// A duration argument: seconds as a number, or text like `30s`.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A server's administrative state: what `set server … state` sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AdminState {
     Ready,

@@ -13,17 +13,39 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 pub struct ReadOnly<'a> {
-    inner: &'a dyn Transport,
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Borrowed(&'a dyn Transport),
+    /// A transport opened just for planning (another host, e.g. an LB).
+    Owned(Box<dyn Transport>),
 }
 
 impl<'a> ReadOnly<'a> {
     pub fn new(inner: &'a dyn Transport) -> ReadOnly<'a> {
-        ReadOnly { inner }
+        ReadOnly {
+            inner: Inner::Borrowed(inner),
+        }
+    }
+
+    /// Wrap a transport the caller does not keep.
+    pub fn owned(inner: Box<dyn Transport>) -> ReadOnly<'static> {
+        ReadOnly {
+            inner: Inner::Owned(inner),
+        }
+    }
+
+    fn inner(&self) -> &dyn Transport {
+        match &self.inner {
+            Inner::Borrowed(t) => *t,
+            Inner::Owned(t) => t.as_ref(),
+        }
     }
 
     fn refuse<T>(&self, op: &'static str, target: &str) -> TResult<T> {
         Err(TransportError::ReadOnly {
-            host: self.inner.host().to_string(),
+            host: self.inner().host().to_string(),
             op,
             target: target.to_string(),
         })
@@ -33,7 +55,7 @@ impl<'a> ReadOnly<'a> {
 #[async_trait]
 impl Transport for ReadOnly<'_> {
     fn host(&self) -> &str {
-        self.inner.host()
+        self.inner().host()
     }
     async fn exec(&self, cmd: &str, _timeout: Duration) -> TResult<Output> {
         self.refuse("exec", cmd)
@@ -42,13 +64,13 @@ impl Transport for ReadOnly<'_> {
         self.refuse("exec", cmd)
     }
     async fn probe(&self, cmd: &str, timeout: Duration) -> TResult<Output> {
-        self.inner.probe(cmd, timeout).await
+        self.inner().probe(cmd, timeout).await
     }
     async fn read_file(&self, path: &str) -> TResult<Vec<u8>> {
-        self.inner.read_file(path).await
+        self.inner().read_file(path).await
     }
     async fn stat(&self, path: &str) -> TResult<Option<FileStat>> {
-        self.inner.stat(path).await
+        self.inner().stat(path).await
     }
     async fn write_file_atomic(
         &self,
@@ -70,7 +92,7 @@ impl Transport for ReadOnly<'_> {
     /// Passed through: a stream changes nothing until something is sent on
     /// it, and its user checks `is_read_only` before sending a change.
     async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
-        self.inner.open_stream(target).await
+        self.inner().open_stream(target).await
     }
     fn is_read_only(&self) -> bool {
         true

@@ -53,7 +53,7 @@ impl TestHaproxy {
              \x20   timeout client 60s\n\
              \x20   timeout server 60s\n\
              \x20   timeout check 1s\n\
-             frontend fe\n\
+             frontend k8s\n\
              \x20   bind {frontend}\n\
              \x20   default_backend k8s\n\
              backend k8s\n\
