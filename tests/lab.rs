@@ -1411,3 +1411,285 @@ fn issue_8_masters_are_drained_on_every_lb_and_a_rolling_restart_loses_no_connec
         }
     }
 }
+
+// ---- etcd maintenance (issue #7), against the lab's real 3-member etcd ----
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client for member `i` straight from the test (the lab is on loopback),
+/// with that master's health-check client certificate.
+async fn etcd_member(lab: &Lab, i: u8) -> remedy_etcd::Member {
+    let host = format!("master-{i}");
+    let pki = lab.kube(&host).join("pki");
+    let tls = remedy_etcd::Tls {
+        ca_pem: std::fs::read(pki.join("etcd/ca.crt")).unwrap(),
+        cert_pem: std::fs::read(pki.join("etcd/healthcheck-client.crt")).unwrap(),
+        key_pem: std::fs::read(pki.join("etcd/healthcheck-client.key")).unwrap(),
+    };
+    remedy_etcd::connect(
+        &host,
+        &format!("https://{}:2379", lab.addr(i)),
+        Some(&tls),
+        std::sync::Arc::new(remedy_etcd::TcpDialer),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
+/// Each member's db_size, master-1..3.
+fn db_sizes(lab: &Lab) -> Vec<u64> {
+    rt().block_on(async {
+        let mut out = Vec::new();
+        for i in 1..=3 {
+            out.push(etcd_member(lab, i).await.status().await.unwrap().db_size);
+        }
+        out
+    })
+}
+
+/// Write `n` keys of `size` bytes, then delete them: the file grows and
+/// stays grown until compaction and defragmentation.
+fn grow_etcd(lab: &Lab, n: usize, size: usize) {
+    rt().block_on(async {
+        let mut client = etcd_member(lab, 1).await.client();
+        let value = "v".repeat(size);
+        for i in 0..n {
+            client
+                .put(format!("/grow/{i:05}"), value.clone(), None)
+                .await
+                .unwrap();
+        }
+        client
+            .delete(
+                "/grow/",
+                Some(remedy_etcd::etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+    });
+}
+
+fn leader_name(lab: &Lab) -> String {
+    rt().block_on(async {
+        for i in 1..=3 {
+            let s = etcd_member(lab, i).await.status().await.unwrap();
+            if s.is_leader {
+                return s.name;
+            }
+        }
+        panic!("no leader");
+    })
+}
+
+#[test]
+fn etcd_maintenance_snapshots_compacts_and_shrinks_every_member_leader_last() {
+    let lab = Lab::up(130);
+    grow_etcd(&lab, 1500, 4096);
+    let before = db_sizes(&lab);
+    assert!(before.iter().all(|b| *b > 4_000_000), "{before:?}");
+    let leader = leader_name(&lab);
+
+    // The dry-run shows the order, each member's numbers and the revision.
+    let plan = ok(&remedy(&["plan", "etcd-maintenance", "-i", &lab.inv()]));
+    assert!(
+        plan.contains("compact etcd to revision") && plan.contains("% fragmented"),
+        "{plan}"
+    );
+
+    let snaps = lab.dir.path().join("snapshots");
+    let out = ok(&remedy(&[
+        "run",
+        "etcd-maintenance",
+        "-i",
+        &lab.inv(),
+        "--yes",
+        "-p",
+        &format!("snapshot_dir={}", snaps.display()),
+    ]));
+    let after = db_sizes(&lab);
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(a * 4 < *b, "master-{}: {b} → {a} bytes\n{out}", i + 1);
+    }
+    eprintln!("etcd db sizes before {before:?}, after {after:?}");
+
+    // The journal: followers defragmented before the leader.
+    let run = out
+        .lines()
+        .find_map(|l| l.strip_prefix("run id "))
+        .unwrap()
+        .to_string();
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&remedy(&["audit", "show", &run, "-o", "json"]))).unwrap();
+    let defrag = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "step_applied" && e["step"] == "defrag")
+        .unwrap()
+        .clone();
+    let done: Vec<&str> = defrag["payload"]["result"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["defragmented"] == true)
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(done.len(), 3, "{defrag}");
+    assert_eq!(done[2], leader, "the leader goes last: {done:?}");
+
+    // The snapshot is one etcdctl accepts.
+    let snap = std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .expect("a snapshot file");
+    let status = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(&snap)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(st["totalKey"].as_u64().unwrap() > 0, "{st}");
+}
+
+#[test]
+fn etcd_maintenance_with_a_member_down_changes_nothing_and_names_it() {
+    let lab = Lab::up(131);
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "etcd-member-down",
+        "--dir",
+        lab.dir_str(),
+        "--host",
+        "master-2",
+    ]));
+    eventually("master-2's etcd is down", Duration::from_secs(30), || {
+        !port_open(&lab.addr(2), 2379)
+    });
+    let snaps = lab.dir.path().join("snapshots");
+    let out = remedy(&[
+        "run",
+        "etcd-maintenance",
+        "-i",
+        &lab.inv(),
+        "--yes",
+        "-p",
+        &format!("snapshot_dir={}", snaps.display()),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("master-2") && text.contains("nothing was"),
+        "{text}"
+    );
+    assert!(!snaps.exists(), "nothing ran, not even the snapshot");
+}
+
+#[test]
+fn etcd_defrag_stops_before_the_next_member_when_one_goes_down() {
+    let lab = Lab::up(132);
+    grow_etcd(&lab, 1200, 4096);
+    let before = db_sizes(&lab);
+    let leader = leader_name(&lab);
+    let inv = lab.inv();
+    let child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args([
+            "run",
+            "etcd-maintenance",
+            "-i",
+            &inv,
+            "--yes",
+            "-p",
+            "snapshot=false",
+            "-p",
+            "settle=20s",
+        ])
+        .env("NO_COLOR", "1")
+        .env("REMEDY_HOME", home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first member to shrink, then stop the leader (last in line).
+    eventually(
+        "a first member defragmented",
+        Duration::from_secs(60),
+        || db_sizes(&lab).iter().zip(&before).any(|(a, b)| a * 4 < *b),
+    );
+    let leader_host = leader.clone();
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "etcd-member-down",
+        "--dir",
+        lab.dir_str(),
+        "--host",
+        &leader_host,
+    ]));
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("stopped before the next member") && text.contains(&leader_host),
+        "{text}"
+    );
+}
+
+#[test]
+fn etcd_nospace_is_recovered_and_writes_work_again() {
+    let lab = Lab::up_with(133, &["--etcd-quota", "16MiB"]);
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "etcd-nospace",
+        "--dir",
+        lab.dir_str(),
+        "--host",
+        "master-1",
+    ]));
+    let write = || {
+        rt().block_on(async {
+            etcd_member(&lab, 1)
+                .await
+                .client()
+                .put("/after", "ok", None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    let refused = write().unwrap_err();
+    assert!(refused.contains("space exceeded"), "{refused}");
+    let out = ok(&remedy(&[
+        "run",
+        "etcd-nospace-recover",
+        "-i",
+        &lab.inv(),
+        "--yes",
+    ]));
+    assert!(out.contains("disarm"), "{out}");
+    write().unwrap();
+}

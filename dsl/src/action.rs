@@ -28,6 +28,12 @@ pub enum ActionKind {
     HaproxyDrain,
     HaproxyReady,
     HaproxyWeight,
+    EtcdStatus,
+    EtcdSnapshot,
+    EtcdCompact,
+    EtcdDefrag,
+    EtcdAlarm,
+    EtcdMoveLeader,
 }
 
 /// The type an argument's value must have.
@@ -132,7 +138,7 @@ const PRIOR_RESULT: ResultSpec = res!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 18] = [
+    pub const ALL: [ActionKind; 24] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -151,6 +157,12 @@ impl ActionKind {
         ActionKind::HaproxyDrain,
         ActionKind::HaproxyReady,
         ActionKind::HaproxyWeight,
+        ActionKind::EtcdStatus,
+        ActionKind::EtcdSnapshot,
+        ActionKind::EtcdCompact,
+        ActionKind::EtcdDefrag,
+        ActionKind::EtcdAlarm,
+        ActionKind::EtcdMoveLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +185,12 @@ impl ActionKind {
             ActionKind::HaproxyDrain => "haproxy.drain",
             ActionKind::HaproxyReady => "haproxy.ready",
             ActionKind::HaproxyWeight => "haproxy.weight",
+            ActionKind::EtcdStatus => "etcd.status",
+            ActionKind::EtcdSnapshot => "etcd.snapshot",
+            ActionKind::EtcdCompact => "etcd.compact",
+            ActionKind::EtcdDefrag => "etcd.defrag",
+            ActionKind::EtcdAlarm => "etcd.alarm",
+            ActionKind::EtcdMoveLeader => "etcd.move_leader",
         }
     }
 
@@ -208,6 +226,12 @@ impl ActionKind {
             ActionKind::HaproxyDrain => "take this master out of every load balancer: state drain, wait for its sessions to end, optionally cut them and set maint; refused when too few other servers would stay UP",
             ActionKind::HaproxyReady => "put this master back into every load balancer: state ready, then wait until its status is exactly UP everywhere",
             ActionKind::HaproxyWeight => "set this master's weight on every load balancer",
+            ActionKind::EtcdStatus => "every etcd member's status, like `etcdctl endpoint status -w table`: leader, raft term/index, revision, db size and in use, fragmentation, alarms, health (read-only)",
+            ActionKind::EtcdSnapshot => "stream an etcd snapshot to a new file on the jump host, checking its size and sha256",
+            ActionKind::EtcdCompact => "compact etcd's history to the current revision minus a retention, physically",
+            ActionKind::EtcdDefrag => "defragment the members a rule picks, one at a time, followers first and the leader last, with health gates before and after each",
+            ActionKind::EtcdAlarm => "list etcd's alarms; disarm them only when every member is under the quota threshold",
+            ActionKind::EtcdMoveLeader => "move etcd leadership to another member",
         }
     }
 
@@ -220,6 +244,7 @@ impl ActionKind {
                 | ActionKind::Script
                 | ActionKind::HostSkip
                 | ActionKind::HaproxyStat
+                | ActionKind::EtcdStatus
         )
     }
 
@@ -307,6 +332,27 @@ impl ActionKind {
                 SERVER_ARG,
                 arg!("weight", Int, true, "the weight, 0 to 256"),
             ],
+            ActionKind::EtcdStatus => &[],
+            ActionKind::EtcdSnapshot => &[
+                arg!("dir", Str, true, "directory on the jump host; the file is etcd-snapshot-MEMBER-TIME.db, a new one each time"),
+                arg!("member", Str, false, "member (inventory host) to stream from (default: the first healthy one)"),
+            ],
+            ActionKind::EtcdCompact => &[
+                arg!("retention", Int, false, "revisions to keep before the current one (default 0)"),
+                arg!("physical", Bool, false, "wait until the space is really freed in the backend (default true)"),
+            ],
+            ActionKind::EtcdDefrag => &[
+                arg!("rule", Str, false, "Rhai over `member` (db_size, db_size_in_use, db_size_free, quota, quota_usage, fragmentation, leader, name) deciding per member; default: (fragmentation >= 0.25 and 1 MiB free) or quota_usage >= 0.8"),
+                arg!("quota", Str, false, "the quota to judge by, e.g. 8GiB (default: each member's --quota-backend-bytes from its manifest, else etcd's 2GiB)"),
+                arg!("timeout", Duration, false, "how long each member may take to be healthy again (default 2m)"),
+                arg!("settle", Duration, false, "pause between members (default 0)"),
+                arg!("move_leader", Bool, false, "move leadership away before defragmenting the leader (default false: the leader goes last)"),
+            ],
+            ActionKind::EtcdAlarm => &[
+                arg!("disarm", Bool, false, "disarm the alarms (default false: only list)"),
+                arg!("threshold", Str, false, "highest db_size/quota of any member at which disarming is allowed (default 0.8)"),
+            ],
+            ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
         }
     }
 
@@ -381,6 +427,35 @@ impl ActionKind {
                 res!("waited_secs", "seconds spent waiting for status UP"),
             ],
             ActionKind::HaproxyWeight => &[PRIOR_RESULT],
+            ActionKind::EtcdStatus => &[
+                res!("members", "per member: host, name, id, endpoint, is_leader, raft_term, raft_index, revision, db_size, db_size_in_use, fragmentation, quota, version, errors, healthy (or error)"),
+                res!("leader", "the leader's name"),
+                res!("healthy", "how many members are healthy"),
+                res!("alarms", "active alarms: {member_id, kind}"),
+            ],
+            ActionKind::EtcdSnapshot => &[
+                res!("path", "the snapshot file on the jump host"),
+                res!("member", "the member it came from"),
+                res!("bytes", "file size (database plus its 32-byte sha256)"),
+                res!("db_bytes", "database size"),
+                res!("sha256", "sha256 of the file"),
+            ],
+            ActionKind::EtcdCompact => &[
+                res!("revision", "the revision compacted to"),
+                res!("current_revision", "the revision when the step ran"),
+                res!("physical", "whether it waited for the space to be freed"),
+            ],
+            ActionKind::EtcdDefrag => &[
+                res!("order", "the members in the order they were considered (followers first, leader last)"),
+                res!("members", "per member: name, leader, db_size_before, db_size_after, defragmented (with the rule's inputs in a dry-run)"),
+                res!("reclaimed", "bytes given back across members"),
+            ],
+            ActionKind::EtcdAlarm => &[
+                res!("alarms", "the alarms found: {member, member_id, kind}"),
+                res!("disarmed", "the alarms disarmed"),
+                res!("usage", "per member: the quota usage values the threshold was checked against"),
+            ],
+            ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
         })
     }
 

@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "approval",
     "steps",
     "on_failure",
+    "run_once",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -243,6 +244,14 @@ impl Checker {
         let on_failure = get("on_failure")
             .and_then(|n| self.on_failure(n))
             .unwrap_or(OnFailure::Rollback);
+        let run_once = match get("run_once").map(|n| (&n.kind, n)) {
+            None => false,
+            Some((NodeKind::Bool(b), _)) => *b,
+            Some((_, n)) => {
+                self.error(n.span, "`run_once` must be true or false");
+                false
+            }
+        };
         let steps = match get("steps") {
             Some(n) => self.steps(n, &params),
             None => {
@@ -266,6 +275,7 @@ impl Checker {
             approval,
             steps,
             on_failure,
+            run_once,
         })
     }
 

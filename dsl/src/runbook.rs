@@ -23,6 +23,10 @@ pub struct Runbook {
     pub approval: Approval,
     pub steps: Vec<Step>,
     pub on_failure: OnFailure,
+    /// Run the steps on the first target host only (cluster-wide actions
+    /// such as `etcd.defrag` reach every member from there); all targets are
+    /// still locked and approved.
+    pub run_once: bool,
 }
 
 impl Runbook {

@@ -30,10 +30,14 @@ pub struct BoundRun {
     /// The inventory's load balancers (group `lbs`), which `haproxy.*`
     /// steps act on from whichever master they run for.
     pub lbs: Vec<Host>,
+    /// The hosts of the etcd members (group `etcd`), reached by `etcd.*`.
+    pub etcd: Vec<Host>,
 }
 
 /// The inventory group whose hosts are the load balancers.
 pub const LB_GROUP: &str = "lbs";
+/// The group whose hosts run the cluster's etcd members (`etcd.*` actions).
+pub const ETCD_GROUP: &str = "etcd";
 
 pub fn bind(
     runbook: &Runbook,
@@ -91,11 +95,18 @@ pub fn bind(
         .filter(|h| h.groups.iter().any(|g| g == LB_GROUP))
         .cloned()
         .collect();
+    let etcd = inventory
+        .hosts
+        .iter()
+        .filter(|h| h.groups.iter().any(|g| g == ETCD_GROUP))
+        .cloned()
+        .collect();
     diags.into_result(BoundRun {
         hosts,
         params,
         secrets,
         lbs,
+        etcd,
     })
 }
 

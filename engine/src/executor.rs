@@ -110,7 +110,12 @@ impl Executor<'_> {
     }
 
     pub async fn execute(&self) -> RunReport {
-        let hosts = &self.run.hosts;
+        // `run_once`: the steps run on the first target; the others are
+        // reached by the cluster-wide actions themselves.
+        let hosts = match self.runbook.run_once {
+            true => &self.run.hosts[..self.run.hosts.len().min(1)],
+            false => &self.run.hosts[..],
+        };
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
         let kind = match &self.options.resume {
             Some(state) => EventKind::RunResumed {
@@ -1112,6 +1117,7 @@ impl Executor<'_> {
             command_timeout,
             connector: self.connector,
             lbs: &self.run.lbs,
+            etcd: &self.run.etcd,
         }
     }
 

@@ -62,6 +62,7 @@ mod tests {
                 .unwrap(),
             secrets: vec!["token".into()],
             lbs: Vec::new(),
+            etcd: Vec::new(),
         };
         let r = Redactor::new(&run);
         assert_eq!(

@@ -26,6 +26,7 @@ pub const FAULTS: &[(&str, &str)] = &[
     ("cert-expired", "re-issue the host's leaf certificates (and kubeconfigs) as expired an hour ago; the running API server keeps serving the old one until restarted"),
     ("etcd-member-down", "put a flag etcd rejects into the host's etcd manifest: the member crash-loops until the manifest is fixed"),
     ("lb-backend-down", "put the host's server in HAProxy's backend into maintenance"),
+    ("etcd-nospace", "write the same few keys over and over until etcd refuses writes with NOSPACE, as when compaction stopped (the lab must be up with a small --etcd-quota, e.g. 16MiB)"),
     ("manifest-stranded", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
 ];
 
@@ -708,6 +709,61 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
                 "{host}: in maintenance in HAProxy's backend kube-apiserver on {}",
                 layout.lb_names().join(", ")
             ))
+        }
+        "etcd-nospace" => {
+            let Some(quota) = state.etcd_quota_bytes else {
+                return Err(LabError::Fault(
+                    "etcd runs with its default 2 GiB quota here; start the lab with a small one (`remedy lab up --etcd-quota 16MiB`) to rehearse NOSPACE".into(),
+                ));
+            };
+            let etcdctl = which("etcdctl").ok_or_else(|| {
+                LabError::Fault(format!("etcdctl is not installed: {APT} etcd-client"))
+            })?;
+            let pki = kube.join("pki");
+            let endpoint = format!("https://{}:2379", layout.master_addr(index + 1));
+            // 512 KiB values until etcd says the space is exceeded.
+            let value = "x".repeat(512 * 1024);
+            let limit = quota / (512 * 1024) * 4 + 64;
+            for i in 0..limit {
+                let mut child = std::process::Command::new(&etcdctl)
+                    .env("ETCDCTL_API", "3")
+                    .arg("--endpoints")
+                    .arg(&endpoint)
+                    .arg("--cacert")
+                    .arg(pki.join("etcd/ca.crt"))
+                    .arg("--cert")
+                    .arg(pki.join("etcd/healthcheck-client.crt"))
+                    .arg("--key")
+                    .arg(pki.join("etcd/healthcheck-client.key"))
+                    .arg("put")
+                    // A few keys written over and over: history fills the
+                    // quota, as when compaction stopped (what
+                    // etcd-nospace-recover's compaction gives back).
+                    .arg(format!("/lab/nospace/{}", i % 4))
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(io("run etcdctl".to_string()))?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    use std::io::Write as _;
+                    let _ = stdin.write_all(value.as_bytes());
+                }
+                let out = child
+                    .wait_with_output()
+                    .map_err(io("run etcdctl".to_string()))?;
+                let err = String::from_utf8_lossy(&out.stderr);
+                if err.contains("database space exceeded") {
+                    return Ok(format!("{host}: etcd is full after {i} writes of 512 KiB: writes now fail with NOSPACE and the alarm is raised"));
+                }
+                if !out.status.success() {
+                    return Err(LabError::Fault(format!(
+                        "etcdctl put failed: {}",
+                        err.trim()
+                    )));
+                }
+            }
+            Err(LabError::Fault(format!("etcd still accepts writes after {limit} writes of 512 KiB; is the quota {quota} bytes in force?")))
         }
         "manifest-stranded" => {
             let from = kube.join("manifests/kube-scheduler.yaml");

@@ -9,6 +9,18 @@ use std::sync::Arc;
 /// matches the files in `runbooks/`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("cert-renew", include_str!("../../runbooks/cert-renew.yaml")),
+    (
+        "etcd-maintenance",
+        include_str!("../../runbooks/etcd-maintenance.yaml"),
+    ),
+    (
+        "etcd-nospace-recover",
+        include_str!("../../runbooks/etcd-nospace-recover.yaml"),
+    ),
+    (
+        "etcd-snapshot",
+        include_str!("../../runbooks/etcd-snapshot.yaml"),
+    ),
     ("lb-drain", include_str!("../../runbooks/lb-drain.yaml")),
     ("lb-ready", include_str!("../../runbooks/lb-ready.yaml")),
     (

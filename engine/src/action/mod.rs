@@ -7,6 +7,13 @@ mod assert;
 mod cert_check;
 mod cert_renew;
 mod cert_served;
+mod etcd;
+mod etcd_alarm;
+mod etcd_compact;
+mod etcd_defrag;
+mod etcd_move_leader;
+mod etcd_snapshot;
+mod etcd_status;
 mod file_copy;
 mod file_edit;
 mod file_fetch;
@@ -52,6 +59,8 @@ pub struct StepCtx<'a> {
     pub connector: &'a dyn Connector,
     /// The inventory's load balancers (group `lbs`).
     pub lbs: &'a [Host],
+    /// The hosts of the etcd members (group `etcd`).
+    pub etcd: &'a [Host],
 }
 
 impl StepCtx<'_> {
@@ -88,6 +97,9 @@ pub enum ActionError {
         message: String,
         hint: Option<String>,
     },
+    /// An etcd member refused, failed or timed out.
+    #[error(transparent)]
+    Etcd(#[from] remedy_etcd::EtcdError),
     /// An argument's value (after interpolation) is not usable.
     #[error("invalid arguments for `{action}`: {message}")]
     BadArguments {
@@ -128,6 +140,7 @@ impl ActionError {
         match self {
             ActionError::Transport(t) => t.retryable(),
             ActionError::Haproxy(h) => h.retryable(),
+            ActionError::Etcd(e) => e.retryable(),
             ActionError::Failed { .. } => true,
             _ => false,
         }
@@ -178,6 +191,14 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::HaproxyDrain => Box::new(args::<haproxy_drain::HaproxyDrain>(kind, with)?),
         ActionKind::HaproxyReady => Box::new(args::<haproxy_ready::HaproxyReady>(kind, with)?),
         ActionKind::HaproxyWeight => Box::new(args::<haproxy_weight::HaproxyWeight>(kind, with)?),
+        ActionKind::EtcdStatus => Box::new(args::<etcd_status::EtcdStatus>(kind, with)?),
+        ActionKind::EtcdSnapshot => Box::new(args::<etcd_snapshot::EtcdSnapshot>(kind, with)?),
+        ActionKind::EtcdCompact => Box::new(args::<etcd_compact::EtcdCompact>(kind, with)?),
+        ActionKind::EtcdDefrag => Box::new(args::<etcd_defrag::EtcdDefrag>(kind, with)?),
+        ActionKind::EtcdAlarm => Box::new(args::<etcd_alarm::EtcdAlarm>(kind, with)?),
+        ActionKind::EtcdMoveLeader => {
+            Box::new(args::<etcd_move_leader::EtcdMoveLeader>(kind, with)?)
+        }
     })
 }
 
@@ -201,7 +222,13 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::CertCheck
         | ActionKind::CertRenew
         | ActionKind::CertServed
-        | ActionKind::HaproxyStat => false,
+        | ActionKind::HaproxyStat
+        | ActionKind::EtcdStatus
+        | ActionKind::EtcdSnapshot
+        | ActionKind::EtcdCompact
+        | ActionKind::EtcdDefrag
+        | ActionKind::EtcdAlarm
+        | ActionKind::EtcdMoveLeader => false,
     }
 }
 

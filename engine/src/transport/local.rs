@@ -202,6 +202,10 @@ impl Transport for Local {
         }
     }
 
+    fn opener(&self) -> Option<std::sync::Arc<dyn super::StreamOpener>> {
+        Some(std::sync::Arc::new(Local::new(self.host.clone())))
+    }
+
     async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
         let stream: Box<dyn AsyncStream> = match target {
             StreamTarget::Unix(path) => Box::new(
@@ -216,6 +220,13 @@ impl Transport for Local {
             ),
         };
         Ok(stream)
+    }
+}
+
+#[async_trait]
+impl super::StreamOpener for Local {
+    async fn open(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        self.open_stream(target).await
     }
 }
 

@@ -261,6 +261,19 @@ pub trait Transport: Send + Sync {
     fn is_read_only(&self) -> bool {
         false
     }
+
+    /// An owned handle that opens streams like [`open_stream`](Transport::open_stream)
+    /// and may outlive this borrow — what a long-lived client (etcd's gRPC
+    /// channel) needs to dial again. `None` where streams are not supported.
+    fn opener(&self) -> Option<std::sync::Arc<dyn StreamOpener>> {
+        None
+    }
+}
+
+/// Opens streams through a host, independent of any borrow of its transport.
+#[async_trait]
+pub trait StreamOpener: Send + Sync + 'static {
+    async fn open(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>>;
 }
 
 /// Opens a transport to a host (one per host for a whole run).

@@ -97,6 +97,9 @@ impl Transport for ReadOnly<'_> {
     fn is_read_only(&self) -> bool {
         true
     }
+    fn opener(&self) -> Option<std::sync::Arc<dyn super::StreamOpener>> {
+        self.inner().opener()
+    }
 }
 
 #[cfg(test)]

@@ -260,6 +260,12 @@ impl Transport for SshTransport {
         .map(|_| ())
     }
 
+    fn opener(&self) -> Option<Arc<dyn super::StreamOpener>> {
+        Some(Arc::new(SshTransport {
+            session: self.session.clone(),
+        }))
+    }
+
     async fn open_stream(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
         let opened = match target {
             StreamTarget::Unix(path) => self.session.open_unix(path).await,
@@ -451,5 +457,12 @@ impl Connector for SshConnector {
                 Ok(Box::new(SshTransport { session }))
             }
         }
+    }
+}
+
+#[async_trait]
+impl super::StreamOpener for SshTransport {
+    async fn open(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
+        self.open_stream(target).await
     }
 }
