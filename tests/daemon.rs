@@ -182,3 +182,40 @@ fn a_bad_schedule_is_refused_before_anything_starts() {
         "{err}"
     );
 }
+
+#[test]
+fn a_firing_outside_the_maintenance_window_is_skipped_and_journaled() {
+    let site = Site::new("*/2 * * * * *");
+    // A one-hour window twelve hours from now (Europe/Berlin, the schedule's zone).
+    let cfg = std::fs::read_to_string(site.dir.path().join("config.yaml")).unwrap();
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+        + 12)
+        % 24;
+    std::fs::write(
+        site.dir.path().join("config.yaml"),
+        format!(
+            "{cfg}      window: \"{hour:02}:00-{:02}:00\"\n",
+            (hour + 1) % 24
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon(site.cmd(&["daemon"]).stderr(Stdio::null()).spawn().unwrap());
+    eventually(
+        "a firing skipped outside the window",
+        Duration::from_secs(20),
+        || {
+            site.schedule_events().iter().any(|e| {
+                e["kind"] == "schedule_skipped"
+                    && e["payload"]["reason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("outside the maintenance window")
+            })
+        },
+    );
+    assert_eq!(site.runs(), 0, "nothing ran outside the window");
+}
