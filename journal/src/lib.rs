@@ -68,9 +68,7 @@ impl Journal {
         let mut conn = Connection::open(path).map_err(sql("opening the journal"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql("setting the busy timeout"))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(sql("switching to WAL mode"))?;
+        let mode = switch_to_wal(&conn).map_err(sql("switching to WAL mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::NoWal {
                 path: path.to_path_buf(),
@@ -140,6 +138,33 @@ impl Journal {
         let out = f(&tx)?;
         tx.commit().map_err(self.sql(action))?;
         Ok(out)
+    }
+}
+
+/// WAL is a property of the file, set by the first opener. Switching needs an
+/// exclusive lock that SQLite does not wait for (the busy handler is not
+/// called), so processes opening a fresh file at once retry here, up to the
+/// busy timeout, instead of failing.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let current: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if current.eq_ignore_ascii_case("wal") {
+        return Ok(current);
+    }
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -175,24 +175,34 @@ fn newer_schema_is_refused() {
 
 #[test]
 fn many_processes_opening_a_fresh_file_at_once_agree_on_the_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("remedy.db");
-    let openers: Vec<_> = (0..6)
-        .map(|i| {
-            let path = path.clone();
-            std::thread::spawn(move || {
-                let journal = remedy_journal::Journal::open(&path).unwrap();
-                journal
-                    .create_run(&new_run(&format!("run-{i}"), i))
-                    .unwrap();
+    // Switching a fresh file to WAL needs an exclusive lock that SQLite does
+    // not wait for; found when CI's parallel test processes raced on one
+    // journal. Many rounds, many openers, a barrier so they really collide.
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("remedy.db");
+        let n = 12;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let openers: Vec<_> = (0..n)
+            .map(|i| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let journal = remedy_journal::Journal::open(&path)
+                        .unwrap_or_else(|e| panic!("round {round}, opener {i}: {e}"));
+                    journal
+                        .create_run(&new_run(&format!("run-{i}"), i as i64))
+                        .unwrap();
+                })
             })
-        })
-        .collect();
-    for o in openers {
-        o.join().unwrap();
+            .collect();
+        for o in openers {
+            o.join().unwrap();
+        }
+        let journal = remedy_journal::Journal::open(&path).unwrap();
+        assert_eq!(journal.runs(&RunFilter::default()).unwrap().len(), n);
     }
-    let journal = remedy_journal::Journal::open(&path).unwrap();
-    assert_eq!(journal.runs(&RunFilter::default()).unwrap().len(), 6);
 }
 
 #[test]
