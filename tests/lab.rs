@@ -1563,6 +1563,35 @@ fn etcd_maintenance_snapshots_compacts_and_shrinks_every_member_leader_last() {
     );
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(st["totalKey"].as_u64().unwrap() > 0, "{st}");
+
+    // etcd.move_leader hands leadership to the member named.
+    let to = if leader == "master-1" {
+        "master-3"
+    } else {
+        "master-1"
+    };
+    let rb = lab.dir.path().join("move.yaml");
+    std::fs::write(
+        &rb,
+        format!("runbook: move\nsummary: move the leader\ntargets: etcd\nrun_once: true\nsteps:\n  - id: move\n    action: etcd.move_leader\n    with: {{ to: {to} }}\n"),
+    )
+    .unwrap();
+    let out = ok(&remedy(&[
+        "run",
+        rb.to_str().unwrap(),
+        "-i",
+        &lab.inv(),
+        "--yes",
+    ]));
+    assert!(
+        out.contains(&format!("move etcd leadership from {leader} to {to}")),
+        "{out}"
+    );
+    eventually(
+        "the new leader is in place",
+        Duration::from_secs(10),
+        || leader_name(&lab) == to,
+    );
 }
 
 #[test]
