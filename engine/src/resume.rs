@@ -20,14 +20,12 @@ pub struct HostResume {
     pub finished: Option<HostStatus>,
     /// Steps that ended (`step_done`), by id.
     pub done: BTreeMap<String, DoneStep>,
-    /// Backups taken, by step, in the order they were taken. A step that
-    /// recorded its intent but no outcome reuses them: they hold the bytes
-    /// from before the run, which a second backup would not.
+    /// Backups taken, by step, in the order they were taken. A step that did
+    /// not end (cut off before or after its intent) reuses them: they hold
+    /// the bytes from before the run, which a second backup would not.
     pub backups: BTreeMap<String, Vec<BackupRecord>>,
     /// `rollback_started` without `host_finished`: the rollback was cut off.
     pub rolling_back: bool,
-    /// Step ids with an intent and no `step_done`/`step_failed` after it.
-    pub in_flight: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,9 +57,7 @@ impl ResumeState {
                         h.backups.entry(step).or_default().push(b);
                     }
                 }
-                "step_intent" if !h.in_flight.contains(&step) => h.in_flight.push(step),
                 "step_done" => {
-                    h.in_flight.retain(|s| *s != step);
                     let status = serde_json::from_value(e.payload["status"].clone())
                         .unwrap_or(StepStatus::Changed);
                     h.done.insert(
@@ -72,7 +68,6 @@ impl ResumeState {
                         },
                     );
                 }
-                "step_failed" => h.in_flight.retain(|s| *s != step),
                 "rollback_started" => h.rolling_back = true,
                 "host_finished" => {
                     h.rolling_back = false;
@@ -115,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn intent_without_outcome_is_in_flight_and_keeps_its_backups() {
+    fn a_step_without_outcome_is_not_done_and_keeps_its_backups() {
         let none = json!({});
         let backup = json!({"backup": {"path": "/etc/x", "existed": true, "sha256": "ab", "location": "/b/x", "mode": 420, "owner": [0, 0], "size": 3}});
         let done = json!({"status": "changed", "result": {"changed": true}});
@@ -134,7 +129,7 @@ mod tests {
         let m2 = &s.hosts["m2"];
         assert_eq!(m2.finished, None);
         assert_eq!(m2.done["a"].status, StepStatus::Changed);
-        assert_eq!(m2.in_flight, vec!["b".to_string()]);
+        assert!(!m2.done.contains_key("b"), "b never ended");
         assert_eq!(m2.backups["b"].len(), 1, "{:?}", m2.backups);
         assert_eq!(
             s.describe(),

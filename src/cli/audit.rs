@@ -525,7 +525,12 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
                 }
                 eprintln!("warning: {msg}");
             }
-            match j.break_lock(&t.target, &journal::actor(g.as_name.as_deref()), reason) {
+            // The same identity rule as runs and votes: --as only where allowed.
+            let actor = match super::run::site(g) {
+                Ok((_, _, actor)) => actor,
+                Err(exit) => return exit,
+            };
+            match j.break_lock(&t.target, &actor, reason) {
                 Ok(l) => {
                     println!(
                         "broke the lock on {} (held by run {}, {}@{} pid {}); journaled",

@@ -11,15 +11,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-/// Who is acting: the OS user, or `--as NAME` (the OS user is recorded too).
-pub fn actor(as_name: Option<&str>) -> String {
-    let user = remedy_journal::os_user();
-    match as_name {
-        Some(n) if n != user => format!("{n} (os user {user})"),
-        _ => user,
-    }
-}
-
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
