@@ -161,7 +161,7 @@ async fn status_agrees(cluster: &Cluster, version: &str) {
 }
 
 #[tokio::test]
-async fn snapshot_is_streamed_verified_and_accepted_by_etcdctl() {
+async fn snapshot_is_streamed_verified_and_accepted_by_etcdutl() {
     let cluster = Cluster::start(1, None).await;
     let member = cluster.connect(1).await;
     put_many(&member, "snap/", 300, 1024).await;
@@ -177,28 +177,26 @@ async fn snapshot_is_streamed_verified_and_accepted_by_etcdctl() {
     assert_eq!(info.sha256, hex::encode(Sha256::digest(&bytes)));
     assert_eq!(verify_snapshot_file(&path).await.expect("verifies"), info);
 
-    let out = cluster.etcdctl(
-        None,
-        &[
-            "snapshot",
-            "status",
-            path.to_str().expect("utf-8"),
-            "-w",
-            "json",
-        ],
-    );
+    // Offline snapshot commands moved from etcdctl to etcdutl in etcd 3.6.
+    let out = cluster.etcdutl(&[
+        "snapshot",
+        "status",
+        path.to_str().expect("utf-8"),
+        "-w",
+        "json",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl json");
-    println!("etcdctl snapshot status: {status}");
+    println!("etcdutl snapshot status: {status}");
     assert_eq!(status["totalSize"].as_u64(), Some(info.db_bytes));
     assert!(status["totalKey"].as_u64().expect("totalKey") >= 300);
 
     // Cut on a page boundary, so the size still looks plausible: only the
-    // digest shows it is short. (`etcdctl snapshot status` may or may not
+    // digest shows it is short. (`etcdutl snapshot status` may or may not
     // notice, depending on which pages are gone.)
     let truncated = cluster.dir.path().join("truncated.db");
     std::fs::write(&truncated, &bytes[..bytes.len() - 4096]).expect("write");
@@ -211,12 +209,9 @@ async fn snapshot_is_streamed_verified_and_accepted_by_etcdctl() {
             ..
         }
     ));
-    let out = cluster.etcdctl(
-        None,
-        &["snapshot", "status", truncated.to_str().expect("utf-8")],
-    );
+    let out = cluster.etcdutl(&["snapshot", "status", truncated.to_str().expect("utf-8")]);
     println!(
-        "etcdctl on the truncated copy: success={}",
+        "etcdutl on the truncated copy: success={}",
         out.status.success()
     );
 

@@ -8,8 +8,8 @@
 //! tails are printed. The members run the lab's etcd 3.6 (built by
 //! scripts/setup, see remedy-lab's `binaries`) unless a test asks for
 //! Debian's 3.4 ([`Etcd::Debian34`]) to check an older member;
-//! `REMEDY_TEST_ETCD` / `REMEDY_TEST_ETCDCTL` choose other binaries (the suite
-//! passes with etcd 3.5.1 too).
+//! `REMEDY_TEST_ETCD` / `REMEDY_TEST_ETCDCTL` / `REMEDY_TEST_ETCDUTL` choose
+//! other binaries.
 
 #![allow(dead_code)] // each test uses a different part of the fixture
 
@@ -252,6 +252,15 @@ impl Cluster {
                 .arg(format!("--key={}", d.join("client.key").display()));
         }
         cmd.args(args).output().expect("etcdctl is installed")
+    }
+
+    /// Runs etcdutl (offline commands: snapshot status, defrag of a stopped
+    /// member's data directory).
+    pub fn etcdutl(&self, args: &[&str]) -> Output {
+        Command::new(binary("REMEDY_TEST_ETCDUTL", "etcdutl"))
+            .args(args)
+            .output()
+            .expect("etcdutl is built (scripts/setup)")
     }
 
     fn log_tail(&self, name: &str) -> String {
