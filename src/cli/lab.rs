@@ -145,6 +145,11 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                     println!("inventory:   {}", l.inventory().display());
                     println!("known_hosts: {}", l.known_hosts().display());
                     println!("ssh key:     {}", l.client_key().display());
+                    println!(
+                        "kubectl:     {} --kubeconfig {} get nodes",
+                        l.dir.join("bin/kubectl").display(),
+                        l.dir.join("admin.conf").display()
+                    );
                     println!("try: remedy plan manifest-edit --inventory {} -p set=--max-requests-inflight=800", if dir.is_none() { "lab".to_string() } else { l.inventory().display().to_string() });
                     Exit::Ok.into()
                 }
