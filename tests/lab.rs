@@ -2083,3 +2083,40 @@ fn lab_up_refuses_missing_or_corrupt_binaries_and_setup_rebuilds_them() {
         "the verified set was left alone"
     );
 }
+
+#[test]
+fn lab_binaries_stop_naming_the_module_the_proxy_lacks() {
+    // An empty module proxy and module cache: nothing can be downloaded.
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("proxy")).unwrap();
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab-binaries"))
+        .env("REMEDY_LAB_CACHE", t.path().join("cache"))
+        .env("GOMODCACHE", t.path().join("mod"))
+        .env(
+            "GOPROXY",
+            format!("file://{}", t.path().join("proxy").display()),
+        )
+        .env("GOSUMDB", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let named = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("  missing or unreadable: "))
+        .unwrap_or_else(|| panic!("no module named:\n{stderr}"));
+    assert!(named.contains("@v"), "{named}");
+    assert!(stderr.contains("nothing was built"), "{stderr}");
+    assert!(
+        !t.path()
+            .join(format!("cache/k8s-{}", remedy_lab::binaries::k8s_version()))
+            .exists(),
+        "no half-built set"
+    );
+    // Go's module cache marks its files read-only: let the tempdir go.
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(t.path())
+        .status();
+}

@@ -243,7 +243,8 @@ pub(crate) fn answers_200(url: &str, timeout: Duration) -> bool {
         .unwrap_or(false)
 }
 
-/// `pid` runs a shell one-liner in `host`'s namespaces, as root there.
+/// A command that will run in the mount and UTS namespaces of `pid` (a
+/// host's sshd): what that host's own processes see.
 pub(crate) fn nsenter(pid: u32) -> Command {
     let mut cmd = Command::new("nsenter");
     cmd.args(["-t", &pid.to_string(), "-m", "-u", "--"]);

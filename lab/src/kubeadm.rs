@@ -35,6 +35,8 @@
 //!   configuration (as on a cluster whose API is down), which here means the
 //!   same paths and a renewal valid for a year, as on a cluster made a year
 //!   ago.
+//! - etcd's manifest names the release the lab built (`imageTag`), not
+//!   kubeadm's default etcd image: it is what runs.
 //! - No kubelet registers the masters: the lab creates their Node objects
 //!   (control-plane label and taint, InternalIP = the master's address); the
 //!   node controller soon reports them NotReady, as it would without kubelets.
@@ -103,6 +105,12 @@ pub struct ConfigOptions {
 /// `kubeadm.yaml` for master `i` (1-based): an InitConfiguration and a
 /// ClusterConfiguration (kubeadm.k8s.io/v1beta4).
 pub fn config(layout: &Layout, i: usize, version: &str, opts: &ConfigOptions) -> String {
+    // The image a manifest names is the release the kubelet stand-in runs
+    // (kubeadm v1.35.4 would name etcd 3.6.6-0; the lab builds 3.6.16).
+    let etcd_tag = format!(
+        "{}-0",
+        crate::binaries::etcd_version().trim_start_matches('v')
+    );
     let addr = layout.master_addr(i);
     let vip = layout.vip();
     let cluster: Vec<String> = (1..=layout.masters)
@@ -157,7 +165,7 @@ pub fn config(layout: &Layout, i: usize, version: &str, opts: &ConfigOptions) ->
          apiServer:\n  certSANs: [\"{vip}\", \"{addr}\"]\n  extraArgs:\n{api}\
          controllerManager:\n  extraArgs:\n{bind_i}\
          scheduler:\n  extraArgs:\n{bind_i}\
-         etcd:\n  local:\n    dataDir: /var/lib/etcd\n    serverCertSANs: [\"{addr}\"]\n    peerCertSANs: [\"{addr}\"]\n    extraArgs:\n{etcd}",
+         etcd:\n  local:\n    imageTag: \"{etcd_tag}\"\n    dataDir: /var/lib/etcd\n    serverCertSANs: [\"{addr}\"]\n    peerCertSANs: [\"{addr}\"]\n    extraArgs:\n{etcd}",
         ph = placeholder(i),
         api = indent(
             &[
@@ -398,6 +406,11 @@ mod tests {
         ] {
             assert!(c.contains(expected), "{expected:?} not in:\n{c}");
         }
+        let tag = format!(
+            "    imageTag: \"{}-0\"\n",
+            crate::binaries::etcd_version().trim_start_matches('v')
+        );
+        assert!(c.contains(&tag), "{tag:?} not in:\n{c}");
         let default = config(
             &l,
             1,

@@ -122,7 +122,10 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 remedy_exe,
             };
             let started = std::time::Instant::now();
-            match lab::up(&opts, &mut |line| eprintln!("lab: {line}")) {
+            let progress = &mut |line: &str| {
+                eprintln!("lab: [{:4.1}s] {line}", started.elapsed().as_secs_f64())
+            };
+            match lab::up(&opts, progress) {
                 Ok(state) => {
                     let l = state.layout();
                     println!(
