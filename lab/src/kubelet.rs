@@ -958,17 +958,20 @@ mod tests {
         assert!(dead(pid1), "the old container must be stopped");
         let pid2 = live(&second).expect("live pid");
 
-        // Removing the manifest stops the pod and drops its records.
+        // Removing the manifest stops the pod and drops its records and logs.
+        let log = PathBuf::from(second["containers"][0]["log_path"].as_str().expect("log"));
+        assert!(log.is_file(), "{}", log.display());
         fs::remove_file(h.path("manifests/sleeper.yaml")).expect("remove manifest");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(dead(pid2) && h.state("sleeper").is_none()) {
             assert!(
                 Instant::now() < deadline,
-                "pod still there 3 s after its manifest was removed"
+                "pod still there 10 s after its manifest was removed"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(crate::process::recorded(&h.path("lab")).is_empty());
+        assert!(!log.exists(), "a deleted pod's logs go with it");
         assert!(h.state("hidden").is_none());
     }
 
