@@ -9,7 +9,6 @@
 pub mod action;
 pub mod backup;
 pub mod bind;
-pub mod clock;
 pub mod eval;
 pub mod event;
 pub mod executor;
@@ -22,6 +21,9 @@ pub mod redact;
 pub mod report;
 pub mod resume;
 pub mod transport;
+
+/// Injected time (`remedy-clock`), under the engine's path.
+pub use remedy_clock as clock;
 
 pub use bind::{bind, BoundRun, Request};
 pub use executor::{Executor, RunOptions};

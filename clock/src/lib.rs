@@ -1,6 +1,9 @@
-//! Time, injected: backoff waits and polling intervals go through [`Clock`] so
-//! tests of retries and waits do not sleep. (Command timeouts use the runtime's
-//! timer, since they guard real processes.)
+//! remedy-clock: time, injected. Backoff waits and polling intervals go
+//! through [`Clock`] so tests of retries and waits do not sleep. (Command
+//! timeouts use the runtime's timer, since they guard real processes.)
+//!
+//! The engine and the domain crates that poll (HAProxy's waits) share it; it
+//! must not depend on any other remedy crate.
 
 use async_trait::async_trait;
 use std::sync::Mutex;
