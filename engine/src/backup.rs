@@ -6,7 +6,7 @@
 //! The backup directory is never inside the manifests directory: the kubelet
 //! would start every file it finds there.
 
-use crate::transport::{TResult, Transport, TransportError, WriteAttrs};
+use remedy_transport::{TResult, Transport, TransportError, WriteAttrs};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -184,7 +184,7 @@ async fn ensure_parent(t: &dyn Transport, path: &str) -> TResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Local;
+    use remedy_transport::Local;
 
     #[test]
     fn refuses_manifests_dir() {

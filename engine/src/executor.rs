@@ -10,16 +10,16 @@ use crate::action::{
 };
 use crate::backup::{self, BackupRecord};
 use crate::bind::BoundRun;
-use crate::clock::Clock;
 use crate::eval::{Bindings, Resolved, StepValue};
 use crate::event::{Event, EventKind, EventSink};
 use crate::inventory::Host;
 use crate::plan::Plan;
 use crate::report::*;
 use crate::resume::{HostResume, ResumeState};
-use crate::transport::{Connector, ReadOnly, Transport};
+use remedy_clock::Clock;
 use remedy_dsl::runbook::ArgValue;
 use remedy_dsl::{ActionKind, ArgKind, OnFailure, Runbook, Step};
+use remedy_transport::{Connector, ReadOnly, Transport};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -485,7 +485,7 @@ impl Executor<'_> {
             let manifests = host
                 .var("manifests_dir")
                 .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
-            let q = crate::transport::ssh::shell::quote;
+            let q = remedy_transport::shell::quote;
             let cmd = format!(
                 "cd {} 2>/dev/null || exit 0; for f in *.yaml *.yml *.json; do [ -f \"$f\" ] && echo \"$f\"; done; exit 0",
                 q(&staging)
@@ -573,7 +573,7 @@ impl Executor<'_> {
             let step_id = report.steps[*index].id.clone();
             let mut restored = Vec::new();
             for b in backups.iter().rev() {
-                let local = crate::transport::Local::new("the jump host");
+                let local = remedy_transport::Local::new("the jump host");
                 let t: &dyn Transport = if b.local { &local } else { t };
                 if let Err(e) = backup::restore(t, b).await {
                     let msg = format!(
@@ -1087,7 +1087,7 @@ impl Executor<'_> {
     }
 
     async fn changed_since_backups(&self, t: &dyn Transport, backups: &[BackupRecord]) -> bool {
-        let local = crate::transport::Local::new("the jump host");
+        let local = remedy_transport::Local::new("the jump host");
         for b in backups {
             let side: &dyn Transport = if b.local { &local } else { t };
             if backup::differs(side, b).await.unwrap_or(false) {
@@ -1129,7 +1129,7 @@ impl Executor<'_> {
         backups: &mut Vec<BackupRecord>,
         host: &str,
     ) -> Result<(), ActionError> {
-        let local = crate::transport::Local::new("the jump host");
+        let local = remedy_transport::Local::new("the jump host");
         let side = Side {
             dir: &self.options.local_backup_dir,
             local: true,

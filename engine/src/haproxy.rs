@@ -15,8 +15,8 @@ mod state;
 
 pub use state::{parse_backends, parse_servers, AdminState, OpState, ParseError, ServerState};
 
-use crate::clock::{Clock, SystemClock};
-use crate::transport::{StreamFailure, StreamTarget, Transport, TransportError};
+use remedy_clock::{Clock, SystemClock};
+use remedy_transport::{StreamFailure, StreamTarget, Transport, TransportError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -686,8 +686,8 @@ mod tests {
         let sock = dir.path().join("admin.sock");
         // What a restarting HAProxy leaves: a socket file nobody accepts on.
         drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-        let local = crate::transport::Local::new("lb");
-        let clock = crate::clock::ManualClock::new();
+        let local = remedy_transport::Local::new("lb");
+        let clock = remedy_clock::ManualClock::new();
         let api = RuntimeApi::new(&local, StreamTarget::Unix(sock.display().to_string()))
             .with_clock(&clock)
             .with_poll_interval(Duration::from_secs(1));

@@ -20,10 +20,6 @@ pub mod plan;
 pub mod redact;
 pub mod report;
 pub mod resume;
-pub mod transport;
-
-/// Injected time (`remedy-clock`), under the engine's path.
-pub use remedy_clock as clock;
 
 pub use bind::{bind, BoundRun, Request};
 pub use executor::{Executor, RunOptions};

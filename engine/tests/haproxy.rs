@@ -7,7 +7,7 @@
 mod support;
 
 use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
-use remedy_engine::transport::{Local, ReadOnly, StreamTarget};
+use remedy_transport::{Local, ReadOnly, StreamTarget};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

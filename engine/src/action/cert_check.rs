@@ -6,8 +6,8 @@
 use super::{result, Action, ActionError, StepCtx};
 use crate::pki::{self, kubeadm, ClientCredential};
 use crate::plan::Plan;
-use crate::transport::Transport;
 use async_trait::async_trait;
+use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -7,9 +7,9 @@
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
-use crate::transport::{StreamOpener, StreamTarget, Transport};
 use async_trait::async_trait;
 use remedy_etcd::{Member, MemberStatus, RuleInputs, Tls};
+use remedy_transport::{StreamOpener, StreamTarget, Transport};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

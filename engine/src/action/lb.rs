@@ -9,10 +9,10 @@
 //! rollback puts exactly that back ([`restore_recorded`]).
 
 use super::{ActionError, StepCtx};
-use crate::clock::Clock;
 use crate::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
 use crate::inventory::Host;
-use crate::transport::{StreamTarget, Transport};
+use remedy_clock::Clock;
+use remedy_transport::{StreamTarget, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -12,9 +12,9 @@
 
 use super::{result, Action, ActionError, Secs, StepCtx};
 use crate::plan::{Change, Plan};
-use crate::transport::Transport;
 use async_trait::async_trait;
 use remedy_dsl::yaml::{self, NodeKind};
+use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -40,7 +40,7 @@ struct Pod {
 }
 
 fn quote(s: &str) -> String {
-    crate::transport::ssh::shell::quote(s)
+    remedy_transport::shell::quote(s)
 }
 
 /// The value of `--name=value` in the pod's first container command.

@@ -105,7 +105,7 @@ impl Transport for ReadOnly<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Local;
+    use crate::Local;
 
     #[tokio::test]
     async fn refuses_every_mutation_and_allows_reads() {
@@ -140,7 +140,7 @@ mod tests {
         let _listener = tokio::net::UnixListener::bind(&sock).unwrap();
         let local = Local::new("h");
         let ro = ReadOnly::new(&local);
-        let target = crate::transport::StreamTarget::Unix(sock.display().to_string());
+        let target = crate::StreamTarget::Unix(sock.display().to_string());
         assert!(ro.open_stream(&target).await.is_ok());
         assert!(ro.is_read_only());
     }

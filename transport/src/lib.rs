@@ -1,6 +1,15 @@
-//! How remedy touches a host. Every action goes through [`Transport`], so the
-//! same runbook runs on the local machine (tests, a jump host fixing itself)
-//! and, with the SSH transport, on masters.
+//! remedy-transport: how remedy touches a host. Every action goes through
+//! [`Transport`], so the same runbook runs on the local machine (tests, a jump
+//! host fixing itself) and, with the SSH transport, on masters. A
+//! [`Connector`] opens one per [`Host`].
+//!
+//! The SSH transport (russh: sessions, `~/.ssh/config`, jump hosts, tunnels)
+//! is the `ssh` feature, on by default. The engine and the domain crates take
+//! this crate without it: they work through the trait and never name russh;
+//! only the binary (and tests that need a real sshd) turn it on.
+//!
+//! This crate knows nothing of runbooks, runs or Kubernetes, and must not
+//! depend on the engine.
 //!
 //! [`ReadOnly`] wraps any transport and refuses every mutating call: planning
 //! only ever gets one, so a dry-run cannot write even by mistake.
@@ -11,9 +20,14 @@
 //! through: whoever speaks over it must check [`Transport::is_read_only`]
 //! before sending anything that changes state.
 
+pub mod host;
 mod local;
 mod read_only;
+pub mod shell;
+#[cfg(feature = "ssh")]
 pub mod ssh;
+
+pub use host::{Host, TransportKind};
 
 pub use local::Local;
 pub use read_only::ReadOnly;
@@ -279,7 +293,7 @@ pub trait StreamOpener: Send + Sync + 'static {
 /// Opens a transport to a host (one per host for a whole run).
 #[async_trait]
 pub trait Connector: Send + Sync {
-    async fn connect(&self, host: &crate::inventory::Host) -> TResult<Box<dyn Transport>>;
+    async fn connect(&self, host: &Host) -> TResult<Box<dyn Transport>>;
 }
 
 /// Connects hosts marked `transport: local`. SSH hosts are refused with a
@@ -288,10 +302,10 @@ pub struct LocalConnector;
 
 #[async_trait]
 impl Connector for LocalConnector {
-    async fn connect(&self, host: &crate::inventory::Host) -> TResult<Box<dyn Transport>> {
+    async fn connect(&self, host: &Host) -> TResult<Box<dyn Transport>> {
         match host.transport {
-            crate::inventory::TransportKind::Local => Ok(Box::new(Local::new(host.name.clone()))),
-            crate::inventory::TransportKind::Ssh => Err(TransportError::Unreachable {
+            TransportKind::Local => Ok(Box::new(Local::new(host.name.clone()))),
+            TransportKind::Ssh => Err(TransportError::Unreachable {
                 host: host.name.clone(),
                 message: "this build of remedy has no SSH transport yet; mark the host `transport: local` to run on this machine".into(),
             }),

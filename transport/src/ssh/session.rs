@@ -287,7 +287,7 @@ impl SshSession {
         timeout: Duration,
     ) -> Result<RawOutput, SshError> {
         let full = if self.target.become_ {
-            format!("sudo -n -- sh -c {}", super::shell::quote(cmd))
+            format!("sudo -n -- sh -c {}", crate::shell::quote(cmd))
         } else {
             cmd.to_string()
         };

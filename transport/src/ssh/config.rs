@@ -5,7 +5,8 @@
 //! negation, and `IdentityFile` accumulates. `Match` blocks are skipped, and
 //! `Include` is not followed (both are reported by [`SshConfig::skipped`]).
 
-use crate::inventory::glob_match;
+use crate::host::glob_match;
+use remedy_jumphost::expand_home;
 use std::path::Path;
 
 /// Settings for one host name, after applying every matching block.
@@ -112,7 +113,9 @@ impl SshConfig {
                     }
                     "user" if out.user.is_none() => out.user = Some(value.clone()),
                     "port" if out.port.is_none() => out.port = value.parse().ok(),
-                    "identityfile" => out.identity_files.push(expand_home(value)),
+                    "identityfile" => out
+                        .identity_files
+                        .push(expand_home(value).display().to_string()),
                     "proxyjump" if out.proxy_jump.is_none() => out.proxy_jump = Some(value.clone()),
                     _ => {}
                 }
@@ -143,14 +146,6 @@ fn matches(patterns: &[String], host: &str) -> bool {
         }
     }
     positive
-}
-
-/// `~/x` → `$HOME/x`.
-pub fn expand_home(path: &str) -> String {
-    match (path.strip_prefix("~/"), std::env::var("HOME")) {
-        (Some(rest), Ok(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
-        _ => path.to_string(),
-    }
 }
 
 /// One hop of a `ProxyJump` value: `[user@]host[:port]`.

@@ -1,4 +1,5 @@
-//! Shell text for file operations over SSH. File operations run as small
+//! Shell text: [`quote`] (for every command remedy builds from values) and
+//! the scripts of file operations over SSH. File operations run as small
 //! POSIX-sh scripts with coreutils on the host rather than over SFTP, so that
 //! the same code path works for root and for `become` (sudo) users, and so a
 //! replace is a real rename(2) over the old file (OpenSSH's SFTP rename

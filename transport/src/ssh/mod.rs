@@ -7,13 +7,14 @@
 
 pub mod config;
 pub mod session;
-pub mod shell;
+
+use crate::shell;
 
 use super::{
     AsyncStream, Connector, FileStat, Local, Output, RawOutput, StreamFailure, StreamTarget,
     TResult, Transport, TransportError, WriteAttrs,
 };
-use crate::inventory::{Host, Inventory, TransportKind};
+use crate::host::{Host, Roster, TransportKind};
 use async_trait::async_trait;
 use config::{parse_proxy_jump, SshConfig};
 pub use session::{ConnectOptions, SshError, SshSession, Target};
@@ -288,9 +289,9 @@ pub struct SshConnector {
 }
 
 impl SshConnector {
-    pub fn new(inventory: &Inventory, accept_new_host_keys: bool) -> SshConnector {
-        let known_hosts = inventory
-            .ssh
+    pub fn new(inventory: &impl Roster, accept_new_host_keys: bool) -> SshConnector {
+        let settings = inventory.ssh_settings();
+        let known_hosts = settings
             .known_hosts
             .clone()
             .map(PathBuf::from)
@@ -302,10 +303,10 @@ impl SshConnector {
             opts: ConnectOptions {
                 known_hosts,
                 accept_new_host_keys,
-                connect_timeout: Duration::from_secs(inventory.ssh.connect_timeout_secs),
+                connect_timeout: Duration::from_secs(settings.connect_timeout_secs),
                 keepalive: Duration::from_secs(15),
             },
-            hosts: inventory.hosts.clone(),
+            hosts: inventory.hosts().to_vec(),
             ssh_config: SshConfig::load_default(),
             sessions: Mutex::new(HashMap::new()),
         }
