@@ -15,7 +15,6 @@ pub mod executor;
 pub mod haproxy;
 pub mod inventory;
 pub mod manifest_edit;
-pub mod pki;
 pub mod plan;
 pub mod redact;
 pub mod report;

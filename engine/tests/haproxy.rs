@@ -4,14 +4,12 @@
 //! messages for unknown names, a socket below admin level, a missing socket,
 //! and a dry-run.
 
-mod support;
-
 use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
+use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use remedy_transport::{Local, ReadOnly, StreamTarget};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use tokio::io::AsyncReadExt;
 
 const BE: &str = "k8s";
@@ -435,7 +433,7 @@ async fn a_missing_socket_a_dead_port_and_a_silent_socket() {
     );
     assert!(!err.retryable());
 
-    let port = support::haproxy::free_port(addr(10));
+    let port = remedy_testkit::haproxy::free_port(addr(10));
     let err = RuntimeApi::new(&t, StreamTarget::Tcp(addr(10).to_string(), port))
         .servers(BE)
         .await

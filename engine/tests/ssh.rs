@@ -2,17 +2,15 @@
 //! key policy, jump hosts, tunnels, a connection killed mid-command,
 //! parallel fan-out, and HAProxy's runtime API over socket streams.
 
-mod support;
-
 use remedy_dsl::Source;
 use remedy_engine::Inventory;
+use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
+use remedy_testkit::sshd::TestSshd;
 use remedy_transport::ssh::config::SshConfig;
 use remedy_transport::ssh::SshConnector;
 use remedy_transport::{Connector, TransportError, WriteAttrs};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use support::haproxy::{nothing_listens, TestHaproxy, Upstream};
-use support::sshd::TestSshd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(20);

@@ -4,9 +4,9 @@
 //! `kubeadm certs check-expiration`. Read-only: it runs fully in a dry-run.
 
 use super::{result, Action, ActionError, StepCtx};
-use crate::pki::{self, kubeadm, ClientCredential};
 use crate::plan::Plan;
 use async_trait::async_trait;
+use remedy_pki::{self as pki, kubeadm, ClientCredential};
 use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,21 +45,6 @@ pub fn now_unix(ctx: &StepCtx<'_>) -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// `Nov 23, 2027 05:00 UTC`, as kubeadm prints expiry.
-pub fn date(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{} {:02}, {} {:02}:{:02} UTC",
-            &format!("{:?}", t.month())[..3],
-            t.day(),
-            t.year(),
-            t.hour(),
-            t.minute()
-        ),
-        Err(_) => unix.to_string(),
-    }
 }
 
 async fn exists(t: &dyn Transport, path: &str) -> Result<bool, ActionError> {
@@ -155,7 +140,7 @@ impl CertCheck {
                 .unwrap_or_else(|| "-".into());
             let expires = c["not_after"]
                 .as_i64()
-                .map(date)
+                .map(kubeadm::expiry_date)
                 .unwrap_or_else(|| c["note"].as_str().unwrap_or("-").to_string());
             table.push_str(&format!(
                 "\n{:<26} {:<24} {:>9}  {:<15} {}",

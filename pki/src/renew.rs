@@ -451,8 +451,8 @@ fn pem_encode(label: &str, der: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::fixtures::{openssl, openssl_verify, Lab, Pair};
-    use crate::pki::parse_cert_pem;
+    use crate::parse_cert_pem;
+    use remedy_testkit::openssl::{openssl, openssl_verify, Lab, Pair};
 
     fn now() -> i64 {
         let since = std::time::SystemTime::now()

@@ -295,7 +295,7 @@ fn serial_hex(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::fixtures::{openssl, Lab};
+    use remedy_testkit::openssl::{openssl, Lab};
 
     #[test]
     fn parses_an_openssl_leaf_like_openssl_does() {

@@ -2,6 +2,21 @@
 //! kubeconfigs embed client certificates, and what `kubeadm certs renew all`
 //! leaves alone — and why, so remedy can say so.
 
+/// `Nov 23, 2027 05:00 UTC`, as kubeadm prints expiry.
+pub fn expiry_date(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{} {:02}, {} {:02}:{:02} UTC",
+            &format!("{:?}", t.month())[..3],
+            t.day(),
+            t.year(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
 /// The three CAs: (name, certificate, key), relative to the PKI directory.
 pub const CAS: &[(&str, &str, &str)] = &[
     ("ca", "ca.crt", "ca.key"),

@@ -301,8 +301,8 @@ fn line_offset(text: &str, line: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::fixtures::{openssl_verify, Lab};
-    use crate::pki::{renew_leaf, Ca, KUBEADM_LEAF_VALIDITY_SECS};
+    use crate::{renew_leaf, Ca, KUBEADM_LEAF_VALIDITY_SECS};
+    use remedy_testkit::openssl::{openssl_verify, Lab};
 
     /// admin.conf as `kubeadm init` writes it (key order, `preferences: {}`).
     fn admin_conf(ca: &[u8], cert: &[u8], key: &[u8]) -> String {
