@@ -12,7 +12,6 @@ pub mod bind;
 pub mod eval;
 pub mod event;
 pub mod executor;
-pub mod haproxy;
 pub mod inventory;
 pub mod manifest_edit;
 pub mod plan;

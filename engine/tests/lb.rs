@@ -8,10 +8,10 @@
 use remedy_clock::SystemClock;
 use remedy_dsl::{compile, Source};
 use remedy_engine::event::{EventKind, MemorySink};
-use remedy_engine::haproxy::{AdminState, RuntimeApi, ServerState};
 use remedy_engine::plan::Change;
 use remedy_engine::report::{HostStatus, RunReport, RunStatus, StepStatus};
 use remedy_engine::{bind, Executor, Inventory, Request, RunOptions};
+use remedy_haproxy::{AdminState, RuntimeApi, ServerState};
 use remedy_testkit::haproxy::{TestHaproxy, Upstream};
 use remedy_transport::{Local, LocalConnector, StreamTarget};
 use std::net::Ipv4Addr;

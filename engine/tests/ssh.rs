@@ -548,7 +548,7 @@ async fn rsa_and_ecdsa_client_keys_log_in_too() {
 
 #[tokio::test]
 async fn haproxy_runtime_api_through_ssh_socket_streams() {
-    use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi};
+    use remedy_haproxy::{AdminState, HaproxyError, RuntimeApi};
     use remedy_transport::{ReadOnly, StreamTarget};
     let ip = Ipv4Addr::new(127, 0, 116, 1);
     let s = TestSshd::start(ip, "LogLevel DEBUG1");
@@ -629,7 +629,7 @@ async fn haproxy_runtime_api_through_ssh_socket_streams() {
 
 #[tokio::test]
 async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
-    use remedy_engine::haproxy::{HaproxyError, RuntimeApi};
+    use remedy_haproxy::{HaproxyError, RuntimeApi};
     use remedy_transport::StreamTarget;
     use std::os::unix::fs::PermissionsExt;
     let user = become_user();

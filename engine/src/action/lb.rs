@@ -9,9 +9,9 @@
 //! rollback puts exactly that back ([`restore_recorded`]).
 
 use super::{ActionError, StepCtx};
-use crate::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
 use crate::inventory::Host;
 use remedy_clock::Clock;
+use remedy_haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
 use remedy_transport::{StreamTarget, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -31,12 +31,12 @@ mod static_pod_restart;
 mod wait_until;
 
 use crate::eval::{Bindings, EvalError};
-use crate::haproxy::HaproxyError;
 use crate::inventory::Host;
 use crate::plan::Plan;
 use async_trait::async_trait;
 use remedy_clock::Clock;
 use remedy_dsl::{ActionKind, Step};
+use remedy_haproxy::HaproxyError;
 use remedy_transport::{Connector, ReadOnly, Transport, TransportError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -393,13 +393,13 @@ pub fn parse_backends(text: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    //! The inputs are captured from HAProxy 2.6.12 (see tests/data/haproxy):
+    //! The inputs are captured from HAProxy 2.6.12 (see haproxy/tests/data):
     //! a backend `k8s` of m1, m2 (weight 50) and m3 (nothing listening).
     use super::*;
 
     macro_rules! capture {
         ($name:literal) => {
-            include_str!(concat!("../../tests/data/haproxy/", $name))
+            include_str!(concat!("../tests/data/", $name))
         };
     }
 

@@ -4,7 +4,7 @@
 //! messages for unknown names, a socket below admin level, a missing socket,
 //! and a dry-run.
 
-use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
+use remedy_haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
 use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use remedy_transport::{Local, ReadOnly, StreamTarget};
 use std::net::Ipv4Addr;
