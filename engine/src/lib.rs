@@ -13,7 +13,6 @@ pub mod eval;
 pub mod event;
 pub mod executor;
 pub mod inventory;
-pub mod manifest_edit;
 pub mod plan;
 pub mod redact;
 pub mod report;
