@@ -18,9 +18,11 @@
 //! or runs: it must not depend on the engine, nor on russh.
 
 mod error;
+mod prior;
 mod runtime_api;
 mod state;
 
 pub use error::{DrainRefused, HaproxyError, WaitTimedOut};
+pub use prior::Prior;
 pub use runtime_api::{Progress, RuntimeApi, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT};
 pub use state::{parse_backends, parse_servers, AdminState, OpState, ParseError, ServerState};

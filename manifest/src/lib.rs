@@ -1,6 +1,10 @@
-//! remedy-manifest: format-preserving edits of a Kubernetes static-pod manifest
-//! (`/etc/kubernetes/manifests/kube-apiserver.yaml` and friends): set or remove
-//! a container flag, set or remove a `resources` value.
+//! remedy-manifest: Kubernetes static-pod manifests
+//! (`/etc/kubernetes/manifests/kube-apiserver.yaml` and friends), text in and
+//! text out: read a container flag or a component's health endpoint
+//! ([`flag_value`], [`default_health_url`]), and edit — set or remove a
+//! container flag, set or remove a `resources` value ([`edit`]). No I/O: the
+//! engine's actions read and write the files; this crate must not depend on
+//! the engine or on any transport.
 //!
 //! The operator approves a change by reading its diff, so the result must be
 //! the original text with the smallest possible change — one or two lines —
@@ -20,10 +24,13 @@
 mod expect;
 mod flags;
 mod parse;
+mod read;
 mod render;
 mod resources;
 #[cfg(test)]
 mod tests;
+
+pub use read::{default_health_url, flag_value};
 
 use expect::expect;
 use flags::{remove_flag, set_flag};

@@ -94,9 +94,7 @@ async fn read_quota(t: &dyn Transport, host: &Host) -> Option<u64> {
         .var("manifests_dir")
         .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
     let text = t.read_file(&format!("{dir}/etcd.yaml")).await.ok()?;
-    let text = String::from_utf8_lossy(&text);
-    let at = text.find("--quota-backend-bytes=")?;
-    text[at + "--quota-backend-bytes=".len()..]
+    remedy_manifest::flag_value(&String::from_utf8_lossy(&text), "quota-backend-bytes")?
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect::<String>()
