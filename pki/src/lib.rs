@@ -13,15 +13,19 @@
 //! - [`renew`]: [`Ca`] and [`renew_leaf`], which copies subject, SANs and
 //!   usages from the old certificate, makes a new RSA 2048 key and signs with
 //!   the local CA.
+//! - [`expiration`]: what `kubeadm certs check-expiration` shows, and its
+//!   table.
 //! - [`kubeconfig`]: find and replace `client-certificate-data` /
 //!   `client-key-data` by splicing text, so the rest of the file stays
 //!   byte-identical.
 
+pub mod expiration;
 pub mod inspect;
 pub mod kubeadm;
 pub mod kubeconfig;
 pub mod renew;
 
+pub use expiration::Expiration;
 pub use inspect::{days_left, key_matches_cert, parse_cert_pem, CertInfo};
 pub use kubeconfig::{
     client_credential, embedded_ca_cert, embedded_client_cert, replace_client_cert, CertAndKeyPem,
