@@ -55,8 +55,7 @@ pub fn check_location(backup_dir: &str, manifests_dir: &str) -> Result<(), Backu
     if !backup_dir.starts_with('/') {
         return Err(BackupError::Relative(backup_dir.to_string()));
     }
-    let norm = |p: &str| format!("{}/", p.trim_end_matches('/'));
-    if norm(backup_dir).starts_with(&norm(manifests_dir)) {
+    if remedy_manifest::under_manifests_dir(backup_dir, manifests_dir) {
         return Err(BackupError::InsideManifests {
             dir: backup_dir.to_string(),
             manifests: manifests_dir.to_string(),

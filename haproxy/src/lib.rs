@@ -24,5 +24,5 @@ mod state;
 
 pub use error::{DrainRefused, HaproxyError, WaitTimedOut};
 pub use prior::Prior;
-pub use runtime_api::{Progress, RuntimeApi, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT};
+pub use runtime_api::{tcp_socket, Progress, RuntimeApi, DEFAULT_POLL_INTERVAL, DEFAULT_TIMEOUT};
 pub use state::{parse_backends, parse_servers, AdminState, OpState, ParseError, ServerState};

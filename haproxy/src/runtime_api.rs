@@ -17,6 +17,15 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// socket that is not HAProxy's and never stops talking.
 const MAX_REPLY_BYTES: u64 = 64 << 20;
 
+/// A TCP admin socket (`stats socket ipv4@HOST:PORT`) given as `HOST:PORT`
+/// (`[v6]:PORT` too), as seen from the LB; `None` when it is not that.
+pub fn tcp_socket(addr: &str) -> Option<StreamTarget> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse::<u16>().ok()?;
+    (!host.is_empty()).then(|| StreamTarget::Tcp(host.to_string(), port))
+}
+
 /// HAProxy's names (proxies, servers) are letters, digits and `.-_:`. Checking
 /// it keeps a name from smuggling a second command (`;`) into the line.
 fn check_name(what: &'static str, name: &str) -> Result<(), HaproxyError> {
@@ -546,5 +555,15 @@ mod tests {
             "Unknown command, but maybe one of the following ones is a better match:\n"
         ));
         assert!(!refused_for_level("No such server.\n\n"));
+    }
+
+    #[test]
+    fn tcp_admin_sockets_are_host_and_port() {
+        let tcp = |h: &str, p| Some(StreamTarget::Tcp(h.into(), p));
+        assert_eq!(tcp_socket("127.0.0.1:9999"), tcp("127.0.0.1", 9999));
+        assert_eq!(tcp_socket("[::1]:9999"), tcp("::1", 9999));
+        for bad in ["127.0.0.1", ":9999", "lb:http", "lb:70000"] {
+            assert_eq!(tcp_socket(bad), None, "{bad}");
+        }
     }
 }

@@ -30,7 +30,7 @@ mod resources;
 #[cfg(test)]
 mod tests;
 
-pub use read::{default_health_url, flag_value};
+pub use read::{default_health_url, flag_value, under_manifests_dir};
 
 use expect::expect;
 use flags::{remove_flag, set_flag};

@@ -59,6 +59,14 @@ pub fn default_health_url(pod: &str, manifest: &str) -> Option<String> {
     }
 }
 
+/// Whether `dir` is the manifests directory or inside it: the kubelet starts
+/// every non-hidden file it finds there, so no copy of a manifest (a backup,
+/// a parked manifest) may be kept at such a place.
+pub fn under_manifests_dir(dir: &str, manifests_dir: &str) -> bool {
+    let norm = |p: &str| format!("{}/", p.trim_end_matches('/'));
+    norm(dir).starts_with(&norm(manifests_dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +103,18 @@ mod tests {
         assert_eq!(flag_value(m, "quota-backend"), None);
         assert_eq!(flag_value(m, "data-dir"), None);
         assert_eq!(flag_value("not: [a pod", "x"), None);
+    }
+
+    #[test]
+    fn the_manifests_directory_and_below_are_off_limits() {
+        let m = "/etc/kubernetes/manifests";
+        assert!(under_manifests_dir(m, m));
+        assert!(under_manifests_dir("/etc/kubernetes/manifests/", m));
+        assert!(under_manifests_dir(
+            "/etc/kubernetes/manifests/.old",
+            "/etc/kubernetes/manifests/"
+        ));
+        assert!(!under_manifests_dir("/etc/kubernetes/manifests-old", m));
+        assert!(!under_manifests_dir("/var/lib/remedy/staging", m));
     }
 }

@@ -17,6 +17,17 @@ pub fn expiry_date(unix: i64) -> String {
     }
 }
 
+/// Client certificates that may talk to etcd, in the order to try them:
+/// kubeadm's health-check client, else the API server's etcd client.
+/// (certificate, key), relative to the PKI directory.
+pub const ETCD_CLIENTS: &[(&str, &str)] = &[
+    ("etcd/healthcheck-client.crt", "etcd/healthcheck-client.key"),
+    ("apiserver-etcd-client.crt", "apiserver-etcd-client.key"),
+];
+
+/// etcd's CA certificate, relative to the PKI directory.
+pub const ETCD_CA: &str = "etcd/ca.crt";
+
 /// The three CAs: (name, certificate, key), relative to the PKI directory.
 pub const CAS: &[(&str, &str, &str)] = &[
     ("ca", "ca.crt", "ca.key"),

@@ -9,6 +9,7 @@ use super::{ActionError, StepCtx};
 use crate::inventory::Host;
 use async_trait::async_trait;
 use remedy_etcd::{Member, MemberStatus, RuleInputs, Tls};
+use remedy_pki::kubeadm;
 use remedy_transport::{StreamOpener, StreamTarget, Transport};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -63,14 +64,10 @@ async fn read_tls(t: &dyn Transport, host: &Host) -> Result<Tls, String> {
         .var("pki_dir")
         .unwrap_or_else(|| "/etc/kubernetes/pki".into());
     let ca = t
-        .read_file(&format!("{pki}/etcd/ca.crt"))
+        .read_file(&format!("{pki}/{}", kubeadm::ETCD_CA))
         .await
         .map_err(|e| format!("cannot read etcd's CA on {}: {e}", host.name))?;
-    // kubeadm's health-check client, else the API server's etcd client.
-    for (crt, key) in [
-        ("etcd/healthcheck-client.crt", "etcd/healthcheck-client.key"),
-        ("apiserver-etcd-client.crt", "apiserver-etcd-client.key"),
-    ] {
+    for (crt, key) in kubeadm::ETCD_CLIENTS {
         if let (Ok(c), Ok(k)) = (
             t.read_file(&format!("{pki}/{crt}")).await,
             t.read_file(&format!("{pki}/{key}")).await,

@@ -48,22 +48,15 @@ fn socket_of(lb: &Host) -> Result<StreamTarget, ActionError> {
             "set haproxy_socket to the path of a `stats socket … level admin` from haproxy.cfg (or haproxy_admin: HOST:PORT for an `ipv4@` one)",
         ));
     };
-    addr.rsplit_once(':')
-        .and_then(|(h, p)| {
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            Some((h.to_string(), p.parse::<u16>().ok()?))
-        })
-        .filter(|(h, _)| !h.is_empty())
-        .map(|(h, p)| StreamTarget::Tcp(h, p))
-        .ok_or_else(|| {
-            ActionError::precondition(
-                format!(
-                    "host var haproxy_admin of {} is `{addr}`, not HOST:PORT",
-                    lb.name
-                ),
-                "e.g. haproxy_admin: 127.0.0.1:9999",
-            )
-        })
+    remedy_haproxy::tcp_socket(&addr).ok_or_else(|| {
+        ActionError::precondition(
+            format!(
+                "host var haproxy_admin of {} is `{addr}`, not HOST:PORT",
+                lb.name
+            ),
+            "e.g. haproxy_admin: 127.0.0.1:9999",
+        )
+    })
 }
 
 /// Every LB of the inventory, connected (read-only while planning). Fails

@@ -13,7 +13,7 @@
 use super::{result, Action, ActionError, Secs, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_manifest::default_health_url;
+use remedy_manifest::{default_health_url, under_manifests_dir};
 use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -101,11 +101,7 @@ impl StaticPodRestart {
             .host
             .var("staging_dir")
             .unwrap_or_else(|| "/var/lib/remedy/staging".into());
-        if staging_dir
-            .trim_end_matches('/')
-            .starts_with(&format!("{}/", manifests.trim_end_matches('/')))
-            || staging_dir.trim_end_matches('/') == manifests.trim_end_matches('/')
-        {
+        if under_manifests_dir(&staging_dir, &manifests) {
             return Err(ActionError::precondition(
                 format!("staging_dir {staging_dir} is inside the manifests directory {manifests}: the kubelet would start the manifest from there"),
                 "set the host var `staging_dir` outside the manifests directory",
