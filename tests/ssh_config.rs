@@ -210,7 +210,7 @@ fn a_proxy_command_bastion_is_used_even_where_a_direct_path_is_open() {
     );
     let bastion_log = world.bastion.log();
     assert!(
-        bastion_log.contains(&format!("Accepted publickey for root from 10.77.1.1"))
+        bastion_log.contains("Accepted publickey for root from 10.77.1.1")
             && bastion_log.contains(&format!("target {MASTER} port 22")),
         "the bastion forwarded the connection to the master:\n{bastion_log}"
     );

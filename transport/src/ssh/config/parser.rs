@@ -12,19 +12,54 @@ use std::net::IpAddr;
 
 /// The configuration's settings for `ask`, in `ssh -G`'s vocabulary.
 pub(crate) fn answer(file: &ConfigFile, ask: &Ask, local: &Local) -> Result<Answer, String> {
-    let params = match file {
-        ConfigFile::None => HostParams::new(&DefaultAlgorithms::default()),
+    let config = match file {
+        ConfigFile::None => None,
         ConfigFile::Default => {
             let path = std::path::Path::new(&local.home).join(".ssh/config");
-            if path.exists() {
-                read(&path, local)?.query(&ask.name)
-            } else {
-                HostParams::new(&DefaultAlgorithms::default())
-            }
+            path.exists().then(|| read(&path, local)).transpose()?
         }
-        ConfigFile::Path(p) => read(&config_path(p, local), local)?.query(&ask.name),
+        ConfigFile::Path(p) => Some(read(&config_path(p, local), local)?),
     };
-    Ok(to_answer(&params, ask, local))
+    let Some(config) = config else {
+        return Ok(to_answer(
+            &HostParams::new(&DefaultAlgorithms::default()),
+            ask,
+            local,
+            None,
+        ));
+    };
+    let proxy = first_proxy(&config, &ask.name)?;
+    Ok(to_answer(&config.query(&ask.name), ask, local, proxy))
+}
+
+/// OpenSSH keeps `ProxyCommand` and `ProxyJump` in one slot: whichever the
+/// first matching block sets wins, `none` included. ssh2-config keeps them
+/// apart, so the blocks are walked here. One block with both is refused:
+/// which line came first is lost.
+fn first_proxy(config: &SshConfig, name: &str) -> Result<Option<&'static str>, String> {
+    for host in config.intersecting_hosts(name) {
+        let command = host
+            .params
+            .unsupported_fields
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("proxycommand"));
+        match (command, host.params.proxy_jump.is_some()) {
+            (true, true) => {
+                return Err(format!(
+                    "the block `Host {}` sets both ProxyCommand and ProxyJump, and without OpenSSH remedy cannot tell which line comes first; install openssh-client, or keep one of them",
+                    host.pattern
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))
+            }
+            (true, false) => return Ok(Some("proxycommand")),
+            (false, true) => return Ok(Some("proxyjump")),
+            (false, false) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn read(path: &std::path::Path, local: &Local) -> Result<SshConfig, String> {
@@ -50,7 +85,7 @@ fn read(path: &std::path::Path, local: &Local) -> Result<SshConfig, String> {
 }
 
 /// `HostParams` → `ssh -G`-style lines, the inventory's settings first.
-fn to_answer(params: &HostParams, ask: &Ask, local: &Local) -> Answer {
+fn to_answer(params: &HostParams, ask: &Ask, local: &Local, proxy: Option<&str>) -> Answer {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut push = |k: &str, v: String| out.push((k.to_string(), v));
     // As ssh does: %h in HostName is the name given; names (not addresses)
@@ -84,7 +119,7 @@ fn to_answer(params: &HostParams, ask: &Ask, local: &Local) -> Answer {
     for f in params.identity_file.iter().flatten() {
         push("identityfile", f.display().to_string());
     }
-    if let Some(hops) = &params.proxy_jump {
+    if let (Some(hops), Some("proxyjump")) = (&params.proxy_jump, proxy) {
         push("proxyjump", hops.join(","));
     }
     if let Some(c) = &params.certificate_file {
@@ -138,7 +173,11 @@ fn to_answer(params: &HostParams, ask: &Ask, local: &Local) -> Answer {
     let mut unsupported: Vec<_> = params.unsupported_fields.iter().collect();
     unsupported.sort();
     for (k, args) in unsupported {
-        push(&k.to_ascii_lowercase(), args.join(" "));
+        let k = k.to_ascii_lowercase();
+        if k == "proxycommand" && proxy != Some("proxycommand") {
+            continue;
+        }
+        push(&k, args.join(" "));
     }
     Answer(out)
 }
