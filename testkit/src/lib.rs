@@ -1,6 +1,7 @@
 //! remedy-testkit: what several crates' tests share — real servers started
 //! for one test and stopped when dropped, even when the test fails
-//! ([`sshd::TestSshd`], [`haproxy::TestHaproxy`]), the `openssl` CLI as the
+//! ([`sshd::TestSshd`], [`haproxy::TestHaproxy`]) and network namespaces
+//! ([`netns::Netns`]), the `openssl` CLI as the
 //! independent check of certificates ([`openssl`]), and polling until
 //! something happens ([`poll::eventually`]).
 //!
@@ -8,6 +9,7 @@
 //! any of them can use it.
 
 pub mod haproxy;
+pub mod netns;
 pub mod openssl;
 pub mod poll;
 pub mod sshd;

@@ -27,37 +27,12 @@ fn keygen(path: &Path) {
 impl TestSshd {
     /// Start sshd on `addr` (a free port is picked); `extra` is appended to its config.
     pub fn start(addr: Ipv4Addr, extra: &str) -> TestSshd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
         let port = TcpListener::bind((addr, 0))
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let config = format!(
-            "ListenAddress {addr}:{port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nUseDNS no\nAllowTcpForwarding yes\nAllowStreamLocalForwarding yes\nMaxStartups 200:30:400\nMaxSessions 64\nSubsystem sftp internal-sftp\n{extra}\n",
-            d = d.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("/usr/sbin/sshd (openssh-server) is needed: run scripts/setup");
-        let s = TestSshd {
-            dir,
-            addr,
-            port,
-            child,
-        };
+        let s = Self::spawn(None, addr, port, extra);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(
             &SocketAddr::from((addr, port)),
@@ -69,6 +44,56 @@ impl TestSshd {
             std::thread::sleep(Duration::from_millis(30));
         }
         s
+    }
+
+    /// Start sshd inside network namespace `netns` (made by the test) on
+    /// `addr:port`; ready once it says it listens.
+    pub fn start_in_netns(netns: &str, addr: Ipv4Addr, port: u16, extra: &str) -> TestSshd {
+        let s = Self::spawn(Some(netns), addr, port, extra);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.log().contains("Server listening on") {
+            assert!(Instant::now() < deadline, "sshd did not start: {}", s.log());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        s
+    }
+
+    fn spawn(netns: Option<&str>, addr: Ipv4Addr, port: u16, extra: &str) -> TestSshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "ListenAddress {addr}:{port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nUseDNS no\nAllowTcpForwarding yes\nAllowStreamLocalForwarding yes\nMaxStartups 200:30:400\nMaxSessions 64\nSubsystem sftp internal-sftp\n{extra}\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        // `ip netns exec` execs sshd itself: the child is sshd.
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "/usr/sbin/sshd"]);
+                c
+            }
+            None => Command::new("/usr/sbin/sshd"),
+        };
+        let child = cmd
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("/usr/sbin/sshd (openssh-server) is needed: run scripts/setup");
+        TestSshd {
+            dir,
+            addr,
+            port,
+            child,
+        }
     }
 
     pub fn client_key(&self) -> PathBuf {
