@@ -88,9 +88,10 @@ pub enum ActionError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Eval(#[from] EvalError),
-    /// A load balancer's HAProxy refused, failed or timed out.
+    /// A load balancer's HAProxy refused, failed or timed out (see
+    /// `lb.rs` for the errors that become `Failed` instead).
     #[error(transparent)]
-    Haproxy(#[from] HaproxyError),
+    Haproxy(HaproxyError),
     /// The action ran and the host said no (non-zero exit, failed assert…).
     #[error("{message}")]
     Failed {
