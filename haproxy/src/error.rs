@@ -247,7 +247,9 @@ mod tests {
             restored: vec![],
             stuck: vec!["a".into(), "b".into()],
         };
-        assert!(e.to_string().ends_with("please report it); and NOT put back: a; b"));
+        assert!(e
+            .to_string()
+            .ends_with("please report it); and NOT put back: a; b"));
         assert_eq!(e.hint(), None);
     }
 }

@@ -5,8 +5,7 @@
 //! Read-only: it runs fully in a dry-run. Also what `cert.renew` shares:
 //! where the PKI is, and reading it.
 
-use super::{result, Action, ActionError, StepCtx};
-use crate::plan::Plan;
+use super::{result, ActionError, Reads, StepCtx};
 use async_trait::async_trait;
 use remedy_pki::{kubeadm, Found, Layout, PkiError};
 use serde::Deserialize;
@@ -43,7 +42,7 @@ pub fn layout(
 
 /// Read what the layout names from the host: certificates and kubeconfigs
 /// where they exist, and which CA keys exist.
-pub async fn read(ctx: &StepCtx<'_>, layout: &Layout) -> Result<Found, ActionError> {
+pub async fn read_pki(ctx: &StepCtx<'_>, layout: &Layout) -> Result<Found, ActionError> {
     let t = ctx.transport;
     if t.stat(&layout.pki_dir).await?.is_none() {
         return Err(ActionError::precondition(
@@ -79,12 +78,13 @@ impl From<PkiError> for ActionError {
     }
 }
 
-impl CertCheck {
-    async fn check(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError> {
+#[async_trait]
+impl Reads for CertCheck {
+    async fn read(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError> {
         let mut names = kubeadm::KUBECONFIGS.to_vec();
         names.push(kubeadm::KUBELET_CONF);
         let layout = layout(ctx, &self.pki, &self.kubeconfigs, &names);
-        let found = read(ctx, &layout).await?;
+        let found = read_pki(ctx, &layout).await?;
         let report = layout.expiration(&found, now_unix(ctx))?;
         let (min_days_left, expired) = (report.min_days_left(), report.expired());
         let summary = format!(
@@ -104,17 +104,5 @@ impl CertCheck {
                 json!({ "certificates": report.entries, "min_days_left": min_days_left, "expired": expired, "external_ca": report.external_ca() }),
             ),
         ))
-    }
-}
-
-#[async_trait]
-impl Action for CertCheck {
-    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        let (summary, value) = self.check(ctx).await?;
-        Ok(Plan::noop(summary, value))
-    }
-
-    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
-        Ok(self.check(ctx).await?.1)
     }
 }

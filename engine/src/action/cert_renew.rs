@@ -8,7 +8,7 @@
 //! absent (an externally managed CA). Every file it writes is declared, so the
 //! engine backs it up first and rollback restores it byte for byte.
 
-use super::cert_check::{layout, now_unix, read};
+use super::cert_check::{layout, now_unix, read_pki};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -56,7 +56,7 @@ impl CertRenew {
     async fn work(&self, ctx: &StepCtx<'_>) -> Result<Work, ActionError> {
         let method = self.method(ctx).await?;
         let layout = layout(ctx, &self.pki, &self.kubeconfigs, kubeadm::KUBECONFIGS);
-        let found = read(ctx, &layout).await?;
+        let found = read_pki(ctx, &layout).await?;
         let missing_keys = layout.missing_ca_keys(&found);
         if !missing_keys.is_empty() {
             return Err(ActionError::Precondition {

@@ -4,8 +4,7 @@
 //! (`remedy_etcd::Cluster::status_report`). Read-only.
 
 use super::etcd::connect_all;
-use super::{result, Action, ActionError, StepCtx};
-use crate::plan::Plan;
+use super::{result, ActionError, Reads, StepCtx};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,21 +13,10 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct EtcdStatus {}
 
-impl EtcdStatus {
+#[async_trait]
+impl Reads for EtcdStatus {
     async fn read(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError> {
         let report = connect_all(ctx).await?.status_report().await;
         Ok((report.summary, result(false, report.fields)))
-    }
-}
-
-#[async_trait]
-impl Action for EtcdStatus {
-    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        let (summary, value) = self.read(ctx).await?;
-        Ok(Plan::noop(summary, value))
-    }
-
-    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
-        Ok(self.read(ctx).await?.1)
     }
 }

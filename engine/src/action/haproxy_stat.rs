@@ -4,8 +4,7 @@
 //! fully in a dry-run.
 
 use super::lb;
-use super::{result, Action, ActionError, StepCtx};
-use crate::plan::Plan;
+use super::{result, ActionError, Reads, StepCtx};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,22 +15,11 @@ pub struct HaproxyStat {
     server: Option<String>,
 }
 
-impl HaproxyStat {
+#[async_trait]
+impl Reads for HaproxyStat {
     async fn read(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError> {
         let stat = lb::fleet(ctx, &self.server).await?.stat().await?;
         let fields = json!({ "servers": stat.servers, "server": stat.server, "up": stat.up });
         Ok((stat.summary, result(false, fields)))
-    }
-}
-
-#[async_trait]
-impl Action for HaproxyStat {
-    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        let (summary, value) = self.read(ctx).await?;
-        Ok(Plan::noop(summary, value))
-    }
-
-    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
-        Ok(self.read(ctx).await?.1)
     }
 }

@@ -162,6 +162,26 @@ pub trait Action: Send + Sync {
     }
 }
 
+/// An action that only reads: it runs fully while planning, so a dry-run
+/// shows its result, and applying reads again.
+#[async_trait]
+pub trait Reads: Send + Sync {
+    /// What was read: a summary for the plan, and the step's result.
+    async fn read(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError>;
+}
+
+#[async_trait]
+impl<T: Reads> Action for T {
+    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
+        let (summary, value) = self.read(ctx).await?;
+        Ok(Plan::noop(summary, value))
+    }
+
+    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
+        Ok(self.read(ctx).await?.1)
+    }
+}
+
 fn args<T: DeserializeOwned>(kind: ActionKind, args: Value) -> Result<T, ActionError> {
     serde_json::from_value(args).map_err(|e| ActionError::BadArguments {
         action: kind.name(),
