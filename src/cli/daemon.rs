@@ -106,13 +106,15 @@ fn load(g: &Global) -> Result<Config, String> {
     let path = path.as_path();
     // The rest of the file is checked as the site config.
     super::config::load(g).map_err(|d| d.render())?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the site config {}: {e}\n  = hint: pass --config FILE with a `daemon:` block of schedules (see examples/config.yaml)",
-            path.display()
-        )
+    let src = super::input::read(path, "site config").map_err(|d| {
+        let d = match d.source {
+            None => d.with_hint(
+                "pass --config FILE with a `daemon:` block of schedules (see examples/config.yaml)",
+            ),
+            Some(_) => d,
+        };
+        super::input::ReadError(d).to_string()
     })?;
-    let src = remedy_dsl::Source::new(path.display().to_string(), text);
     let root = remedy_dsl::yaml::parse(&src).map_err(|d| remedy_dsl::Diagnostics(d).render())?;
     let Some(block) = root.get("daemon") else {
         return Err(format!(
