@@ -182,6 +182,21 @@ fn issue_14_unreadable_files_say_what_is_wrong_and_where_in_text_and_json() {
         "{err}"
     );
 
+    // The site config is read the same way; the daemon's commands said
+    // "error: error: …" for it (issue 14, item 9).
+    let (_, err, code) = remedy(&["schedule", "list", "--config", &latin1]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: the file is not valid UTF-8: invalid byte 0xe9"),
+        "{err}"
+    );
+    let (_, err, code) = remedy(&["schedule", "list", "--config", &missing]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!("error: site config {missing} does not exist\n")),
+        "{err}"
+    );
+
     let (out, _, code) = remedy(&["validate", "-o", "json", &latin1, &missing]);
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

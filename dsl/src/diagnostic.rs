@@ -92,6 +92,22 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// [`render`](Diagnostic::render) without its `error: ` head, for a
+    /// caller that prints its own (`error: {…}`) or nests the diagnostic
+    /// under something that already says it failed.
+    pub fn render_body(&self) -> String {
+        strip_head(self.render())
+    }
+}
+
+fn strip_head(rendered: String) -> String {
+    match rendered.strip_prefix("error: ") {
+        Some(body) => body.to_string(),
+        None => rendered,
+    }
+}
+
 /// The widest source line quoted in full; a longer one is shown as a window
 /// of this many characters around the caret.
 pub const MAX_QUOTED_CHARS: usize = 160;
@@ -187,6 +203,11 @@ impl Diagnostics {
             if n == 1 { "" } else { "s" }
         );
         out
+    }
+    /// [`render`](Diagnostics::render) without the first `error: `, for a
+    /// caller that prints its own.
+    pub fn render_body(&self) -> String {
+        strip_head(self.render())
     }
     /// `Ok(value)` when nothing was reported, else all of it.
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {

@@ -105,7 +105,7 @@ fn load(g: &Global) -> Result<Config, String> {
         .unwrap_or_else(|| remedy_journal::remedy_home().join("config.yaml"));
     let path = path.as_path();
     // The rest of the file is checked as the site config.
-    super::config::load(g).map_err(|d| d.render())?;
+    super::config::load(g).map_err(|d| d.render_body())?;
     let src = super::input::read(path, "site config").map_err(|d| {
         let d = match d.source {
             None => d.with_hint(
@@ -115,7 +115,8 @@ fn load(g: &Global) -> Result<Config, String> {
         };
         super::input::ReadError(d).to_string()
     })?;
-    let root = remedy_dsl::yaml::parse(&src).map_err(|d| remedy_dsl::Diagnostics(d).render())?;
+    let root =
+        remedy_dsl::yaml::parse(&src).map_err(|d| remedy_dsl::Diagnostics(d).render_body())?;
     let Some(block) = root.get("daemon") else {
         return Err(format!(
             "{}: no `daemon:` block, so nothing is scheduled\n  = hint: add `daemon: {{ schedules: [...] }}` (see examples/config.yaml)",

@@ -73,9 +73,7 @@ pub struct ReadError(pub Diagnostic);
 
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rendered = self.0.render();
-        let body = rendered.strip_prefix("error: ").unwrap_or(&rendered);
-        f.write_str(body.trim_end())
+        f.write_str(self.0.render_body().trim_end())
     }
 }
 
