@@ -558,6 +558,11 @@ mod tests {
             errs[0].render()
         );
         assert!(errs[0].message.contains("deeper than 128 levels"));
+        // Sequences nested on one line need no indentation: 100,000 levels
+        // in 200 KB overflowed the stack of walks over the tree (to_json, drop).
+        let dashes = format!("{}x\n", "- ".repeat(100_000));
+        let errs = parse(&Source::new("t.yaml", dashes)).unwrap_err();
+        assert_eq!(errs[0].span.unwrap(), Span::new(1, 2 * MAX_DEPTH, 1));
         // Flow collections: the parser has its own limit (255), checked first.
         let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(parse(&Source::new("t.yaml", flow)).is_err());
