@@ -3,8 +3,9 @@
 //! journal event each time), and bad schedules are refused before anything
 //! starts. One local-transport host per test, its own REMEDY_HOME.
 
+use remedy_testkit::poll::eventually;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Site {
     dir: tempfile::TempDir,
@@ -78,14 +79,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

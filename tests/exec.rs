@@ -1,9 +1,6 @@
 //! `remedy exec` against real OpenSSH servers, as a user pipes it.
 
-#[path = "../engine/tests/support/sshd.rs"]
-mod sshd;
-
-use sshd::TestSshd;
+use remedy_testkit::sshd::TestSshd;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 

@@ -2,6 +2,7 @@
 //! addresses (127.R.12x.*, R from the test process), so these tests run beside each other and beside a
 //! lab that is up. Every lab is stopped by a guard, even when a test fails.
 
+use remedy_testkit::poll::eventually;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -174,14 +175,6 @@ fn port_open(addr: &str, port: u16) -> bool {
         Duration::from_millis(300),
     )
     .is_ok()
-}
-
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Processes whose command line mentions `dir` (the lab's sshd, kubelets, HAProxy).

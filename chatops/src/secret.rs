@@ -2,7 +2,7 @@
 //! `file:PATH`), never the secret itself, so config files can be committed and
 //! shown in reviews without leaking tokens.
 
-use std::path::PathBuf;
+use remedy_jumphost::expand_home;
 
 /// Resolves a reference to its value: `env:NAME` reads the environment variable,
 /// `file:PATH` reads the file's first line (`~/` is the home directory). A
@@ -66,13 +66,6 @@ pub fn is_reference(reference: &str) -> bool {
             .strip_prefix(p)
             .is_some_and(|rest| !rest.is_empty())
     })
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! The backup directory is never inside the manifests directory: the kubelet
 //! would start every file it finds there.
 
-use crate::transport::{TResult, Transport, TransportError, WriteAttrs};
+use remedy_transport::{TResult, Transport, TransportError, WriteAttrs};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -55,8 +55,7 @@ pub fn check_location(backup_dir: &str, manifests_dir: &str) -> Result<(), Backu
     if !backup_dir.starts_with('/') {
         return Err(BackupError::Relative(backup_dir.to_string()));
     }
-    let norm = |p: &str| format!("{}/", p.trim_end_matches('/'));
-    if norm(backup_dir).starts_with(&norm(manifests_dir)) {
+    if remedy_manifest::under_manifests_dir(backup_dir, manifests_dir) {
         return Err(BackupError::InsideManifests {
             dir: backup_dir.to_string(),
             manifests: manifests_dir.to_string(),
@@ -184,7 +183,7 @@ async fn ensure_parent(t: &dyn Transport, path: &str) -> TResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Local;
+    use remedy_transport::Local;
 
     #[test]
     fn refuses_manifests_dir() {

@@ -1,27 +1,27 @@
-//! remedy-engine: everything between a checked runbook and a changed host.
+//! remedy-engine: the workflow between a checked runbook and a changed host.
 //!
 //! `inventory` + `bind` turn a runbook and the user's request into concrete
 //! hosts and typed params; `executor` plans and applies steps through a
-//! `transport`, taking `backup`s first and emitting `event`s for every
-//! transition; `action` holds one file per action kind; `haproxy` speaks
-//! HAProxy's runtime API (the LB's admin socket) over a transport.
+//! `remedy_transport::Transport`, taking `backup`s first and emitting `event`s
+//! for every transition; `action` holds one file per action kind, each turning
+//! a domain crate's calls (`remedy-pki`, `remedy-manifest`, `remedy-haproxy`,
+//! `remedy-etcd`) into plan and apply.
+//!
+//! Knowledge of Kubernetes components belongs in those crates, not here; the
+//! engine works through the Transport trait and never names russh, and it
+//! must not depend on `remedy-lab`.
 
 pub mod action;
 pub mod backup;
 pub mod bind;
-pub mod clock;
 pub mod eval;
 pub mod event;
 pub mod executor;
-pub mod haproxy;
 pub mod inventory;
-pub mod manifest_edit;
-pub mod pki;
 pub mod plan;
 pub mod redact;
 pub mod report;
 pub mod resume;
-pub mod transport;
 
 pub use bind::{bind, BoundRun, Request};
 pub use executor::{Executor, RunOptions};

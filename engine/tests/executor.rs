@@ -2,12 +2,12 @@
 //! writes nothing, backups match what was there, rollback restores byte for
 //! byte, retries/backoff/timeouts/when/max_failed behave as documented.
 
+use remedy_clock::ManualClock;
 use remedy_dsl::{compile, Source};
-use remedy_engine::clock::ManualClock;
 use remedy_engine::event::{EventKind, EventSink, MemorySink};
 use remedy_engine::report::{HostStatus, RunReport, RunStatus, StepStatus};
-use remedy_engine::transport::LocalConnector;
 use remedy_engine::{bind, Executor, Inventory, Request, RunOptions};
+use remedy_transport::LocalConnector;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

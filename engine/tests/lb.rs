@@ -5,20 +5,18 @@
 //! restoring state and weight exactly (and journaling it), and a failure on
 //! the second LB undoing the first.
 
-mod support;
-
+use remedy_clock::SystemClock;
 use remedy_dsl::{compile, Source};
-use remedy_engine::clock::SystemClock;
 use remedy_engine::event::{EventKind, MemorySink};
-use remedy_engine::haproxy::{AdminState, RuntimeApi, ServerState};
 use remedy_engine::plan::Change;
 use remedy_engine::report::{HostStatus, RunReport, RunStatus, StepStatus};
-use remedy_engine::transport::{Local, LocalConnector, StreamTarget};
 use remedy_engine::{bind, Executor, Inventory, Request, RunOptions};
+use remedy_haproxy::{AdminState, RuntimeApi, ServerState};
+use remedy_testkit::haproxy::{TestHaproxy, Upstream};
+use remedy_transport::{Local, LocalConnector, StreamTarget};
 use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use support::haproxy::{TestHaproxy, Upstream};
 
 const BE: &str = "k8s";
 

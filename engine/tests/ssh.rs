@@ -2,17 +2,15 @@
 //! key policy, jump hosts, tunnels, a connection killed mid-command,
 //! parallel fan-out, and HAProxy's runtime API over socket streams.
 
-mod support;
-
 use remedy_dsl::Source;
-use remedy_engine::transport::ssh::config::SshConfig;
-use remedy_engine::transport::ssh::SshConnector;
-use remedy_engine::transport::{Connector, TransportError, WriteAttrs};
 use remedy_engine::Inventory;
+use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
+use remedy_testkit::sshd::TestSshd;
+use remedy_transport::ssh::config::SshConfig;
+use remedy_transport::ssh::SshConnector;
+use remedy_transport::{Connector, TransportError, WriteAttrs};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use support::haproxy::{nothing_listens, TestHaproxy, Upstream};
-use support::sshd::TestSshd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(20);
@@ -471,7 +469,7 @@ async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
     let rb = remedy_dsl::compile(Source::new("rb.yaml", rb)).unwrap();
     let run = bind(&rb, &inv, &Request::default()).unwrap();
     let c = connector(&inv, false);
-    let clock = remedy_engine::clock::SystemClock;
+    let clock = remedy_clock::SystemClock;
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let exec = Executor {
         runbook: &rb,
@@ -550,8 +548,8 @@ async fn rsa_and_ecdsa_client_keys_log_in_too() {
 
 #[tokio::test]
 async fn haproxy_runtime_api_through_ssh_socket_streams() {
-    use remedy_engine::haproxy::{AdminState, HaproxyError, RuntimeApi};
-    use remedy_engine::transport::{ReadOnly, StreamTarget};
+    use remedy_haproxy::{AdminState, HaproxyError, RuntimeApi};
+    use remedy_transport::{ReadOnly, StreamTarget};
     let ip = Ipv4Addr::new(127, 0, 116, 1);
     let s = TestSshd::start(ip, "LogLevel DEBUG1");
     let up = Upstream::start(ip).await;
@@ -631,8 +629,8 @@ async fn haproxy_runtime_api_through_ssh_socket_streams() {
 
 #[tokio::test]
 async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
-    use remedy_engine::haproxy::{HaproxyError, RuntimeApi};
-    use remedy_engine::transport::StreamTarget;
+    use remedy_haproxy::{HaproxyError, RuntimeApi};
+    use remedy_transport::StreamTarget;
     use std::os::unix::fs::PermissionsExt;
     let user = become_user();
     let ip = Ipv4Addr::new(127, 0, 116, 2);

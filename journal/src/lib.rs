@@ -30,8 +30,9 @@ pub use approval::{NewRequest, RequestRecord, Vote};
 pub use chain::{NewEvent, StoredEvent};
 pub use error::{JournalError, LockError};
 pub use lock::{Holder, LockRecord};
+pub use remedy_jumphost::{process_alive, process_start};
 pub use run::{NewRun, RunFilter, RunRecord};
-pub use system::{default_path, hostname, os_user, process_alive, process_start, remedy_home};
+pub use system::{default_path, hostname, os_user, remedy_home};
 pub use verify::{Problem, ProblemKind, Verification};
 
 /// How long a writer waits for another process's transaction before giving

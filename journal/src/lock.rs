@@ -9,8 +9,9 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use crate::chain::NewEvent;
-use crate::system::{hostname, process_alive};
+use crate::system::hostname;
 use crate::{from_sql_u64, now_ms, to_sql_u64, Journal, JournalError, LockError};
+use remedy_jumphost::process_alive;
 
 /// Who takes a lock.
 #[derive(Clone, Debug)]

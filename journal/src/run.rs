@@ -5,8 +5,9 @@ use rusqlite::types::Type;
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::system::{hostname, process_alive};
+use crate::system::hostname;
 use crate::{from_sql_u64, now_ms, to_sql_u64, Journal, JournalError};
+use remedy_jumphost::process_alive;
 
 /// What a run records when it starts.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Facts about this machine the journal records and checks: where it lives,
-//! who runs remedy, the host name, and whether a recorded process still runs.
+//! who runs remedy, the host name. Whether a recorded process still runs is
+//! `remedy-jumphost`'s (re-exported by the crate root).
 
 use std::ffi::{CStr, OsString};
 use std::path::PathBuf;
@@ -48,52 +49,6 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`, clock
-/// ticks since boot). Together with the pid it names one process even after
-/// the pid is reused. `None` if there is no such process.
-pub fn process_start(pid: u32) -> Option<u64> {
-    proc_stat(pid).map(|s| s.start)
-}
-
-/// Whether process `pid` runs, and, when `start` is given, is the same process
-/// that was recorded (not a later one that got the pid). Zombies count as gone.
-pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
-    let Ok(signed) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if signed <= 0 {
-        // kill(0, …) would address our own process group.
-        return false;
-    }
-    if std::path::Path::new("/proc/self/stat").exists() {
-        return match proc_stat(pid) {
-            Some(stat) => stat.state != 'Z' && start.is_none_or(|s| s == stat.start),
-            None => false,
-        };
-    }
-    // No procfs: the start time cannot be checked; existence is the best we have.
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let rc = unsafe { libc::kill(signed, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-struct ProcStat {
-    state: char,
-    start: u64,
-}
-
-fn proc_stat(pid: u32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces or
-    // ')', so fields are counted from the last ')'.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // `fields` now starts at field 4; field 22 is 18 further on.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start })
-}
-
 struct Passwd {
     name: String,
     dir: OsString,
@@ -136,16 +91,6 @@ fn passwd() -> Option<Passwd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn own_process_is_alive_and_a_wrong_start_is_not() {
-        let pid = std::process::id();
-        let start = process_start(pid).expect("own /proc stat");
-        assert!(process_alive(pid, Some(start)));
-        assert!(process_alive(pid, None));
-        assert!(!process_alive(pid, Some(start + 1)));
-        assert!(!process_alive(0, None));
-    }
 
     #[test]
     fn names_are_not_empty() {

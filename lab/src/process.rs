@@ -20,17 +20,7 @@ pub struct Recorded {
 }
 
 /// The start time of `pid`, or `None` if it is gone or a zombie.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state); starttime is field 22.
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
-}
+pub use remedy_jumphost::running_start as start_time;
 
 impl Recorded {
     /// Still running, and still the process we started.

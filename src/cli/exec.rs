@@ -5,9 +5,9 @@
 
 use super::{request, Exit, Global, Output};
 use futures::stream::{self, StreamExt};
-use remedy_engine::transport::ssh::SshConnector;
-use remedy_engine::transport::{Connector, RawOutput};
 use remedy_engine::Host;
+use remedy_transport::ssh::SshConnector;
+use remedy_transport::{Connector, RawOutput};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;

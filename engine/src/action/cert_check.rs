@@ -4,10 +4,10 @@
 //! `kubeadm certs check-expiration`. Read-only: it runs fully in a dry-run.
 
 use super::{result, Action, ActionError, StepCtx};
-use crate::pki::{self, kubeadm, ClientCredential};
 use crate::plan::Plan;
-use crate::transport::Transport;
 use async_trait::async_trait;
+use remedy_pki::{self as pki, kubeadm, ClientCredential, Expiration};
+use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -47,21 +47,6 @@ pub fn now_unix(ctx: &StepCtx<'_>) -> i64 {
         .unwrap_or(0)
 }
 
-/// `Nov 23, 2027 05:00 UTC`, as kubeadm prints expiry.
-pub fn date(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{} {:02}, {} {:02}:{:02} UTC",
-            &format!("{:?}", t.month())[..3],
-            t.day(),
-            t.year(),
-            t.hour(),
-            t.minute()
-        ),
-        Err(_) => unix.to_string(),
-    }
-}
-
 async fn exists(t: &dyn Transport, path: &str) -> Result<bool, ActionError> {
     Ok(t.stat(path).await?.is_some())
 }
@@ -79,114 +64,64 @@ impl CertCheck {
                 "set the host var `pki_dir` (or `kube_dir`) in the inventory",
             ));
         }
-        let mut certs: Vec<Value> = Vec::new();
-        let mut external = false;
+        let mut report = Expiration::new(now);
         for (name, crt, key) in kubeadm::CAS {
             let path = format!("{pki_dir}/{crt}");
             if !exists(t, &path).await? {
                 continue;
             }
-            let info = pki::parse_cert_pem(&t.read_file(&path).await?)
-                .map_err(|e| ActionError::failed(format!("{path}: {e}")))?;
+            let info = read_cert(&t.read_file(&path).await?, &path)?;
             let key_present = exists(t, &format!("{pki_dir}/{key}")).await?;
-            external |= !key_present;
-            certs.push(json!({ "name": name, "path": path, "kind": "ca", "cn": info.subject_cn, "issuer": info.issuer_cn, "not_after": info.not_after, "days_left": pki::days_left(&info, now), "ca_key_present": key_present, "renewable": false, "ca": "" }));
+            report.add_ca(name, &path, &info, key_present);
         }
-        let ca_key = |ca: &str, certs: &[Value]| {
-            certs
-                .iter()
-                .any(|c| c["name"] == ca && c["ca_key_present"] == true)
-        };
         for (name, crt, _key, ca) in kubeadm::LEAVES {
             let path = format!("{pki_dir}/{crt}");
             if !exists(t, &path).await? {
                 continue;
             }
-            let info = pki::parse_cert_pem(&t.read_file(&path).await?)
-                .map_err(|e| ActionError::failed(format!("{path}: {e}")))?;
-            let present = ca_key(ca, &certs);
-            certs.push(json!({ "name": name, "path": path, "kind": "leaf", "cn": info.subject_cn, "issuer": info.issuer_cn, "sans": info.dns_sans.iter().cloned().chain(info.ip_sans.iter().map(|i| i.to_string())).collect::<Vec<_>>(), "not_after": info.not_after, "days_left": pki::days_left(&info, now), "ca_key_present": present, "renewable": present, "ca": ca }));
+            let info = read_cert(&t.read_file(&path).await?, &path)?;
+            report.add_leaf(name, &path, &info, ca);
         }
         for conf in &confs {
             if !exists(t, conf).await? {
                 continue;
             }
-            let name = conf.rsplit('/').next().unwrap_or(conf).to_string();
+            let name = conf.rsplit('/').next().unwrap_or(conf);
             let text = String::from_utf8_lossy(&t.read_file(conf).await?).into_owned();
             match pki::client_credential(&text)
                 .map_err(|e| ActionError::failed(format!("{conf}: {e}")))?
             {
                 ClientCredential::Embedded { cert_pem, .. } => {
-                    let info = pki::parse_cert_pem(&cert_pem)
-                        .map_err(|e| ActionError::failed(format!("{conf}: {e}")))?;
-                    let renewable = name != kubeadm::KUBELET_CONF && ca_key("ca", &certs);
-                    certs.push(json!({ "name": name, "path": conf, "kind": "kubeconfig", "cn": info.subject_cn, "issuer": info.issuer_cn, "not_after": info.not_after, "days_left": pki::days_left(&info, now), "ca_key_present": ca_key("ca", &certs), "renewable": renewable, "ca": "ca" }));
+                    report.add_kubeconfig(name, conf, &read_cert(&cert_pem, conf)?)
                 }
                 ClientCredential::Files { cert_path, .. } => {
-                    certs.push(json!({ "name": name, "path": conf, "kind": "kubeconfig", "cn": "", "issuer": "", "not_after": null, "days_left": null, "ca_key_present": ca_key("ca", &certs), "renewable": false, "ca": "ca", "note": format!("uses {} (rotated by the kubelet)", cert_path.unwrap_or_default()) }));
+                    report.add_kubeconfig_files(name, conf, cert_path)
                 }
             }
         }
-        let renewable_days: Vec<i64> = certs
-            .iter()
-            .filter(|c| c["kind"] != "ca")
-            .filter_map(|c| c["days_left"].as_i64())
-            .collect();
-        let min_days_left = renewable_days.iter().copied().min().unwrap_or(36_500);
-        let expired = certs
-            .iter()
-            .filter(|c| c["days_left"].as_i64().is_some_and(|d| d < 0))
-            .count();
-        // The table kubeadm operators know.
-        let mut table = format!(
-            "{:<26} {:<24} {:>9}  {:<15} {}",
-            "CERTIFICATE", "EXPIRES", "RESIDUAL", "AUTHORITY", "EXTERNALLY MANAGED"
-        );
-        for c in &certs {
-            let residual = c["days_left"]
-                .as_i64()
-                .map(|d| {
-                    if d < 0 {
-                        "expired".to_string()
-                    } else {
-                        format!("{d}d")
-                    }
-                })
-                .unwrap_or_else(|| "-".into());
-            let expires = c["not_after"]
-                .as_i64()
-                .map(date)
-                .unwrap_or_else(|| c["note"].as_str().unwrap_or("-").to_string());
-            table.push_str(&format!(
-                "\n{:<26} {:<24} {:>9}  {:<15} {}",
-                c["name"].as_str().unwrap_or(""),
-                expires,
-                residual,
-                c["ca"].as_str().unwrap_or(""),
-                if c["ca_key_present"] == true {
-                    "no"
-                } else {
-                    "yes"
-                }
-            ));
-        }
+        let (min_days_left, expired) = (report.min_days_left(), report.expired());
         let summary = format!(
-            "{} certificates, {}; earliest renewable expiry in {min_days_left} days\n{table}",
-            certs.len(),
+            "{} certificates, {}; earliest renewable expiry in {min_days_left} days\n{}",
+            report.entries.len(),
             if expired == 0 {
                 "none expired".to_string()
             } else {
                 format!("{expired} EXPIRED")
-            }
+            },
+            report.table()
         );
         Ok((
             summary,
             result(
                 false,
-                json!({ "certificates": certs, "min_days_left": min_days_left, "expired": expired, "external_ca": external }),
+                json!({ "certificates": report.entries, "min_days_left": min_days_left, "expired": expired, "external_ca": report.external_ca() }),
             ),
         ))
     }
+}
+
+fn read_cert(pem: &[u8], path: &str) -> Result<pki::CertInfo, ActionError> {
+    pki::parse_cert_pem(pem).map_err(|e| ActionError::failed(format!("{path}: {e}")))
 }
 
 #[async_trait]

@@ -7,12 +7,13 @@
 //! absent (an externally managed CA). Every file it writes is declared, so the
 //! engine backs it up first and rollback restores it byte for byte.
 
-use super::cert_check::{date, locations, now_unix};
+use super::cert_check::{locations, now_unix};
+
 use super::{result, Action, ActionError, StepCtx};
-use crate::pki::{self, kubeadm, Ca, ClientCredential, KUBEADM_LEAF_VALIDITY_SECS};
 use crate::plan::{Change, Plan};
-use crate::transport::WriteAttrs;
 use async_trait::async_trait;
+use remedy_pki::{self as pki, kubeadm, Ca, ClientCredential, KUBEADM_LEAF_VALIDITY_SECS};
+use remedy_transport::WriteAttrs;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -96,7 +97,7 @@ impl CertRenew {
         let mut modifies = Vec::new();
         // To the day: a plan is hashed for approval, and a new expiry to
         // the minute would make every plan differ from the one approved.
-        let new_expiry = date(now + KUBEADM_LEAF_VALIDITY_SECS)
+        let new_expiry = kubeadm::expiry_date(now + KUBEADM_LEAF_VALIDITY_SECS)
             .split(' ')
             .take(3)
             .collect::<Vec<_>>()
@@ -112,7 +113,7 @@ impl CertRenew {
                 text: format!(
                     "{crt}: serial {}…, expires {} → new key, expires {new_expiry}",
                     &info.serial_hex[..info.serial_hex.len().min(12)],
-                    date(info.not_after)
+                    kubeadm::expiry_date(info.not_after)
                 ),
             });
             modifies.push(crt_path.clone());
@@ -139,7 +140,7 @@ impl CertRenew {
                     text: format!(
                         "{name}: client certificate {} expires {} → new key, expires {new_expiry}",
                         info.subject_cn,
-                        date(info.not_after)
+                        kubeadm::expiry_date(info.not_after)
                     ),
                 });
                 modifies.push(conf.clone());

@@ -5,8 +5,8 @@
 
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
-use crate::transport::ssh::shell::quote;
 use async_trait::async_trait;
+use remedy_transport::shell::quote;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -7,9 +7,10 @@
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
-use crate::transport::{StreamOpener, StreamTarget, Transport};
 use async_trait::async_trait;
 use remedy_etcd::{Member, MemberStatus, RuleInputs, Tls};
+use remedy_pki::kubeadm;
+use remedy_transport::{StreamOpener, StreamTarget, Transport};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,14 +64,10 @@ async fn read_tls(t: &dyn Transport, host: &Host) -> Result<Tls, String> {
         .var("pki_dir")
         .unwrap_or_else(|| "/etc/kubernetes/pki".into());
     let ca = t
-        .read_file(&format!("{pki}/etcd/ca.crt"))
+        .read_file(&format!("{pki}/{}", kubeadm::ETCD_CA))
         .await
         .map_err(|e| format!("cannot read etcd's CA on {}: {e}", host.name))?;
-    // kubeadm's health-check client, else the API server's etcd client.
-    for (crt, key) in [
-        ("etcd/healthcheck-client.crt", "etcd/healthcheck-client.key"),
-        ("apiserver-etcd-client.crt", "apiserver-etcd-client.key"),
-    ] {
+    for (crt, key) in kubeadm::ETCD_CLIENTS {
         if let (Ok(c), Ok(k)) = (
             t.read_file(&format!("{pki}/{crt}")).await,
             t.read_file(&format!("{pki}/{key}")).await,
@@ -94,9 +91,7 @@ async fn read_quota(t: &dyn Transport, host: &Host) -> Option<u64> {
         .var("manifests_dir")
         .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
     let text = t.read_file(&format!("{dir}/etcd.yaml")).await.ok()?;
-    let text = String::from_utf8_lossy(&text);
-    let at = text.find("--quota-backend-bytes=")?;
-    text[at + "--quota-backend-bytes=".len()..]
+    remedy_manifest::flag_value(&String::from_utf8_lossy(&text), "quota-backend-bytes")?
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect::<String>()

@@ -4,10 +4,10 @@
 
 use super::{result, Action, ActionError, StepCtx};
 use crate::backup::sha256_hex;
-use crate::manifest_edit::{edit, EditOp};
 use crate::plan::{unified_diff, Change, Plan};
-use crate::transport::WriteAttrs;
 use async_trait::async_trait;
+use remedy_manifest::{edit, EditOp};
+use remedy_transport::WriteAttrs;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 

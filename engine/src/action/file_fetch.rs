@@ -6,8 +6,8 @@
 use super::{result, Action, ActionError, StepCtx};
 use crate::backup::sha256_hex;
 use crate::plan::{unified_diff, Change, Plan};
-use crate::transport::{Local, Transport, WriteAttrs};
 use async_trait::async_trait;
+use remedy_transport::{Local, Transport, WriteAttrs};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -10,9 +10,9 @@
 
 use super::lb::{self, Prior};
 use super::{result, Action, ActionError, Secs, StepCtx};
-use crate::haproxy::{AdminState, HaproxyError, ServerState};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
+use remedy_haproxy::{AdminState, HaproxyError, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -26,7 +26,7 @@ impl HaproxyStat {
         for lb in &lbs {
             let all = lb.api(ctx.clock).servers(&lb.backend).await?;
             let Some(own) = all.iter().find(|s| s.server == server) else {
-                return Err(crate::haproxy::HaproxyError::NoSuchServer {
+                return Err(remedy_haproxy::HaproxyError::NoSuchServer {
                     host: lb.name().to_string(),
                     backend: lb.backend.clone(),
                     server,

@@ -23,7 +23,7 @@ impl HaproxyWeight {
         &self,
         ctx: &StepCtx<'a>,
         server: &str,
-    ) -> Result<(Vec<lb::Lb<'a>>, Vec<crate::haproxy::ServerState>), ActionError> {
+    ) -> Result<(Vec<lb::Lb<'a>>, Vec<remedy_haproxy::ServerState>), ActionError> {
         if self.weight > 256 {
             return Err(ActionError::BadArguments {
                 action: "haproxy.weight",

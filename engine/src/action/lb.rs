@@ -6,14 +6,15 @@
 //! A change is made on every LB or on none: when one LB fails part-way, the
 //! LBs already changed are put back before the step fails, so nothing is
 //! left half-done. A step that finished records `prior` in its result, and
-//! rollback puts exactly that back ([`restore_recorded`]).
+//! rollback puts exactly that back ([`restore_recorded`]); what a prior
+//! state is and how HAProxy is told to restore it is `remedy_haproxy::Prior`.
 
 use super::{ActionError, StepCtx};
-use crate::clock::Clock;
-use crate::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState};
 use crate::inventory::Host;
-use crate::transport::{StreamTarget, Transport};
-use serde::{Deserialize, Serialize};
+use remedy_clock::Clock;
+pub use remedy_haproxy::Prior;
+use remedy_haproxy::{RuntimeApi, ServerState};
+use remedy_transport::{StreamTarget, Transport};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -47,22 +48,15 @@ fn socket_of(lb: &Host) -> Result<StreamTarget, ActionError> {
             "set haproxy_socket to the path of a `stats socket … level admin` from haproxy.cfg (or haproxy_admin: HOST:PORT for an `ipv4@` one)",
         ));
     };
-    addr.rsplit_once(':')
-        .and_then(|(h, p)| {
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            Some((h.to_string(), p.parse::<u16>().ok()?))
-        })
-        .filter(|(h, _)| !h.is_empty())
-        .map(|(h, p)| StreamTarget::Tcp(h, p))
-        .ok_or_else(|| {
-            ActionError::precondition(
-                format!(
-                    "host var haproxy_admin of {} is `{addr}`, not HOST:PORT",
-                    lb.name
-                ),
-                "e.g. haproxy_admin: 127.0.0.1:9999",
-            )
-        })
+    remedy_haproxy::tcp_socket(&addr).ok_or_else(|| {
+        ActionError::precondition(
+            format!(
+                "host var haproxy_admin of {} is `{addr}`, not HOST:PORT",
+                lb.name
+            ),
+            "e.g. haproxy_admin: 127.0.0.1:9999",
+        )
+    })
 }
 
 /// Every LB of the inventory, connected (read-only while planning). Fails
@@ -103,35 +97,11 @@ pub fn server_name(ctx: &StepCtx<'_>, arg: &Option<String>) -> String {
         .unwrap_or_else(|| ctx.host.name.clone())
 }
 
-/// A server on one LB before a step changed it: what undo puts back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Prior {
-    pub lb: String,
-    pub backend: String,
-    pub server: String,
-    pub admin: AdminState,
-    pub weight: u32,
-    pub status: String,
-}
-
-impl Prior {
-    pub fn of(lb: &Lb<'_>, s: &ServerState) -> Prior {
-        Prior {
-            lb: lb.name().to_string(),
-            backend: s.backend.clone(),
-            server: s.server.clone(),
-            admin: s.admin,
-            weight: s.weight,
-            status: s.status.clone(),
-        }
-    }
-}
-
 /// Each LB's server as found, in LB order.
 pub fn priors(lbs: &[Lb<'_>], states: &[ServerState]) -> Vec<Prior> {
     lbs.iter()
         .zip(states)
-        .map(|(l, s)| Prior::of(l, s))
+        .map(|(l, s)| Prior::of(l.name(), s))
         .collect()
 }
 
@@ -174,28 +144,6 @@ pub async fn read_all(
     Ok(out)
 }
 
-/// Put one server back as `prior` says: weight, then admin state.
-async fn restore_one(api: &RuntimeApi<'_>, p: &Prior) -> Result<String, HaproxyError> {
-    api.set_weight(&p.backend, &p.server, p.weight).await?;
-    api.set_state(&p.backend, &p.server, p.admin).await?;
-    Ok(format!(
-        "{}: {}/{} back to {}, weight {}",
-        p.lb, p.backend, p.server, p.admin, p.weight
-    ))
-}
-
-/// By hand, what [`restore_one`] would have done.
-fn by_hand(p: &Prior) -> String {
-    format!(
-        "on {}: `set server {b}/{s} weight {}` and `set server {b}/{s} state {}`",
-        p.lb,
-        p.weight,
-        p.admin,
-        b = p.backend,
-        s = p.server
-    )
-}
-
 /// A step failed part-way: put back the first `touched` LBs (newest first),
 /// then fail with `err`, saying what was put back — or what could not be
 /// and how to do it by hand.
@@ -209,9 +157,9 @@ pub async fn abandon(
     let mut restored = Vec::new();
     let mut stuck = Vec::new();
     for (lb, p) in lbs.iter().zip(priors).take(touched).rev() {
-        match restore_one(&lb.api(ctx.clock), p).await {
+        match lb.api(ctx.clock).restore(p).await {
             Ok(_) => restored.push(p.lb.clone()),
-            Err(e) => stuck.push(format!("{e} — restore it {}", by_hand(p))),
+            Err(e) => stuck.push(format!("{e} — restore it {}", p.by_hand())),
         }
     }
     if restored.is_empty() && stuck.is_empty() {
@@ -251,7 +199,7 @@ pub async fn restore_recorded(
             failures.push(format!(
                 "{} is no longer a load balancer of the inventory — restore it {}",
                 p.lb,
-                by_hand(p)
+                p.by_hand()
             ));
             continue;
         };
@@ -263,13 +211,13 @@ pub async fn restore_recorded(
                 backend: p.backend.clone(),
             },
             (Err(e), _) | (_, Err(e)) => {
-                failures.push(format!("{e} — restore it {}", by_hand(p)));
+                failures.push(format!("{e} — restore it {}", p.by_hand()));
                 continue;
             }
         };
-        match restore_one(&lb.api(ctx.clock), p).await {
+        match lb.api(ctx.clock).restore(p).await {
             Ok(line) => restored.push(line),
-            Err(e) => failures.push(format!("{e} — restore it {}", by_hand(p))),
+            Err(e) => failures.push(format!("{e} — restore it {}", p.by_hand())),
         }
     }
     if failures.is_empty() {

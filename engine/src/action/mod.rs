@@ -30,14 +30,14 @@ mod shell;
 mod static_pod_restart;
 mod wait_until;
 
-use crate::clock::Clock;
 use crate::eval::{Bindings, EvalError};
-use crate::haproxy::HaproxyError;
 use crate::inventory::Host;
 use crate::plan::Plan;
-use crate::transport::{Connector, ReadOnly, Transport, TransportError};
 use async_trait::async_trait;
+use remedy_clock::Clock;
 use remedy_dsl::{ActionKind, Step};
+use remedy_haproxy::HaproxyError;
+use remedy_transport::{Connector, ReadOnly, Transport, TransportError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;

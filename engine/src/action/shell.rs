@@ -4,8 +4,8 @@
 
 use super::{result, tail, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
-use crate::transport::Output;
 use async_trait::async_trait;
+use remedy_transport::Output;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

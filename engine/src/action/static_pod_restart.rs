@@ -12,9 +12,9 @@
 
 use super::{result, Action, ActionError, Secs, StepCtx};
 use crate::plan::{Change, Plan};
-use crate::transport::Transport;
 use async_trait::async_trait;
-use remedy_dsl::yaml::{self, NodeKind};
+use remedy_manifest::{default_health_url, under_manifests_dir};
+use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -40,74 +40,7 @@ struct Pod {
 }
 
 fn quote(s: &str) -> String {
-    crate::transport::ssh::shell::quote(s)
-}
-
-/// The value of `--name=value` in the pod's first container command.
-fn flag(text: &str, name: &str) -> Option<String> {
-    let src = remedy_dsl::Source::new("manifest", text);
-    let root = yaml::parse(&src).ok()?;
-    let container = root
-        .get("spec")?
-        .get("containers")?
-        .as_seq()?
-        .first()?
-        .clone();
-    let items: Vec<String> = ["command", "args"]
-        .iter()
-        .filter_map(|k| {
-            container
-                .get(k)
-                .and_then(|n| n.as_seq())
-                .map(|s| s.to_vec())
-        })
-        .flatten()
-        .filter_map(|n| match &n.kind {
-            NodeKind::Str(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
-    let prefix = format!("--{name}=");
-    items
-        .iter()
-        .rev()
-        .find_map(|i| i.strip_prefix(&prefix).map(str::to_string))
-}
-
-/// Where a component answers health checks on its node, from its manifest's
-/// flags and the kubeadm defaults.
-pub fn default_health_url(pod: &str, manifest: &str) -> Option<String> {
-    let local = |bind: Option<String>| match bind.as_deref() {
-        None | Some("0.0.0.0") | Some("::") | Some("") => "127.0.0.1".to_string(),
-        Some(addr) => addr.to_string(),
-    };
-    match pod {
-        "kube-apiserver" => {
-            let port = flag(manifest, "secure-port").unwrap_or_else(|| "6443".into());
-            Some(format!(
-                "https://{}:{port}/readyz",
-                local(flag(manifest, "bind-address"))
-            ))
-        }
-        "kube-controller-manager" | "kube-scheduler" => {
-            let default = if pod == "kube-scheduler" {
-                "10259"
-            } else {
-                "10257"
-            };
-            let port = flag(manifest, "secure-port").unwrap_or_else(|| default.into());
-            Some(format!(
-                "https://{}:{port}/healthz",
-                local(flag(manifest, "bind-address"))
-            ))
-        }
-        "etcd" => flag(manifest, "listen-metrics-urls").and_then(|u| {
-            u.split(',')
-                .next()
-                .map(|u| format!("{}/health", u.trim_end_matches('/')))
-        }),
-        _ => None,
-    }
+    remedy_transport::shell::quote(s)
 }
 
 /// The running container of `pod`, if any.
@@ -168,11 +101,7 @@ impl StaticPodRestart {
             .host
             .var("staging_dir")
             .unwrap_or_else(|| "/var/lib/remedy/staging".into());
-        if staging_dir
-            .trim_end_matches('/')
-            .starts_with(&format!("{}/", manifests.trim_end_matches('/')))
-            || staging_dir.trim_end_matches('/') == manifests.trim_end_matches('/')
-        {
+        if under_manifests_dir(&staging_dir, &manifests) {
             return Err(ActionError::precondition(
                 format!("staging_dir {staging_dir} is inside the manifests directory {manifests}: the kubelet would start the manifest from there"),
                 "set the host var `staging_dir` outside the manifests directory",
@@ -367,35 +296,5 @@ impl Action for StaticPodRestart {
             true,
             json!({ "restarted": restarted, "containers": containers }),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn health_urls_follow_the_manifest_flags() {
-        let lab = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --bind-address=127.0.0.11\n    - --secure-port=6443\n";
-        assert_eq!(
-            default_health_url("kube-apiserver", lab).unwrap(),
-            "https://127.0.0.11:6443/readyz"
-        );
-        let kubeadm = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --advertise-address=10.0.0.11\n";
-        assert_eq!(
-            default_health_url("kube-apiserver", kubeadm).unwrap(),
-            "https://127.0.0.1:6443/readyz"
-        );
-        let sched = "spec:\n  containers:\n  - command:\n    - kube-scheduler\n    - --bind-address=127.0.0.1\n";
-        assert_eq!(
-            default_health_url("kube-scheduler", sched).unwrap(),
-            "https://127.0.0.1:10259/healthz"
-        );
-        let etcd = "spec:\n  containers:\n  - command:\n    - etcd\n    - --listen-metrics-urls=http://127.0.0.1:2381\n";
-        assert_eq!(
-            default_health_url("etcd", etcd).unwrap(),
-            "http://127.0.0.1:2381/health"
-        );
-        assert_eq!(default_health_url("my-sidecar", etcd), None);
     }
 }

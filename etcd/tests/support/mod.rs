@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use remedy_etcd::{connect, Member, TcpDialer, Tls};
+use remedy_testkit::openssl::openssl_in;
 
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -249,24 +250,11 @@ fn free_port(ip: Ipv4Addr) -> u16 {
         .port()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Signs `<name>.csr` with the CA into `<name>.crt`, with these v3 extensions.
 fn sign(dir: &Path, name: &str, extensions: &str) {
     let ext = dir.join(format!("{name}.ext"));
     fs::write(&ext, extensions).expect("write extensions");
-    openssl(
+    openssl_in(
         dir,
         &[
             "x509",
@@ -300,7 +288,7 @@ fn rand_serial(name: &str) -> u64 {
 /// CA, one server+peer certificate per member (IP SAN), and a client
 /// certificate whose key is PKCS#1, as kubeadm writes `healthcheck-client.key`.
 fn make_pki(dir: &Path, ips: &[Ipv4Addr]) -> Tls {
-    openssl(
+    openssl_in(
         dir,
         &[
             "req",
@@ -324,7 +312,7 @@ fn make_pki(dir: &Path, ips: &[Ipv4Addr]) -> Tls {
     );
     for (i, ip) in ips.iter().enumerate() {
         let name = format!("etcd-{}", i + 1);
-        openssl(
+        openssl_in(
             dir,
             &[
                 "req",
@@ -350,11 +338,11 @@ fn make_pki(dir: &Path, ips: &[Ipv4Addr]) -> Tls {
             ),
         );
     }
-    openssl(
+    openssl_in(
         dir,
         &["genrsa", "-traditional", "-out", "client.key", "2048"],
     );
-    openssl(
+    openssl_in(
         dir,
         &[
             "req",

@@ -1,0 +1,143 @@
+//! Backups are the engine's job, not each action's: before a step applies,
+//! every path its plan declares is copied on the host (never into the
+//! manifests directory), and every jump-host path the action declares is
+//! copied on the jump host; each copy is journaled before anything changes.
+
+use super::Executor;
+use crate::action::{Action, ActionError};
+use crate::backup::{self, BackupRecord};
+use crate::event::EventKind;
+use crate::inventory::Host;
+use crate::plan::Plan;
+use remedy_transport::{Local, Transport};
+
+/// Where backups of one side (the host, or the jump host) go.
+struct Side<'a> {
+    dir: &'a str,
+    local: bool,
+    /// The setting that chooses `dir`, for messages.
+    setting: &'static str,
+}
+
+impl Executor<'_> {
+    /// Whether any backed-up path differs from its backup now (a cut-off
+    /// apply changed it).
+    pub(super) async fn changed_since_backups(
+        &self,
+        t: &dyn Transport,
+        backups: &[BackupRecord],
+    ) -> bool {
+        let local = Local::new("the jump host");
+        for b in backups {
+            let side: &dyn Transport = if b.local { &local } else { t };
+            if backup::differs(side, b).await.unwrap_or(false) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Back up the jump-host paths an action declares, on the jump host.
+    pub(super) async fn back_up_local(
+        &self,
+        action: &dyn Action,
+        step: &str,
+        backups: &mut Vec<BackupRecord>,
+        host: &str,
+    ) -> Result<(), ActionError> {
+        let local = Local::new("the jump host");
+        let side = Side {
+            dir: &self.options.local_backup_dir,
+            local: true,
+            setting: "$REMEDY_HOME/backups",
+        };
+        self.take_backups(&local, &side, step, &action.modifies_local(), backups, host)
+            .await
+    }
+
+    /// Back up every path the plan declares, on the host, under its
+    /// `backup_dir` — which may not be inside its manifests directory.
+    pub(super) async fn back_up(
+        &self,
+        t: &dyn Transport,
+        host: &Host,
+        step: &str,
+        plan: &Plan,
+        backups: &mut Vec<BackupRecord>,
+    ) -> Result<(), ActionError> {
+        if plan.modifies.is_empty() {
+            return Ok(());
+        }
+        let dir = host
+            .var("backup_dir")
+            .unwrap_or_else(|| "/var/lib/remedy/backups".into());
+        let manifests = host
+            .var("manifests_dir")
+            .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
+        backup::check_location(&dir, &manifests).map_err(|e| {
+            ActionError::precondition(
+                e.to_string(),
+                "set the host var `backup_dir` to a directory outside the manifests directory",
+            )
+        })?;
+        let side = Side {
+            dir: &dir,
+            local: false,
+            setting: "host var `backup_dir`",
+        };
+        self.take_backups(t, &side, step, &plan.modifies, backups, &host.name)
+            .await
+    }
+
+    /// Take (and journal) a backup of each path not yet backed up on this side
+    /// in this step. A failure means nothing is changed.
+    async fn take_backups(
+        &self,
+        t: &dyn Transport,
+        side: &Side<'_>,
+        step: &str,
+        paths: &[String],
+        backups: &mut Vec<BackupRecord>,
+        host: &str,
+    ) -> Result<(), ActionError> {
+        let dir = side.dir;
+        for path in paths {
+            if backups
+                .iter()
+                .any(|b| b.local == side.local && &b.path == path)
+            {
+                continue;
+            }
+            let mut record = backup::take(t, dir, &self.options.run_id, step, path)
+                .await
+                .map_err(|e| {
+                    ActionError::precondition(
+                        format!(
+                            "backup of {path}{} failed, so nothing was changed: {e}",
+                            if side.local { " on the jump host" } else { "" }
+                        ),
+                        format!(
+                            "make room or fix permissions under {dir} ({})",
+                            side.setting
+                        ),
+                    )
+                })?;
+            record.local = side.local;
+            self.emit(
+                Some(host),
+                Some(step),
+                EventKind::BackupTaken {
+                    backup: record.clone(),
+                },
+            )
+            .map_err(|e| {
+                ActionError::precondition(
+                    format!("could not record the backup of {path}: {e}"),
+                    "nothing was changed",
+                )
+            })?;
+            backups.push(record);
+        }
+        Ok(())
+    }
+}

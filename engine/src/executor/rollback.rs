@@ -1,0 +1,151 @@
+//! Rollback of one host: undo its applied steps in reverse — restore each
+//! backup exactly (bytes, mode, owner, or absence), and put back what a step
+//! recorded in its result when its change is not a file (an LB server) —
+//! and say plainly what could not be undone.
+
+use super::Executor;
+use crate::action::{undo, undoes_from_result, ActionError};
+use crate::backup::{self, BackupRecord};
+use crate::eval::Bindings;
+use crate::event::EventKind;
+use crate::inventory::Host;
+use crate::report::{HostReport, HostStatus, StepReport, StepStatus};
+use remedy_dsl::ActionKind;
+use remedy_transport::{Local, Transport};
+
+impl Executor<'_> {
+    /// Undo this host's applied steps in reverse: restore every backup (prior
+    /// bytes, mode, owner — or absence), and put back what a step recorded
+    /// in its result when its change is not a file (an LB server's state).
+    pub(super) async fn rollback(
+        &self,
+        host_entry: &Host,
+        t: &dyn Transport,
+        report: &mut HostReport,
+        applied: &[(usize, Vec<BackupRecord>)],
+        failed_step: &str,
+        bindings: &Bindings,
+    ) -> HostStatus {
+        let host = host_entry.name.as_str();
+        let _ = self.emit(
+            Some(host),
+            None,
+            EventKind::RollbackStarted {
+                reason: format!("step `{failed_step}` failed"),
+            },
+        );
+        for (index, backups) in applied.iter().rev() {
+            let step_id = report.steps[*index].id.clone();
+            let mut restored = Vec::new();
+            for b in backups.iter().rev() {
+                let local = Local::new("the jump host");
+                let t: &dyn Transport = if b.local { &local } else { t };
+                if let Err(e) = backup::restore(t, b).await {
+                    let msg = format!(
+                        "rollback of step `{step_id}` failed restoring {}: {e}",
+                        b.path
+                    );
+                    let _ = self.emit(
+                        Some(host),
+                        Some(&step_id),
+                        EventKind::RollbackFailed { error: msg.clone() },
+                    );
+                    report.error = Some(format!(
+                        "{}; then {msg}",
+                        report.error.clone().unwrap_or_default()
+                    ));
+                    report.hint = Some(match &b.location {
+                        Some(loc) => format!("restore by hand: copy {loc} to {} (sha256 {}), then check the host", b.path, b.sha256.clone().unwrap_or_default()),
+                        None => format!("remove {} by hand (it did not exist before the run), then check the host", b.path),
+                    });
+                    return HostStatus::RollbackFailed;
+                }
+                restored.push(b.path.clone());
+            }
+            if let Some(value) = report.steps[*index].result.clone().filter(|_| {
+                ActionKind::from_name(&report.steps[*index].action).is_some_and(undoes_from_result)
+            }) {
+                let step = self.runbook.steps.iter().find(|s| s.id == step_id);
+                let undone = match step {
+                    Some(step) => {
+                        let quiet = |_: &str, _: u64| {};
+                        let ctx = self.ctx(
+                            t,
+                            host_entry,
+                            step,
+                            bindings,
+                            &quiet,
+                            self.options.command_timeout,
+                        );
+                        undo(&ctx, &value).await
+                    }
+                    None => Err(ActionError::failed(format!(
+                        "step `{step_id}` is no longer in the runbook"
+                    ))),
+                };
+                match undone {
+                    Ok(lines) => restored.extend(lines),
+                    Err(e) => {
+                        let msg = format!("rollback of step `{step_id}` failed: {e}");
+                        let _ = self.emit(
+                            Some(host),
+                            Some(&step_id),
+                            EventKind::RollbackFailed { error: msg.clone() },
+                        );
+                        report.error = Some(format!(
+                            "{}; then {msg}",
+                            report.error.clone().unwrap_or_default()
+                        ));
+                        report.hint = Some(
+                            "put the server back by hand on each LB as the message says, then check it with `remedy plan lb-ready`".into(),
+                        );
+                        return HostStatus::RollbackFailed;
+                    }
+                }
+            }
+            if report.steps[*index].status == StepStatus::Changed {
+                report.steps[*index].status = StepStatus::RolledBack;
+            }
+            let _ = self.emit(
+                Some(host),
+                Some(&step_id),
+                EventKind::StepRolledBack { restored },
+            );
+        }
+        // Steps that changed the host without declaring paths (e.g. `shell`
+        // without `modifies`) cannot be restored: say so rather than pretend.
+        let not_undone: Vec<String> = report
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Changed && s.backups.is_empty())
+            .map(|s| format!("`{}` ({})", s.id, s.action))
+            .collect();
+        for id in &not_undone {
+            let _ = self.emit(
+                Some(host),
+                None,
+                EventKind::RollbackFailed {
+                    error: format!(
+                        "step {id} changed the host without declared paths; remedy cannot undo it"
+                    ),
+                },
+            );
+        }
+        if !not_undone.is_empty() {
+            report.hint = Some(format!(
+                "restored every backed-up file, but could not undo {}: it declared no paths (give `shell` a `modifies:` list); check the host by hand",
+                not_undone.join(", ")
+            ));
+        }
+        HostStatus::RolledBack
+    }
+}
+
+/// A finished step rollback must undo: it took backups, or its change is
+/// restored from its result.
+pub(super) fn needs_undo(r: &StepReport) -> bool {
+    !r.backups.is_empty()
+        || (r.status == StepStatus::Changed
+            && r.result.is_some()
+            && ActionKind::from_name(&r.action).is_some_and(undoes_from_result))
+}
