@@ -5,3 +5,5 @@
 //! fixed. A function panics when the code under test breaks a promise.
 
 pub mod dsl;
+pub mod kept;
+pub mod manifest;
