@@ -7,7 +7,8 @@
 # against the equivalent `etcdctl` sequence an SRE would script (snapshot save,
 # endpoint status for the revision, compact --physical, defrag each endpoint
 # followers first then the leader, endpoint health after each, alarm list), on
-# the same lab's real 3-member etcd 3.4. Before each run the database is grown
+# the same lab's real 3-member etcd 3.6 (etcdctl: the lab's own, same release).
+# Before each run the database is grown
 # the same way (N keys of SIZE bytes written, then deleted), so both reclaim
 # the same space. Reports wall time and the bytes reclaimed on every member.
 #
@@ -30,7 +31,7 @@ trap '"$REMEDY" lab down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$REMEDY_H
 PKI=$LAB/hosts/master-1/etc-kubernetes/pki
 EPS=(https://127.0.97.11:2379 https://127.0.97.12:2379 https://127.0.97.13:2379)
 ectl() {
-  ETCDCTL_API=3 etcdctl --cacert "$PKI/etcd/ca.crt" --cert "$PKI/etcd/healthcheck-client.crt" \
+  "$LAB/bin/etcdctl" --cacert "$PKI/etcd/ca.crt" --cert "$PKI/etcd/healthcheck-client.crt" \
     --key "$PKI/etcd/healthcheck-client.key" "$@"
 }
 sizes() { # db sizes of the three members, space separated

@@ -125,8 +125,9 @@ pub const HOST_MOUNTS: &[(&str, &str)] = &[
     ("/var/lib/kubelet", "var-lib-kubelet"),
     ("/var/lib/remedy", "var-lib-remedy"),
     ("/var/log/pods", "var-log-pods"),
-    // Empty by default: a place for tools a test or rehearsal installs on one
-    // master only (a `crictl` stand-in, a fake `kubeadm`), on its PATH.
+    // The master's own PATH directory: `lab up` puts the real kubeadm, kubectl,
+    // kube-*, etcd* (wrappers exec'ing the verified cache) and the lab's
+    // crictl there; a test or rehearsal can replace one on one master only.
     ("/usr/local/bin", "usr-local-bin"),
 ];
 

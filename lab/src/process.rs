@@ -48,9 +48,11 @@ pub fn record(lab: &Path, name: &str, pid: u32) -> io::Result<Recorded> {
     })
 }
 
-/// Start `cmd` detached (own session, so a Ctrl-C aimed at `remedy lab up`
-/// does not reach it), output appended to `log`, and record it.
-pub fn spawn(lab: &Path, name: &str, mut cmd: Command, log: &Path) -> io::Result<Recorded> {
+/// Make `cmd` start in a session of its own, without a terminal, its stdin
+/// empty and stdout and stderr appended to `log` (created with its
+/// directory): one signal to its process group reaches everything it starts,
+/// and a Ctrl-C at our terminal does not reach it.
+pub fn detach(cmd: &mut Command, log: &Path) -> io::Result<()> {
     if let Some(parent) = log.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -67,6 +69,13 @@ pub fn spawn(lab: &Path, name: &str, mut cmd: Command, log: &Path) -> io::Result
             Ok(())
         });
     }
+    Ok(())
+}
+
+/// Start `cmd` detached (see [`detach`]), output appended to `log`, and
+/// record it.
+pub fn spawn(lab: &Path, name: &str, mut cmd: Command, log: &Path) -> io::Result<Recorded> {
+    detach(&mut cmd, log)?;
     let child = cmd.spawn().map_err(|e| {
         io::Error::new(
             e.kind(),

@@ -1,21 +1,24 @@
 //! `remedy lab up | status | down | break`: the practice control plane, and
-//! the hidden entry points its processes run (`lab kubelet`, `lab pod`).
+//! the hidden entry points its processes run (`lab kubelet`, `lab crictl`).
 
 use super::{Exit, Global, Output};
 use clap::Subcommand;
-use remedy_lab::lab::{self, UpOptions, FAULTS};
+use remedy_lab::faults::{self, FAULTS};
+use remedy_lab::lab::{self, UpOptions};
 use remedy_lab::layout;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Build and start a lab: N masters (real sshd, etcd, kubelet and API-server
-    /// stand-ins) behind a real HAProxy, with an inventory and known_hosts.
+    /// Build and start a lab: N masters (real sshd; PKI, kubeconfigs and manifests
+    /// from the real kubeadm; the real etcd, kube-apiserver, controller-manager and
+    /// scheduler run by a kubelet stand-in) behind a real HAProxy, with an
+    /// inventory, known_hosts and admin.conf.
     ///
     /// Master i listens on base+i (master-1 on 127.0.0.11): sshd :2222, API server
     /// :6443, etcd :2379/:2380. The base address is HAProxy's VIP (:6443) and lb-1's sshd.
-    /// Needs root and the packages scripts/setup installs.
+    /// Needs root, the packages scripts/setup installs and the binaries it builds.
     Up {
         /// How many masters.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
@@ -64,14 +67,13 @@ pub enum LabCommand {
         node: String,
         #[arg(long)]
         lab_dir: PathBuf,
-        #[arg(long)]
-        etcd: PathBuf,
     },
-    /// (internal) A control-plane stand-in started by the kubelet stand-in.
-    #[command(hide = true)]
-    Pod {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        argv: Vec<String>,
+    /// (internal) The lab's crictl (ps, logs, inspect) on a master: the
+    /// masters' /usr/local/bin/crictl runs this.
+    #[command(hide = true, disable_help_flag = true)]
+    Crictl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -120,7 +122,10 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 remedy_exe,
             };
             let started = std::time::Instant::now();
-            match lab::up(&opts, &mut |line| eprintln!("lab: {line}")) {
+            let progress = &mut |line: &str| {
+                eprintln!("lab: [{:4.1}s] {line}", started.elapsed().as_secs_f64())
+            };
+            match lab::up(&opts, progress) {
                 Ok(state) => {
                     let l = state.layout();
                     println!(
@@ -143,6 +148,11 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                     println!("inventory:   {}", l.inventory().display());
                     println!("known_hosts: {}", l.known_hosts().display());
                     println!("ssh key:     {}", l.client_key().display());
+                    println!(
+                        "kubectl:     {} --kubeconfig {} get nodes",
+                        l.dir.join("bin/kubectl").display(),
+                        l.dir.join("admin.conf").display()
+                    );
                     println!("try: remedy plan manifest-edit --inventory {} -p set=--max-requests-inflight=800", if dir.is_none() { "lab".to_string() } else { l.inventory().display().to_string() });
                     Exit::Ok.into()
                 }
@@ -152,7 +162,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 }
             }
         }
-        LabCommand::Status { dir } => match lab::status(&dir_or_default(dir)) {
+        LabCommand::Status { dir } => match remedy_lab::status::status(&dir_or_default(dir)) {
             Ok((_, checks)) => {
                 if g.output == Output::Json {
                     println!(
@@ -199,7 +209,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
             Exit::Ok.into()
         }
         LabCommand::Break { fault, host, dir } => {
-            match lab::break_lab(&dir_or_default(dir), fault, host.as_deref()) {
+            match faults::break_lab(&dir_or_default(dir), fault, host.as_deref()) {
                 Ok(msg) => {
                     println!("{msg}");
                     Exit::Ok.into()
@@ -215,18 +225,8 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 }
             }
         }
-        LabCommand::Kubelet {
-            node,
-            lab_dir,
-            etcd,
-        } => {
-            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("remedy"));
-            let cfg = remedy_lab::kubelet::KubeletConfig::standard(
-                node.clone(),
-                lab_dir.clone(),
-                exe,
-                etcd.clone(),
-            );
+        LabCommand::Kubelet { node, lab_dir } => {
+            let cfg = remedy_lab::kubelet::KubeletConfig::standard(node.clone(), lab_dir.clone());
             match remedy_lab::kubelet::run(cfg) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -235,12 +235,6 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 }
             }
         }
-        LabCommand::Pod { argv } => match remedy_lab::standin::run_pod(argv.clone()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        },
+        LabCommand::Crictl { args } => remedy_lab::crictl::main(args),
     }
 }

@@ -5,8 +5,9 @@
 //! as a *different* container, then until its own health endpoint on this
 //! node answers (never through the load balancer).
 //!
-//! Containers are seen with `crictl` when the host has it, else through the
-//! lab's kubelet stand-in (`/var/lib/kubelet/pods/<pod>.json`). A health
+//! Containers are seen with `crictl` when the host has it (every lab master
+//! has the lab's), else through the lab's kubelet stand-in's records
+//! (`/var/lib/kubelet/pods/<pod>.json`). A health
 //! check by endpoint alone cannot tell a restart happened: the old container
 //! may still answer.
 
@@ -215,7 +216,7 @@ impl StaticPodRestart {
         if !started {
             return Err(ActionError::Failed {
                 message: format!("{} did not run again as a new container within {limit} (before: {}, now: {}); its manifest is in place", pod.name, short(&old), short(&new)),
-                hint: Some(format!("look at the component's log on the host (crictl logs, or /var/log/pods/{}.log in the lab)", pod.name)),
+                hint: Some(format!("look at the component's log on the host: crictl logs $(crictl ps -a -q --name {} | head -1)", pod.name)),
             });
         }
         if let Some(url) = &pod.health {

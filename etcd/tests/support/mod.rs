@@ -5,8 +5,11 @@
 //! (server/peer certificates with IP SANs, a PKCS#1 client key like
 //! kubeadm's healthcheck-client), and processes that are killed by PID when
 //! the fixture drops, panicking test or not. On a panic the members' log
-//! tails are printed. `REMEDY_TEST_ETCD` / `REMEDY_TEST_ETCDCTL` choose other
-//! binaries (the suite passes with etcd 3.5.1 too).
+//! tails are printed. The members run the lab's etcd 3.6 (built by
+//! scripts/setup, see remedy-lab's `binaries`) unless a test asks for
+//! Debian's 3.4 ([`Etcd::Debian34`]) to check an older member;
+//! `REMEDY_TEST_ETCD` / `REMEDY_TEST_ETCDCTL` / `REMEDY_TEST_ETCDUTL` choose
+//! other binaries.
 
 #![allow(dead_code)] // each test uses a different part of the fixture
 
@@ -22,10 +25,24 @@ use remedy_testkit::openssl::openssl_in;
 
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The etcd and etcdctl to run: Debian's 3.4 by default; point these at
-/// another build (e.g. 3.5's static binaries) to test against it.
-fn binary(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
+/// Which etcd the members run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Etcd {
+    /// The lab's etcd 3.6, or `$REMEDY_TEST_ETCD`.
+    Lab,
+    /// Debian's etcd 3.4 (`/usr/bin/etcd`, package etcd-server), deliberately
+    /// older than what Kubernetes 1.31+ documents.
+    Debian34,
+}
+
+/// `$var`, else the lab's build of `command` (checked against its checksum).
+fn binary(var: &str, command: &str) -> String {
+    if let Ok(path) = std::env::var(var) {
+        return path;
+    }
+    let bins = remedy_lab::binaries::Binaries::verified().unwrap_or_else(|e| panic!("{e}"));
+    let path = bins.path(command).expect("an etcd command");
+    path.display().to_string()
 }
 
 pub struct EtcdProc {
@@ -46,6 +63,11 @@ impl Cluster {
     /// Starts 3 members and waits until each answers a health check.
     /// `slot` must differ between tests that run at the same time.
     pub async fn start(slot: u8, quota_backend_bytes: Option<u64>) -> Cluster {
+        Cluster::start_with(slot, quota_backend_bytes, Etcd::Lab).await
+    }
+
+    /// [`Cluster::start`] with the members running `etcd`.
+    pub async fn start_with(slot: u8, quota_backend_bytes: Option<u64>, etcd: Etcd) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ips: Vec<Ipv4Addr> = (1..=3)
             .map(|i| Ipv4Addr::new(127, 0, 140 + slot, i))
@@ -70,14 +92,21 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         for i in 0..cluster.members.len() {
-            let child = cluster.spawn(i, &initial_cluster, slot, quota_backend_bytes);
+            let child = cluster.spawn(i, &initial_cluster, slot, quota_backend_bytes, etcd);
             cluster.members[i].child = Some(child);
         }
         cluster.wait_healthy().await;
         cluster
     }
 
-    fn spawn(&self, i: usize, initial_cluster: &str, slot: u8, quota: Option<u64>) -> Child {
+    fn spawn(
+        &self,
+        i: usize,
+        initial_cluster: &str,
+        slot: u8,
+        quota: Option<u64>,
+        etcd: Etcd,
+    ) -> Child {
         let m = &self.members[i];
         let d = self.dir.path();
         let cert = d.join(format!("{}.crt", m.name));
@@ -86,7 +115,11 @@ impl Cluster {
         let log = fs::File::create(d.join(format!("{}.log", m.name))).expect("log file");
         let client_url = format!("https://{}:{}", m.ip, m.client_port);
         let peer_url = format!("https://{}:{}", m.ip, m.peer_port);
-        let mut cmd = Command::new(binary("REMEDY_TEST_ETCD", "etcd"));
+        let program = match etcd {
+            Etcd::Lab => binary("REMEDY_TEST_ETCD", "etcd"),
+            Etcd::Debian34 => "/usr/bin/etcd".to_string(),
+        };
+        let mut cmd = Command::new(program);
         cmd.arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -136,7 +169,8 @@ impl Cluster {
                 cmd.env("ETCD_UNSUPPORTED_ARCH", other);
             }
         }
-        cmd.spawn().expect("etcd is installed (scripts/setup)")
+        cmd.spawn()
+            .expect("etcd is installed (scripts/setup installs both)")
     }
 
     async fn wait_healthy(&self) {
@@ -219,6 +253,15 @@ impl Cluster {
                 .arg(format!("--key={}", d.join("client.key").display()));
         }
         cmd.args(args).output().expect("etcdctl is installed")
+    }
+
+    /// Runs etcdutl (offline commands: snapshot status, defrag of a stopped
+    /// member's data directory).
+    pub fn etcdutl(&self, args: &[&str]) -> Output {
+        Command::new(binary("REMEDY_TEST_ETCDUTL", "etcdutl"))
+            .args(args)
+            .output()
+            .expect("etcdutl is built (scripts/setup)")
     }
 
     fn log_tail(&self, name: &str) -> String {
