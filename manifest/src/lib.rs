@@ -131,6 +131,8 @@ pub enum EditError {
         list: String,
         container: String,
     },
+    #[error("line {line} holds a carriage return (`\\r`) with no line feed after it, which YAML reads as a line break but a line-by-line edit would not; convert the file's line endings (e.g. `dos2unix`) or make this change by hand")]
+    LoneCarriageReturn { line: usize },
     #[error("internal error while editing the manifest: {0}; nothing was changed, make this change by hand (and report this)")]
     Internal(String),
 }

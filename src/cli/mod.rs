@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod exec;
 mod exit;
+mod input;
 mod journal;
 mod lab;
 mod library;
