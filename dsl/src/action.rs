@@ -40,6 +40,9 @@ pub enum ActionKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {
     Str,
+    /// A shell command: each `${...}` is inserted as one shell-quoted word,
+    /// unless it is `${shell_raw(...)}`.
+    Command,
     Int,
     Bool,
     /// `30s`, `5m`; an integer is seconds.
@@ -57,6 +60,7 @@ impl ArgKind {
     pub fn describe(self) -> &'static str {
         match self {
             ArgKind::Str => "a string",
+            ArgKind::Command => "a shell command (a string)",
             ArgKind::Int => "an integer",
             ArgKind::Bool => "a boolean",
             ArgKind::Duration => "a duration (e.g. 30s, 5m)",
@@ -252,9 +256,9 @@ impl ActionKind {
         use ArgKind::*;
         match self {
             ActionKind::Shell => &[
-                arg!("cmd", Str, true, "the command, run by `sh -c` on the host"),
+                arg!("cmd", Command, true, "the command, run by `sh -c` on the host; each `${...}` goes in as one quoted word (`${shell_raw(...)}` for shell text)"),
                 arg!("creates", Str, false, "skip when this path exists (checked in dry-run too)"),
-                arg!("unless", Str, false, "skip when this read-only command exits 0 (it runs in dry-run too)"),
+                arg!("unless", Command, false, "skip when this read-only command exits 0 (it runs in dry-run too)"),
                 arg!("read_only", Bool, false, "the command only reads: it also runs in dry-run, so its result is known"),
                 arg!("modifies", StrList, false, "paths the command changes; they are backed up first and restored on rollback"),
                 arg!("ok_codes", StrList, false, "exit codes that count as success (default: 0)"),
@@ -287,7 +291,7 @@ impl ActionKind {
                 arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"; default \"0600\")"),
             ],
             ActionKind::WaitUntil => &[
-                arg!("command", Str, true, "a read-only probe command, run until `condition` holds"),
+                arg!("command", Command, true, "a read-only probe command, run until `condition` holds"),
                 arg!("condition", Expr(Context::Result), true, "Rhai over `result` (rc, stdout, stderr)"),
                 arg!("interval", Duration, false, "time between probes (default 2s)"),
                 arg!("timeout", Duration, false, "give up after this long (default 5m)"),

@@ -67,7 +67,16 @@ impl Diagnostic {
     /// [`MAX_MESSAGE_CHARS`] is cut too, so one diagnostic stays a few lines
     /// however long the input line or the value it quotes.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n", clip(&self.message, MAX_MESSAGE_CHARS));
+        self.render_as("error")
+    }
+
+    /// The same, as a warning: something that compiles but deserves a look.
+    pub fn render_warning(&self) -> String {
+        self.render_as("warning")
+    }
+
+    fn render_as(&self, label: &str) -> String {
+        let mut out = format!("{label}: {}\n", clip(&self.message, MAX_MESSAGE_CHARS));
         let gutter = self
             .span
             .map(|s| s.line.to_string().len())

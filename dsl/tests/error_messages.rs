@@ -950,3 +950,56 @@ fn issue_14_a_message_quoting_a_huge_value_is_cut() {
         )
     );
 }
+
+/// Issue 14 (4): raw shell text is explicit, only in commands, and a param
+/// inserted that way is pointed out.
+#[test]
+fn issue_14_shell_raw_with_a_param_warns_and_is_refused_outside_commands() {
+    let rb = compile(Source::new(
+        "rb.yaml",
+        r#"runbook: x
+summary: s
+targets: masters
+params:
+  x: { type: string }
+steps:
+  - id: a
+    action: shell
+    with: { cmd: "ls ${params.x} | ${shell_raw(params.x)}", unless: "${shell_raw(`test -e /etc`)}" }
+"#,
+    ))
+    .unwrap();
+    let warnings: String = rb.warnings.iter().map(|w| w.render_warning()).collect();
+    assert_eq!(
+        warnings,
+        r#"warning: `cmd` inserts params.x as raw shell text: whoever gives that param can run any command on the host
+ --> rb.yaml:9:38
+  |
+9 |     with: { cmd: "ls ${params.x} | ${shell_raw(params.x)}", unless: "${shell_raw(`test -e /etc`)}" }
+  |                                      ^^^^^^^^^^^^^^^^^^^
+  = hint: drop `shell_raw` to insert the value as one quoted word, or check the value with an `enum` or a `when`
+"#
+    );
+    assert_renders(
+        r#"runbook: x
+summary: s
+targets: masters
+steps:
+  - id: a
+    action: file.write
+    with: { path: "/tmp/${shell_raw('x')}", content: "" }
+"#,
+        r#"error: in `${...}`: `shell_raw(...)` is only for shell commands
+ --> rb.yaml:7:27
+  |
+7 |     with: { path: "/tmp/${shell_raw('x')}", content: "" }
+  |                           ^^^^^^^^^^^^^^
+  = hint: it inserts shell text into `cmd`, `unless` or `command`; elsewhere a value is used as it is
+
+1 error found; nothing was run.
+"#,
+    );
+    assert!(!remedy_dsl::expr::calls_shell_raw("\"shell_raw(\" + x"));
+    assert!(!remedy_dsl::expr::calls_shell_raw("my_shell_raw(x)"));
+    assert!(remedy_dsl::expr::calls_shell_raw("a + shell_raw (x)"));
+}

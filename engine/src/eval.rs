@@ -5,9 +5,11 @@
 //! registered as unknown; anything that reads it evaluates to
 //! [`Resolved::Unknown`] (`unknown (set by step X)`) instead of a guess.
 
+use remedy_dsl::expr::ShellRaw;
 use remedy_dsl::runbook::ArgValue;
-use remedy_dsl::template::Part;
+use remedy_dsl::template::{Part, Template};
 use remedy_dsl::{Diagnostic, Expr, Source};
+use remedy_transport::shell::quote;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,42 +98,84 @@ impl Bindings {
     /// only a real run would produce is [`Resolved::Unknown`] — but one that
     /// never gets to it (`false && steps.x.changed`) has a known value.
     pub fn eval(&self, expr: &Expr, result: Option<&Value>) -> Result<Resolved, EvalError> {
-        let unknown = self.unknown_dependency(expr);
+        match self.run(expr, result)? {
+            Ran::Unknown(set_by) => Ok(Resolved::Unknown { set_by }),
+            Ran::Value(value) => self.to_json(expr, &value),
+        }
+    }
+
+    /// Run the Rhai; the value stays Rhai's (a command needs to see a
+    /// `shell_raw` marker before it becomes JSON).
+    fn run(&self, expr: &Expr, result: Option<&Value>) -> Result<Ran, EvalError> {
         let mut scope = self
             .scope(result)
             .map_err(|m| EvalError::new(&self.source, expr, m))?;
-        let value = match remedy_dsl::expr::sandbox()
+        match remedy_dsl::expr::sandbox()
             .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, &expr.ast)
         {
-            Ok(v) => v,
-            Err(_) if unknown.is_some() => {
-                return Ok(Resolved::Unknown {
-                    set_by: unknown.unwrap_or_default(),
-                })
-            }
-            Err(e) => {
-                return Err(EvalError::new(
+            Ok(v) => Ok(Ran::Value(v)),
+            Err(e) => match self.unknown_dependency(expr) {
+                Some(set_by) => Ok(Ran::Unknown(set_by)),
+                None => Err(EvalError::new(
                     &self.source,
                     expr,
                     format!("evaluating `{}`: {}", expr.text.trim(), rhai_error_text(&e)),
-                ));
-            }
-        };
-        match rhai::serde::from_dynamic::<Value>(&value) {
-            Ok(json) => Ok(Resolved::Known(json)),
-            // The value itself is (or holds) a result not known yet.
-            Err(_) if unknown.is_some() => Ok(Resolved::Unknown {
-                set_by: unknown.unwrap_or_default(),
-            }),
-            Err(e) => Err(EvalError::new(
+                )),
+            },
+        }
+    }
+
+    fn to_json(&self, expr: &Expr, value: &rhai::Dynamic) -> Result<Resolved, EvalError> {
+        if value.is::<ShellRaw>() {
+            return Err(EvalError::new(
                 &self.source,
                 expr,
                 format!(
-                    "`{}` produced a value remedy cannot use: {e}",
+                    "`{}`: `shell_raw(...)` only inserts text into a shell command (`cmd`, `unless`, `command`)",
                     expr.text.trim()
                 ),
-            )),
+            ));
         }
+        match rhai::serde::from_dynamic::<Value>(value) {
+            Ok(json) => Ok(Resolved::Known(json)),
+            Err(e) => match self.unknown_dependency(expr) {
+                // The value itself is (or holds) a result not known yet.
+                Some(set_by) => Ok(Resolved::Unknown { set_by }),
+                None => Err(EvalError::new(
+                    &self.source,
+                    expr,
+                    format!(
+                        "`{}` produced a value remedy cannot use: {e}",
+                        expr.text.trim()
+                    ),
+                )),
+            },
+        }
+    }
+
+    /// One `${...}` of a shell command as shell text: one single-quoted word
+    /// (a list: one per item), or — only through `shell_raw(...)` — the text
+    /// as it is. Whatever a param holds, quoted it is data, never shell.
+    fn shell_words(&self, expr: &Expr) -> Result<Resolved, EvalError> {
+        let value = match self.run(expr, None)? {
+            Ran::Unknown(set_by) => return Ok(Resolved::Unknown { set_by }),
+            Ran::Value(v) => v,
+        };
+        if let Some(raw) = value.clone().try_cast::<ShellRaw>() {
+            return Ok(Resolved::Known(Value::String(raw.0)));
+        }
+        let word = |v: &Value| match v {
+            Value::String(s) => quote(s),
+            other => quote(&other.to_string()),
+        };
+        let words = match self.to_json(expr, &value)? {
+            Resolved::Known(Value::Array(items)) => {
+                Value::String(items.iter().map(word).collect::<Vec<_>>().join(" "))
+            }
+            Resolved::Known(v) => Value::String(word(&v)),
+            unknown => return Ok(unknown),
+        };
+        Ok(Resolved::Known(words))
     }
 
     /// Evaluate a condition that must be a boolean.
@@ -167,21 +211,9 @@ impl Bindings {
                 if let Some(e) = t.as_single_expr() {
                     return self.eval(e, None);
                 }
-                let mut out = String::new();
-                for part in &t.parts {
-                    match part {
-                        Part::Lit(s) => out.push_str(s),
-                        Part::Expr(e) => match self.eval(e, None)? {
-                            Resolved::Unknown { set_by } => {
-                                return Ok(Resolved::Unknown { set_by })
-                            }
-                            Resolved::Known(Value::String(s)) => out.push_str(&s),
-                            Resolved::Known(v) => out.push_str(&v.to_string()),
-                        },
-                    }
-                }
-                Resolved::Known(Value::String(out))
+                return self.join(t, |e| self.eval(e, None));
             }
+            ArgValue::Command(t) => return self.join(t, |e| self.shell_words(e)),
             ArgValue::List(items) => {
                 let mut out = Vec::new();
                 for i in items {
@@ -206,6 +238,36 @@ impl Bindings {
             }
         })
     }
+}
+
+impl Bindings {
+    /// A template's text: literal parts as written, each expression's value
+    /// as `insert` makes it (a string as it is, other values as JSON text).
+    fn join(
+        &self,
+        t: &Template,
+        insert: impl Fn(&Expr) -> Result<Resolved, EvalError>,
+    ) -> Result<Resolved, EvalError> {
+        let mut out = String::new();
+        for part in &t.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Expr(e) => match insert(e)? {
+                    Resolved::Unknown { set_by } => return Ok(Resolved::Unknown { set_by }),
+                    Resolved::Known(Value::String(s)) => out.push_str(&s),
+                    Resolved::Known(v) => out.push_str(&v.to_string()),
+                },
+            }
+        }
+        Ok(Resolved::Known(Value::String(out)))
+    }
+}
+
+/// What running an expression gave: a Rhai value, or nothing yet because it
+/// reads a result only a real run of that step produces.
+enum Ran {
+    Value(rhai::Dynamic),
+    Unknown(String),
 }
 
 fn rhai_error_text(e: &rhai::EvalAltResult) -> String {

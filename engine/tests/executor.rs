@@ -160,7 +160,7 @@ steps:
     with: { path: "${host.vars.root}/note.txt", content: "edited\n", mode: "0640" }
   - id: check
     action: shell
-    with: { cmd: "${params.check}" }
+    with: { cmd: "${shell_raw(params.check)}" }
 "#;
 
 fn step<'a>(r: &'a RunReport, host: usize, id: &str) -> &'a remedy_engine::report::StepReport {

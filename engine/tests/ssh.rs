@@ -48,6 +48,28 @@ fn connector(inv: &Inventory, accept_new: bool) -> SshConnector {
     SshConnector::new(inv, accept_new).with_resolver(Resolver::new(ConfigFile::None))
 }
 
+/// Run `rb` over SSH to the end, events kept in memory.
+async fn execute(
+    rb: &remedy_dsl::Runbook,
+    run: &remedy_engine::BoundRun,
+    connector: &SshConnector,
+    dry_run: bool,
+) -> remedy_engine::RunReport {
+    let clock = remedy_clock::SystemClock;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    remedy_engine::Executor {
+        runbook: rb,
+        run,
+        connector,
+        sink: &remedy_engine::event::MemorySink::default(),
+        clock: &clock,
+        cancel: &cancel,
+        options: remedy_engine::RunOptions::new(dry_run),
+    }
+    .execute()
+    .await
+}
+
 #[tokio::test]
 async fn commands_and_files_over_ssh() {
     let s = TestSshd::start(Ipv4Addr::new(127, 0, 101, 1), "");
@@ -460,8 +482,7 @@ async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
 
 #[tokio::test]
 async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
-    use remedy_engine::event::MemorySink;
-    use remedy_engine::{bind, Executor, HostStatus, Request, RunOptions};
+    use remedy_engine::{bind, HostStatus, Request};
     let s = TestSshd::start(Ipv4Addr::new(127, 0, 114, 1), "");
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
@@ -474,18 +495,7 @@ async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
     let rb = remedy_dsl::compile(Source::new("rb.yaml", rb)).unwrap();
     let run = bind(&rb, &inv, &Request::default()).unwrap();
     let c = connector(&inv, false);
-    let clock = remedy_clock::SystemClock;
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let exec = Executor {
-        runbook: &rb,
-        run: &run,
-        connector: &c,
-        sink: &MemorySink::default(),
-        clock: &clock,
-        cancel: &cancel,
-        options: RunOptions::new(false),
-    };
-    let report = exec.execute().await;
+    let report = execute(&rb, &run, &c, false).await;
     let host = &report.hosts[0];
     assert_eq!(host.status, HostStatus::RolledBack, "{host:#?}");
     assert!(
@@ -665,4 +675,89 @@ async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
             format!("{prefix}the socket exists (root:root, mode 600) but {user} could not connect: streams connect as the login user ({user}) because `become` does not apply to them, so {user} needs access to the socket (or nothing accepts on it)"),
         ]
     );
+}
+
+/// Issue 14 (4): a param's value inside `cmd:`, `unless:` and `wait.until`'s
+/// `command` is one quoted word on a real host: `; touch`, `$(...)`,
+/// backticks, newlines and quotes run nothing — in a dry-run of a read-only
+/// step, in a real run, and through a guard — and the command sees the
+/// exact bytes given.
+#[tokio::test]
+async fn issue_14_params_in_commands_are_data_never_shell() {
+    use remedy_engine::{bind, HostStatus, Request};
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 117, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let pwned = work.path().join("pwned");
+    let p = pwned.display();
+    let payloads = [
+        format!("; touch {p}"),
+        format!("$(touch {p})"),
+        format!("`touch {p}`"),
+        format!("a\ntouch {p}"),
+        format!("a'; touch {p}; echo '"),
+        format!("a\"; touch {p}; echo \""),
+        format!("' && touch {p} #"),
+    ];
+    let rb = remedy_dsl::compile(Source::new(
+        "rb.yaml",
+        format!(
+            r#"runbook: inject
+summary: s
+targets: all_hosts
+params:
+  x: {{ type: string }}
+  words: {{ type: list }}
+steps:
+  - id: look
+    action: shell
+    with: {{ cmd: "printf '%s|' ${{params.x}} ${{params.words}}", read_only: true }}
+  - id: guarded
+    action: shell
+    with: {{ cmd: "printf %s ${{params.x}} > {out}", unless: "test -e ${{params.x}}" }}
+  - id: waited
+    action: wait.until
+    with: {{ command: "printf %s ${{params.x}}", condition: "result.rc == 0", timeout: 10s }}
+"#,
+            out = work.path().join("written").display()
+        ),
+    ))
+    .unwrap();
+    let c = connector(&inv, false);
+    for payload in &payloads {
+        let request = Request {
+            params: vec![
+                ("x".into(), payload.clone()),
+                ("words".into(), payload.clone()),
+                ("words".into(), "two words".into()),
+            ],
+            ..Request::default()
+        };
+        let run = bind(&rb, &inv, &request).unwrap();
+        for dry_run in [true, false] {
+            let report = execute(&rb, &run, &c, dry_run).await;
+            let host = &report.hosts[0];
+            assert!(
+                !pwned.exists(),
+                "{payload:?} ran as shell (dry-run {dry_run})"
+            );
+            let look = host.steps[0]
+                .result
+                .as_ref()
+                .unwrap_or_else(|| panic!("{host:#?}"));
+            assert_eq!(
+                look["stdout"],
+                format!("{payload}|{payload}|two words|"),
+                "the command saw the exact bytes"
+            );
+            if !dry_run {
+                assert_eq!(host.status, HostStatus::Changed, "{host:#?}");
+                assert_eq!(
+                    std::fs::read_to_string(work.path().join("written")).unwrap(),
+                    *payload
+                );
+                assert_eq!(host.steps[2].result.as_ref().unwrap()["stdout"], *payload);
+            }
+        }
+    }
 }

@@ -45,6 +45,9 @@ pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
         match outcome {
             Ok(rb) => {
                 if g.output == Output::Text {
+                    for w in &rb.warnings {
+                        eprint!("{}", w.render_warning());
+                    }
                     println!(
                         "ok      {name} ({}: {} step{})",
                         rb.name,
@@ -52,7 +55,8 @@ pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
                         if rb.steps.len() == 1 { "" } else { "s" }
                     );
                 }
-                results.push(json!({ "file": name, "ok": true, "runbook": rb.name, "errors": [] }));
+                let warnings: Vec<_> = rb.warnings.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect();
+                results.push(json!({ "file": name, "ok": true, "runbook": rb.name, "errors": [], "warnings": warnings }));
             }
             Err(errors) => {
                 failed += 1;

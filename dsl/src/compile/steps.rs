@@ -305,6 +305,20 @@ impl Checker {
                 )),
                 _ => mismatch(self),
             },
+            ArgKind::Command => match &node.kind {
+                NodeKind::Str(_) => {
+                    self.in_command = true;
+                    let t = self.template(node, scope);
+                    self.in_command = false;
+                    let t = t?;
+                    self.warn_raw_params(&t, what);
+                    Some(ArgValue::Command(t))
+                }
+                NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_) => Some(
+                    ArgValue::Command(Template::literal(node.scalar_text().unwrap_or_default())),
+                ),
+                _ => mismatch(self),
+            },
             ArgKind::Int => match &node.kind {
                 NodeKind::Int(i) => Some(ArgValue::Int(*i)),
                 NodeKind::Str(_) => self.single_expr(node, scope, kind, what),
