@@ -469,6 +469,79 @@ fn secret_params_never_appear_in_plans_results_or_json() {
     }
 }
 
+/// Issue 14 (7): a secret transformed by Rhai — upper-cased, reversed,
+/// sliced, concatenated, through a script and a later step — appears in no
+/// output and nowhere in the journal; it is shown as derived.
+#[test]
+fn issue_14_values_derived_from_secrets_are_redacted_too() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("derived.yaml");
+    std::fs::write(
+        &rb,
+        r#"runbook: derived
+summary: s
+targets: masters
+params:
+  token: { type: secret }
+steps:
+  - id: mix
+    script: |
+      let r = "";
+      for c in params.token.chars() { r = c.to_string() + r; }
+      #{ up: params.token.to_upper(), rev: r, slice: params.token.sub_string(2, 6), joined: "Bearer " + params.token }
+  - id: show
+    action: shell
+    with: { cmd: "echo ${steps.mix.up} ${steps.mix.rev} ${steps.mix.slice.to_lower()} ${steps.mix.joined}", read_only: true }
+  - id: write
+    action: file.write
+    with: { path: "${host.vars.kube_dir}/token.txt", content: "${params.token.to_upper() + \"-suffix\"}\n" }
+"#,
+    )
+    .unwrap();
+    let inv = m.inventory();
+    let (rb, inv) = (rb.to_str().unwrap(), inv.to_str().unwrap());
+    let env = [
+        ("REMEDY_TEST_TOKEN", "hunter2-xyz"),
+        ("REMEDY_HOME", home.path().to_str().unwrap()),
+    ];
+    let token = ["-p", "token=env:REMEDY_TEST_TOKEN"];
+    let leaks = [
+        "hunter2",
+        "HUNTER2",
+        "zyx-2retnuh",
+        "nter",
+        "NTER2-XYZ-suffix",
+    ];
+    let mut seen = String::new();
+    for extra in [
+        &["plan"][..],
+        &["plan", "-o", "json"][..],
+        &["run", "--yes"][..],
+        &["run", "--yes", "-o", "json"][..],
+    ] {
+        let mut args = vec![extra[0], rb, "-i", inv];
+        args.extend(token);
+        args.extend(&extra[1..]);
+        let (out, err, code) = text(&remedy_with_env(&args, &env));
+        assert_eq!(code, 0, "{out}{err}");
+        seen.push_str(&out);
+        seen.push_str(&err);
+    }
+    let (export, _, _) = text(&remedy_with_env(&["audit", "export"], &env));
+    seen.push_str(&export);
+    for leak in leaks {
+        assert!(!seen.contains(leak), "{leak} leaked:\n{seen}");
+    }
+    assert!(seen.contains("«secret:token, derived»"), "{seen}");
+    // The host got the real values.
+    assert_eq!(
+        std::fs::read_to_string(m.dir.path().join("master-1/kubernetes/token.txt")).unwrap(),
+        "HUNTER2-XYZ-suffix\n"
+    );
+}
+
 /// A runbook over both masters that writes one file per host, then edits the
 /// manifest: two changing steps, so a run can be cut off between them.
 fn two_step_runbook(dir: &Path, flag: &str) -> PathBuf {

@@ -5,6 +5,7 @@
 //! registered as unknown; anything that reads it evaluates to
 //! [`Resolved::Unknown`] (`unknown (set by step X)`) instead of a guess.
 
+use crate::redact::Derived;
 use remedy_dsl::expr::ShellRaw;
 use remedy_dsl::runbook::ArgValue;
 use remedy_dsl::template::{Part, Template};
@@ -57,6 +58,59 @@ pub struct Bindings {
     pub params: Map<String, Value>,
     pub host: Value,
     pub steps: BTreeMap<String, StepValue>,
+    pub taint: Taint,
+}
+
+/// Which names carry secret values, so that whatever Rhai computes from them
+/// is recorded as derived (and redacted like the secret itself).
+#[derive(Debug, Clone, Default)]
+pub struct Taint {
+    /// Secret params, by name.
+    pub secrets: Vec<String>,
+    /// Steps whose arguments or script read a secret (or such a step), with
+    /// the secret: their results are derived too.
+    pub steps: BTreeMap<String, String>,
+    pub derived: Derived,
+}
+
+impl Taint {
+    /// The secret `expr` reads, directly or through a tainted step. Reading
+    /// `params` whole or by brackets (`params["token"]`) counts as reading
+    /// the first secret: the name is not known before it runs.
+    pub fn source(&self, expr: &Expr) -> Option<String> {
+        let first_secret = self.secrets.first()?;
+        expr.references
+            .iter()
+            .find_map(
+                |r| match (r.path.first().map(String::as_str), r.path.get(1)) {
+                    (Some("params"), Some(name)) if self.secrets.contains(name) => {
+                        Some(name.clone())
+                    }
+                    (Some("params"), None) => Some(first_secret.clone()),
+                    (Some("steps"), Some(id)) => self.steps.get(id).cloned(),
+                    _ => None,
+                },
+            )
+            .or_else(|| expr.text.contains("params[").then(|| first_secret.clone()))
+    }
+
+    /// Marks `step` as derived from a secret when any of its expressions is.
+    pub fn step(&mut self, step: &remedy_dsl::Step) {
+        let secret = step
+            .with
+            .iter()
+            .flat_map(|(_, v)| v.exprs())
+            .find_map(|e| self.source(e));
+        if let Some(secret) = secret {
+            self.steps.insert(step.id.clone(), secret);
+        }
+    }
+
+    fn record(&self, expr: &Expr, value: &Value) {
+        if let Some(secret) = self.source(expr) {
+            self.derived.add(value, &secret);
+        }
+    }
 }
 
 impl Bindings {
@@ -100,7 +154,13 @@ impl Bindings {
     pub fn eval(&self, expr: &Expr, result: Option<&Value>) -> Result<Resolved, EvalError> {
         match self.run(expr, result)? {
             Ran::Unknown(set_by) => Ok(Resolved::Unknown { set_by }),
-            Ran::Value(value) => self.to_json(expr, &value),
+            Ran::Value(value) => {
+                let resolved = self.to_json(expr, &value)?;
+                if let Resolved::Known(v) = &resolved {
+                    self.taint.record(expr, v);
+                }
+                Ok(resolved)
+            }
         }
     }
 
@@ -162,7 +222,9 @@ impl Bindings {
             Ran::Value(v) => v,
         };
         if let Some(raw) = value.clone().try_cast::<ShellRaw>() {
-            return Ok(Resolved::Known(Value::String(raw.0)));
+            let text = Value::String(raw.0);
+            self.taint.record(expr, &text);
+            return Ok(Resolved::Known(text));
         }
         let word = |v: &Value| match v {
             Value::String(s) => quote(s),
@@ -172,9 +234,17 @@ impl Bindings {
             Resolved::Known(Value::Array(items)) => {
                 Value::String(items.iter().map(word).collect::<Vec<_>>().join(" "))
             }
-            Resolved::Known(v) => Value::String(word(&v)),
+            Resolved::Known(v) => {
+                self.taint.record(expr, &v);
+                Value::String(word(&v))
+            }
             unknown => return Ok(unknown),
         };
+        // Quoting changes the text of a value holding `'`: that form is
+        // derived too (otherwise the value itself is found inside the quotes).
+        if words.as_str().is_some_and(|w| w.contains("'\\''")) {
+            self.taint.record(expr, &words);
+        }
         Ok(Resolved::Known(words))
     }
 
