@@ -450,6 +450,42 @@ fn break_glass_skips_approval_is_journaled_notified_and_flagged_for_review() {
             .any(|b| b.contains("break_glass") && b.contains("INC-4411")),
         "{bodies:?}"
     );
+    // Issue 14 (5b): the run-finished notice carries the chain head, the
+    // witness `audit verify --head` checks; `audit head` prints the same.
+    let finished: serde_json::Value = bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .find(|b| b["kind"] == "run_finished")
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    let head = finished["chain_head"].as_str().unwrap().to_string();
+    let printed = String::from_utf8_lossy(&site.remedy(&["audit", "head"]).stdout).into_owned();
+    assert_eq!(printed.trim(), head);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--head", &head];
+        args.extend(extra);
+        let o = site.remedy(&args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(verify(&[]).0, Some(0), "{}", verify(&[]).1);
+    // The last event cut off and the head row set to match: only the
+    // witness (and the run's record, now ahead of the chain) show it.
+    let db = rusqlite::Connection::open(site.path("home/remedy.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events);
+         UPDATE chain_head SET last_id = (SELECT MAX(id) FROM events), last_hash = (SELECT hash FROM events ORDER BY id DESC LIMIT 1);",
+    )
+    .unwrap();
+    let (code, out) = verify(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "TAMPERED: the chain head {head} recorded outside this journal is not in it"
+        )),
+        "{out}"
+    );
     // --break-glass without a reason is refused by the command line.
     let o = site.remedy(&[
         "run",

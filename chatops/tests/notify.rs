@@ -23,6 +23,7 @@ fn request_notice() -> Notice {
                 .into(),
         plan_hash: Some("9c1d7e0a4b2f88aa01".into()),
         decision: None,
+        chain_head: None,
     }
 }
 

@@ -38,6 +38,13 @@ pub enum JournalError {
     /// damaged chain. Refused rather than papered over.
     #[error("journal {}: cannot append: {what}; run `remedy audit verify`, keep a copy of the file, and if you must act now point REMEDY_HOME at a fresh directory", .path.display())]
     ChainDamaged { path: PathBuf, what: String },
+    /// A run's row no longer matches what the chain recorded for it.
+    #[error("journal {}: the record of run {run_id} was changed outside remedy, so it is not used: {}; run `remedy audit verify`, and compare with an exported copy", .path.display(), .edits.join("; "))]
+    RunEdited {
+        path: PathBuf,
+        run_id: String,
+        edits: Vec<String>,
+    },
     /// No run, event or lock by that name.
     #[error("{what} not found in the journal; {hint}")]
     NotFound { what: String, hint: String },

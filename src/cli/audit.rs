@@ -19,11 +19,19 @@ pub enum AuditCommand {
         /// Run id (or a unique prefix of it).
         run: String,
     },
-    /// Check the hash chain; exits 1 naming the first edited, deleted or reordered event.
+    /// Check the hash chain and the run records; exits 1 naming the first edited, deleted or reordered event.
     Verify {
         /// Only this run's events (the whole chain is still walked).
         run: Option<String>,
+        /// A chain head kept elsewhere (`remedy audit head`, or the one a
+        /// run-finished notification carried): it must still be in the journal,
+        /// which catches events cut off the end.
+        #[arg(long, value_name = "HASH")]
+        head: Vec<String>,
     },
+    /// Print the chain head (the last event's hash): keep it elsewhere and check
+    /// it later with `remedy audit verify --head HASH`.
+    Head,
     /// Every event (or one run's) as JSON lines, for shipping to a SIEM.
     Export {
         /// Only this run.
@@ -178,7 +186,8 @@ pub fn audit(g: &Global, cmd: &AuditCommand) -> Exit {
     match cmd {
         AuditCommand::List(args) => list(g, args),
         AuditCommand::Show { run } => show(g, run),
-        AuditCommand::Verify { run } => verify(g, run.as_deref()),
+        AuditCommand::Verify { run, head } => verify(g, run.as_deref(), head),
+        AuditCommand::Head => head(g),
         AuditCommand::Export { run, format: _ } => export(run.as_deref()),
     }
 }
@@ -237,6 +246,21 @@ fn describe(e: &StoredEvent) -> Option<String> {
                 .unwrap_or_default()
         ),
         "run_resumed" => format!("run resumed by {}", e.actor),
+        // The run's record, chained; the header above shows it.
+        "run_recorded" if p["migrated"] == true => {
+            "record chained by the journal upgrade (as it read then)".into()
+        }
+        "run_recorded" => return None,
+        "run_updated" => format!(
+            "record updated: {}",
+            p.as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
+        ),
         "locks_acquired" => format!("locks taken (fencing token {})", p["token"]),
         "lock_broken" => format!(
             "lock on {} broken by {}: {}",
@@ -422,7 +446,26 @@ fn show(g: &Global, run: &str) -> Exit {
     Exit::Ok
 }
 
-fn verify(g: &Global, run: Option<&str>) -> Exit {
+fn head(g: &Global) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    match j.head() {
+        Ok((id, hash)) => {
+            if g.output == Output::Json {
+                print_json(&json!({ "event_id": id, "hash": hash }));
+            } else {
+                println!("{hash}");
+                eprintln!("(event {id}; check later with `remedy audit verify --head {hash}`)");
+            }
+            Exit::Ok
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
     let j = match open() {
         Ok(j) => j,
         Err(e) => return e,
@@ -434,16 +477,31 @@ fn verify(g: &Global, run: Option<&str>) -> Exit {
         },
         None => None,
     };
-    let v = match j.verify(run_id.as_deref()) {
+    let mut v = match j.verify(run_id.as_deref()) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    for h in heads {
+        match j.witness(h) {
+            Ok(None) => {}
+            Ok(Some(problem)) => {
+                v.ok = false;
+                v.problems.insert(0, problem);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     if g.output == Output::Json {
         print_json(&v);
     } else if v.ok {
         println!(
-            "ok: {} event(s) checked, the hash chain is intact{}",
+            "ok: {} event(s) checked, the hash chain and run records are intact{}{}",
             v.checked,
+            if heads.is_empty() {
+                String::new()
+            } else {
+                format!(", and it holds the {} head(s) given", heads.len())
+            },
             run_id
                 .as_deref()
                 .map(|r| format!(" (run {r})"))

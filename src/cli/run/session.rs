@@ -371,7 +371,7 @@ impl Session<'_> {
         } else {
             NoticeKind::RunFailed
         };
-        let notice = asker.notice(
+        let mut notice = asker.notice(
             kind,
             format!(
                 "{} on {}: {}",
@@ -381,6 +381,9 @@ impl Session<'_> {
             ),
             self.redactor.apply(&report.summary),
         );
+        // The head after the run's last event, kept by the chat: a journal
+        // later cut back before it fails `remedy audit verify --head`.
+        notice.chain_head = self.journal.head().ok().map(|(_, hash)| hash);
         asker.notify(&notice).await;
     }
 }
