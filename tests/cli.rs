@@ -837,3 +837,109 @@ fn a_rhai_error_at_run_time_is_shown_once_with_its_place() {
     );
     assert!(out.contains(&expected), "{out}");
 }
+
+/// A tmpfs of a few MiB on a directory of its own, for a full disk under
+/// REMEDY_HOME; unmounted when dropped, even when the test fails.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "remedy-test",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).output();
+    }
+}
+
+/// Issue 14 (6): the disk under the journal fills up during a run. The
+/// failing step, the rollback and the run's end are still recorded (the
+/// journal's reserve is given up for them), the locks are released, stderr
+/// says what happened; the next run refuses to start until there is room.
+#[test]
+fn issue_14_a_disk_filling_up_mid_run_still_records_the_rollback() {
+    let m = Masters::new();
+    let disk = SmallDisk::new("16m");
+    let home = disk.path().to_str().unwrap();
+    let env = [("REMEDY_HOME", home)];
+    let rb = m.dir.path().join("fill.yaml");
+    std::fs::write(
+        &rb,
+        format!(
+            "runbook: fill\nsummary: s\ntargets: masters\non_failure: rollback\nsteps:\n  - id: note\n    action: file.write\n    with: {{ path: \"${{host.vars.kube_dir}}/note.txt\", content: \"hello\\n\" }}\n  - id: fill\n    action: shell\n    with: {{ cmd: \"dd if=/dev/zero of={home}/fill bs=64k 2>/dev/null; exit 1\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (rb, inv) = (rb.to_str().unwrap(), m.inventory());
+    let inv = inv.to_str().unwrap();
+    let note = m.dir.path().join("master-1/kubernetes/note.txt");
+    let run = ["run", rb, "-i", inv, "--limit", "master-1", "--yes"];
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!note.exists(), "rolled back on the host");
+    assert!(out.contains("master-1: failed, rolled back"), "{out}");
+    assert!(err.contains("filled up during this run"), "{err}");
+    assert!(!err.contains("NOT RECORDED"), "{err}");
+    let filled = std::fs::metadata(disk.path().join("fill")).unwrap().len();
+    assert!(filled > 2 << 20, "dd filled the disk ({filled} bytes)");
+    // Recorded: the failure, the rollback, the end; no lock left behind.
+    let runs: serde_json::Value =
+        serde_json::from_str(&text(&remedy_with_env(&["runs", "-o", "json"], &env)).0).unwrap();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let id = runs[0]["run_id"].as_str().unwrap();
+    let (show, err, _) = text(&remedy_with_env(&["audit", "show", id], &env));
+    assert!(
+        show.contains("fill: FAILED") && show.contains("note: rolled back: restored"),
+        "{show}{err}"
+    );
+    let (locks, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
+    assert!(locks.contains("No locks held."), "{locks}");
+    assert_eq!(text(&remedy_with_env(&["audit", "verify"], &env)).2, 0);
+    // No room for the reserve now: the next run does not start.
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        (err.contains("cannot keep 8 MiB free beside the journal")
+            || err.contains("KiB are free beside the journal"))
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(!note.exists());
+    // With room again, it does.
+    std::fs::remove_file(disk.path().join("fill")).unwrap();
+    std::fs::write(
+        rb,
+        std::fs::read_to_string(rb).unwrap().replace(
+            "; exit 1",
+            "; rm -f -- '{home}/fill'".replace("{home}", home).as_str(),
+        ),
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(note.exists());
+}

@@ -416,3 +416,20 @@ fn issue_14_a_tail_cut_consistently_is_caught_by_the_witness_head() {
     assert!(f.journal.witness(&before).unwrap().is_none());
     assert!(f.journal.witness("abc").is_err());
 }
+
+/// Issue 14 (6): the reserve beside the journal is given up when the disk
+/// fills, so the write goes through; without room for it, a run cannot
+/// start (`ensure_reserve` fails).
+#[test]
+fn issue_14_ensure_reserve_makes_a_real_file_and_says_when_there_is_no_room() {
+    let f = Fixture::new();
+    f.journal.ensure_reserve().unwrap();
+    let meta = std::fs::metadata(f.journal.reserve_path()).unwrap();
+    assert_eq!(meta.len(), remedy_journal::RESERVE_BYTES);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 >= remedy_journal::RESERVE_BYTES,
+        "not sparse"
+    );
+    assert!(!f.journal.reserve_used());
+}

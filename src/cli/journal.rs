@@ -95,7 +95,8 @@ impl EventSink for JournalSink {
                 }
             }
             let text = self.redactor.apply(&payload.to_string());
-            let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let payload =
+                serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
             self.journal
                 .append(&NewEvent {
                     run_id: event.run_id.clone(),
@@ -110,13 +111,36 @@ impl EventSink for JournalSink {
                     kind: kind.clone(),
                     payload,
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    // The run goes on (or rolls back) on the hosts whatever
+                    // the journal can hold: say what happened, there and now.
+                    eprintln!(
+                        "error: NOT RECORDED in the journal: {}: {e}",
+                        unrecorded(&kind, event, &text)
+                    );
+                    e.to_string()
+                })?;
         }
         if let Some(c) = &self.crash {
             c.check(&kind, event);
         }
         Ok(())
     }
+}
+
+/// One line saying what an event that could not be journaled was:
+/// `master-1 › edit: step_rolled_back {…}` (the payload is clipped).
+fn unrecorded(kind: &str, event: &Event, redacted_payload: &str) -> String {
+    let at = match (&event.host, &event.step) {
+        (Some(h), Some(s)) => format!("{h} › {s}"),
+        (Some(h), None) => h.clone(),
+        _ => format!("run {}", event.run_id),
+    };
+    let mut detail = redacted_payload.to_string();
+    if detail.chars().count() > 300 {
+        detail = format!("{}…", detail.chars().take(300).collect::<String>());
+    }
+    format!("{at}: {kind} {detail}")
 }
 
 /// Test hook for crash consistency: `REMEDY_CRASH_AFTER=KIND[@HOST][/STEP][#N]`

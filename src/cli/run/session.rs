@@ -51,7 +51,12 @@ struct Release(Arc<Journal>, String);
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = self.0.release(&self.1);
+        if let Err(e) = self.0.release(&self.1) {
+            eprintln!(
+                "error: the locks of run {} could not be released: {e}\n  = they read stale once this process is gone; when the run's hosts are as the report says, remove them with `remedy lock break TARGET --reason …` (see `remedy lock list`)",
+                self.1
+            );
+        }
     }
 }
 
@@ -135,6 +140,11 @@ impl Session<'_> {
 
     async fn real_run(&self, resume: Option<ResumeState>) -> Result<Exit, Exit> {
         self.confirmation_possible()?;
+        // Room to record a rollback even if the disk fills during the run.
+        self.journal.ensure_room().map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::StepFailed
+        })?;
         let locks = self.lock_hosts()?;
         let gate = match resume {
             None => self.preview_and_consent().await?,
@@ -145,9 +155,22 @@ impl Session<'_> {
         };
         self.record_locks(&locks);
         let report = self.apply(locks.token, resume, gate).await;
-        let _ = self
+        if let Err(e) = self
             .journal
-            .finish_run(&self.record.run_id, status_name(report.status));
+            .finish_run(&self.record.run_id, status_name(report.status))
+        {
+            eprintln!(
+                "error: NOT RECORDED in the journal: run {} ended {}: {e}\n  = the report below is what happened on each host; keep it",
+                self.record.run_id,
+                status_name(report.status)
+            );
+        }
+        if self.journal.reserve_used() {
+            eprintln!(
+                "warning: the disk under the journal ({}) filled up during this run; remedy used the room it keeps in reserve to record the run's end. Free space there before the next run (it will not start without that room).",
+                self.journal.path().display()
+            );
+        }
         self.notify_finished(&report).await;
         Ok(self.finish(&report, false))
     }
