@@ -700,6 +700,38 @@ fn resume_finishes_a_killed_run_and_refuses_a_changed_runbook_unless_forced() {
     let (out, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
     assert!(out.contains("master-1@") && out.contains("STALE"), "{out}");
 
+    // Issue 14 (5a): the run's params edited in the journal: resume refuses,
+    // naming the field, and changes nothing; audit verify names it too.
+    let db = rusqlite::Connection::open(home.path().join("remedy.db")).unwrap();
+    let params: String = db
+        .query_row("SELECT params FROM runs WHERE run_id = ?1", [&run], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "UPDATE runs SET params = '[[\"set\",\"--anonymous-auth=true\"]]' WHERE run_id = ?1",
+        [&run],
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy_with_env(&["resume", &run, "--yes"], &env));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`params` was edited outside remedy") && err.contains("--anonymous-auth=true"),
+        "{err}"
+    );
+    assert_eq!(sha(&m.manifest("master-2")), before);
+    let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("TAMPERED: run {run}: `params` was edited")),
+        "{out}"
+    );
+    db.execute(
+        "UPDATE runs SET params = ?2 WHERE run_id = ?1",
+        [&run, &params],
+    )
+    .unwrap();
+
     // The runbook changed: refused, nothing done.
     std::fs::write(
         &rb_path,
