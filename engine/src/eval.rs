@@ -231,15 +231,16 @@ impl Bindings {
             other => quote(&other.to_string()),
         };
         let words = match self.to_json(expr, &value)? {
-            Resolved::Known(Value::Array(items)) => {
-                Value::String(items.iter().map(word).collect::<Vec<_>>().join(" "))
-            }
             Resolved::Known(v) => {
                 self.taint.record(expr, &v);
-                Value::String(word(&v))
+                match &v {
+                    Value::Array(items) => items.iter().map(word).collect::<Vec<_>>().join(" "),
+                    other => word(other),
+                }
             }
             unknown => return Ok(unknown),
         };
+        let words = Value::String(words);
         // Quoting changes the text of a value holding `'`: that form is
         // derived too (otherwise the value itself is found inside the quotes).
         if words.as_str().is_some_and(|w| w.contains("'\\''")) {
