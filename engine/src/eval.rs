@@ -362,3 +362,55 @@ pub fn short(v: &Value) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bind::BoundRun;
+    use crate::redact::Redactor;
+    use serde_json::json;
+
+    /// A command built from a secret, in every form an expression can give:
+    /// each is quoted, and each is recorded as derived (a list's items too).
+    #[test]
+    fn secret_derived_values_in_commands_are_quoted_and_recorded() {
+        let rb = remedy_dsl::compile(Source::new(
+            "rb.yaml",
+            "runbook: r\nsummary: s\ntargets: all\nparams:\n  token: { type: secret }\nsteps:\n  - id: a\n    action: shell\n    with: { cmd: \"use ${params.token.to_upper()} ${[params.token.sub_string(1, 5)]} ${shell_raw(`x` + params.token.len())}\" }\n",
+        ))
+        .unwrap();
+        let derived = Derived::default();
+        let params = json!({ "token": "hunter2-xyz" })
+            .as_object()
+            .cloned()
+            .unwrap();
+        let bindings = Bindings {
+            source: rb.source.clone(),
+            params: params.clone(),
+            host: json!({}),
+            steps: BTreeMap::new(),
+            taint: Taint {
+                secrets: vec!["token".into()],
+                steps: BTreeMap::new(),
+                derived: derived.clone(),
+            },
+        };
+        let Resolved::Known(Value::String(cmd)) = bindings.resolve(&rb.steps[0].with[0].1).unwrap()
+        else {
+            panic!("not a string")
+        };
+        assert_eq!(cmd, "use 'HUNTER2-XYZ' 'unter' x11");
+        let run = BoundRun {
+            hosts: Vec::new(),
+            params,
+            secrets: vec!["token".into()],
+            lbs: Vec::new(),
+            etcd: Vec::new(),
+            derived,
+        };
+        assert_eq!(
+            Redactor::new(&run).apply(&cmd),
+            "use '«secret:token, derived»' '«secret:token, derived»' x11"
+        );
+    }
+}
