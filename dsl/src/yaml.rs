@@ -412,23 +412,18 @@ impl Builder {
             } => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    let first = match key.scalar_text().filter(|_| !key.is_collection()) {
-                        Some(text) => {
-                            seen.get(&(key.type_name(), text.clone()))
-                                .copied()
-                                .or_else(|| {
-                                    seen.insert((key.type_name(), text), entries.len());
-                                    None
-                                })
-                        }
-                        // Spans differ between two equal collections: compare values.
-                        None => {
-                            let value = key.to_json();
-                            entries
-                                .iter()
-                                .position(|(k, _)| k.is_collection() && k.to_json() == value)
-                        }
+                    let id = match key.scalar_text().filter(|_| !key.is_collection()) {
+                        Some(text) => (key.type_name(), text),
+                        // Spans differ between two equal collections: their
+                        // values in one canonical text identify them (once
+                        // per key; comparing with every earlier key was
+                        // quadratic, found by fuzzing).
+                        None => ("collection", canonical(&key.to_json())),
                     };
+                    let first = seen.get(&id).copied().or_else(|| {
+                        seen.insert(id, entries.len());
+                        None
+                    });
                     if let Some(first) = first {
                         let what = key.scalar_text().unwrap_or_else(|| "?".into());
                         self.errors.push(
@@ -447,6 +442,29 @@ impl Builder {
                 }
             },
         }
+    }
+}
+
+/// JSON text with every object's keys sorted: equal values (mappings equal
+/// whatever their key order) give equal text.
+fn canonical(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, String)> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort();
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            let body: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", body.join(","))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -591,6 +609,34 @@ mod tests {
             .map(|d| d.span.unwrap().line)
             .collect();
         assert_eq!(lines, vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn equal_mappings_as_keys_are_duplicates_whatever_their_order() {
+        let src = Source::new(
+            "t.yaml",
+            "{a: 1, b: [2]}: x\n{b: [2], a: 1}: y\n{a: 2}: z\n",
+        );
+        let errors = parse(&src).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].span.unwrap().line, 2);
+    }
+
+    /// Found by fuzzing (a 32 KB runbook took 16 s): each collection key was
+    /// compared with every earlier one, converting both to JSON each time.
+    #[test]
+    fn many_collection_keys_in_one_mapping_take_linear_time() {
+        let text: String = (0..20_000).map(|i| format!("[k{i}]: v\n")).collect();
+        let src = Source::new("t.yaml", text);
+        let started = std::time::Instant::now();
+        let root = parse(&src).unwrap();
+        assert_eq!(root.as_map().unwrap().len(), 20_000);
+        // Quadratic, this is 2e8 conversions: minutes, not a fraction of one.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
