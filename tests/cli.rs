@@ -975,3 +975,31 @@ fn issue_14_a_disk_filling_up_mid_run_still_records_the_rollback() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(note.exists());
 }
+
+/// Issue 14 (4): `remedy validate` accepts a param inserted as raw shell
+/// text but warns where, in text and in JSON.
+#[test]
+fn issue_14_validate_warns_where_a_param_goes_into_a_command_as_shell_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("raw.yaml");
+    std::fs::write(
+        &f,
+        "runbook: raw\nsummary: s\ntargets: masters\nparams:\n  x: { type: string }\nsteps:\n  - id: a\n    action: shell\n    with: { cmd: \"echo ${params.x} ${shell_raw(params.x)}\" }\n",
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy(&["validate", f.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok      "), "{out}");
+    assert!(
+        err.starts_with("warning: `cmd` inserts params.x as raw shell text")
+            && err.contains(":9:38"),
+        "{err}"
+    );
+    let (out, _, _) = text(&remedy(&["validate", f.to_str().unwrap(), "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert!(v[0]["warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("params.x"));
+}
