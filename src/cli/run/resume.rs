@@ -65,14 +65,17 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
     Ok(runtime.block_on(session.run(false, Some(state))))
 }
 
-/// The run, if it is interrupted (not running, not ended) and was real.
+/// The run, if it is interrupted (not running, not ended) or its rollback
+/// failed, and was real.
 fn resumable(journal: &Arc<Journal>, run: &str) -> Result<RunRecord, Exit> {
     let record = journal.run(run).map_err(|e| {
         eprintln!("error: {e}");
         Exit::Invalid
     })?;
     let status = record.effective_status();
-    if status != "interrupted" {
+    // A failed rollback is retried (restoring is idempotent): the host may
+    // answer again.
+    if status != "interrupted" && status != "rollback_failed" {
         let why = if status == "running" {
             format!(
                 "it is still running (pid {} on {})",
