@@ -163,6 +163,12 @@ pub async fn connect(
     })
 }
 
+/// The only keys remedy writes: a harmless write that makes the members'
+/// sizes current after a compaction, and proof that writes work after an
+/// alarm is cleared. The Kubernetes API server keeps its data under
+/// `/registry/`.
+pub const REMEDY_KEYS: &str = "/remedy/maintenance/";
+
 impl Member {
     /// The name given to `connect`.
     pub fn name(&self) -> &str {
@@ -389,6 +395,19 @@ impl Member {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes `value` to `key` through this member (remedy writes only under
+    /// [`REMEDY_KEYS`]): the revision it got.
+    pub async fn put(&self, key: &str, value: &str) -> Result<i64, EtcdError> {
+        let mut client = self.client();
+        let (key, value) = (key.to_string(), value.to_string());
+        let resp = self
+            .call("put", self.timeout, async move {
+                client.put(key, value, None).await
+            })
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     /// Defragments this member's backend. The member serves nothing meanwhile.
