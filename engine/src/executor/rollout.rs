@@ -120,7 +120,7 @@ impl Executor<'_> {
             "{refused} — by the time the rollout reaches {}",
             report.host
         );
-        let hint = "the run drains masters before this one and leaves them out: drain fewer at once (--limit), put the others back first (lb-ready), or lower min_up if fewer servers are enough".to_string();
+        let hint = "the run takes other masters out before (or together with) this one: drain fewer (--limit), one batch at a time, put the others back first (lb-ready), or lower min_up if fewer servers are enough".to_string();
         let _ = self.emit(
             Some(&report.host),
             Some(&s.id),
