@@ -1,5 +1,5 @@
-//! `remedy resume RUN`, as stages: the run record (interrupted, not a
-//! dry-run) → the same runbook (unless --force) → the same inventory,
+//! `remedy resume RUN`, as stages: the run record (interrupted, or its
+//! rollback failed; not a dry-run) → the same runbook (unless --force) → the same inventory,
 //! params and --limit giving the same hosts → its events folded into what
 //! is done → it was approved (if its policy asks) → the rest of the run.
 
@@ -12,8 +12,9 @@ use remedy_transport::ssh::SshConnector;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Continue an interrupted run where its journal says it stopped, with the
-/// same runbook (unless --force), inventory, params and --limit.
+/// Continue an interrupted run where its journal says it stopped (or retry
+/// the rollback that failed), with the same runbook (unless --force),
+/// inventory, params and --limit.
 pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
     resume_staged(g, run, force).unwrap_or_else(|exit| exit)
 }
