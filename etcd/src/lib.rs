@@ -35,7 +35,7 @@ pub use defrag_order::defrag_order;
 pub use defrag_plan::{Candidate, DefragOptions, DefragPlan};
 pub use dialer::{BoxStream, ByteStream, Dialer, TcpDialer};
 pub use error::{EtcdError, MaintenanceError};
-pub use maintenance::{AlarmSurvey, CompactionTarget, LeaderMove, REFRESH_KEY, WRITE_CHECK_KEY};
+pub use maintenance::{AlarmSurvey, CompactionTarget, LeaderMove, WRITE_CHECK_KEY};
 pub use member::{connect, Compaction, Member, DEFAULT_DEFRAG_TIMEOUT, REMEDY_KEYS};
 pub use rule_inputs::{RuleInputs, DEFAULT_QUOTA_BYTES};
 pub use snapshot::{verify_snapshot_file, SnapshotDefect, SnapshotInfo};

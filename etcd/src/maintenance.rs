@@ -1,6 +1,6 @@
 //! Cluster-wide maintenance other than defragmenting, each refused unless
-//! every member answers: compaction (and writing a remedy-owned key until
-//! every member's size in use is current), proof that writes work, alarms (disarmed only when every member is back under the
+//! every member answers: compaction (and making every member's size in use
+//! current), proof that writes work, alarms (disarmed only when every member is back under the
 //! quota threshold), moving leadership, and choosing the member to take a
 //! snapshot from.
 
@@ -14,13 +14,10 @@ use crate::error::MaintenanceError;
 use crate::member::{Compaction, Member};
 use crate::status::MemberStatus;
 
-/// Written after a compaction so the members' sizes are current.
-pub const REFRESH_KEY: &str = "/remedy/maintenance/size-refresh";
-
 /// Written to prove etcd takes writes (e.g. after NOSPACE is cleared).
 pub const WRITE_CHECK_KEY: &str = "/remedy/maintenance/write-check";
 
-/// Writes at most, to make the sizes current after a compaction.
+/// Backend commits at most, to make the sizes current after a compaction.
 const REFRESH_ROUNDS: u32 = 5;
 
 /// A size in use that moved by no more than this after a write holds still
@@ -120,17 +117,18 @@ impl Cluster {
     /// recomputes it only when its backend commits a write, and counts the
     /// pages a commit freed only at a later one: on a quiet cluster the
     /// figure stays where it was before the compaction (a member 99% free
-    /// reads as 17% fragmented) until two more writes come. So write a
-    /// remedy-owned key ([`REFRESH_KEY`]), wait until every member's
-    /// figure has moved (its commit), and again, until a write moves no
-    /// member's figure by more than [`SETTLED_BYTES`]. A write refused
-    /// (NOSPACE) leaves the figures as they are: nothing can commit then,
-    /// and a defragmentation is what frees the space.
+    /// reads as 17% fragmented) until two more writes come. So make the
+    /// backends commit without touching a key or the revision (a lease
+    /// granted and revoked: a compaction repeated right after still has
+    /// nothing to do), wait until every member's figure has moved, and
+    /// again, until a round moves no member's figure by more than
+    /// [`SETTLED_BYTES`]. A write refused (NOSPACE) leaves the figures as
+    /// they are: nothing can commit then, and a defragmentation is what
+    /// frees the space.
     async fn refresh_sizes(&self, via: &Member, clock: &dyn Clock) {
         let mut last = self.sizes_in_use().await;
         for round in 1..=REFRESH_ROUNDS {
-            let note = format!("size refresh {round} after a compaction");
-            if via.put(REFRESH_KEY, &note).await.is_err() {
+            if via.touch_backend().await.is_err() {
                 return;
             }
             let mut now = last.clone();

@@ -163,10 +163,8 @@ pub async fn connect(
     })
 }
 
-/// The only keys remedy writes: a harmless write that makes the members'
-/// sizes current after a compaction, and proof that writes work after an
-/// alarm is cleared. The Kubernetes API server keeps its data under
-/// `/registry/`.
+/// The only keys remedy writes: proof that writes work after an alarm is
+/// cleared. The Kubernetes API server keeps its data under `/registry/`.
 pub const REMEDY_KEYS: &str = "/remedy/maintenance/";
 
 impl Member {
@@ -408,6 +406,25 @@ impl Member {
             })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Makes every member's backend commit without changing any key or the
+    /// revision: grants a lease and revokes it at once (a lease lives in the
+    /// backend, outside the key space).
+    pub async fn touch_backend(&self) -> Result<(), EtcdError> {
+        let mut client = self.client();
+        let lease = self
+            .call("lease grant", self.timeout, async move {
+                client.lease_grant(60, None).await
+            })
+            .await?;
+        let mut client = self.client();
+        let id = lease.id();
+        self.call("lease revoke", self.timeout, async move {
+            client.lease_revoke(id).await
+        })
+        .await?;
+        Ok(())
     }
 
     /// Defragments this member's backend. The member serves nothing meanwhile.
