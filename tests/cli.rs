@@ -838,7 +838,13 @@ fn a_run_that_finds_a_manifest_left_in_staging_fails_loudly() {
     assert!(
         err.contains("static-pod manifest(s) left outside")
             && err.contains("kube-scheduler.yaml")
-            && err.contains("= hint: put each back: mv "),
+            && err.contains(" -l master-1 -p pods=kube-scheduler` — or by hand: on master-1: mv "),
+        "{err}"
+    );
+    // Issue 13 (5): reported first, before anything runs.
+    let warned = err.find("warning: master-1: static-pod manifest(s) left outside");
+    assert!(
+        warned.is_some_and(|w| w < err.find("batch 1").unwrap_or(0)),
         "{err}"
     );
 }

@@ -30,6 +30,19 @@ fn remedy_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// remedy started in the background, its output piped.
+fn spawn_remedy(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("REMEDY_HOME", home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -1647,25 +1660,17 @@ fn etcd_defrag_stops_before_the_next_member_when_one_goes_down() {
     let before = db_sizes(&lab);
     let leader = leader_name(&lab);
     let inv = lab.inv();
-    let child = Command::new(env!("CARGO_BIN_EXE_remedy"))
-        .args([
-            "run",
-            "etcd-maintenance",
-            "-i",
-            &inv,
-            "--yes",
-            "-p",
-            "snapshot=false",
-            "-p",
-            "settle=20s",
-        ])
-        .env("NO_COLOR", "1")
-        .env("REMEDY_HOME", home())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_remedy(&[
+        "run",
+        "etcd-maintenance",
+        "-i",
+        &inv,
+        "--yes",
+        "-p",
+        "snapshot=false",
+        "-p",
+        "settle=20s",
+    ]);
     // Wait for the first member to shrink, then stop the leader (last in line).
     eventually(
         "a first member defragmented",
@@ -1720,14 +1725,44 @@ fn etcd_nospace_is_recovered_and_writes_work_again() {
     };
     let refused = write().unwrap_err();
     assert!(refused.contains("space exceeded"), "{refused}");
+    let snaps = lab.dir.path().join("snapshots");
     let out = ok(&remedy(&[
         "run",
         "etcd-nospace-recover",
         "-i",
         &lab.inv(),
         "--yes",
+        "-o",
+        "json",
+        "-p",
+        &format!("snapshot_dir={}", snaps.display()),
     ]));
-    assert!(out.contains("disarm"), "{out}");
+    // Issue 13 (10): a snapshot before anything changed, and the run itself
+    // proved writes work with a write of its own.
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let step = |id: &str| {
+        report["hosts"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}: {out}"))
+            .clone()
+    };
+    assert_eq!(step("snapshot")["status"], "changed", "{out}");
+    let disarm = step("disarm");
+    assert!(
+        !disarm["result"]["disarmed"].as_array().unwrap().is_empty()
+            && disarm["result"]["write_revision"].as_i64().unwrap() > 0,
+        "{disarm}"
+    );
+    assert!(
+        std::fs::read_dir(&snaps)
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "db")),
+        "a snapshot file"
+    );
     write().unwrap();
 }
 
@@ -2112,4 +2147,316 @@ fn lab_binaries_stop_naming_the_module_the_proxy_lacks() {
         .arg("u+w")
         .arg(t.path())
         .status();
+}
+
+// ---- Issue 13, part B: plans that see the whole rollout, stranded manifests, safe repair hints ----
+
+/// stdout and stderr of a finished command, together.
+fn both(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The events of a run, as `remedy audit show` gives them: (kind, step).
+fn event_steps(run: &str) -> Vec<(String, String)> {
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&remedy(&["audit", "show", run, "-o", "json"]))).unwrap();
+    show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_string(),
+                e["step"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn issue_13_plans_see_the_rollout_stranded_and_broken_manifests_and_manifest_edit_drains() {
+    let lab = Lab::up(146);
+    let inv = lab.inv();
+    let masters = ["master-1", "master-2", "master-3"];
+    for m in masters {
+        lab.wait_lb_up(1, m);
+    }
+
+    // (4) lb-drain of every master: fine for master-1 and -2 alone, but by
+    // master-3 the earlier batches left both drained. Refused at plan time;
+    // the real run changes nothing.
+    let plan = remedy(&["plan", "lb-drain", "-i", &inv]);
+    let text = both(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("refusing to drain master-3 in backend kube-apiserver on lb-1: 0 other server(s) would take traffic, fewer than min_up 1; up: none; not up: master-1 (drained by master-1, earlier in this run), master-2 (drained by master-2, earlier in this run)"),
+        "{text}"
+    );
+    let run = remedy(&["run", "lb-drain", "-i", &inv, "--yes"]);
+    let text = both(&run);
+    assert_eq!(run.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing was changed on any host"), "{text}");
+    for m in masters {
+        assert_eq!(lab.lb_server(1, m).admin_bits, 0, "{m} still ready");
+    }
+
+    // (9) manifest-edit drains the API server before the edit (the kubelet
+    // restarts it as soon as the manifest changes) and readies it after.
+    let edit = [
+        "-i",
+        &inv,
+        "-l",
+        "master-1",
+        "-p",
+        "set=--max-requests-inflight=401",
+    ];
+    let plan = ok(&remedy(&[&["plan", "manifest-edit"], &edit[..]].concat()));
+    assert!(plan.contains("drain master-1 on 1 LB(s)"), "{plan}");
+    let out = ok(&remedy(
+        &[
+            &["run", "manifest-edit"],
+            &edit[..],
+            &["--yes", "-o", "json"],
+        ]
+        .concat(),
+    ));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<(String, String)> = report["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("request", "unchanged"),
+        ("check", "unchanged"),
+        ("drain", "changed"),
+        ("edit", "changed"),
+        ("restart", "changed"),
+        ("ready", "changed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(statuses, want, "{out}");
+    let events = event_steps(report["run_id"].as_str().unwrap());
+    let at = |kind: &str, step: &str| {
+        events
+            .iter()
+            .position(|(k, s)| k == kind && s == step)
+            .unwrap_or_else(|| panic!("no {kind} of {step}: {events:?}"))
+    };
+    assert!(at("step_done", "drain") < at("step_intent", "edit"));
+    assert!(at("step_done", "restart") < at("step_intent", "ready"));
+    assert_eq!(lab.lb_server(1, "master-1").status, "UP");
+    assert_eq!(lab.lb_server(1, "master-1").admin_bits, 0);
+    let again = ok(&remedy(&[&["plan", "manifest-edit"], &edit[..]].concat()));
+    assert!(again.contains("1 host: 1 unchanged"), "{again}");
+
+    // (8) a manifest the kubelet cannot read: refused at plan time, with
+    // where it is wrong, instead of a 2-minute wait for a pod never coming.
+    let sched = lab.kube("master-2").join("manifests/kube-scheduler.yaml");
+    let good = std::fs::read(&sched).unwrap();
+    std::fs::write(
+        &sched,
+        "apiVersion: v1\nkind: Pod\nspec:\n  containers: [\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let plan = remedy(&[
+        "plan",
+        "static-pod-restart",
+        "-i",
+        &inv,
+        "-l",
+        "master-2",
+        "-p",
+        "pods=kube-scheduler",
+    ]);
+    let text = both(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("/etc/kubernetes/manifests/kube-scheduler.yaml on master-2: the manifest is not valid YAML")
+            && text.contains("(line 5, column"),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    std::fs::write(&sched, good).unwrap();
+
+    // (5) a manifest stranded in staging shows first in every plan and run,
+    // with the exact command that puts it back.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "manifest-stranded",
+        "--dir",
+        lab.dir_str(),
+        "--host",
+        "master-3",
+    ]));
+    let fix = format!("remedy run static-pod-restart -i {inv} -l master-3 -p pods=kube-scheduler");
+    let plan = ok(&remedy(&["plan", "lb-ready", "-i", &inv]));
+    let warned = plan
+        .find("warning: master-3: static-pod manifest(s) left outside /etc/kubernetes/manifests, in /var/lib/remedy/staging: kube-scheduler.yaml — the kubelet is not running them")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(warned < plan.find("master-1:").unwrap(), "first: {plan}");
+    assert!(plan.contains(&fix), "{plan}");
+    assert!(
+        plan.contains("on master-3: mv /var/lib/remedy/staging/kube-scheduler.yaml /etc/kubernetes/manifests/kube-scheduler.yaml"),
+        "{plan}"
+    );
+    let run = remedy(&["run", "lb-ready", "-i", &inv, "--yes"]);
+    let text = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(
+        text.contains("warning: master-3: static-pod manifest(s) left outside"),
+        "{text}"
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "the run ends failing its check: {text}"
+    );
+    // The command given is the whole fix.
+    let args: Vec<&str> = fix.split_whitespace().skip(1).chain(["--yes"]).collect();
+    ok(&remedy(&args));
+    let plan = ok(&remedy(&["plan", "lb-ready", "-i", &inv]));
+    assert!(!plan.contains("warning:"), "{plan}");
+    assert!(lab
+        .kube("master-3")
+        .join("manifests/kube-scheduler.yaml")
+        .exists());
+}
+
+/// A stopped sshd resumes when dropped, so the lab can be taken down.
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let after = s.rsplit_once(')')?.1.split_whitespace().nth(1)?.to_string();
+                    after.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Issue 13 (6): master-2's SSH connection dies while its kube-apiserver
+/// manifest sits in staging, and master-2 stops answering. The rollback
+/// fails (exit 5); its hint moves the manifest back and never says to
+/// remove the only copy. Once master-2 answers again, `remedy resume`
+/// retries the rollback: the manifest is back in place.
+#[test]
+fn issue_13_a_failed_rollback_never_suggests_deleting_the_only_manifest_and_resume_retries_it() {
+    let lab = Lab::up(147);
+    let inv = lab.inv();
+    let text = std::fs::read_to_string(&inv).unwrap();
+    std::fs::write(
+        &inv,
+        text.replace("connect_timeout: 10s", "connect_timeout: 2s"),
+    )
+    .unwrap();
+    let child = spawn_remedy(&[
+        "run",
+        "static-pod-restart",
+        "-i",
+        &inv,
+        "-l",
+        "master-2",
+        "--yes",
+    ]);
+    let host = lab.dir.path().join("hosts/master-2");
+    let (manifest, staged) = (
+        host.join("etc-kubernetes/manifests/kube-apiserver.yaml"),
+        host.join("var-lib-remedy/staging/kube-apiserver.yaml"),
+    );
+    eventually(
+        "the manifest is in staging",
+        Duration::from_secs(60),
+        || staged.exists(),
+    );
+    let pid_file = lab.dir.path().join("pids/master-2-sshd.pid");
+    let sshd: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(Command::new("kill")
+        .args(["-STOP", &sshd.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let stopped = Stopped(sshd);
+    // Every process of the connection (the session's processes hold its
+    // socket too); the listener stays, stopped.
+    let mut doomed = children(sshd);
+    let mut i = 0;
+    while i < doomed.len() {
+        let more = children(doomed[i]);
+        doomed.extend(more);
+        i += 1;
+    }
+    for c in doomed {
+        let _ = Command::new("kill")
+            .args(["-KILL", &c.to_string()])
+            .status();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(staged.exists() && !manifest.exists(), "{text}");
+    assert!(
+        !text.contains("remove /var/lib/remedy/staging/kube-apiserver.yaml by hand"),
+        "{text}"
+    );
+    assert!(
+        text.contains("if /etc/kubernetes/manifests/kube-apiserver.yaml is missing and /var/lib/remedy/staging/kube-apiserver.yaml exists with sha256 ")
+            && text.contains("move it back: mv /var/lib/remedy/staging/kube-apiserver.yaml /etc/kubernetes/manifests/kube-apiserver.yaml")
+            && text.contains("only once /etc/kubernetes/manifests/kube-apiserver.yaml is back in place: remove /var/lib/remedy/staging/kube-apiserver.yaml"),
+        "{text}"
+    );
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("run id "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .trim()
+        .to_string();
+    assert!(text.contains(&format!("remedy resume {run}")), "{text}");
+
+    drop(stopped);
+    let resumed = remedy(&["resume", &run, "--yes"]);
+    let text = both(&resumed);
+    assert_eq!(resumed.status.code(), Some(1), "rolled back: {text}");
+    assert!(manifest.exists() && !staged.exists(), "{text}");
+    assert!(text.contains("failed, rolled back"), "{text}");
+    eventually("master-2 serves again", Duration::from_secs(60), || {
+        port_open(&lab.addr(2), 6443)
+    });
+    lab.wait_lb_up(1, "master-2");
 }

@@ -275,6 +275,7 @@ impl ActionKind {
                 arg!("remove_flags", StrList, false, "flags to remove from the container's command"),
                 arg!("set_resources", StrMap, false, "resource values: a mapping {limits.memory: 2Gi} or a list of `limits.memory=2Gi`"),
                 arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
+                arg!("check", Bool, false, "only find out whether the edit would change the file (result `would_change`), writing nothing — e.g. to drain a master before an edit the kubelet restarts it for"),
             ],
             ActionKind::FileMove => &[
                 arg!("from", Str, true, "the file to move"),
@@ -355,6 +356,7 @@ impl ActionKind {
             ActionKind::EtcdAlarm => &[
                 arg!("disarm", Bool, false, "disarm the alarms (default false: only list)"),
                 arg!("threshold", Str, false, "highest db_size/quota of any member at which disarming is allowed (default 0.8)"),
+                arg!("prove_writes", Bool, false, "then write a remedy-owned key (/remedy/maintenance/write-check) and fail if etcd refuses it (default false)"),
             ],
             ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
         }
@@ -372,12 +374,24 @@ impl ActionKind {
                     "false when a guard (`creates`/`unless`) skipped the command"
                 ),
             ],
-            ActionKind::FileWrite | ActionKind::FileEdit => &[
+            ActionKind::FileWrite => &[
                 res!("path", "the file"),
                 res!("sha256", "sha256 of the new content"),
                 res!(
                     "previous_sha256",
                     "sha256 before the change (empty if the file was new)"
+                ),
+            ],
+            ActionKind::FileEdit => &[
+                res!("path", "the file"),
+                res!("sha256", "sha256 of the new content"),
+                res!(
+                    "previous_sha256",
+                    "sha256 before the change (empty if the file was new)"
+                ),
+                res!(
+                    "would_change",
+                    "with `check: true`: whether the edit would change the file (nothing is written)"
                 ),
             ],
             ActionKind::FileMove => &[res!("from", "source path"), res!("to", "destination path")],
@@ -458,6 +472,7 @@ impl ActionKind {
                 res!("alarms", "the alarms found: {member, member_id, kind}"),
                 res!("disarmed", "the alarms disarmed"),
                 res!("usage", "per member: the quota usage values the threshold was checked against"),
+                res!("write_revision", "with prove_writes: the revision the proving write got (0 without)"),
             ],
             ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
         })

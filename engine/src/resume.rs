@@ -24,7 +24,8 @@ pub struct HostResume {
     /// not end (cut off before or after its intent) reuses them: they hold
     /// the bytes from before the run, which a second backup would not.
     pub backups: BTreeMap<String, Vec<BackupRecord>>,
-    /// `rollback_started` without `host_finished`: the rollback was cut off.
+    /// `rollback_started` without `host_finished` (the rollback was cut
+    /// off), or the host finished `ROLLBACK FAILED`: resuming retries it.
     pub rolling_back: bool,
 }
 
@@ -70,11 +71,15 @@ impl ResumeState {
                 }
                 "rollback_started" => h.rolling_back = true,
                 "host_finished" => {
-                    h.rolling_back = false;
-                    h.finished = e.payload["status"]
+                    let status = e.payload["status"]
                         .as_str()
                         .and_then(HostStatus::from_name)
-                        .or(Some(HostStatus::Failed));
+                        .unwrap_or(HostStatus::Failed);
+                    // A rollback that failed (the host stopped answering)
+                    // is not finished: resuming retries it.
+                    let retry = status == HostStatus::RollbackFailed;
+                    h.rolling_back = retry;
+                    h.finished = (!retry).then_some(status);
                 }
                 _ => {}
             }
@@ -135,5 +140,19 @@ mod tests {
             s.describe(),
             "1 host(s) finished, 1 step(s) done on the others"
         );
+    }
+
+    #[test]
+    fn a_failed_rollback_is_not_finished_and_is_retried() {
+        let none = json!({});
+        let failed = json!({"status": "ROLLBACK FAILED"});
+        let events = vec![
+            ev("m2", "", "rollback_started", &none),
+            ev("m2", "restart", "rollback_failed", &none),
+            ev("m2", "", "host_finished", &failed),
+        ];
+        let s = ResumeState::from_events(events);
+        assert_eq!(s.hosts["m2"].finished, None);
+        assert!(s.hosts["m2"].rolling_back);
     }
 }

@@ -1,6 +1,6 @@
 //! Cluster-wide maintenance other than defragmenting, each refused unless
-//! every member answers: compaction (and waiting for the members to free
-//! the space), alarms (disarmed only when every member is back under the
+//! every member answers: compaction (and making every member's size in use
+//! current), proof that writes work, alarms (disarmed only when every member is back under the
 //! quota threshold), moving leadership, and choosing the member to take a
 //! snapshot from.
 
@@ -11,8 +11,18 @@ use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, ClusterMember};
 use crate::error::MaintenanceError;
-use crate::member::Compaction;
+use crate::member::{Compaction, Member};
 use crate::status::MemberStatus;
+
+/// Written to prove etcd takes writes (e.g. after NOSPACE is cleared).
+pub const WRITE_CHECK_KEY: &str = "/remedy/maintenance/write-check";
+
+/// Backend commits at most, to make the sizes current after a compaction.
+const REFRESH_ROUNDS: u32 = 5;
+
+/// A size in use that moved by no more than this after a write holds still
+/// (a write itself touches a few pages).
+const SETTLED_BYTES: u64 = 256 * 1024;
 
 /// What a compaction would do, or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,24 +100,68 @@ impl Cluster {
             }
         };
         if changed && physical {
-            // A physical compaction waits only on the member it was sent to;
-            // the others free their pages on their own schedule.
-            let mut last: Vec<u64> = Vec::new();
-            for _ in 0..20 {
-                let now: Vec<u64> = self
-                    .statuses()
-                    .await
-                    .iter()
-                    .map(|s| s.as_ref().map(|s| s.db_size_in_use).unwrap_or(0))
-                    .collect();
-                if now == last {
-                    break;
-                }
-                last = now;
-                clock.sleep(Duration::from_millis(500)).await;
-            }
+            self.refresh_sizes(leader.client()?, clock).await;
         }
         Ok((changed, t))
+    }
+
+    /// Every member's size in use, in member order (0 for one that does
+    /// not answer).
+    async fn sizes_in_use(&self) -> Vec<u64> {
+        (self.statuses().await.iter())
+            .map(|s| s.as_ref().map(|s| s.db_size_in_use).unwrap_or(0))
+            .collect()
+    }
+
+    /// Make every member's size in use current after a compaction. etcd
+    /// recomputes it only when its backend commits a write, and counts the
+    /// pages a commit freed only at a later one: on a quiet cluster the
+    /// figure stays where it was before the compaction (a member 99% free
+    /// reads as 17% fragmented) until two more writes come. So make the
+    /// backends commit without touching a key or the revision (a lease
+    /// granted and revoked: a compaction repeated right after still has
+    /// nothing to do), wait until every member's figure has moved, and
+    /// again, until a round moves no member's figure by more than
+    /// [`SETTLED_BYTES`]. A write refused (NOSPACE) leaves the figures as
+    /// they are: nothing can commit then, and a defragmentation is what
+    /// frees the space.
+    async fn refresh_sizes(&self, via: &Member, clock: &dyn Clock) {
+        let mut last = self.sizes_in_use().await;
+        for round in 1..=REFRESH_ROUNDS {
+            if via.touch_backend().await.is_err() {
+                return;
+            }
+            let mut now = last.clone();
+            for _ in 0..20 {
+                clock.sleep(Duration::from_millis(100)).await;
+                now = self.sizes_in_use().await;
+                if now.iter().zip(&last).all(|(n, l)| n != l) {
+                    break;
+                }
+            }
+            let settled = now
+                .iter()
+                .zip(&last)
+                .all(|(n, l)| n.abs_diff(*l) <= SETTLED_BYTES);
+            last = now;
+            if settled && round > 1 {
+                return;
+            }
+        }
+    }
+
+    /// Prove etcd takes writes again (after its alarms were cleared): write
+    /// [`WRITE_CHECK_KEY`] through the first member that answers. Its
+    /// revision.
+    pub async fn prove_writes(&self) -> Result<i64, MaintenanceError> {
+        let all = self.survey("written").await?;
+        let Some((c, _)) = all.first() else {
+            return Err(MaintenanceError::failed("no etcd member answered"));
+        };
+        c.client()?
+            .put(WRITE_CHECK_KEY, "etcd takes writes again")
+            .await
+            .map_err(MaintenanceError::from)
     }
 
     /// The alarms, each member's usage, and the first member at or over
@@ -177,7 +231,7 @@ impl Cluster {
     }
 
     /// The member to stream a snapshot from: the one named, else the first
-    /// healthy one.
+    /// healthy one (a full member, NOSPACE, counts).
     pub async fn snapshot_source(
         &self,
         name: Option<&str>,
@@ -200,8 +254,12 @@ impl Cluster {
         }
         for c in &self.members {
             if let Ok(m) = &c.member {
-                if m.health().await.is_ok() {
-                    return Ok(c);
+                // NOSPACE counts as healthy: a full member still streams a
+                // snapshot, which is what to take before recovering it.
+                match m.health().await {
+                    Ok(_) => return Ok(c),
+                    Err(e) if e.is_nospace() => return Ok(c),
+                    Err(_) => {}
                 }
             }
         }

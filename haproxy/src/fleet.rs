@@ -191,20 +191,34 @@ impl<'a> Fleet<'a> {
         }
     }
 
-    /// Refuse a drain on every LB before anything changes.
+    /// Refuse a drain on every LB before anything changes. Per LB (in LB
+    /// order), where the drain takes the server out: the servers of the
+    /// backend taking traffic now (this one included) — what a caller
+    /// needs to judge several drains in a row.
     pub async fn check_drain(
         &self,
         spec: &Drain,
         states: &[ServerState],
-    ) -> Result<(), HaproxyError> {
+    ) -> Result<Vec<Option<Vec<String>>>, HaproxyError> {
+        let mut taking = Vec::new();
         for (lb, s) in self.lbs.iter().zip(states) {
-            if Drain::sets_drain(s) {
-                lb.api(self.clock)
-                    .check_drain_allowed(&lb.backend, &self.server, spec.min_up)
-                    .await?;
+            if !Drain::sets_drain(s) {
+                taking.push(None);
+                continue;
             }
+            let servers = lb
+                .api(self.clock)
+                .check_drain_allowed(&lb.backend, &self.server, spec.min_up)
+                .await?;
+            taking.push(Some(
+                servers
+                    .into_iter()
+                    .filter(ServerState::takes_traffic)
+                    .map(|s| s.server)
+                    .collect(),
+            ));
         }
-        Ok(())
+        Ok(taking)
     }
 
     /// Drain the server on every LB, as the module doc says.

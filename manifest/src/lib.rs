@@ -32,8 +32,8 @@ mod static_pod;
 #[cfg(test)]
 mod tests;
 
-pub use read::{default_health_url, flag_value, under_manifests_dir};
-pub use static_pod::{health_url, Parking, Unplaced};
+pub use read::{check_pod, default_health_url, flag_value, under_manifests_dir};
+pub use static_pod::{health_url, Parking, Placement, Unplaced};
 
 use expect::expect;
 use flags::{remove_flag, set_flag};

@@ -58,24 +58,70 @@ impl Parking {
         staged: bool,
         host: &str,
     ) -> Result<bool, Unplaced> {
-        let (manifests, manifest) = (&self.manifests_dir, self.manifest(pod));
-        match (in_place, staged) {
-            (true, false) => Ok(false),
-            (false, true) => Ok(true),
-            (true, true) => Err(Unplaced {
+        let file = format!("{pod}.yaml");
+        let placement = Placement::of(in_place, staged);
+        let hint = self.repair(&file, placement, host);
+        match placement {
+            Placement::InPlace => Ok(false),
+            Placement::Stranded => Ok(true),
+            Placement::Both => Err(Unplaced {
                 message: format!(
-                    "{pod}: the manifest is both in {manifests} and in {} on {host}",
-                    self.staging_dir
+                    "{pod}: the manifest is both in {} and in {} on {host}",
+                    self.manifests_dir, self.staging_dir
                 ),
-                hint: format!(
-                    "keep the right one: compare them (diff {manifest} {}) and remove the other",
-                    self.staging(pod)
-                ),
+                hint,
             }),
-            (false, false) => Err(Unplaced {
-                message: format!("{pod}: no manifest {manifest} on {host}"),
-                hint: format!("check the pod name and the host var `manifests_dir`; the kubelet starts what is in {manifests}"),
+            Placement::Missing => Err(Unplaced {
+                message: format!("{pod}: no manifest {} on {host}", self.manifest(pod)),
+                hint,
             }),
+        }
+    }
+
+    /// How to put the manifest `file` (e.g. `kube-scheduler.yaml`) back by
+    /// hand on `host`, for where it is now. Never a command that removes the
+    /// only copy: a manifest only in staging is moved back, and of two
+    /// copies either may go, once they are compared.
+    pub fn repair(&self, file: &str, placement: Placement, host: &str) -> String {
+        let (manifest, staged) = (
+            format!("{}/{file}", self.manifests_dir),
+            format!("{}/{file}", self.staging_dir),
+        );
+        match placement {
+            Placement::InPlace => format!("nothing to put back: {manifest} is in place on {host}"),
+            Placement::Stranded => format!("on {host}: mv {staged} {manifest}"),
+            Placement::Both => format!(
+                "on {host}, compare them first (diff {manifest} {staged}); then either keep the one in place (rm {staged}) or run the staged one (mv {staged} {manifest}) — a copy stays either way"
+            ),
+            Placement::Missing => format!(
+                "check the pod name and the host var `manifests_dir`; the kubelet starts what is in {} (a run that changed {manifest} kept a copy under its backup directory)",
+                self.manifests_dir
+            ),
+        }
+    }
+}
+
+/// Where a pod's manifest is, from which of its two places hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the manifests directory only: the kubelet runs it.
+    InPlace,
+    /// In staging only: an interrupted restart left it there; the pod is
+    /// not running.
+    Stranded,
+    /// In both: which one should run is a person's call.
+    Both,
+    /// In neither.
+    Missing,
+}
+
+impl Placement {
+    pub fn of(in_place: bool, staged: bool) -> Placement {
+        match (in_place, staged) {
+            (true, false) => Placement::InPlace,
+            (false, true) => Placement::Stranded,
+            (true, true) => Placement::Both,
+            (false, false) => Placement::Missing,
         }
     }
 }
@@ -114,7 +160,11 @@ mod tests {
             both.message,
             "etcd: the manifest is both in /m and in /s on master-1"
         );
-        assert_eq!(both.hint, "keep the right one: compare them (diff /m/etcd.yaml /s/etcd.yaml) and remove the other");
+        assert_eq!(both.hint, "on master-1, compare them first (diff /m/etcd.yaml /s/etcd.yaml); then either keep the one in place (rm /s/etcd.yaml) or run the staged one (mv /s/etcd.yaml /m/etcd.yaml) — a copy stays either way");
+        assert_eq!(
+            p.repair("etcd.yaml", Placement::Stranded, "master-1"),
+            "on master-1: mv /s/etcd.yaml /m/etcd.yaml"
+        );
         let none = p.stranded("etcd", false, false, "master-1").unwrap_err();
         assert_eq!(none.message, "etcd: no manifest /m/etcd.yaml on master-1");
     }

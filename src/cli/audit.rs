@@ -314,6 +314,7 @@ fn describe(e: &StoredEvent) -> Option<String> {
         "step_rolled_back" => format!("rolled back: restored {}", p["restored"]),
         "rollback_failed" => format!("ROLLBACK FAILED: {}", s("error")),
         "host_finished" => format!("finished: {}", s("status")),
+        "stranded_found" => format!("found before the run: {} ({})", s("error"), s("hint")),
         "invariant_failed" => format!("INVARIANT FAILED: {} ({})", s("error"), s("hint")),
         "run_finished" => format!("run finished: {} — {}", s("status"), s("summary")),
         _ => format!("{} {}", e.kind, p),

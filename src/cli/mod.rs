@@ -181,8 +181,10 @@ enum Command {
     /// Continue an interrupted run (the process died) where its journal says it stopped.
     ///
     /// Steps that finished are skipped; a step that recorded its intent but no
-    /// outcome is planned again and applied only if still needed. Same runbook
-    /// (refused if it changed, unless --force), inventory, params and --limit.
+    /// outcome is planned again and applied only if still needed. A run whose
+    /// rollback failed (exit 5, the host stopped answering) has its rollback
+    /// retried. Same runbook (refused if it changed, unless --force),
+    /// inventory, params and --limit.
     Resume {
         /// Run id (or a unique prefix), from `remedy runs`.
         run: String,

@@ -2,13 +2,14 @@
 //! only when every member is back under the quota threshold (disarming
 //! NOSPACE on a full member just raises it again on the next write). More
 //! alarms can appear while space is freed, so `remedy_etcd::Cluster::
-//! disarm_all` reads the list again and disarms until it stays empty.
+//! disarm_all` reads the list again and disarms until it stays empty. With
+//! `prove_writes`, a remedy-owned key is then written: etcd must take it.
 
 use super::etcd::{connect_all, flag};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_etcd::AlarmSurvey;
+use remedy_etcd::{AlarmSurvey, WRITE_CHECK_KEY};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,6 +19,8 @@ pub struct EtcdAlarm {
     disarm: Option<Value>,
     /// Highest `db_size / quota` at which disarming is allowed (default 0.8).
     threshold: Option<Value>,
+    /// Then write a remedy-owned key: etcd takes writes again.
+    prove_writes: Option<Value>,
 }
 
 impl EtcdAlarm {
@@ -49,7 +52,11 @@ impl Action for EtcdAlarm {
             usage,
             over,
         } = survey;
-        let fields = json!({ "alarms": alarms, "disarmed": [], "usage": usage });
+        let fields =
+            json!({ "alarms": alarms, "disarmed": [], "usage": usage, "write_revision": 0 });
+        let prove = flag(&self.prove_writes, false).then(|| Change::Command {
+            cmd: format!("write {WRITE_CHECK_KEY}: etcd must take it"),
+        });
         let listed: Vec<String> = alarms
             .iter()
             .map(|a| {
@@ -60,7 +67,7 @@ impl Action for EtcdAlarm {
                 )
             })
             .collect();
-        if alarms.is_empty() || !flag(&self.disarm, false) {
+        if (alarms.is_empty() || !flag(&self.disarm, false)) && prove.is_none() {
             return Ok(Plan::noop(
                 if alarms.is_empty() {
                     "no etcd alarms".to_string()
@@ -78,13 +85,23 @@ impl Action for EtcdAlarm {
             }
             None => String::new(),
         };
+        let disarming = !alarms.is_empty() && flag(&self.disarm, false);
+        let summary = match (disarming, &prove) {
+            (true, None) => format!("disarm {}{condition}", listed.join(", ")),
+            (true, Some(_)) => format!(
+                "disarm {}{condition}, then prove etcd takes writes",
+                listed.join(", ")
+            ),
+            (false, _) => "prove etcd takes writes".to_string(),
+        };
         Ok(Plan {
-            summary: format!("disarm {}{condition}", listed.join(", ")),
-            changes: listed
-                .iter()
+            summary,
+            changes: (listed.iter())
+                .filter(|_| disarming)
                 .map(|l| Change::Command {
                     cmd: format!("disarm {l}"),
                 })
+                .chain(prove)
                 .collect(),
             modifies: Vec::new(),
             result: None,
@@ -95,16 +112,23 @@ impl Action for EtcdAlarm {
         let threshold = self.threshold()?;
         let cluster = connect_all(ctx).await?;
         let survey = cluster.alarm_survey(threshold).await?;
-        if let Some(why) = survey.over {
-            return Err(ActionError::precondition(
-                format!("not disarming: {why}"),
-                "free space first: compact, then defragment every member",
-            ));
-        }
-        let disarmed = cluster.disarm_all().await?;
+        let disarmed = match (flag(&self.disarm, false), survey.over) {
+            (true, Some(why)) => {
+                return Err(ActionError::precondition(
+                    format!("not disarming: {why}"),
+                    "free space first: compact, then defragment every member",
+                ))
+            }
+            (true, None) => cluster.disarm_all().await?,
+            (false, _) => Vec::new(),
+        };
+        let write_revision = match flag(&self.prove_writes, false) {
+            true => cluster.prove_writes().await?,
+            false => 0,
+        };
         Ok(result(
-            !disarmed.is_empty(),
-            json!({ "alarms": survey.alarms, "disarmed": disarmed, "usage": survey.usage }),
+            !disarmed.is_empty() || write_revision > 0,
+            json!({ "alarms": survey.alarms, "disarmed": disarmed, "usage": survey.usage, "write_revision": write_revision }),
         ))
     }
 }

@@ -10,7 +10,7 @@
 
 use super::lb;
 use super::{result, Action, ActionError, Secs, StepCtx};
-use crate::plan::{Change, Plan};
+use crate::plan::{Change, DrainGuard, Plan};
 use async_trait::async_trait;
 use remedy_haproxy::{AdminState, Drain};
 use serde::Deserialize;
@@ -56,15 +56,15 @@ impl Action for HaproxyDrain {
                 ),
             ));
         }
-        fleet.check_drain(&spec, &states).await?;
+        let taking = fleet.check_drain(&spec, &states).await?;
         let limit = remedy_dsl::param::format_duration(spec.limit.as_secs() as i64);
         let at_deadline = if self.shutdown_sessions {
             "then cut the rest"
         } else {
             "else fail and put it back"
         };
-        let changes = (fleet.lbs.iter().zip(&states))
-            .map(|(lb, s)| {
+        let changes = (fleet.lbs.iter().zip(&states).zip(taking))
+            .map(|((lb, s), up)| {
                 let mut to = if Drain::sets_drain(s) {
                     "drain".to_string()
                 } else {
@@ -82,6 +82,10 @@ impl Action for HaproxyDrain {
                     server: server.clone(),
                     from: s.shown(),
                     to,
+                    guard: up.map(|up| DrainGuard {
+                        min_up: spec.min_up,
+                        up,
+                    }),
                 }
             })
             .collect();

@@ -53,6 +53,7 @@ impl Action for HaproxyReady {
                 server: server.clone(),
                 from: s.shown(),
                 to: format!("ready, wait up to {limit} for status UP"),
+                guard: None,
             })
             .collect();
         Ok(Plan {

@@ -51,6 +51,7 @@ impl Action for HaproxyWeight {
                 server: server.clone(),
                 from: s.shown(),
                 to: format!("weight {}", self.weight),
+                guard: None,
             })
             .collect();
         if changes.is_empty() {

@@ -112,6 +112,14 @@ impl StaticPodRestart {
             )?;
             let path = if stranded { &staging } else { &manifest };
             let text = String::from_utf8_lossy(&t.read_file(path).await?).into_owned();
+            // The kubelet cannot start a pod from it: a restart would only
+            // wait out its timeout for a container that never comes.
+            remedy_manifest::check_pod(&text).map_err(|e| {
+                ActionError::precondition(
+                    format!("{path} on {}: {e}", ctx.host.name),
+                    format!("fix {path} by hand first (a run that changed it kept a copy under its backup directory), then run again; nothing was changed"),
+                )
+            })?;
             let given = self.health.get(name).and_then(Value::as_str);
             pods.push(Pod {
                 name: name.clone(),

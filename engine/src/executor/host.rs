@@ -300,8 +300,9 @@ impl HostRun<'_> {
             .await;
     }
 
-    /// The process died while undoing this host: restore every backup it
-    /// recorded again (restoring is idempotent), newest first.
+    /// The process died while undoing this host, or the undo failed (the
+    /// host stopped answering): restore every backup it recorded again
+    /// (restoring is idempotent), newest first.
     async fn finish_cut_off_rollback(&mut self) {
         let (exec, Some(r)) = (self.exec, self.resumed) else {
             return;
@@ -320,7 +321,9 @@ impl HostRun<'_> {
                 self.report.steps.push(s);
             }
         }
-        self.report.error = Some("the run stopped while rolling this host back".into());
+        self.report.error = Some(
+            "the rollback of this host did not finish (the run was cut off, or the host stopped answering): retried".into(),
+        );
         self.report.status = self
             .exec
             .rollback(

@@ -115,6 +115,7 @@ impl Session<'_> {
         RunOptions {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
+            inventory: Some(self.prepared.inventory_path.clone()),
             ..RunOptions::new(dry_run)
         }
     }
