@@ -269,6 +269,23 @@ enum ScheduleCommand {
     },
 }
 
+impl Command {
+    /// Reads the journal, the runbooks or the site config and prints: no
+    /// host, socket or child process is written to.
+    fn only_reads_local_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Show { .. }
+                | Command::List { .. }
+                | Command::Validate { .. }
+                | Command::Runs { .. }
+                | Command::Audit(_)
+                | Command::Lock(audit::LockCommand::List)
+                | Command::Schedule(_)
+        )
+    }
+}
+
 /// Parse the command line and run it; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -283,6 +300,15 @@ pub fn main() -> i32 {
         }
     };
     let g = &cli.global;
+    if cli.command.only_reads_local_state() {
+        // Like cat: `remedy show X | head -1` ends quietly when head
+        // closes the pipe, not with a panic. Only commands that read local
+        // state: a run must never die of SIGPIPE on a dropped connection.
+        // SAFETY: restoring a signal's default disposition, single-threaded.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match &cli.command {
         Command::Run {
             runbook,
