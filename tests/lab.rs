@@ -80,6 +80,10 @@ impl Lab {
     fn dir_str(&self) -> &str {
         self.dir.path().to_str().unwrap()
     }
+    /// A REMEDY_HOME (journal, locks) of this lab's own.
+    fn home(&self) -> String {
+        self.dir.path().join("remedy-home").display().to_string()
+    }
     fn inv(&self) -> String {
         self.dir.path().join("inventory.yaml").display().to_string()
     }
@@ -1067,8 +1071,7 @@ fn a_run_killed_at_any_point_is_finished_by_resume_with_an_intact_journal() {
     use std::os::unix::process::ExitStatusExt;
     let lab = Lab::up(128);
     let inv = lab.inv();
-    let journal_home = lab.dir.path().join("remedy-home");
-    let home_str = journal_home.display().to_string();
+    let home_str = lab.home();
     let env = [("REMEDY_HOME", home_str.as_str())];
     let masters = ["master-1", "master-2", "master-3"];
     let manifest = |m: &str| lab.kube(m).join("manifests/kube-scheduler.yaml");
@@ -1246,8 +1249,7 @@ fn stranded(lab: &Lab, host: &str) -> Vec<std::ffi::OsString> {
 fn issue_13_cert_renew_interrupted_at_any_point_is_finished_by_resume() {
     let lab = Lab::up_with(150, &["--cert-expiry", "1d"]);
     let inv = lab.inv();
-    let home = lab.dir.path().join("remedy-home");
-    let home_str = home.display().to_string();
+    let home_str = lab.home();
     let env = [("REMEDY_HOME", home_str.as_str())];
     let masters = ["master-1", "master-2", "master-3"];
     let run = [
@@ -1331,8 +1333,7 @@ fn issue_13_cert_renew_interrupted_at_any_point_is_finished_by_resume() {
 fn issue_13_manifest_edit_interrupted_at_any_point_is_finished_by_resume() {
     let lab = Lab::up(151);
     let inv = lab.inv();
-    let home = lab.dir.path().join("remedy-home");
-    let home_str = home.display().to_string();
+    let home_str = lab.home();
     let env = [("REMEDY_HOME", home_str.as_str())];
     let masters = ["master-1", "master-2", "master-3"];
     let manifest = |m: &str| lab.kube(m).join("manifests/kube-scheduler.yaml");
