@@ -382,6 +382,25 @@ fn list_and_show_teach_the_runbooks_and_actions() {
     }
 }
 
+/// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only
+/// "no lab is up".
+#[test]
+fn issue_13_inventory_lab_names_the_default_dir_and_how_to_use_another() {
+    let h = tempfile::tempdir().unwrap();
+    let (_, err, code) = text(&remedy_with_env(
+        &["plan", "cert-renew", "-i", "lab"],
+        &[("REMEDY_HOME", h.path().to_str().unwrap())],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no lab is up in the default directory {}/lab",
+            h.path().display()
+        )) && err.contains("--inventory DIR/inventory.yaml"),
+        "{err}"
+    );
+}
+
 /// Issue 13, item 11: `remedy show … | head -1` and `remedy lab down |
 /// head` panicked (exit 101, a backtrace) when the reader closed the pipe.
 /// Here the reader is gone before remedy writes a byte.
