@@ -184,7 +184,7 @@ enum Command {
     /// outcome is planned again and applied only if still needed. Same runbook
     /// (refused if it changed, unless --force), inventory, params and --limit.
     Resume {
-        /// Run id (or a unique prefix), from `remedy runs`.
+        /// Run id (or a unique prefix or suffix, or `last`: the newest real run), from `remedy runs`.
         run: String,
         /// Resume even though the runbook changed since the run started.
         #[arg(long)]
@@ -194,7 +194,7 @@ enum Command {
     Approvals,
     /// Approve a waiting run (as your OS user; --as only where the site config allows).
     Approve {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         /// The host, when approvals are per host or per step.
         #[arg(long)]
@@ -208,7 +208,7 @@ enum Command {
     },
     /// Deny a waiting run: it ends as denied with nothing applied.
     Deny {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         #[arg(long)]
         host: Option<String>,
