@@ -216,7 +216,11 @@ impl Session<'_> {
                 None
             }
         };
-        self.stop_if_interrupted("before the run started")?;
+        // Recorded, not started: it stays resumable, with nothing done.
+        self.stop_if_interrupted("before the run started")
+            .inspect_err(|_| {
+                let _ = self.journal.finish_run(&self.record.run_id, "interrupted");
+            })?;
         self.changing.store(true, Ordering::SeqCst);
         self.record_locks(&locks);
         let report = self.apply(locks.token, resume, gate).await;
