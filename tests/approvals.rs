@@ -293,9 +293,11 @@ fn quorum_of_two_refuses_the_requester_and_continues_after_two_others_approve() 
         .unwrap()
         .contains("- --v=4\n"));
     let kinds = site.kinds(&run);
+    // Votes cast `--as` on a shared account name the OS user too (issue 13).
+    let os = remedy_journal::os_user();
     let i = kinds
         .iter()
-        .position(|k| k == "approval_granted:carol")
+        .position(|k| k == &format!("approval_granted:carol (os user {os})"))
         .unwrap();
     let j = kinds
         .iter()
@@ -303,14 +305,19 @@ fn quorum_of_two_refuses_the_requester_and_continues_after_two_others_approve() 
         .unwrap();
     assert!(
         kinds.contains(&"approval_requested:alice".to_string())
-            && kinds.contains(&"approval_vote:bob".to_string())
+            && kinds.contains(&format!("approval_vote:bob (os user {os})"))
             && i < j,
         "{kinds:?}"
     );
     // `audit show` says who approved (issue 14, item 9: it said approvals
     // were not enforced).
     let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
-    assert!(show.contains("\n  approved  by bob, carol\n"), "{show}");
+    assert!(
+        show.contains(&format!(
+            "\n  approved  by bob (os user {os}), carol (os user {os})\n"
+        )),
+        "{show}"
+    );
     // The decision was notified too.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !hook
@@ -357,8 +364,11 @@ fn a_deny_ends_the_run_with_its_reason() {
     assert!(err.contains("denied by bob: wrong cluster"), "{err}");
     untouched(&site);
     let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
+    let os = remedy_journal::os_user();
     assert!(
-        show.contains("\n  approved  no — denied by bob: wrong cluster\n"),
+        show.contains(&format!(
+            "\n  approved  no — denied by bob (os user {os}): wrong cluster\n"
+        )),
         "{show}"
     );
 }

@@ -374,7 +374,73 @@ fn list_and_show_teach_the_runbooks_and_actions() {
         out.contains("Exit codes:") && out.contains("5  rollback failed"),
         "{out}"
     );
+    // Issue 13, item 11: every fault the lab knows is in `lab break --help`.
+    let (out, _, code) = text(&remedy(&["lab", "break", "--help"]));
+    assert_eq!(code, 0);
+    for (fault, _) in remedy_lab::faults::FAULTS {
+        assert!(out.contains(&format!("- {fault}:")), "{fault}: {out}");
+    }
 }
+
+/// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only
+/// "no lab is up".
+#[test]
+fn issue_13_inventory_lab_names_the_default_dir_and_how_to_use_another() {
+    let h = tempfile::tempdir().unwrap();
+    let (_, err, code) = text(&remedy_with_env(
+        &["plan", "cert-renew", "-i", "lab"],
+        &[("REMEDY_HOME", h.path().to_str().unwrap())],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no lab is up in the default directory {}/lab",
+            h.path().display()
+        )) && err.contains("--inventory DIR/inventory.yaml"),
+        "{err}"
+    );
+}
+
+/// Issue 13, item 11: `remedy show … | head -1` and `remedy lab down |
+/// head` panicked (exit 101, a backtrace) when the reader closed the pipe.
+/// Here the reader is gone before remedy writes a byte.
+#[test]
+fn issue_13_a_closed_pipe_ends_show_and_lab_down_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = lab_dir.path().display().to_string();
+    for args in [
+        vec!["show", "cert-renew"],
+        vec!["audit", "list"],
+        vec!["lab", "down", "--dir", &lab],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+            .args(&args)
+            .env("REMEDY_HOME", home())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Reading commands end as cat does (SIGPIPE); lab down finishes.
+        let expected = if args[0] == "lab" {
+            (Some(0), None)
+        } else {
+            (None, Some(SIGPIPE))
+        };
+        assert_eq!(
+            (out.status.code(), out.status.signal()),
+            expected,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+const SIGPIPE: i32 = 13;
 
 #[test]
 fn a_secret_given_literally_is_refused_and_not_echoed() {

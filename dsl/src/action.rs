@@ -311,6 +311,8 @@ impl ActionKind {
             ActionKind::CertCheck => &[
                 arg!("pki", Str, false, "the PKI directory (default: host var pki_dir, /etc/kubernetes/pki)"),
                 arg!("kubeconfigs", StrList, false, "kubeconfigs to check (default: admin, super-admin, controller-manager, scheduler and kubelet .conf in kube_dir)"),
+                arg!("served", Str, false, "an endpoint (host:port, reached from the host) that must serve the PKI's apiserver.crt; `stale` when it serves another"),
+                arg!("pods", StrList, false, "static pods whose running container must have started after the certificates and kubeconfigs they load last changed (read with crictl); `stale` when one started before"),
             ],
             ActionKind::CertRenew => &[
                 arg!("method", Str, false, "auto (kubeadm when the host has it, else native), kubeadm, or native"),
@@ -416,9 +418,13 @@ impl ActionKind {
             ],
             ActionKind::CertCheck => &[
                 res!("certificates", "one entry per certificate: name, path, kind (ca, leaf, kubeconfig), cn, not_after, days_left, ca_key_present, renewable"),
-                res!("min_days_left", "days until the first renewable certificate expires (negative: expired)"),
-                res!("expired", "how many certificates have expired"),
+                res!("min_days_left", "days until the first certificate a renewal renews expires (negative: expired); kubelet.conf's does not count"),
+                res!("expired", "how many certificates have expired (kubelet.conf's does not count)"),
                 res!("external_ca", "true when a CA's private key is absent (an externally managed CA)"),
+                res!("left_to_kubelet", "kubelet.conf, which the kubelet rotates itself and no renewal renews: {name, path, days_left}"),
+                res!("served", "with `served`: matches, differs or `nothing answers`"),
+                res!("stale_pods", "with `pods`: the pods running a container started before their files last changed"),
+                res!("stale", "true when the running control plane does not use the certificates on disk (served differs, or a stale pod): it needs a restart"),
             ],
             ActionKind::CertRenew => &[
                 res!("method", "kubeadm or native"),

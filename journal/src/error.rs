@@ -59,7 +59,7 @@ pub enum JournalError {
     #[error("{what} not found in the journal; {hint}")]
     NotFound { what: String, hint: String },
     /// A run-id prefix matched more than one run.
-    #[error("run id prefix `{prefix}` matches {} runs ({}); type more of the id", .matches.len(), .matches.join(", "))]
+    #[error("run id part `{prefix}` matches {} runs ({}); type more of the id — its last characters are random, its first ones are its start time — or `last` for the newest run", .matches.len(), .matches.join(", "))]
     Ambiguous {
         prefix: String,
         matches: Vec<String>,

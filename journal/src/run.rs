@@ -12,6 +12,10 @@ use serde_json::{json, Map, Value};
 
 use crate::chain::{append_tx, NewEvent};
 use crate::system::{hostname, os_user};
+
+/// Names the newest real run wherever a run id is asked for.
+const LAST: &str = "last";
+
 use crate::{from_sql_u64, now_ms, to_sql_u64, Journal, JournalError};
 use remedy_jumphost::process_alive;
 
@@ -236,8 +240,9 @@ impl Journal {
         })
     }
 
-    /// The run with this exact id, or the only one whose id starts with it,
-    /// as the chain records it: a row that differs from its chained record
+    /// The run with this exact id, the only one whose id starts or ends
+    /// with it, or — for `last` — the newest run that was not a dry-run, as
+    /// the chain records it: a row that differs from its chained record
     /// (edited outside remedy) is refused with [`JournalError::RunEdited`],
     /// so neither `resume` nor `audit show` ever acts on an edited row.
     pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord, JournalError> {
@@ -257,11 +262,28 @@ impl Journal {
             if let Some(run) = exact {
                 return Ok(vec![run]);
             }
-            // substr, not LIKE: a prefix containing `_` or `%` must match literally.
+            if id_or_prefix == LAST {
+                let last = tx
+                    .query_row(
+                        &format!(
+                            "SELECT {RUN_COLUMNS} FROM runs WHERE dry_run = 0 \
+                             ORDER BY started_ms DESC, run_id DESC LIMIT 1"
+                        ),
+                        [],
+                        run_from_row,
+                    )
+                    .optional()
+                    .map_err(self.sql(action))?;
+                return Ok(last.into_iter().collect());
+            }
+            // A UUIDv7 starts with its time, so runs started close together
+            // share their first characters; its end is random. Either end
+            // names a run. substr, not LIKE: `_` or `%` must match literally.
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs \
-                     WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY run_id"
+                     WHERE substr(run_id, 1, length(?1)) = ?1 \
+                        OR substr(run_id, -length(?1)) = ?1 ORDER BY run_id"
                 ))
                 .map_err(self.sql(action))?;
             let rows = stmt

@@ -66,6 +66,27 @@ fn prefix_lookup() {
     assert!(f.journal.run("").is_err());
 }
 
+/// Issue 13, item 11: UUIDv7 ids start with their time, so 8-character
+/// prefixes of runs started close together are ambiguous. Their random end
+/// names them too, and `last` is the newest real run.
+#[test]
+fn issue_13_a_run_is_found_by_its_end_or_as_last() {
+    let f = Fixture::new();
+    f.journal.create_run(&new_run(RUN_A, 1)).unwrap();
+    f.journal.create_run(&new_run(RUN_B, 2)).unwrap();
+    let mut plan = new_run("0199cccc-0000-7000-8000-000000000003", 3);
+    plan.dry_run = true;
+    f.journal.create_run(&plan).unwrap();
+    assert_eq!(f.journal.run("00001").unwrap().run_id, RUN_A);
+    assert_eq!(f.journal.run("last").unwrap().run_id, RUN_B);
+    let e = f.journal.run("0199").unwrap_err();
+    assert!(e.to_string().contains("or `last`"), "{e}");
+    assert!(matches!(
+        Fixture::new().journal.run("last"),
+        Err(JournalError::NotFound { .. })
+    ));
+}
+
 #[test]
 fn dead_holder_reads_interrupted() {
     let f = Fixture::new();

@@ -144,7 +144,7 @@ pub fn decide(
     approve: bool,
     comment: Option<&str>,
 ) -> Exit {
-    let (_, who, _) = match super::run::site(g) {
+    let (_, who, actor) = match super::run::site(g) {
         Ok(x) => x,
         Err(exit) => return exit,
     };
@@ -159,7 +159,14 @@ pub fn decide(
             return Exit::Invalid;
         }
     };
-    match j.vote(&req.request.request_id, &who, approve, comment, "cli") {
+    match j.vote_as(
+        &req.request.request_id,
+        &who,
+        &actor,
+        approve,
+        comment,
+        "cli",
+    ) {
         Ok(r) => {
             let verb = if approve { "approved" } else { "denied" };
             match r.status.as_str() {

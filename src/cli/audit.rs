@@ -16,7 +16,7 @@ pub enum AuditCommand {
     List(ListArgs),
     /// One run's timeline: who ran and approved it, what changed (diffs), backups.
     Show {
-        /// Run id (or a unique prefix of it).
+        /// Run id (or a unique prefix or suffix of it, or `last`).
         run: String,
     },
     /// Check the hash chain and the run records; exits 1 naming the first edited, deleted or reordered event.

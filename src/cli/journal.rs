@@ -7,7 +7,7 @@ use remedy_engine::event::{Event, EventSink};
 use remedy_engine::redact::Redactor;
 use remedy_journal::{Journal, NewEvent};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -55,7 +55,8 @@ pub struct JournalSink {
     pub actor: String,
     pub redactor: Redactor,
     pub fence: Option<Fence>,
-    crash: Option<CrashPoint>,
+    /// Test hooks: `REMEDY_CRASH_AFTER`, `REMEDY_INTERRUPT_AFTER`.
+    signal_points: Vec<SignalPoint>,
 }
 
 impl JournalSink {
@@ -70,7 +71,13 @@ impl JournalSink {
             actor,
             redactor,
             fence,
-            crash: CrashPoint::from_env(),
+            signal_points: [
+                ("REMEDY_CRASH_AFTER", libc::SIGKILL),
+                ("REMEDY_INTERRUPT_AFTER", libc::SIGINT),
+            ]
+            .into_iter()
+            .filter_map(|(var, signal)| SignalPoint::from_env(var, signal))
+            .collect(),
         }
     }
 }
@@ -121,8 +128,8 @@ impl EventSink for JournalSink {
                     e.to_string()
                 })?;
         }
-        if let Some(c) = &self.crash {
-            c.check(&kind, event);
+        for point in &self.signal_points {
+            point.check(&kind, event);
         }
         Ok(())
     }
@@ -143,13 +150,20 @@ fn unrecorded(kind: &str, event: &Event, redacted_payload: &str) -> String {
     format!("{at}: {kind} {detail}")
 }
 
-/// Test hook for crash consistency: `REMEDY_CRASH_AFTER=KIND[@HOST][/STEP][#N]`
+/// Set once this process has handled a Ctrl-C (for the interrupt hook).
+pub static CTRL_C_HANDLED: AtomicBool = AtomicBool::new(false);
+
+/// Test hooks for crash consistency: `REMEDY_CRASH_AFTER=KIND[@HOST][/STEP][#N]`
 /// kills this process with SIGKILL right after the N-th (default first)
 /// matching event is durable — e.g. `step_intent@master-2/restart` dies with
 /// the intent recorded and the apply not started, `waiting@master-1` dies in
-/// the middle of a restart with the manifest moved out. Used by the crash
-/// tests; an operator never needs it.
-struct CrashPoint {
+/// the middle of a restart with the manifest moved out.
+/// `REMEDY_INTERRUPT_AFTER` (same syntax) sends this process SIGINT there
+/// instead, as Ctrl-C would. Used by the crash and interrupt tests; an
+/// operator never needs them.
+struct SignalPoint {
+    var: &'static str,
+    signal: libc::c_int,
     kind: String,
     host: Option<String>,
     step: Option<String>,
@@ -157,9 +171,9 @@ struct CrashPoint {
     seen: AtomicU32,
 }
 
-impl CrashPoint {
-    fn from_env() -> Option<CrashPoint> {
-        let spec = std::env::var("REMEDY_CRASH_AFTER").ok()?;
+impl SignalPoint {
+    fn from_env(var: &'static str, signal: libc::c_int) -> Option<SignalPoint> {
+        let spec = std::env::var(var).ok()?;
         let (rest, nth) = match spec.split_once('#') {
             Some((r, n)) => (r.to_string(), n.parse().unwrap_or(1)),
             None => (spec.clone(), 1),
@@ -172,7 +186,9 @@ impl CrashPoint {
             Some((k, h)) => (k.to_string(), Some(h.to_string())),
             None => (rest, None),
         };
-        Some(CrashPoint {
+        Some(SignalPoint {
+            var,
+            signal,
             kind,
             host,
             step,
@@ -192,10 +208,22 @@ impl CrashPoint {
                 .as_ref()
                 .is_none_or(|s| event.step.as_ref() == Some(s));
         if matches && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            eprintln!("REMEDY_CRASH_AFTER: killing myself after {kind}");
-            // SAFETY: signalling our own pid; SIGKILL cannot be caught.
+            eprintln!(
+                "{}: signal {} to myself after {kind}",
+                self.var, self.signal
+            );
+            // SAFETY: signalling our own pid.
             unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
+                libc::kill(libc::getpid(), self.signal);
+            }
+            // Ctrl-C is handled by a task: wait until it has been, so the
+            // run stops right after this event's step, as the test asked.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while self.signal == libc::SIGINT
+                && !CTRL_C_HANDLED.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }

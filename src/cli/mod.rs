@@ -186,7 +186,7 @@ enum Command {
     /// retried. Same runbook (refused if it changed, unless --force),
     /// inventory, params and --limit.
     Resume {
-        /// Run id (or a unique prefix), from `remedy runs`.
+        /// Run id (or a unique prefix or suffix, or `last`: the newest real run), from `remedy runs`.
         run: String,
         /// Resume even though the runbook changed since the run started.
         #[arg(long)]
@@ -196,7 +196,7 @@ enum Command {
     Approvals,
     /// Approve a waiting run (as your OS user; --as only where the site config allows).
     Approve {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         /// The host, when approvals are per host or per step.
         #[arg(long)]
@@ -210,7 +210,7 @@ enum Command {
     },
     /// Deny a waiting run: it ends as denied with nothing applied.
     Deny {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         #[arg(long)]
         host: Option<String>,
@@ -271,6 +271,23 @@ enum ScheduleCommand {
     },
 }
 
+impl Command {
+    /// Reads the journal, the runbooks or the site config and prints: no
+    /// host, socket or child process is written to.
+    fn only_reads_local_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Show { .. }
+                | Command::List { .. }
+                | Command::Validate { .. }
+                | Command::Runs { .. }
+                | Command::Audit(_)
+                | Command::Lock(audit::LockCommand::List)
+                | Command::Schedule(_)
+        )
+    }
+}
+
 /// Parse the command line and run it; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -285,6 +302,15 @@ pub fn main() -> i32 {
         }
     };
     let g = &cli.global;
+    if cli.command.only_reads_local_state() {
+        // Like cat: `remedy show X | head -1` ends quietly when head
+        // closes the pipe, not with a panic. Only commands that read local
+        // state: a run must never die of SIGPIPE on a dropped connection.
+        // SAFETY: restoring a signal's default disposition, single-threaded.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match &cli.command {
         Command::Run {
             runbook,

@@ -30,9 +30,12 @@ pub fn inventory_path(g: &Global) -> Result<std::path::PathBuf, Diagnostics> {
     let path = if path.as_os_str() == "lab" && !path.is_file() {
         lab_inventory = remedy_lab::layout::default_dir().join("inventory.yaml");
         if !lab_inventory.exists() {
-            return Err(Diagnostic::new("`--inventory lab`: no lab is up")
-                .with_hint("start one with `remedy lab up`")
-                .into());
+            return Err(Diagnostic::new(format!(
+                "`--inventory lab`: no lab is up in the default directory {}",
+                remedy_lab::layout::default_dir().display()
+            ))
+            .with_hint("a lab started with `remedy lab up --dir DIR` is used with `--inventory DIR/inventory.yaml`; or start one here with `remedy lab up`")
+            .into());
         }
         &lab_inventory
     } else {
