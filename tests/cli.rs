@@ -637,6 +637,11 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     let (out, _, code) = text(&remedy_with_env(&["runs"], &env));
     assert_eq!(code, 0);
     assert!(out.contains("two-step") && out.contains(" ok "), "{out}");
+    // The REF column is the end of the id to type; it names this run.
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(out.starts_with("RUN") && row[0].ends_with(row[1]), "{out}");
+    let (show, _, code) = text(&remedy_with_env(&["audit", "show", row[1]], &env));
+    assert!(code == 0 && show.contains(row[0]), "{show}");
     let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: "), "{out}");

@@ -145,9 +145,10 @@ fn runs_table(runs: &[RunRecord]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  HOSTS",
-        "RUN", "STARTED", "RUNBOOK", "STATUS", "BY"
+        "{:<36}  {:<8}  {:<20}  {:<18}  {:<15}  {:<12}  HOSTS",
+        "RUN", "REF", "STARTED", "RUNBOOK", "STATUS", "BY"
     );
+    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
     for r in runs {
         let mut status = r.effective_status();
         if r.dry_run {
@@ -158,8 +159,9 @@ fn runs_table(runs: &[RunRecord]) {
         }
         let _ = writeln!(
             out,
-            "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  {}",
+            "{:<36}  {:<8}  {:<20}  {:<18}  {:<15}  {:<12}  {}",
             r.run_id,
+            short_ref(&r.run_id, &ids),
             time(r.started_ms),
             r.runbook,
             status,
@@ -167,6 +169,17 @@ fn runs_table(runs: &[RunRecord]) {
             r.hosts.join(",")
         );
     }
+}
+
+/// The shortest end of `id` (at least 8 characters) that no other listed id
+/// ends with: what to type for `remedy resume`, `audit show` and the like.
+/// A run id is a UUIDv7 — runs started close together share their first
+/// characters (the time) but not their last (random).
+fn short_ref<'a>(id: &'a str, ids: &[&str]) -> &'a str {
+    (8..id.len())
+        .map(|n| &id[id.len() - n..])
+        .find(|end| !ids.iter().any(|o| *o != id && o.ends_with(end)))
+        .unwrap_or(id)
 }
 
 pub fn runs(g: &Global, last: usize) -> Exit {
@@ -643,5 +656,22 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_ref;
+
+    #[test]
+    fn a_run_is_shown_by_the_shortest_end_no_other_listed_run_shares() {
+        let a = "019aee21-7c3e-7f00-8a11-3f9a1c2b4d5e";
+        let b = "019aee21-7c3f-7f00-9b22-000011114d5e";
+        let c = "019aee21-7c40-7f00-9b22-77771c2b4d5e";
+        assert_eq!(short_ref(b, &[a, b]), "11114d5e");
+        // a and c share their last 8 characters: each shows one more.
+        assert_eq!(short_ref(a, &[a, b, c]), "a1c2b4d5e");
+        assert_eq!(short_ref(c, &[a, b, c]), "71c2b4d5e");
+        assert_eq!(short_ref(a, &[a]), "1c2b4d5e");
     }
 }
