@@ -124,7 +124,9 @@ impl EventSink for JournalSink {
 /// matching event is durable — e.g. `step_intent@master-2/restart` dies with
 /// the intent recorded and the apply not started, `waiting@master-1` dies in
 /// the middle of a restart with the manifest moved out. Used by the crash
-/// tests; an operator never needs it.
+/// tests; an operator never needs it, so only debug builds (what `cargo test`
+/// runs) read the variable: a release binary ignores it (`tests/release.rs`).
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 struct CrashPoint {
     kind: String,
     host: Option<String>,
@@ -133,7 +135,14 @@ struct CrashPoint {
     seen: AtomicU32,
 }
 
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 impl CrashPoint {
+    #[cfg(not(debug_assertions))]
+    fn from_env() -> Option<CrashPoint> {
+        None
+    }
+
+    #[cfg(debug_assertions)]
     fn from_env() -> Option<CrashPoint> {
         let spec = std::env::var("REMEDY_CRASH_AFTER").ok()?;
         let (rest, nth) = match spec.split_once('#') {
