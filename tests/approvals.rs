@@ -259,6 +259,10 @@ fn quorum_of_two_refuses_the_requester_and_continues_after_two_others_approve() 
             && i < j,
         "{kinds:?}"
     );
+    // `audit show` says who approved (issue 14, item 9: it said approvals
+    // were not enforced).
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
+    assert!(show.contains("\n  approved  by bob, carol\n"), "{show}");
     // The decision was notified too.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !hook
@@ -304,6 +308,11 @@ fn a_deny_ends_the_run_with_its_reason() {
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(err.contains("denied by bob: wrong cluster"), "{err}");
     untouched(&site);
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
+    assert!(
+        show.contains("\n  approved  no — denied by bob: wrong cluster\n"),
+        "{show}"
+    );
 }
 
 #[test]
@@ -383,6 +392,16 @@ fn break_glass_skips_approval_is_journaled_notified_and_flagged_for_review() {
     let runs: serde_json::Value =
         serde_json::from_slice(&site.remedy(&["runs", "-o", "json"]).stdout).unwrap();
     assert!(runs[0]["review"].as_str().unwrap().contains("INC-4411"));
+    let run = runs[0]["run_id"].as_str().unwrap();
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", run]).stdout).into_owned();
+    assert!(
+        show.contains("  approved  no — skipped by break-glass ("),
+        "{show}"
+    );
+    assert!(
+        show.contains("API down, INC-4411); marked for review\n"),
+        "{show}"
+    );
     let bodies = hook.bodies();
     assert!(
         bodies

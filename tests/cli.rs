@@ -557,6 +557,12 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     let out = verify();
     assert!(out.starts_with("TAMPERED: event 7 "), "{out}");
     assert!(out.contains("edited"), "{out}");
+    // Issue 14, item 9: the event is described once, not twice.
+    assert_eq!(
+        out.lines().next().unwrap().matches("event 7 (run").count(),
+        1,
+        "{out}"
+    );
     restore("pristine.db");
     assert_eq!(text(&remedy_with_env(&["audit", "verify"], &env)).2, 0);
 
@@ -578,10 +584,11 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     );
     restore("pristine.db");
 
-    // The last events cut off.
+    // The last events cut off: no row to describe, so no empty one either.
     tamper("DELETE FROM events WHERE id = (SELECT max(id) FROM events);");
     let out = verify();
-    assert!(out.contains("deleted"), "{out}");
+    assert!(out.starts_with("TAMPERED: events after "), "{out}");
+    assert!(out.contains("deleted") && !out.contains("seq 0"), "{out}");
 }
 
 #[test]
@@ -741,4 +748,31 @@ fn a_run_that_finds_a_manifest_left_in_staging_fails_loudly() {
             && err.contains("= hint: put each back: mv "),
         "{err}"
     );
+}
+
+/// Issue 14, item 9: a Rhai error at run time said "error: error: evaluating …".
+#[test]
+fn a_rhai_error_at_run_time_is_shown_once_with_its_place() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("div.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: div\nsummary: s\ntargets: masters\nsteps:\n  - id: probe\n    action: shell\n    with: { cmd: \"echo 12\", read_only: true }\n  - id: div\n    when: 10 / (steps.probe.stdout.len() - 3) > 1\n    action: shell\n    with: { cmd: \"true\" }\n",
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy(&[
+        "plan",
+        rb.to_str().unwrap(),
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-l",
+        "master-1",
+    ]));
+    assert_eq!(code, 1, "{out}{err}");
+    let expected = format!(
+        "            error: evaluating `10 / (steps.probe.stdout.len() - 3) > 1`: Division by zero: 10 / 0\n             --> {}:9:11\n",
+        rb.display()
+    );
+    assert!(out.contains(&expected), "{out}");
 }

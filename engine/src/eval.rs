@@ -35,7 +35,7 @@ pub enum Resolved {
 
 /// A Rhai error at run time, placed at the expression in the runbook.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}", .diagnostic.render().trim_end())]
+#[error("{}", .diagnostic.render_body().trim_end())]
 pub struct EvalError {
     pub diagnostic: Diagnostic,
 }

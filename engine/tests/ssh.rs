@@ -6,7 +6,7 @@ use remedy_dsl::Source;
 use remedy_engine::Inventory;
 use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use remedy_testkit::sshd::TestSshd;
-use remedy_transport::ssh::config::SshConfig;
+use remedy_transport::ssh::config::{ConfigFile, Resolver};
 use remedy_transport::ssh::SshConnector;
 use remedy_transport::{Connector, TransportError, WriteAttrs};
 use std::net::Ipv4Addr;
@@ -58,7 +58,7 @@ fn inventory(
 }
 
 fn connector(inv: &Inventory, accept_new: bool) -> SshConnector {
-    SshConnector::new(inv, accept_new).with_ssh_config(SshConfig::default())
+    SshConnector::new(inv, accept_new).with_resolver(Resolver::new(ConfigFile::None))
 }
 
 #[tokio::test]
@@ -430,19 +430,24 @@ async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
     let s = TestSshd::start(Ipv4Addr::new(127, 0, 113, 1), "");
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
-    let cfg = SshConfig::parse(&format!(
-        "Host master-*\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n",
-        s.addr,
-        s.port,
-        s.client_key().display()
-    ));
+    let cfg = work.path().join("ssh_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host master-*\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n",
+            s.addr,
+            s.port,
+            s.client_key().display()
+        ),
+    )
+    .unwrap();
     let text = format!(
         "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  master-7: {{}}\n",
         work.path().display()
     );
     let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
     let t = SshConnector::new(&inv, false)
-        .with_ssh_config(cfg)
+        .with_resolver(Resolver::new(ConfigFile::Path(cfg)))
         .connect(&inv.hosts[0])
         .await
         .unwrap();

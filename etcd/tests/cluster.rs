@@ -87,6 +87,16 @@ async fn put_many(member: &Member, prefix: &str, count: usize, size: usize) {
     }
 }
 
+/// 2000 keys of 2 KiB written and deleted: history a compaction frees.
+async fn grow_and_delete(member: &Member) {
+    put_many(member, "grow/", 2000, 2048).await;
+    let mut client = member.client();
+    client
+        .delete("grow/", Some(DeleteOptions::new().with_prefix()))
+        .await
+        .expect("delete");
+}
+
 #[tokio::test]
 async fn status_health_and_member_list_agree() {
     let cluster = Cluster::start(0, None).await;
@@ -235,12 +245,7 @@ async fn snapshot_is_streamed_verified_and_accepted_by_etcdutl() {
 async fn compact_and_defragment_shrink_every_member_leader_last() {
     let mut cluster = Cluster::start(2, None).await;
     let members = cluster.connect_all().await;
-    put_many(&members[0], "grow/", 2000, 2048).await;
-    let mut client = members[0].client();
-    client
-        .delete("grow/", Some(DeleteOptions::new().with_prefix()))
-        .await
-        .expect("delete");
+    grow_and_delete(&members[0]).await;
 
     let before = statuses(&members).await;
     println!("before:\n{}", status_table(&before));
@@ -544,4 +549,98 @@ async fn tls_over_a_tunnelled_stream_verifies_the_ip_san() {
     .await
     .expect_err("no tls");
     assert!(matches!(err, EtcdError::Endpoint { .. }), "{err}");
+}
+
+/// The cluster-wide layer over real members: compaction through the leader
+/// (repeatable), a rule-selected defragmentation in plan order with the
+/// leader last, and refusals that name a member that is down.
+#[tokio::test]
+async fn cluster_maintenance_runs_in_plan_order_and_refuses_with_a_member_down() {
+    let mut procs = Cluster::start(6, None).await;
+    let members = procs.connect_all().await;
+    grow_and_delete(&members[0]).await;
+    let cluster = remedy_etcd::Cluster {
+        members: members
+            .iter()
+            .map(|m| remedy_etcd::ClusterMember {
+                name: m.name().to_string(),
+                endpoint: m.endpoint().to_string(),
+                member: Ok(m.clone()),
+                quota: None,
+            })
+            .collect(),
+    };
+    let clock = remedy_clock::SystemClock;
+    let (changed, target) = cluster.compact(0, true, &clock).await.expect("compact");
+    assert!(changed);
+    assert_eq!(target.target, target.current);
+    let (again, _) = cluster.compact(0, true, &clock).await.expect("again");
+    assert!(!again, "a repeated compaction changes nothing");
+    wait_until_compacted(&members).await;
+
+    let plan = remedy_etcd::DefragPlan::survey(&cluster)
+        .await
+        .expect("survey")
+        .select(|m| Ok::<_, ()>(m["fragmentation"].as_f64().unwrap_or(0.0) > 0.5))
+        .expect("rule");
+    let order: Vec<String> = plan.order().iter().map(|s| s.to_string()).collect();
+    assert_eq!(plan.selected().count(), 3, "{order:?}");
+    assert!(
+        plan.candidates[2].status.is_leader,
+        "leader last: {order:?}"
+    );
+    let seen = Mutex::new(Vec::new());
+    let progress = |what: &str, _: u64| seen.lock().unwrap().push(what.to_string());
+    let options = remedy_etcd::DefragOptions {
+        timeout: OP_TIMEOUT,
+        settle: Duration::ZERO,
+        move_leader: false,
+    };
+    let fields = plan
+        .run(&cluster, &options, &clock, &progress)
+        .await
+        .expect("defragment");
+    println!("{fields:#}");
+    assert!(fields["reclaimed"].as_u64().unwrap() > 0, "{fields}");
+    let done: Vec<&str> = fields["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(done, order);
+    let defragmenting: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            s.strip_prefix("defragmenting etcd member ")
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(defragmenting, order);
+
+    procs.stop(plan.candidates[0].index);
+    let err = remedy_etcd::DefragPlan::survey(&cluster)
+        .await
+        .err()
+        .expect("refused with a member down");
+    println!("{err}");
+    assert!(matches!(err, remedy_etcd::MaintenanceError::Refused { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("1 of 3 etcd member(s) did not answer, so nothing was defragmented: ")
+            && err.to_string().contains(&order[0]),
+        "{err}"
+    );
+    let report = cluster.status_report().await;
+    println!("{}", report.summary);
+    assert!(
+        report.summary.starts_with("2 of 3 etcd member(s) healthy"),
+        "{}",
+        report.summary
+    );
+    assert!(report
+        .summary
+        .contains(&format!("{}: NOT ANSWERING", order[0])));
 }

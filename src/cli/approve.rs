@@ -285,17 +285,11 @@ pub fn serve(g: &Global, listen: &str) -> Exit {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| listen.to_string());
         eprintln!("remedy serve: listening on http://{addr} (POST /slack/actions, /mattermost/actions, /webhook; GET /healthz)");
-        match axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-        {
-            Ok(()) => Exit::Ok,
-            Err(e) => {
-                eprintln!("error: the callback server stopped: {e}");
-                Exit::StepFailed
-            }
-        }
+        let limits = remedy_chatops::ServeLimits::default();
+        remedy_chatops::serve(listener, router, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        Exit::Ok
     })
 }

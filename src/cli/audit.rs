@@ -296,6 +296,58 @@ fn describe(e: &StoredEvent) -> Option<String> {
     })
 }
 
+/// The `approved` line of `audit show`, from the run's approval events: who
+/// approved, denied or skipped approval, or why nobody did.
+fn approval_summary(events: &[StoredEvent]) -> String {
+    let (mut requested, mut granted, mut expired) = (0, 0, 0);
+    let mut approvers: Vec<&str> = Vec::new();
+    let mut auto = None;
+    let mut denied = None;
+    for e in events {
+        let approve = e.payload["approve"].as_bool() == Some(true);
+        match e.kind.as_str() {
+            "break_glass" => {
+                return format!(
+                    "no — skipped by break-glass ({}: {}); marked for review",
+                    e.actor,
+                    e.payload["reason"].as_str().unwrap_or("")
+                )
+            }
+            "approval_requested" => requested += 1,
+            "approval_vote" | "approval_granted" => {
+                granted += usize::from(e.kind == "approval_granted");
+                if approve && !approvers.contains(&e.actor.as_str()) {
+                    approvers.push(&e.actor);
+                }
+            }
+            "approval_auto" => auto = e.payload["rule"].as_str().or(Some("")),
+            "approval_denied" => denied = Some(e),
+            "approval_expired" => expired += 1,
+            _ => {}
+        }
+    }
+    let of_requests = if requested > 1 {
+        format!(" ({granted} of {requested} requests approved)")
+    } else {
+        String::new()
+    };
+    if let Some(d) = denied {
+        let why = d.payload["comment"].as_str().unwrap_or("");
+        return format!("no — denied by {}: {why}{of_requests}", d.actor);
+    }
+    if expired > 0 {
+        return format!("no — the request expired unanswered{of_requests}");
+    }
+    if granted > 0 {
+        return format!("by {}{of_requests}", approvers.join(", "));
+    }
+    match (auto, requested) {
+        (Some(rule), _) => format!("automatically, by the policy's rule `{rule}`"),
+        (None, 0) => "not required (no approval was requested)".to_string(),
+        (None, _) => "not yet (requested, not decided)".to_string(),
+    }
+}
+
 fn show(g: &Global, run: &str) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -333,10 +385,7 @@ fn show(g: &Global, run: &str) -> Exit {
         "  by        {} from {} (pid {})",
         record.actor, record.jump_host, record.pid
     );
-    let _ = writeln!(
-        out,
-        "  approved  no approval recorded (approvals are not enforced yet)"
-    );
+    let _ = writeln!(out, "  approved  {}", approval_summary(&events));
     if let Some(r) = &record.review {
         let _ = writeln!(out, "  REVIEW    {r}");
     }
@@ -401,16 +450,10 @@ fn verify(g: &Global, run: Option<&str>) -> Exit {
                 .unwrap_or_default()
         );
     } else {
-        let first = &v.problems[0];
-        println!(
-            "TAMPERED: event {} (run {}, seq {}, {}): {}",
-            first.event_id, first.run_id, first.seq, first.kind, first.what
-        );
+        // Each problem's sentence names its event (the journal writes it so).
+        println!("TAMPERED: {}", v.problems[0].what);
         for p in &v.problems[1..] {
-            println!(
-                "  also: event {} (run {}, seq {}, {}): {}",
-                p.event_id, p.run_id, p.seq, p.kind, p.what
-            );
+            println!("  also: {}", p.what);
         }
         println!("The journal {} was changed outside remedy; compare it with an exported copy (`remedy audit export`) before trusting it.", j.path().display());
     }

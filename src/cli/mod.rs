@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod exec;
 mod exit;
+mod input;
 mod journal;
 mod lab;
 mod library;
@@ -78,6 +79,10 @@ pub struct Global {
     /// Record the host keys of hosts not yet in known_hosts (never a changed key).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+    /// Say how the SSH client configuration is read and how each host is
+    /// reached (address, user, keys, jump host or ProxyCommand).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     /// How many hosts to work on at once (dry-runs and `exec` fan out; a real
     /// run's batches follow the runbook's strategy, up to this many at once).
     #[arg(long, global = true, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]

@@ -35,6 +35,15 @@ fn free_uid() -> u32 {
         .expect("a free uid in 61000..65000")
 }
 
+/// A port on `addr` that nothing listens on right now.
+fn free_port(addr: Ipv4Addr) -> u16 {
+    TcpListener::bind((addr, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn keygen(path: &Path) {
     let ok = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -48,7 +57,8 @@ fn keygen(path: &Path) {
 impl TestSshd {
     /// Start sshd on `addr` (a free port is picked); `extra` is appended to its config.
     pub fn start(addr: Ipv4Addr, extra: &str) -> TestSshd {
-        TestSshd::spawn(addr, extra, |_, sshd| sshd)
+        let s = TestSshd::spawn(addr, free_port(addr), extra, |_, sshd| sshd);
+        s.wait_until_listening()
     }
 
     /// Like [`TestSshd::start`], but sshd (and so every session it opens)
@@ -58,7 +68,7 @@ impl TestSshd {
     /// for this server's sessions, and goes away with it — even when the test
     /// process is killed, as nothing outside the namespace was changed.
     pub fn start_with_sudo_user(addr: Ipv4Addr, extra: &str, user: &str) -> TestSshd {
-        TestSshd::spawn(addr, extra, |d, sshd| {
+        let s = TestSshd::spawn(addr, free_port(addr), extra, |d, sshd| {
             let etc = d.join("etc");
             std::fs::create_dir_all(etc.join("sudoers.d")).unwrap();
             let uid = free_uid();
@@ -93,12 +103,30 @@ impl TestSshd {
                 .arg(sshd.get_program())
                 .args(sshd.get_args());
             cmd
+        });
+        s.wait_until_listening()
+    }
+
+    /// Start sshd inside network namespace `netns` (made by the test) on
+    /// `addr:port`; ready once it says it listens.
+    pub fn start_in_netns(netns: &str, addr: Ipv4Addr, port: u16, extra: &str) -> TestSshd {
+        // `ip netns exec` execs sshd itself: the child is sshd.
+        let s = TestSshd::spawn(addr, port, extra, |_, sshd| {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", netns])
+                .arg(sshd.get_program())
+                .args(sshd.get_args());
+            cmd
+        });
+        s.wait_until("it says it listens", |s| {
+            s.log().contains("Server listening on")
         })
     }
 
-    /// Start `sshd` (a command `wrap` may put inside another) and wait until it listens.
+    /// Start `sshd` (a command `wrap` may put inside another) on `addr:port`.
     fn spawn(
         addr: Ipv4Addr,
+        port: u16,
         extra: &str,
         wrap: impl FnOnce(&Path, Command) -> Command,
     ) -> TestSshd {
@@ -108,11 +136,6 @@ impl TestSshd {
         keygen(&d.join("client_key"));
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = TcpListener::bind((addr, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let config = format!(
             "ListenAddress {addr}:{port}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nUseDNS no\nAllowTcpForwarding yes\nAllowStreamLocalForwarding yes\nMaxStartups 200:30:400\nMaxSessions 64\nSubsystem sftp internal-sftp\n{extra}\n",
             d = d.display()
@@ -127,27 +150,37 @@ impl TestSshd {
             .stderr(log)
             .spawn()
             .expect("/usr/sbin/sshd (openssh-server) is needed: run scripts/setup");
-        let mut s = TestSshd {
+        TestSshd {
             dir,
             addr,
             port,
             child,
-        };
-        // Generous: a loaded 2-core machine can take seconds to start it.
+        }
+    }
+
+    fn wait_until_listening(self) -> TestSshd {
+        let addr = SocketAddr::from((self.addr, self.port));
+        self.wait_until("it accepts connections", |_| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        })
+    }
+
+    /// Until `ready`; fails at once if sshd exits. Generous: a loaded 2-core
+    /// machine can take seconds to start it.
+    fn wait_until(mut self, what: &str, ready: impl Fn(&TestSshd) -> bool) -> TestSshd {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect_timeout(
-            &SocketAddr::from((addr, port)),
-            Duration::from_millis(100),
-        )
-        .is_err()
-        {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("sshd exited ({status}): {}", s.log());
+        while !ready(&self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sshd exited ({status}) before {what}: {}", self.log());
             }
-            assert!(Instant::now() < deadline, "sshd did not start: {}", s.log());
+            assert!(
+                Instant::now() < deadline,
+                "sshd: not within 60 s: {what}: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(30));
         }
-        s
+        self
     }
 
     pub fn client_key(&self) -> PathBuf {

@@ -114,6 +114,23 @@ fn non_ascii_comments_survive_byte_identical() {
     assert_eq!(out, expected);
 }
 
+/// Found by fuzzing (fuzz/regressions/manifest/lone-cr-line-break.txt): the
+/// flag was appended after `- x\r:`, outside the list, and only the
+/// read-back check stopped it (as an internal error).
+#[test]
+fn a_lone_carriage_return_is_refused_with_its_line() {
+    let src = "spec:\n containers:\n - command:\n   - x\r:\n";
+    assert_eq!(
+        edit(src, None, &[set_flag("--v", "4")]),
+        Err(EditError::LoneCarriageReturn { line: 4 })
+    );
+    let msg = EditError::LoneCarriageReturn { line: 4 }.to_string();
+    assert!(
+        msg.starts_with("line 4 holds a carriage return (`\\r`) with no line feed"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn crlf_line_endings_are_kept() {
     let src = APISERVER.replace('\n', "\r\n");

@@ -59,6 +59,7 @@ impl Session<'_> {
                     bound: self.prepared.bound.clone(),
                     inventory: self.prepared.inventory.clone(),
                     accept_new_host_keys: self.g.accept_new_host_keys,
+                    verbose: self.g.verbose,
                     redactor: self.redactor.clone(),
                 }),
             )))),
@@ -210,6 +211,7 @@ struct OneHost {
     bound: BoundRun,
     inventory: remedy_engine::Inventory,
     accept_new_host_keys: bool,
+    verbose: bool,
     redactor: Redactor,
 }
 
@@ -218,7 +220,8 @@ impl approval::HostPreview for OneHost {
     async fn preview(&self, host: &str) -> Result<(String, String), String> {
         let mut bound = self.bound.clone();
         bound.hosts.retain(|h| h.name == host);
-        let connector = SshConnector::new(&self.inventory, self.accept_new_host_keys);
+        let connector =
+            SshConnector::new(&self.inventory, self.accept_new_host_keys).verbose(self.verbose);
         let report = execute(
             &self.runbook,
             &bound,

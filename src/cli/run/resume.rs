@@ -46,7 +46,8 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
         state.describe()
     );
     let runtime = runtime()?;
-    let connector = SshConnector::new(&prepared.inventory, g.accept_new_host_keys);
+    let connector =
+        SshConnector::new(&prepared.inventory, g.accept_new_host_keys).verbose(g.verbose);
     let new = again(&record, actor);
     // An approval covers the run it was given for; a run that died before
     // it was approved (or authorised by break-glass) is not resumed into one.
