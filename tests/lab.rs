@@ -58,8 +58,14 @@ fn try_sh(cmd: &str) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
+        // 127: bash found no such command (socat, curl, openssl, …).
+        let missing = if out.status.code() == Some(127) {
+            " (a command the tests need is missing: run scripts/setup)"
+        } else {
+            ""
+        };
         Err(format!(
-            "`{cmd}` failed ({}):\n{}{}",
+            "`{cmd}` failed ({}){missing}:\n{}{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
