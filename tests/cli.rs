@@ -879,8 +879,20 @@ fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
         ));
         assert_eq!(code, 0, "{out}{err}");
     }
+    let before = sha(&m.manifest("master-1"));
     let (out, err, code) = text(&remedy_with_env(&["run", rb, "-i", inv, "--yes"], &env));
     assert_eq!(code, 0, "{out}{err}");
+    // The run after the break did its work on both masters.
+    assert_ne!(sha(&m.manifest("master-1")), before);
+    for host in ["master-1", "master-2"] {
+        let manifest = std::fs::read_to_string(m.manifest(host)).unwrap();
+        assert!(manifest.contains("    - --v=5\n"), "{host}:\n{manifest}");
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join(host).join("kubernetes/note.txt")).unwrap(),
+            "hello\n",
+            "{host}"
+        );
+    }
     let (export, _, _) = text(&remedy_with_env(&["audit", "export"], &env));
     assert_eq!(export.matches("\"lock_broken\"").count(), 2, "{export}");
     assert!(export.contains("checked by hand"));

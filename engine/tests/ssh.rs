@@ -15,6 +15,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(20);
 
+/// Until `path` exists (a command on the far side made it), for up to a minute.
+async fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An inventory for `servers` (named h1, h2, …) with `known_hosts` content.
 fn inventory(
     dir: &std::path::Path,
@@ -279,8 +292,11 @@ async fn a_connection_killed_mid_command_is_a_failure_never_a_success() {
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
     let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
-    let running = tokio::spawn(async move { t.exec("sleep 30; echo finished", T).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The command says when it runs (a file), so the cut lands mid-command.
+    let started = work.path().join("started");
+    let cmd = format!("touch '{}'; sleep 30; echo finished", started.display());
+    let running = tokio::spawn(async move { t.exec(&cmd, T).await });
+    wait_for_file(&started).await;
     s.kill_sessions();
     let result = tokio::time::timeout(Duration::from_secs(10), running)
         .await
@@ -342,26 +358,30 @@ async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
     let refs: Vec<&TestSshd> = servers.iter().collect();
     let inv = inventory(work.path(), &refs, &kh, &[]);
     let c = connector(&inv, false);
-    // Each host records when its command started and ended.
+    // Each host's command marks that it started, then waits (up to a minute)
+    // until all three have: run one after another, the first would give up.
+    let marks = work.path().join("started");
+    std::fs::create_dir(&marks).unwrap();
     let runs = inv.hosts.iter().map(|h| {
         let c = &c;
+        let cmd = format!(
+            "cd '{}' && touch {} && i=0; while [ $(ls | wc -l) -lt 3 ]; do i=$((i+1)); [ $i -gt 1200 ] && {{ echo alone; exit 9; }}; sleep 0.05; done; echo together",
+            marks.display(),
+            h.name
+        );
         async move {
             let t = c.connect(h).await.unwrap();
-            let out = t
-                .exec("date +%s.%N; sleep 1; date +%s.%N", T)
-                .await
-                .unwrap();
-            let times: Vec<f64> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
-            (times[0], times[1])
+            t.exec(&cmd, Duration::from_secs(90)).await.unwrap()
         }
     });
-    let spans = futures::future::join_all(runs).await;
-    let last_start = spans.iter().map(|s| s.0).fold(f64::MIN, f64::max);
-    let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
-    assert!(
-        last_start < first_end,
-        "every host started before any finished: {spans:?}"
-    );
+    let outs = futures::future::join_all(runs).await;
+    for out in &outs {
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (Some(0), "together\n"),
+            "every host's command ran while the others did: {outs:?}"
+        );
+    }
     // Reuse: ten more commands on h1 open no new connection.
     let t = c.connect(&inv.hosts[0]).await.unwrap();
     for _ in 0..10 {
@@ -376,34 +396,10 @@ async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
     );
 }
 
-/// An unprivileged login user with passwordless sudo, made once per machine.
-fn become_user() -> &'static str {
-    const USER: &str = "remedy-become";
-    if std::process::Command::new("id")
-        .arg(USER)
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        let made = std::process::Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        assert!(made.success(), "useradd {USER}");
-    }
-    // '*': no password, but not a locked account (sshd refuses locked ones).
-    assert!(std::process::Command::new("usermod")
-        .args(["-p", "*", USER])
-        .status()
-        .unwrap()
-        .success());
-    std::fs::write(
-        format!("/etc/sudoers.d/{USER}"),
-        format!("{USER} ALL=(ALL) NOPASSWD:ALL\n"),
-    )
-    .unwrap();
-    USER
-}
+/// The unprivileged login user with passwordless sudo that
+/// [`TestSshd::start_with_sudo_user`] adds inside its server's own mount
+/// namespace (the machine's /etc is never changed).
+const BECOME_USER: &str = "remedy-ns-become";
 
 /// Host h1 on `s`, logging in as `user` (known_hosts already in `dir`).
 fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bool) -> Inventory {
@@ -419,8 +415,8 @@ fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bo
 
 #[tokio::test]
 async fn become_runs_commands_and_file_operations_through_sudo() {
-    let user = become_user();
-    let s = TestSshd::start(Ipv4Addr::new(127, 0, 112, 1), "");
+    let user = BECOME_USER;
+    let s = TestSshd::start_with_sudo_user(Ipv4Addr::new(127, 0, 112, 1), "", user);
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
     let root_only = work.path().join("root-only");
@@ -647,9 +643,9 @@ async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
     use remedy_haproxy::{HaproxyError, RuntimeApi};
     use remedy_transport::StreamTarget;
     use std::os::unix::fs::PermissionsExt;
-    let user = become_user();
+    let user = BECOME_USER;
     let ip = Ipv4Addr::new(127, 0, 116, 2);
-    let s = TestSshd::start(ip, "");
+    let s = TestSshd::start_with_sudo_user(ip, "", user);
     let h = TestHaproxy::start(ip, &[("m1", nothing_listens(ip), 1)]);
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();

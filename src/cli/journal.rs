@@ -160,7 +160,9 @@ pub static CTRL_C_HANDLED: AtomicBool = AtomicBool::new(false);
 /// the middle of a restart with the manifest moved out.
 /// `REMEDY_INTERRUPT_AFTER` (same syntax) sends this process SIGINT there
 /// instead, as Ctrl-C would. Used by the crash and interrupt tests; an
-/// operator never needs them.
+/// operator never needs them, so only debug builds (what `cargo test` runs)
+/// read the variables: a release binary ignores them (`tests/release.rs`).
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 struct SignalPoint {
     var: &'static str,
     signal: libc::c_int,
@@ -171,7 +173,14 @@ struct SignalPoint {
     seen: AtomicU32,
 }
 
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 impl SignalPoint {
+    #[cfg(not(debug_assertions))]
+    fn from_env(_var: &'static str, _signal: libc::c_int) -> Option<SignalPoint> {
+        None
+    }
+
+    #[cfg(debug_assertions)]
     fn from_env(var: &'static str, signal: libc::c_int) -> Option<SignalPoint> {
         let spec = std::env::var(var).ok()?;
         let (rest, nth) = match spec.split_once('#') {

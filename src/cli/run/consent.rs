@@ -16,7 +16,6 @@ use remedy_engine::{BoundRun, RunOptions, RunReport, RunStatus};
 use remedy_transport::ssh::SshConnector;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 impl Session<'_> {
     /// `Ok(None)`: nothing more to ask during the run; `Ok(Some(gate))`:
@@ -190,14 +189,17 @@ impl Session<'_> {
     }
 }
 
-/// Notification retries: REMEDY_NOTIFY_RETRY_MS shortens the backoff (tests).
+/// Notification retries. In debug builds (the tests') REMEDY_NOTIFY_RETRY_MS
+/// shortens the backoff; a release binary ignores it (`tests/release.rs`).
 fn notify_retry() -> remedy_chatops::Retry {
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut r = remedy_chatops::Retry::default();
+    #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var("REMEDY_NOTIFY_RETRY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        r.base_delay = Duration::from_millis(ms);
+        r.base_delay = std::time::Duration::from_millis(ms);
     }
     r
 }
