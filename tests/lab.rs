@@ -2415,15 +2415,28 @@ fn on_master(lab: &Lab, i: u8, cmd: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The lab's kubectl with `--kubeconfig <lab>/admin.conf` (through the VIP).
+/// The lab's kubectl with `--kubeconfig <lab>/admin.conf` (through the VIP):
+/// its stdout; the test fails when kubectl does.
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    let out = Command::new(lab.dir.path().join("bin/kubectl"))
+    ok(&kubectl_output(lab, args))
+}
+
+/// The same, for a wait: what kubectl said, or None while it fails (an
+/// object not created yet).
+fn try_kubectl(lab: &Lab, args: &[&str]) -> Option<String> {
+    let out = kubectl_output(lab, args);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn kubectl_output(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(lab.dir.path().join("bin/kubectl"))
         .arg("--kubeconfig")
         .arg(lab.dir.path().join("admin.conf"))
         .args(args)
         .output()
-        .unwrap();
-    ok(&out)
+        .unwrap()
 }
 
 #[test]
@@ -2499,7 +2512,7 @@ fn the_masters_run_the_real_control_plane_and_a_bad_flag_crash_loops_with_its_re
             &format!("a {lease} leader"),
             Duration::from_secs(60),
             || {
-                kubectl(
+                try_kubectl(
                     &lab,
                     &[
                         "get",
@@ -2511,7 +2524,7 @@ fn the_masters_run_the_real_control_plane_and_a_bad_flag_crash_loops_with_its_re
                         "jsonpath={.spec.holderIdentity}",
                     ],
                 )
-                .starts_with("master-")
+                .is_some_and(|holder| holder.starts_with("master-"))
             },
         );
     }
