@@ -74,13 +74,32 @@ async fn healthy(t: &dyn Transport, url: &str) -> Result<bool, ActionError> {
     let out = t
         .probe(
             &format!(
-                "curl -sk --max-time 5 -o /dev/null -w '%{{http_code}}' {}",
+                "curl -sk --max-time 5 -o /dev/null -w '%{{http_code}}' -- {}",
                 quote(url)
             ),
             Duration::from_secs(15),
         )
         .await?;
     Ok(out.stdout.trim() == "200")
+}
+
+/// A health URL goes to curl as an argument: only http(s) URLs, so neither
+/// a runbook's value nor a manifest's flag can become one of curl's options
+/// (`-K file`, `-o file`).
+fn checked_health_url(
+    pod: &str,
+    url: Option<String>,
+    host: &str,
+) -> Result<Option<String>, ActionError> {
+    match url {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+            Err(ActionError::precondition(
+                format!("{pod} on {host}: health URL {u:?} is not an http:// or https:// URL"),
+                format!("give health: {{ {pod}: \"https://…\" }} (or \"none\" to skip the check), or fix the manifest's flag it came from; nothing was changed"),
+            ))
+        }
+        other => Ok(other),
+    }
 }
 
 fn short(id: &Option<String>) -> String {
@@ -123,7 +142,7 @@ impl StaticPodRestart {
             let given = self.health.get(name).and_then(Value::as_str);
             pods.push(Pod {
                 name: name.clone(),
-                health: health_url(name, &text, given),
+                health: checked_health_url(name, health_url(name, &text, given), &ctx.host.name)?,
                 container: container(t, name, ctx.command_timeout).await?,
                 manifest,
                 staging,
@@ -284,5 +303,26 @@ impl Action for StaticPodRestart {
             true,
             json!({ "restarted": restarted, "containers": containers }),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_health_url_that_is_not_http_is_refused_before_it_reaches_curl() {
+        let err = checked_health_url("etcd", Some("-K/etc/shadow".into()), "master-2").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("etcd on master-2"), "{text}");
+        assert!(
+            text.contains("\"-K/etc/shadow\" is not an http:// or https:// URL"),
+            "{text}"
+        );
+        assert_eq!(
+            checked_health_url("etcd", Some("http://127.0.0.1:2381/health".into()), "m").unwrap(),
+            Some("http://127.0.0.1:2381/health".into())
+        );
+        assert_eq!(checked_health_url("etcd", None, "m").unwrap(), None);
     }
 }
