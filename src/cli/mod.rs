@@ -91,6 +91,32 @@ pub struct Global {
     /// $REMEDY_HOME/config.yaml when it exists).
     #[arg(long, global = true, env = "REMEDY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Reach the Kubernetes API (kube.* and api.health steps, `inventory
+    /// discover`) with this kubeconfig on the jump host, instead of through
+    /// each master's SSH connection with its admin.conf.
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl Global {
+    /// How steps reach the API: `--kubeconfig`/`KUBECONFIG` (its first
+    /// file, when it lists several), else through the masters.
+    pub fn kube_access(&self) -> remedy_engine::action::kube::KubeAccess {
+        use remedy_engine::action::kube::KubeAccess;
+        let first = self.kubeconfig.as_ref().and_then(|p| {
+            std::env::split_paths(p).find(|p| !p.as_os_str().is_empty())
+        });
+        match first {
+            Some(path) => KubeAccess::Kubeconfig {
+                path,
+                context: self.context.clone(),
+            },
+            None => KubeAccess::Ssh,
+        }
+    }
 }
 
 /// Where runbooks beyond the built-in ones are found.

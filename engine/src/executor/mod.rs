@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// Approval per host or per step (a run-wide approval is obtained before
     /// the run starts, by the caller).
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
+    /// How `kube.*` steps reach the API server.
+    pub kube: crate::action::kube::KubeAccess,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -77,6 +79,7 @@ impl RunOptions {
             local_backup_dir: default_local_backup_dir(),
             resume: None,
             gate: None,
+            kube: Default::default(),
         }
     }
 }
@@ -272,6 +275,8 @@ impl Executor<'_> {
             connector: self.connector,
             lbs: &self.run.lbs,
             etcd: &self.run.etcd,
+            targets: &self.run.hosts,
+            kube: &self.options.kube,
         }
     }
 }

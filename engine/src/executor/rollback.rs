@@ -1,14 +1,16 @@
 //! Rollback of one host: undo its applied steps in reverse — restore each
-//! backup exactly (bytes, mode, owner, or absence), and put back what a step
+//! backup exactly (bytes, mode, owner, or absence; a Kubernetes object
+//! through the API server), and put back what a step
 //! recorded in its result when its change is not a file (an LB server) —
 //! and say plainly what could not be undone.
 
 use super::Executor;
-use crate::action::{undo, undoes_from_result, ActionError};
+use crate::action::{kube, undo, undoes_from_result, ActionError};
 use crate::backup::{self, BackupRecord};
 use crate::eval::Bindings;
 use crate::event::EventKind;
 use crate::inventory::Host;
+use crate::object_backup;
 use crate::report::{HostReport, HostStatus, StepReport, StepStatus};
 use remedy_dsl::ActionKind;
 use remedy_transport::{Local, Transport};
@@ -38,6 +40,34 @@ impl Executor<'_> {
             let step_id = report.steps[*index].id.clone();
             let mut restored = Vec::new();
             for b in backups.iter().rev() {
+                if b.object.is_some() {
+                    match self
+                        .restore_object(host_entry, t, &step_id, bindings, b)
+                        .await
+                    {
+                        Ok(line) => {
+                            restored.push(line);
+                            continue;
+                        }
+                        Err(msg) => {
+                            let msg = format!("rollback of step `{step_id}` failed: {msg}");
+                            let _ = self.emit(
+                                Some(host),
+                                Some(&step_id),
+                                EventKind::RollbackFailed { error: msg.clone() },
+                            );
+                            report.error = Some(format!(
+                                "{}; then {msg}",
+                                report.error.clone().unwrap_or_default()
+                            ));
+                            report.hint = Some(match &b.location {
+                                Some(loc) => format!("restore by hand: `kubectl replace -f {loc}` (or `kubectl create -f` if it is gone) after removing its metadata.resourceVersion; sha256 {}", b.sha256.clone().unwrap_or_default()),
+                                None => format!("delete {} by hand (it did not exist before the run)", b.path),
+                            });
+                            return HostStatus::RollbackFailed;
+                        }
+                    }
+                }
                 let local = Local::new("the jump host");
                 let t: &dyn Transport = if b.local { &local } else { t };
                 if let Err(e) = backup::restore(t, b).await {
@@ -138,6 +168,32 @@ impl Executor<'_> {
             ));
         }
         HostStatus::RolledBack
+    }
+}
+
+impl Executor<'_> {
+    /// Put one object back from the backup store, through the API server
+    /// the step used.
+    async fn restore_object(
+        &self,
+        host: &Host,
+        t: &dyn Transport,
+        step_id: &str,
+        bindings: &Bindings,
+        b: &BackupRecord,
+    ) -> Result<String, String> {
+        let step = self
+            .runbook
+            .steps
+            .iter()
+            .find(|s| s.id == step_id)
+            .ok_or_else(|| format!("step `{step_id}` is no longer in the runbook"))?;
+        let quiet = |_: &str, _: u64| {};
+        let ctx = self.ctx(t, host, step, bindings, &quiet, self.options.command_timeout);
+        let client = kube::connect(&ctx).await.map_err(|e| e.to_string())?;
+        object_backup::restore(&client, b)
+            .await
+            .map_err(|e| format!("restoring {}: {e}", b.path))
     }
 }
 

@@ -110,6 +110,7 @@ impl Session<'_> {
         RunOptions {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
+            kube: self.g.kube_access(),
             ..RunOptions::new(dry_run)
         }
     }
