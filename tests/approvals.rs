@@ -4,11 +4,11 @@
 //! and the journal records every request and vote. One local-transport
 //! "master" per test; each test has its own REMEDY_HOME.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use remedy_testkit::http::Receiver;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MANIFEST: &str = include_str!("../examples/manifests/kube-apiserver.yaml");
@@ -93,10 +93,9 @@ impl Site {
     /// The pending requests (`remedy approvals -o json`), waiting until
     /// there are `n`.
     fn pending(&self, n: usize) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let out = self.remedy(&["approvals", "-o", "json"]);
-            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let v = self.approvals();
             if v.len() == n {
                 return v;
             }
@@ -106,6 +105,16 @@ impl Site {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+    /// `remedy approvals -o json`; the test fails when the command does.
+    fn approvals(&self) -> Vec<serde_json::Value> {
+        let out = self.remedy(&["approvals", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "remedy approvals: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
     fn vote(&self, who: &str, verb: &str, run: &str, extra: &[&str]) -> (String, String, i32) {
         let mut args = vec![verb, run, "--as", who];
@@ -160,63 +169,6 @@ fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A tiny HTTP receiver on loopback that records each request body and
-/// answers 200 (or 500 for the first `fail_first` requests).
-struct Receiver {
-    url: String,
-    bodies: Arc<Mutex<Vec<String>>>,
-}
-
-impl Receiver {
-    fn start(fail_first: usize) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        std::thread::spawn(move || {
-            let mut n = 0;
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
-                n += 1;
-                let status = if n <= fail_first {
-                    "500 Oops"
-                } else {
-                    "200 OK"
-                };
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&body).into_owned());
-                let _ = stream.write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                    )
-                    .as_bytes(),
-                );
-            }
-        });
-        Receiver { url, bodies }
-    }
-    fn bodies(&self) -> Vec<String> {
-        self.bodies.lock().unwrap().clone()
     }
 }
 
@@ -293,9 +245,11 @@ fn quorum_of_two_refuses_the_requester_and_continues_after_two_others_approve() 
         .unwrap()
         .contains("- --v=4\n"));
     let kinds = site.kinds(&run);
+    // Votes cast `--as` on a shared account name the OS user too (issue 13).
+    let os = remedy_journal::os_user();
     let i = kinds
         .iter()
-        .position(|k| k == "approval_granted:carol")
+        .position(|k| k == &format!("approval_granted:carol (os user {os})"))
         .unwrap();
     let j = kinds
         .iter()
@@ -303,9 +257,18 @@ fn quorum_of_two_refuses_the_requester_and_continues_after_two_others_approve() 
         .unwrap();
     assert!(
         kinds.contains(&"approval_requested:alice".to_string())
-            && kinds.contains(&"approval_vote:bob".to_string())
+            && kinds.contains(&format!("approval_vote:bob (os user {os})"))
             && i < j,
         "{kinds:?}"
+    );
+    // `audit show` says who approved (issue 14, item 9: it said approvals
+    // were not enforced).
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
+    assert!(
+        show.contains(&format!(
+            "\n  approved  by bob (os user {os}), carol (os user {os})\n"
+        )),
+        "{show}"
     );
     // The decision was notified too.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -352,6 +315,14 @@ fn a_deny_ends_the_run_with_its_reason() {
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(err.contains("denied by bob: wrong cluster"), "{err}");
     untouched(&site);
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", &run]).stdout).into_owned();
+    let os = remedy_journal::os_user();
+    assert!(
+        show.contains(&format!(
+            "\n  approved  no — denied by bob (os user {os}): wrong cluster\n"
+        )),
+        "{show}"
+    );
 }
 
 #[test]
@@ -419,17 +390,70 @@ fn break_glass_skips_approval_is_journaled_notified_and_flagged_for_review() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("BREAK-GLASS"), "{err}");
+    // The change itself was made, with no approval asked for.
+    let now = std::fs::read_to_string(site.manifest()).unwrap();
+    assert!(
+        now.contains("    - --v=4\n") && now.replacen("    - --v=4\n", "", 1) == MANIFEST,
+        "break-glass applied the edit, and only it:\n{now}"
+    );
+    assert!(site.approvals().is_empty());
     let list = String::from_utf8_lossy(&site.remedy(&["audit", "list"]).stdout).into_owned();
     assert!(list.contains("REVIEW"), "{list}");
     let runs: serde_json::Value =
         serde_json::from_slice(&site.remedy(&["runs", "-o", "json"]).stdout).unwrap();
     assert!(runs[0]["review"].as_str().unwrap().contains("INC-4411"));
+    let run = runs[0]["run_id"].as_str().unwrap();
+    let show = String::from_utf8_lossy(&site.remedy(&["audit", "show", run]).stdout).into_owned();
+    assert!(
+        show.contains("  approved  no — skipped by break-glass ("),
+        "{show}"
+    );
+    assert!(
+        show.contains("API down, INC-4411); marked for review\n"),
+        "{show}"
+    );
     let bodies = hook.bodies();
     assert!(
         bodies
             .iter()
             .any(|b| b.contains("break_glass") && b.contains("INC-4411")),
         "{bodies:?}"
+    );
+    // Issue 14 (5b): the run-finished notice carries the chain head, the
+    // witness `audit verify --head` checks; `audit head` prints the same.
+    let finished: serde_json::Value = bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .find(|b| b["kind"] == "run_finished")
+        .unwrap_or_else(|| panic!("{bodies:?}"));
+    let head = finished["chain_head"].as_str().unwrap().to_string();
+    let printed = String::from_utf8_lossy(&site.remedy(&["audit", "head"]).stdout).into_owned();
+    assert_eq!(printed.trim(), head);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--head", &head];
+        args.extend(extra);
+        let o = site.remedy(&args);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    assert_eq!(verify(&[]).0, Some(0), "{}", verify(&[]).1);
+    // The last event cut off and the head row set to match: only the
+    // witness (and the run's record, now ahead of the chain) show it.
+    let db = rusqlite::Connection::open(site.path("home/remedy.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events);
+         UPDATE chain_head SET last_id = (SELECT MAX(id) FROM events), last_hash = (SELECT hash FROM events ORDER BY id DESC LIMIT 1);",
+    )
+    .unwrap();
+    let (code, out) = verify(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "TAMPERED: the chain head {head} recorded outside this journal is not in it"
+        )),
+        "{out}"
     );
     // --break-glass without a reason is refused by the command line.
     let o = site.remedy(&[
@@ -460,7 +484,8 @@ fn a_failing_notifier_is_journaled_and_the_request_still_stands() {
         assert!(Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    site.vote("bob", "approve", &run, &[]);
+    let (_, err, code) = site.vote("bob", "approve", &run, &[]);
+    assert_eq!(code, 0, "{err}");
     let (out, err, code) = finish(child);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(site
@@ -647,11 +672,9 @@ fn step_scope_asks_before_each_changing_step_and_host_scope_once_per_host() {
             assert_eq!(code, 0, "{err}");
             seen.push(p[0]["request_id"].as_str().unwrap().to_string());
             // Wait until this request is no longer pending.
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let v: Vec<serde_json::Value> =
-                    serde_json::from_slice(&site.remedy(&["approvals", "-o", "json"]).stdout)
-                        .unwrap_or_default();
+                let v = site.approvals();
                 if !v.iter().any(|r| r["request_id"] == p[0]["request_id"]) {
                     break;
                 }

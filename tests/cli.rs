@@ -374,7 +374,73 @@ fn list_and_show_teach_the_runbooks_and_actions() {
         out.contains("Exit codes:") && out.contains("5  rollback failed"),
         "{out}"
     );
+    // Issue 13, item 11: every fault the lab knows is in `lab break --help`.
+    let (out, _, code) = text(&remedy(&["lab", "break", "--help"]));
+    assert_eq!(code, 0);
+    for (fault, _) in remedy_lab::faults::FAULTS {
+        assert!(out.contains(&format!("- {fault}:")), "{fault}: {out}");
+    }
 }
+
+/// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only
+/// "no lab is up".
+#[test]
+fn issue_13_inventory_lab_names_the_default_dir_and_how_to_use_another() {
+    let h = tempfile::tempdir().unwrap();
+    let (_, err, code) = text(&remedy_with_env(
+        &["plan", "cert-renew", "-i", "lab"],
+        &[("REMEDY_HOME", h.path().to_str().unwrap())],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "no lab is up in the default directory {}/lab",
+            h.path().display()
+        )) && err.contains("--inventory DIR/inventory.yaml"),
+        "{err}"
+    );
+}
+
+/// Issue 13, item 11: `remedy show … | head -1` and `remedy lab down |
+/// head` panicked (exit 101, a backtrace) when the reader closed the pipe.
+/// Here the reader is gone before remedy writes a byte.
+#[test]
+fn issue_13_a_closed_pipe_ends_show_and_lab_down_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let lab_dir = tempfile::tempdir().unwrap();
+    let lab = lab_dir.path().display().to_string();
+    for args in [
+        vec!["show", "cert-renew"],
+        vec!["audit", "list"],
+        vec!["lab", "down", "--dir", &lab],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+            .args(&args)
+            .env("REMEDY_HOME", home())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Reading commands end as cat does (SIGPIPE); lab down finishes.
+        let expected = if args[0] == "lab" {
+            (Some(0), None)
+        } else {
+            (None, Some(SIGPIPE))
+        };
+        assert_eq!(
+            (out.status.code(), out.status.signal()),
+            expected,
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+const SIGPIPE: i32 = 13;
 
 #[test]
 fn a_secret_given_literally_is_refused_and_not_echoed() {
@@ -469,6 +535,79 @@ fn secret_params_never_appear_in_plans_results_or_json() {
     }
 }
 
+/// Issue 14 (7): a secret transformed by Rhai — upper-cased, reversed,
+/// sliced, concatenated, through a script and a later step — appears in no
+/// output and nowhere in the journal; it is shown as derived.
+#[test]
+fn issue_14_values_derived_from_secrets_are_redacted_too() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("derived.yaml");
+    std::fs::write(
+        &rb,
+        r#"runbook: derived
+summary: s
+targets: masters
+params:
+  token: { type: secret }
+steps:
+  - id: mix
+    script: |
+      let r = "";
+      for c in params.token.chars() { r = c.to_string() + r; }
+      #{ up: params.token.to_upper(), rev: r, slice: params.token.sub_string(2, 6), joined: "Bearer " + params.token }
+  - id: show
+    action: shell
+    with: { cmd: "echo ${steps.mix.up} ${steps.mix.rev} ${steps.mix.slice.to_lower()} ${steps.mix.joined}", read_only: true }
+  - id: write
+    action: file.write
+    with: { path: "${host.vars.kube_dir}/token.txt", content: "${params.token.to_upper() + \"-suffix\"}\n" }
+"#,
+    )
+    .unwrap();
+    let inv = m.inventory();
+    let (rb, inv) = (rb.to_str().unwrap(), inv.to_str().unwrap());
+    let env = [
+        ("REMEDY_TEST_TOKEN", "hunter2-xyz"),
+        ("REMEDY_HOME", home.path().to_str().unwrap()),
+    ];
+    let token = ["-p", "token=env:REMEDY_TEST_TOKEN"];
+    let leaks = [
+        "hunter2",
+        "HUNTER2",
+        "zyx-2retnuh",
+        "nter",
+        "NTER2-XYZ-suffix",
+    ];
+    let mut seen = String::new();
+    for extra in [
+        &["plan"][..],
+        &["plan", "-o", "json"][..],
+        &["run", "--yes"][..],
+        &["run", "--yes", "-o", "json"][..],
+    ] {
+        let mut args = vec![extra[0], rb, "-i", inv];
+        args.extend(token);
+        args.extend(&extra[1..]);
+        let (out, err, code) = text(&remedy_with_env(&args, &env));
+        assert_eq!(code, 0, "{out}{err}");
+        seen.push_str(&out);
+        seen.push_str(&err);
+    }
+    let (export, _, _) = text(&remedy_with_env(&["audit", "export"], &env));
+    seen.push_str(&export);
+    for leak in leaks {
+        assert!(!seen.contains(leak), "{leak} leaked:\n{seen}");
+    }
+    assert!(seen.contains("«secret:token, derived»"), "{seen}");
+    // The host got the real values.
+    assert_eq!(
+        std::fs::read_to_string(m.dir.path().join("master-1/kubernetes/token.txt")).unwrap(),
+        "HUNTER2-XYZ-suffix\n"
+    );
+}
+
 /// A runbook over both masters that writes one file per host, then edits the
 /// manifest: two changing steps, so a run can be cut off between them.
 fn two_step_runbook(dir: &Path, flag: &str) -> PathBuf {
@@ -498,6 +637,11 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     let (out, _, code) = text(&remedy_with_env(&["runs"], &env));
     assert_eq!(code, 0);
     assert!(out.contains("two-step") && out.contains(" ok "), "{out}");
+    // The REF column is the end of the id to type; it names this run.
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(out.starts_with("RUN") && row[0].ends_with(row[1]), "{out}");
+    let (show, _, code) = text(&remedy_with_env(&["audit", "show", row[1]], &env));
+    assert!(code == 0 && show.contains(row[0]), "{show}");
     let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("ok: "), "{out}");
@@ -557,6 +701,12 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     let out = verify();
     assert!(out.starts_with("TAMPERED: event 7 "), "{out}");
     assert!(out.contains("edited"), "{out}");
+    // Issue 14, item 9: the event is described once, not twice.
+    assert_eq!(
+        out.lines().next().unwrap().matches("event 7 (run").count(),
+        1,
+        "{out}"
+    );
     restore("pristine.db");
     assert_eq!(text(&remedy_with_env(&["audit", "verify"], &env)).2, 0);
 
@@ -578,10 +728,11 @@ fn the_journal_records_runs_and_audit_verify_names_the_first_tampered_event() {
     );
     restore("pristine.db");
 
-    // The last events cut off.
+    // The last events cut off: no row to describe, so no empty one either.
     tamper("DELETE FROM events WHERE id = (SELECT max(id) FROM events);");
     let out = verify();
-    assert!(out.contains("deleted"), "{out}");
+    assert!(out.starts_with("TAMPERED: events after "), "{out}");
+    assert!(out.contains("deleted") && !out.contains("seq 0"), "{out}");
 }
 
 #[test]
@@ -619,6 +770,38 @@ fn resume_finishes_a_killed_run_and_refuses_a_changed_runbook_unless_forced() {
     assert_eq!(runs[0]["status"], "interrupted");
     let (out, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
     assert!(out.contains("master-1@") && out.contains("STALE"), "{out}");
+
+    // Issue 14 (5a): the run's params edited in the journal: resume refuses,
+    // naming the field, and changes nothing; audit verify names it too.
+    let db = rusqlite::Connection::open(home.path().join("remedy.db")).unwrap();
+    let params: String = db
+        .query_row("SELECT params FROM runs WHERE run_id = ?1", [&run], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "UPDATE runs SET params = '[[\"set\",\"--anonymous-auth=true\"]]' WHERE run_id = ?1",
+        [&run],
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy_with_env(&["resume", &run, "--yes"], &env));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`params` was edited outside remedy") && err.contains("--anonymous-auth=true"),
+        "{err}"
+    );
+    assert_eq!(sha(&m.manifest("master-2")), before);
+    let (out, _, code) = text(&remedy_with_env(&["audit", "verify"], &env));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(&format!("TAMPERED: run {run}: `params` was edited")),
+        "{out}"
+    );
+    db.execute(
+        "UPDATE runs SET params = ?2 WHERE run_id = ?1",
+        [&run, &params],
+    )
+    .unwrap();
 
     // The runbook changed: refused, nothing done.
     std::fs::write(
@@ -696,8 +879,20 @@ fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
         ));
         assert_eq!(code, 0, "{out}{err}");
     }
+    let before = sha(&m.manifest("master-1"));
     let (out, err, code) = text(&remedy_with_env(&["run", rb, "-i", inv, "--yes"], &env));
     assert_eq!(code, 0, "{out}{err}");
+    // The run after the break did its work on both masters.
+    assert_ne!(sha(&m.manifest("master-1")), before);
+    for host in ["master-1", "master-2"] {
+        let manifest = std::fs::read_to_string(m.manifest(host)).unwrap();
+        assert!(manifest.contains("    - --v=5\n"), "{host}:\n{manifest}");
+        assert_eq!(
+            std::fs::read_to_string(m.dir.path().join(host).join("kubernetes/note.txt")).unwrap(),
+            "hello\n",
+            "{host}"
+        );
+    }
     let (export, _, _) = text(&remedy_with_env(&["audit", "export"], &env));
     assert_eq!(export.matches("\"lock_broken\"").count(), 2, "{export}");
     assert!(export.contains("checked by hand"));
@@ -726,7 +921,174 @@ fn a_run_that_finds_a_manifest_left_in_staging_fails_loudly() {
     assert!(
         err.contains("static-pod manifest(s) left outside")
             && err.contains("kube-scheduler.yaml")
-            && err.contains("= hint: put each back: mv "),
+            && err.contains(" -l master-1 -p pods=kube-scheduler` — or by hand: on master-1: mv "),
         "{err}"
     );
+    // Issue 13 (5): reported first, before anything runs.
+    let warned = err.find("warning: master-1: static-pod manifest(s) left outside");
+    assert!(
+        warned.is_some_and(|w| w < err.find("batch 1").unwrap_or(0)),
+        "{err}"
+    );
+}
+
+/// Issue 14, item 9: a Rhai error at run time said "error: error: evaluating …".
+#[test]
+fn a_rhai_error_at_run_time_is_shown_once_with_its_place() {
+    let m = Masters::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rb = dir.path().join("div.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: div\nsummary: s\ntargets: masters\nsteps:\n  - id: probe\n    action: shell\n    with: { cmd: \"echo 12\", read_only: true }\n  - id: div\n    when: 10 / (steps.probe.stdout.len() - 3) > 1\n    action: shell\n    with: { cmd: \"true\" }\n",
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy(&[
+        "plan",
+        rb.to_str().unwrap(),
+        "-i",
+        m.inventory().to_str().unwrap(),
+        "-l",
+        "master-1",
+    ]));
+    assert_eq!(code, 1, "{out}{err}");
+    let expected = format!(
+        "            error: evaluating `10 / (steps.probe.stdout.len() - 3) > 1`: Division by zero: 10 / 0\n             --> {}:9:11\n",
+        rb.display()
+    );
+    assert!(out.contains(&expected), "{out}");
+}
+
+/// A tmpfs of a few MiB on a directory of its own, for a full disk under
+/// REMEDY_HOME; unmounted when dropped, even when the test fails.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "remedy-test",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).output();
+    }
+}
+
+/// Issue 14 (6): the disk under the journal fills up during a run. The
+/// failing step, the rollback and the run's end are still recorded (the
+/// journal's reserve is given up for them), the locks are released, stderr
+/// says what happened; the next run refuses to start until there is room.
+#[test]
+fn issue_14_a_disk_filling_up_mid_run_still_records_the_rollback() {
+    let m = Masters::new();
+    let disk = SmallDisk::new("16m");
+    let home = disk.path().to_str().unwrap();
+    let env = [("REMEDY_HOME", home)];
+    let rb = m.dir.path().join("fill.yaml");
+    std::fs::write(
+        &rb,
+        format!(
+            "runbook: fill\nsummary: s\ntargets: masters\non_failure: rollback\nsteps:\n  - id: note\n    action: file.write\n    with: {{ path: \"${{host.vars.kube_dir}}/note.txt\", content: \"hello\\n\" }}\n  - id: fill\n    action: shell\n    with: {{ cmd: \"dd if=/dev/zero of={home}/fill bs=64k 2>/dev/null; exit 1\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (rb, inv) = (rb.to_str().unwrap(), m.inventory());
+    let inv = inv.to_str().unwrap();
+    let note = m.dir.path().join("master-1/kubernetes/note.txt");
+    let run = ["run", rb, "-i", inv, "--limit", "master-1", "--yes"];
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!note.exists(), "rolled back on the host");
+    assert!(out.contains("master-1: failed, rolled back"), "{out}");
+    assert!(err.contains("filled up during this run"), "{err}");
+    assert!(!err.contains("NOT RECORDED"), "{err}");
+    let filled = std::fs::metadata(disk.path().join("fill")).unwrap().len();
+    assert!(filled > 2 << 20, "dd filled the disk ({filled} bytes)");
+    // Recorded: the failure, the rollback, the end; no lock left behind.
+    let runs: serde_json::Value =
+        serde_json::from_str(&text(&remedy_with_env(&["runs", "-o", "json"], &env)).0).unwrap();
+    assert_eq!(runs[0]["status"], "failed", "{runs}");
+    let id = runs[0]["run_id"].as_str().unwrap();
+    let (show, err, _) = text(&remedy_with_env(&["audit", "show", id], &env));
+    assert!(
+        show.contains("fill: FAILED") && show.contains("note: rolled back: restored"),
+        "{show}{err}"
+    );
+    let (locks, _, _) = text(&remedy_with_env(&["lock", "list"], &env));
+    assert!(locks.contains("No locks held."), "{locks}");
+    assert_eq!(text(&remedy_with_env(&["audit", "verify"], &env)).2, 0);
+    // No room for the reserve now: the next run does not start.
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        (err.contains("cannot keep 8 MiB free beside the journal")
+            || err.contains("KiB are free beside the journal"))
+            && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert!(!note.exists());
+    // With room again, it does.
+    std::fs::remove_file(disk.path().join("fill")).unwrap();
+    std::fs::write(
+        rb,
+        std::fs::read_to_string(rb).unwrap().replace(
+            "; exit 1",
+            "; rm -f -- '{home}/fill'".replace("{home}", home).as_str(),
+        ),
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy_with_env(&run, &env));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(note.exists());
+}
+
+/// Issue 14 (4): `remedy validate` accepts a param inserted as raw shell
+/// text but warns where, in text and in JSON.
+#[test]
+fn issue_14_validate_warns_where_a_param_goes_into_a_command_as_shell_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("raw.yaml");
+    std::fs::write(
+        &f,
+        "runbook: raw\nsummary: s\ntargets: masters\nparams:\n  x: { type: string }\nsteps:\n  - id: a\n    action: shell\n    with: { cmd: \"echo ${params.x} ${shell_raw(params.x)}\" }\n",
+    )
+    .unwrap();
+    let (out, err, code) = text(&remedy(&["validate", f.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok      "), "{out}");
+    assert!(
+        err.starts_with("warning: `cmd` inserts params.x as raw shell text")
+            && err.contains(":9:38"),
+        "{err}"
+    );
+    let (out, _, _) = text(&remedy(&["validate", f.to_str().unwrap(), "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert!(v[0]["warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("params.x"));
 }

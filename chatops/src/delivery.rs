@@ -251,6 +251,10 @@ async fn run_command(
         .env("REMEDY_EVENT", notice.kind.as_str())
         .env("REMEDY_RUN", &notice.run_id)
         .env("REMEDY_REQUEST", notice.request_id.as_deref().unwrap_or(""))
+        .env(
+            "REMEDY_CHAIN_HEAD",
+            notice.chain_head.as_deref().unwrap_or(""),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -19,6 +19,9 @@ pub(crate) fn message(notice: &Notice, callback: Option<&Callback>) -> Value {
     if let Some(hash) = notice.plan_hash_prefix() {
         footer.push_str(&format!(" · plan `{hash}`"));
     }
+    if let Some(head) = &notice.chain_head {
+        footer.push_str(&format!(" · journal head `{head}`"));
+    }
     let mut text = format!("#### {}", notice.title);
     if let Some(decision) = &notice.decision {
         text.push_str(&format!("\n**{decision}**"));

@@ -49,6 +49,10 @@ pub struct Notice {
     pub plan_hash: Option<String>,
     /// "approved by bob, carol" / "denied by bob: reason".
     pub decision: Option<String>,
+    /// For `RunFinished`/`RunFailed`: the journal's chain head (the last
+    /// event's hash) when the run ended. Kept by the chat, it is the witness
+    /// `remedy audit verify --head` checks a cut-off journal against.
+    pub chain_head: Option<String>,
 }
 
 impl Notice {

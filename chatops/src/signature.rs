@@ -97,6 +97,22 @@ mod tests {
     }
 
     #[test]
+    fn webhook_known_answer() {
+        // Computed elsewhere, by two other implementations that agree:
+        // printf '%s' '1760000000.{"user":"dave","action":"approve","request":"req-kat"}' \
+        //   | openssl dgst -sha256 -hmac hook-secret
+        // and Python's hmac.new(key, msg, hashlib.sha256).hexdigest().
+        assert_eq!(
+            sign_webhook(
+                "hook-secret",
+                "1760000000",
+                br#"{"user":"dave","action":"approve","request":"req-kat"}"#
+            ),
+            "sha256=f75e5c5fe17a4356fe7cb9f6ad362b8c69ba37e5a2313211963ff4ad3fe06b6b"
+        );
+    }
+
+    #[test]
     fn webhook_signature_covers_timestamp_and_body() {
         let a = sign_webhook("k", "1", b"{}");
         assert!(a.starts_with("sha256=") && a.len() == 7 + 64);

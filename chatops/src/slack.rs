@@ -19,6 +19,9 @@ pub(crate) fn message(notice: &Notice) -> Value {
     if let Some(hash) = notice.plan_hash_prefix() {
         context.push_str(&format!(" · plan `{}`", escape(hash)));
     }
+    if let Some(head) = &notice.chain_head {
+        context.push_str(&format!(" · journal head `{}`", escape(head)));
+    }
     context.push_str(&format!(
         " · runbook `{}` · requested by {}",
         escape(&notice.runbook),

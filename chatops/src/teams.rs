@@ -37,6 +37,9 @@ pub(crate) fn message(notice: &Notice) -> Value {
     if let Some(hash) = notice.plan_hash_prefix() {
         facts.push(json!({"name": "Plan", "value": hash}));
     }
+    if let Some(head) = &notice.chain_head {
+        facts.push(json!({"name": "Journal head", "value": head}));
+    }
     json!({
         "@type": "MessageCard",
         "@context": "https://schema.org/extensions",

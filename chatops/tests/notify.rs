@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{refused_url, Receiver};
 use remedy_chatops::{
-    notify_all, notify_all_with, sign_webhook, Callback, Notice, NoticeKind, NotifierConfig, Retry,
+    notify_all, notify_all_with, Callback, Notice, NoticeKind, NotifierConfig, Retry,
 };
 
 fn request_notice() -> Notice {
@@ -23,6 +23,7 @@ fn request_notice() -> Notice {
                 .into(),
         plan_hash: Some("9c1d7e0a4b2f88aa01".into()),
         decision: None,
+        chain_head: None,
     }
 }
 
@@ -191,10 +192,20 @@ async fn webhook_body_is_the_notice_signed_like_the_inbound_webhook() {
     assert!(deliveries[0].ok, "{deliveries:?}");
     let got = rx.only();
     let ts = got.header("x-remedy-timestamp").to_string();
-    assert_eq!(
-        got.header("x-remedy-signature"),
-        sign_webhook("hook-s3cret", &ts, &got.body)
-    );
+    // Checked by another implementation: `openssl dgst -hmac` over ts.body.
+    let signed = dir.path().join("signed");
+    std::fs::write(&signed, [ts.as_bytes(), b".", &got.body].concat()).unwrap();
+    let hmac = remedy_testkit::openssl::openssl(&[
+        "dgst",
+        "-sha256",
+        "-hmac",
+        "hook-s3cret",
+        "-r",
+        signed.to_str().unwrap(),
+    ]);
+    let hex = hmac.split_whitespace().next().unwrap_or_default();
+    assert_eq!(hex.len(), 64, "{hmac}");
+    assert_eq!(got.header("x-remedy-signature"), format!("sha256={hex}"));
     let body = got.json();
     assert_eq!(body["kind"], "approval_requested");
     assert_eq!(body["run_id"], "run-0192");

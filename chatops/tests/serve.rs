@@ -219,17 +219,32 @@ async fn slack_outcome_is_also_posted_to_the_response_url_once() {
     let (status, _) = server.post("/slack/actions", &headers, body).await;
     assert_eq!(status, StatusCode::CONFLICT);
 
-    // The follow-ups are sent in the background: wait for them.
-    for _ in 0..100 {
-        if slack.requests().len() >= 3 {
-            break;
-        }
+    // The follow-ups are sent in the background. A last, different click is
+    // answered at a URL of its own: once that follow-up has arrived, one for
+    // the replay (sent before it, had there been one) would be there too.
+    let marker_url = format!("{}/actions/T1/999/marker", slack.base);
+    let body = slack_body_answering("U024BE7LH", "deny", "req-marker", Some(&marker_url));
+    let headers = slack_headers(SLACK_SECRET, NOW, &body);
+    let (status, _) = server.post("/slack/actions", &headers, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !slack
+        .requests()
+        .iter()
+        .any(|r| r.path == "/actions/T1/999/marker")
+        || slack.requests().len() < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follow-ups never all arrived: {:?}",
+            slack.requests()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let texts: Vec<String> = slack
         .requests()
         .iter()
+        .filter(|r| r.path == "/actions/T1/123/abc")
         .map(|r| text(&r.json(), "text"))
         .collect();
     assert_eq!(texts.len(), 3, "{texts:?}");
@@ -245,10 +260,7 @@ async fn slack_outcome_is_also_posted_to_the_response_url_once() {
         1,
         "the replay is not answered"
     );
-    assert!(slack
-        .requests()
-        .iter()
-        .all(|r| r.path == "/actions/T1/123/abc"));
+    assert_eq!(slack.requests().len(), 4, "{:?}", slack.requests());
 }
 
 #[tokio::test]
@@ -499,6 +511,68 @@ async fn webhook_signed_request_is_decided_with_its_comment() {
         ("dave", "webhook:dave", "webhook")
     );
     assert_eq!(d.comment.as_deref(), Some("checked the diff"));
+}
+
+#[tokio::test]
+async fn webhook_accepts_a_signature_made_by_another_implementation() {
+    // The known answer of `sign_webhook`'s unit test, computed with
+    // `openssl dgst -sha256 -hmac hook-secret` over "1760000000." + body:
+    // the endpoint checks the documented scheme, not merely our own signer.
+    let server = Server::start().await;
+    let body = r#"{"user":"dave","action":"approve","request":"req-kat"}"#;
+    let known = "sha256=f75e5c5fe17a4356fe7cb9f6ad362b8c69ba37e5a2313211963ff4ad3fe06b6b";
+    let headers = |signature: &str| {
+        vec![
+            ("Content-Type", "application/json".to_string()),
+            ("X-Remedy-Signature", signature.to_string()),
+            ("X-Remedy-Timestamp", NOW.to_string()),
+        ]
+    };
+    let wrong = known.replace("f75e", "f75f");
+    let (status, _) = server.post("/webhook", &headers(&wrong), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, reply) = server.post("/webhook", &headers(known), body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(server.decisions()[0].request_id, "req-kat");
+}
+
+#[tokio::test]
+async fn slack_documented_example_passes_the_signature_check() {
+    // The request of Slack's "Verifying requests from Slack" (a slash command,
+    // so it is refused after the check as not a button click — but not as
+    // badly signed), with its secret, timestamp and signature.
+    let ts = 1_531_420_618;
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    let documented = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    let app = router_with_clock(
+        ServeSecrets {
+            slack_signing_secret: Some(secret.into()),
+            mattermost_token: None,
+            webhook_secret: None,
+        },
+        BTreeMap::new(),
+        Arc::new(Recorder::default()),
+        Clock::fixed(ts),
+    );
+    let base = common::serve(app).await;
+    let post = |signature: &str, body: &str| {
+        reqwest::Client::new()
+            .post(format!("{base}/slack/actions"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Slack-Request-Timestamp", ts.to_string())
+            .header("X-Slack-Signature", signature.to_string())
+            .body(body.to_string())
+            .send()
+    };
+    let tampered = body.replace("roadrunner", "coyote");
+    let response = post(documented, &tampered).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = post(documented, body).await.unwrap();
+    let status = response.status();
+    let reply = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(!reply.contains("signature"), "{reply}");
 }
 
 #[tokio::test]

@@ -48,6 +48,9 @@ pub enum ActionKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgKind {
     Str,
+    /// A shell command: each `${...}` is inserted as one shell-quoted word,
+    /// unless it is `${shell_raw(...)}`.
+    Command,
     Int,
     Bool,
     /// `30s`, `5m`; an integer is seconds.
@@ -69,6 +72,7 @@ impl ArgKind {
     pub fn describe(self) -> &'static str {
         match self {
             ArgKind::Str => "a string",
+            ArgKind::Command => "a shell command (a string)",
             ArgKind::Int => "an integer",
             ArgKind::Bool => "a boolean",
             ArgKind::Duration => "a duration (e.g. 30s, 5m)",
@@ -315,9 +319,9 @@ impl ActionKind {
         use ArgKind::*;
         match self {
             ActionKind::Shell => &[
-                arg!("cmd", Str, true, "the command, run by `sh -c` on the host"),
+                arg!("cmd", Command, true, "the command, run by `sh -c` on the host; each `${...}` goes in as one quoted word (`${shell_raw(...)}` for shell text)"),
                 arg!("creates", Str, false, "skip when this path exists (checked in dry-run too)"),
-                arg!("unless", Str, false, "skip when this read-only command exits 0 (it runs in dry-run too)"),
+                arg!("unless", Command, false, "skip when this read-only command exits 0 (it runs in dry-run too)"),
                 arg!("read_only", Bool, false, "the command only reads: it also runs in dry-run, so its result is known"),
                 arg!("modifies", StrList, false, "paths the command changes; they are backed up first and restored on rollback"),
                 arg!("ok_codes", StrList, false, "exit codes that count as success (default: 0)"),
@@ -334,6 +338,7 @@ impl ActionKind {
                 arg!("remove_flags", StrList, false, "flags to remove from the container's command"),
                 arg!("set_resources", StrMap, false, "resource values: a mapping {limits.memory: 2Gi} or a list of `limits.memory=2Gi`"),
                 arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
+                arg!("check", Bool, false, "only find out whether the edit would change the file (result `would_change`), writing nothing — e.g. to drain a master before an edit the kubelet restarts it for"),
             ],
             ActionKind::FileMove => &[
                 arg!("from", Str, true, "the file to move"),
@@ -350,7 +355,7 @@ impl ActionKind {
                 arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"; default \"0600\")"),
             ],
             ActionKind::WaitUntil => &[
-                arg!("command", Str, true, "a read-only probe command, run until `condition` holds"),
+                arg!("command", Command, true, "a read-only probe command, run until `condition` holds"),
                 arg!("condition", Expr(Context::Result), true, "Rhai over `result` (rc, stdout, stderr)"),
                 arg!("interval", Duration, false, "time between probes (default 2s)"),
                 arg!("timeout", Duration, false, "give up after this long (default 5m)"),
@@ -369,6 +374,8 @@ impl ActionKind {
             ActionKind::CertCheck => &[
                 arg!("pki", Str, false, "the PKI directory (default: host var pki_dir, /etc/kubernetes/pki)"),
                 arg!("kubeconfigs", StrList, false, "kubeconfigs to check (default: admin, super-admin, controller-manager, scheduler and kubelet .conf in kube_dir)"),
+                arg!("served", Str, false, "an endpoint (host:port, reached from the host) that must serve the PKI's apiserver.crt; `stale` when it serves another"),
+                arg!("pods", StrList, false, "static pods whose running container must have started after the certificates and kubeconfigs they load last changed (read with crictl); `stale` when one started before"),
             ],
             ActionKind::CertRenew => &[
                 arg!("method", Str, false, "auto (kubeadm when the host has it, else native), kubeadm, or native"),
@@ -414,6 +421,7 @@ impl ActionKind {
             ActionKind::EtcdAlarm => &[
                 arg!("disarm", Bool, false, "disarm the alarms (default false: only list)"),
                 arg!("threshold", Str, false, "highest db_size/quota of any member at which disarming is allowed (default 0.8)"),
+                arg!("prove_writes", Bool, false, "then write a remedy-owned key (/remedy/maintenance/write-check) and fail if etcd refuses it (default false)"),
             ],
             ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
             ActionKind::KubeGet => &[
@@ -483,12 +491,24 @@ impl ActionKind {
                     "false when a guard (`creates`/`unless`) skipped the command"
                 ),
             ],
-            ActionKind::FileWrite | ActionKind::FileEdit => &[
+            ActionKind::FileWrite => &[
                 res!("path", "the file"),
                 res!("sha256", "sha256 of the new content"),
                 res!(
                     "previous_sha256",
                     "sha256 before the change (empty if the file was new)"
+                ),
+            ],
+            ActionKind::FileEdit => &[
+                res!("path", "the file"),
+                res!("sha256", "sha256 of the new content"),
+                res!(
+                    "previous_sha256",
+                    "sha256 before the change (empty if the file was new)"
+                ),
+                res!(
+                    "would_change",
+                    "with `check: true`: whether the edit would change the file (nothing is written)"
                 ),
             ],
             ActionKind::FileMove => &[res!("from", "source path"), res!("to", "destination path")],
@@ -513,9 +533,13 @@ impl ActionKind {
             ],
             ActionKind::CertCheck => &[
                 res!("certificates", "one entry per certificate: name, path, kind (ca, leaf, kubeconfig), cn, not_after, days_left, ca_key_present, renewable"),
-                res!("min_days_left", "days until the first renewable certificate expires (negative: expired)"),
-                res!("expired", "how many certificates have expired"),
+                res!("min_days_left", "days until the first certificate a renewal renews expires (negative: expired); kubelet.conf's does not count"),
+                res!("expired", "how many certificates have expired (kubelet.conf's does not count)"),
                 res!("external_ca", "true when a CA's private key is absent (an externally managed CA)"),
+                res!("left_to_kubelet", "kubelet.conf, which the kubelet rotates itself and no renewal renews: {name, path, days_left}"),
+                res!("served", "with `served`: matches, differs or `nothing answers`"),
+                res!("stale_pods", "with `pods`: the pods running a container started before their files last changed"),
+                res!("stale", "true when the running control plane does not use the certificates on disk (served differs, or a stale pod): it needs a restart"),
             ],
             ActionKind::CertRenew => &[
                 res!("method", "kubeadm or native"),
@@ -569,6 +593,7 @@ impl ActionKind {
                 res!("alarms", "the alarms found: {member, member_id, kind}"),
                 res!("disarmed", "the alarms disarmed"),
                 res!("usage", "per member: the quota usage values the threshold was checked against"),
+                res!("write_revision", "with prove_writes: the revision the proving write got (0 without)"),
             ],
             ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
             ActionKind::KubeGet => &[

@@ -61,8 +61,22 @@ impl Diagnostic {
     ///    |             ^^^^^^^^^
     ///    = hint: did you mean `cert.renew`?
     /// ```
+    ///
+    /// A quoted line longer than [`MAX_QUOTED_CHARS`] is cut to a window
+    /// around the caret, and a message or hint longer than
+    /// [`MAX_MESSAGE_CHARS`] is cut too, so one diagnostic stays a few lines
+    /// however long the input line or the value it quotes.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n", self.message);
+        self.render_as("error")
+    }
+
+    /// The same, as a warning: something that compiles but deserves a look.
+    pub fn render_warning(&self) -> String {
+        self.render_as("warning")
+    }
+
+    fn render_as(&self, label: &str) -> String {
+        let mut out = format!("{label}: {}\n", clip(&self.message, MAX_MESSAGE_CHARS));
         let gutter = self
             .span
             .map(|s| s.line.to_string().len())
@@ -74,18 +88,81 @@ impl Diagnostic {
         }
         if let (Some(src), Some(span)) = (&self.source, self.span) {
             if let Some(text) = src.line(span.line) {
+                let (shown, col, len) = window(text, span.col, span.len);
                 let _ = writeln!(out, "{pad} |");
-                let _ = writeln!(out, "{:>gutter$} | {}", span.line, text);
-                let available = text.chars().count().saturating_sub(span.col).max(1);
-                let carets = "^".repeat(span.len.clamp(1, available));
-                let _ = writeln!(out, "{pad} | {}{}", " ".repeat(span.col), carets);
+                let _ = writeln!(out, "{:>gutter$} | {}", span.line, shown);
+                let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(len));
             }
         }
         if let Some(hint) = &self.hint {
-            let _ = writeln!(out, "{pad} = hint: {hint}");
+            let _ = writeln!(out, "{pad} = hint: {}", clip(hint, MAX_MESSAGE_CHARS));
         }
         out
     }
+}
+
+impl Diagnostic {
+    /// [`render`](Diagnostic::render) without its `error: ` head, for a
+    /// caller that prints its own (`error: {…}`) or nests the diagnostic
+    /// under something that already says it failed.
+    pub fn render_body(&self) -> String {
+        strip_head(self.render())
+    }
+}
+
+fn strip_head(rendered: String) -> String {
+    match rendered.strip_prefix("error: ") {
+        Some(body) => body.to_string(),
+        None => rendered,
+    }
+}
+
+/// The widest source line quoted in full; a longer one is shown as a window
+/// of this many characters around the caret.
+pub const MAX_QUOTED_CHARS: usize = 160;
+
+/// The longest message or hint rendered in full (they may quote user values).
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// How many diagnostics [`Diagnostics::render`] shows before "and N more".
+pub const MAX_SHOWN: usize = 50;
+
+/// `text` cut to `max` characters, saying how much was left out.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => {
+            let rest = text[end..].chars().count();
+            format!("{}… ({rest} more characters)", &text[..end]).into()
+        }
+    }
+}
+
+/// The part of `line` to quote, and where the caret goes in it: the whole
+/// line when short, else [`MAX_QUOTED_CHARS`] characters around `col` with
+/// `…` where text was cut. Returns (text, caret column, caret length ≥ 1).
+fn window(line: &str, col: usize, len: usize) -> (String, usize, usize) {
+    let total = line.chars().count();
+    if total <= MAX_QUOTED_CHARS {
+        let len = len.clamp(1, total.saturating_sub(col).max(1));
+        return (line.to_string(), col, len);
+    }
+    // Keep some context left of the caret; never run past the end.
+    let start = col
+        .saturating_sub(MAX_QUOTED_CHARS / 3)
+        .min(total - MAX_QUOTED_CHARS);
+    let end = start + MAX_QUOTED_CHARS;
+    let mut shown: String = line.chars().skip(start).take(MAX_QUOTED_CHARS).collect();
+    let lead = usize::from(start > 0);
+    if start > 0 {
+        shown.insert(0, '…');
+    }
+    if end < total {
+        shown.push('…');
+    }
+    let caret = col.saturating_sub(start).min(MAX_QUOTED_CHARS) + lead;
+    let len = len.clamp(1, end.saturating_sub(col.max(start)).max(1));
+    (shown, caret, len)
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -111,22 +188,35 @@ impl Diagnostics {
     pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
         self.0.iter()
     }
-    /// All diagnostics in file order, then a count line.
+    /// The first [`MAX_SHOWN`] diagnostics in file order, how many more
+    /// there are, then a count line.
     pub fn render(&self) -> String {
         let mut sorted: Vec<&Diagnostic> = self.0.iter().collect();
         sorted.sort_by_key(|d| d.span.map(|s| (s.line, s.col)));
         let mut out = String::new();
-        for d in sorted {
+        for d in sorted.iter().take(MAX_SHOWN) {
             out.push_str(&d.render());
             out.push('\n');
         }
         let n = self.0.len();
+        if n > MAX_SHOWN {
+            let _ = writeln!(
+                out,
+                "… and {} more not shown: fix these first (`remedy validate -o json` lists every error)\n",
+                n - MAX_SHOWN
+            );
+        }
         let _ = writeln!(
             out,
             "{n} error{} found; nothing was run.",
             if n == 1 { "" } else { "s" }
         );
         out
+    }
+    /// [`render`](Diagnostics::render) without the first `error: `, for a
+    /// caller that prints its own.
+    pub fn render_body(&self) -> String {
+        strip_head(self.render())
     }
     /// `Ok(value)` when nothing was reported, else all of it.
     pub fn into_result<T>(self, value: T) -> Result<T, Diagnostics> {

@@ -64,7 +64,51 @@ pub fn new_sandbox() -> Engine {
         },
     );
     engine.register_fn("format_duration", crate::param::format_duration);
+    engine.register_fn("shell_raw", |v: rhai::Dynamic| {
+        ShellRaw(if v.is_string() {
+            v.into_string().unwrap_or_default()
+        } else {
+            v.to_string()
+        })
+    });
     engine
+}
+
+/// Text `shell_raw(...)` marks for insertion into a shell command as it is,
+/// not quoted. Only a command argument accepts it; anywhere else it is an
+/// error (it cannot become a plain value by accident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellRaw(pub String);
+
+/// True when `text` calls `shell_raw(` outside a string literal — what the
+/// compiler allows only in commands and warns about with a param.
+pub fn calls_shell_raw(text: &str) -> bool {
+    const NAME: &str = "shell_raw";
+    let bytes = text.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote {
+            Some(_) if c == b'\\' => i += 1,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, b'"' | b'\'' | b'`') => quote = Some(c),
+            None if bytes[i..].starts_with(NAME.as_bytes()) => {
+                let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+                let before_ok = i == 0 || !ident(bytes[i - 1]);
+                let rest = text.get(i + NAME.len()..).unwrap_or("").trim_start();
+                if before_ok && rest.starts_with('(') {
+                    return true;
+                }
+                i += NAME.len();
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The process-wide sandbox engine (building one registers every package).

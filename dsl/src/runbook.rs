@@ -27,6 +27,9 @@ pub struct Runbook {
     /// such as `etcd.defrag` reach every member from there); all targets are
     /// still locked and approved.
     pub run_once: bool,
+    /// Things that compile but deserve a second look (`remedy validate`
+    /// prints them): a param inserted into a command as raw shell text.
+    pub warnings: Vec<crate::Diagnostic>,
 }
 
 impl Runbook {
@@ -151,6 +154,9 @@ pub enum ArgValue {
     Int(i64),
     Float(f64),
     Text(Template),
+    /// A shell command: each `${...}` is inserted as one shell-quoted word
+    /// (a list as several), except `${shell_raw(...)}`, inserted as it is.
+    Command(Template),
     List(Vec<ArgValue>),
     Map(Vec<(String, ArgValue)>),
     Expr(Expr),
@@ -160,7 +166,7 @@ impl ArgValue {
     /// Every expression inside, interpolations included.
     pub fn exprs(&self) -> Vec<&Expr> {
         match self {
-            ArgValue::Text(t) => t.exprs().collect(),
+            ArgValue::Text(t) | ArgValue::Command(t) => t.exprs().collect(),
             ArgValue::List(items) => items.iter().flat_map(ArgValue::exprs).collect(),
             ArgValue::Map(entries) => entries.iter().flat_map(|(_, v)| v.exprs()).collect(),
             ArgValue::Expr(e) => vec![e],

@@ -4,9 +4,14 @@
 //! serde deserializer stops at the first error while remedy reports every
 //! problem in a file at once, each with its position — and valid values need
 //! their spans too (for errors found later, in Rhai or at bind time).
+//!
+//! Every YAML remedy reads goes through [`parse`] — runbooks, inventories,
+//! params files, the site config, and manifests and kubeconfigs read from
+//! hosts — so the limits that keep a hostile file from taking all memory or
+//! stack live here: input size, nesting depth, and values copied by aliases.
 
 use crate::diagnostic::Diagnostic;
-use crate::source::{Source, Span};
+use crate::source::{Source, Span, MAX_SOURCE_BYTES};
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +56,11 @@ impl Node {
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
         }
+    }
+
+    /// A mapping or a list (as opposed to a scalar).
+    pub fn is_collection(&self) -> bool {
+        matches!(self.kind, NodeKind::Seq(_) | NodeKind::Map(_))
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -150,20 +160,42 @@ impl Node {
     }
 }
 
+/// How deep mappings and lists may nest. Runbooks nest about six levels;
+/// the limit keeps recursive walks of the tree (checking, converting,
+/// dropping) far from the end of the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// How many values aliases (`*name`) may copy into one document, in total.
+/// The tree holds a copy per alias, so without a bound a few hundred bytes of
+/// nested aliases expand to billions of values (the "billion laughs" bomb).
+/// Honest uses — a shared `vars` block in an inventory — copy a few hundred.
+pub const MAX_ALIAS_VALUES: usize = 100_000;
+
 /// Parse one YAML document. A syntax error is a single diagnostic (the parser
 /// cannot continue past it); duplicate keys are reported all together.
+/// Inputs over [`MAX_SOURCE_BYTES`], nesting deeper than [`MAX_DEPTH`] and
+/// aliases copying more than [`MAX_ALIAS_VALUES`] values are refused, at the
+/// place where the limit is crossed.
 pub fn parse(source: &Arc<Source>) -> Result<Node, Vec<Diagnostic>> {
+    if source.text.len() > MAX_SOURCE_BYTES {
+        return Err(vec![too_large(source)]);
+    }
     let mut builder = Builder {
         source: source.clone(),
         stack: Vec::new(),
         anchors: HashMap::new(),
+        alias_values: 0,
         root: None,
         errors: Vec::new(),
         documents: 0,
     };
     for item in Parser::new_from_str(&source.text) {
         match item {
-            Ok((event, span)) => builder.event(event, span),
+            Ok((event, span)) => {
+                if let Err(fatal) = builder.event(event, span) {
+                    return Err(vec![fatal]);
+                }
+            }
             Err(e) => {
                 let m = e.marker();
                 let span = Span::new(m.line(), m.col(), 1);
@@ -187,15 +219,45 @@ pub fn parse(source: &Arc<Source>) -> Result<Node, Vec<Diagnostic>> {
     }
 }
 
-enum Open {
-    Seq(Span, Vec<Node>, usize),
-    Map(Span, Vec<(Node, Node)>, Option<Node>, usize),
+fn too_large(source: &Arc<Source>) -> Diagnostic {
+    Diagnostic::new(format!(
+        "{} is {} bytes; remedy reads runbooks, inventories and params files of at most {} MiB",
+        source.name,
+        source.text.len(),
+        MAX_SOURCE_BYTES >> 20
+    ))
+    .with_hint("is this the file you meant? split a very large inventory into several")
+}
+
+/// A mapping or list whose end has not been read yet.
+struct Open {
+    span: Span,
+    anchor: usize,
+    /// Values in this collection so far, itself included (what an alias of
+    /// it would copy).
+    values: usize,
+    kind: OpenKind,
+}
+
+enum OpenKind {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Node, Node)>,
+        /// A key read, waiting for its value.
+        pending: Option<Node>,
+        /// Scalar keys seen, by type and text, with their entry: finds a
+        /// duplicate without comparing every key with every other one.
+        seen: HashMap<(&'static str, String), usize>,
+    },
 }
 
 struct Builder {
     source: Arc<Source>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored value and how many values an alias of it copies.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Values copied by aliases so far (bounded by MAX_ALIAS_VALUES).
+    alias_values: usize,
     root: Option<Node>,
     errors: Vec<Diagnostic>,
     documents: usize,
@@ -212,7 +274,8 @@ fn to_span(s: saphyr_parser::Span) -> Span {
 }
 
 impl Builder {
-    fn event(&mut self, event: Event<'_>, span: saphyr_parser::Span) {
+    /// Take one parser event. `Err` is a limit crossed: parsing stops there.
+    fn event(&mut self, event: Event<'_>, span: saphyr_parser::Span) -> Result<(), Diagnostic> {
         match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -239,74 +302,129 @@ impl Builder {
                         (NodeKind::Str(value.to_string()), Style::Block)
                     }
                 };
-                self.complete(Node { kind, span, style }, anchor);
+                self.complete(Node { kind, span, style }, 1, anchor);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack
-                    .push(Open::Seq(to_span(span), Vec::new(), anchor))
+                self.open(span, anchor, OpenKind::Seq(Vec::new()))?
             }
-            Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push(Open::Map(to_span(span), Vec::new(), None, anchor))
-            }
-            Event::SequenceEnd => {
-                if let Some(Open::Seq(span, items, anchor)) = self.stack.pop() {
-                    self.complete(
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            span,
-                            style: Style::Plain,
-                        },
-                        anchor,
-                    );
-                }
-            }
-            Event::MappingEnd => {
-                if let Some(Open::Map(span, entries, _, anchor)) = self.stack.pop() {
-                    self.complete(
-                        Node {
-                            kind: NodeKind::Map(entries),
-                            span,
-                            style: Style::Plain,
-                        },
-                        anchor,
-                    );
+            Event::MappingStart(anchor, _) => self.open(
+                span,
+                anchor,
+                OpenKind::Map {
+                    entries: Vec::new(),
+                    pending: None,
+                    seen: HashMap::new(),
+                },
+            )?,
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(open) = self.stack.pop() {
+                    let kind = match open.kind {
+                        OpenKind::Seq(items) => NodeKind::Seq(items),
+                        OpenKind::Map { entries, .. } => NodeKind::Map(entries),
+                    };
+                    let node = Node {
+                        kind,
+                        span: open.span,
+                        style: Style::Plain,
+                    };
+                    self.complete(node, open.values, open.anchor);
                 }
             }
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(n) => {
+                let span = to_span(span);
+                let (node, values) = match self.anchors.get(&id) {
+                    Some((n, values)) => {
+                        let total = self.alias_values.saturating_add(*values);
+                        if total > MAX_ALIAS_VALUES {
+                            return Err(Diagnostic::at(
+                                &self.source,
+                                span,
+                                format!(
+                                    "aliases would copy more than {MAX_ALIAS_VALUES} values into this document (this one alone copies {values}); refused so that a few lines cannot take all memory"
+                                ),
+                            )
+                            .with_hint("write the values out instead of nesting aliases of aliases; an alias (`*name`) copies everything under its anchor (`&name`)"));
+                        }
+                        self.alias_values = total;
                         let mut n = n.clone();
-                        n.span = to_span(span);
-                        n
+                        n.span = span;
+                        (n, *values)
                     }
-                    None => Node {
-                        kind: NodeKind::Null,
-                        span: to_span(span),
-                        style: Style::Plain,
-                    },
+                    None => (
+                        Node {
+                            kind: NodeKind::Null,
+                            span,
+                            style: Style::Plain,
+                        },
+                        1,
+                    ),
                 };
-                self.complete(node, 0);
+                self.complete(node, values, 0);
             }
             _ => {}
         }
+        Ok(())
     }
 
-    fn complete(&mut self, node: Node, anchor: usize) {
-        if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+    fn open(
+        &mut self,
+        span: saphyr_parser::Span,
+        anchor: usize,
+        kind: OpenKind,
+    ) -> Result<(), Diagnostic> {
+        let span = to_span(span);
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Diagnostic::at(
+                &self.source,
+                span,
+                format!("mappings and lists nest deeper than {MAX_DEPTH} levels here"),
+            )
+            .with_hint("no runbook, inventory or params file needs this depth: is the file what you meant?"));
         }
-        match self.stack.last_mut() {
-            None => {
-                if self.root.is_none() {
-                    self.root = Some(node);
-                }
+        self.stack.push(Open {
+            span,
+            anchor,
+            values: 1,
+            kind,
+        });
+        Ok(())
+    }
+
+    /// A finished value of `values` values (itself and everything under it):
+    /// record its anchor and put it into the collection being read.
+    fn complete(&mut self, node: Node, values: usize, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), values));
+        }
+        let Some(open) = self.stack.last_mut() else {
+            if self.root.is_none() {
+                self.root = Some(node);
             }
-            Some(Open::Seq(_, items, _)) => items.push(node),
-            Some(Open::Map(_, entries, pending, _)) => match pending.take() {
+            return;
+        };
+        open.values = open.values.saturating_add(values);
+        match &mut open.kind {
+            OpenKind::Seq(items) => items.push(node),
+            OpenKind::Map {
+                entries,
+                pending,
+                seen,
+            } => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == key.kind) {
+                    let id = match key.scalar_text().filter(|_| !key.is_collection()) {
+                        Some(text) => (key.type_name(), text),
+                        // Spans differ between two equal collections: their
+                        // values in one canonical text identify them (once
+                        // per key; comparing with every earlier key was
+                        // quadratic, found by fuzzing).
+                        None => ("collection", canonical(&key.to_json())),
+                    };
+                    let first = seen.get(&id).copied().or_else(|| {
+                        seen.insert(id, entries.len());
+                        None
+                    });
+                    if let Some(first) = first {
                         let what = key.scalar_text().unwrap_or_else(|| "?".into());
                         self.errors.push(
                             Diagnostic::at(
@@ -316,7 +434,7 @@ impl Builder {
                             )
                             .with_hint(format!(
                                 "`{what}` is already set at line {}",
-                                first.span.line
+                                entries[first].0.span.line
                             )),
                         );
                     }
@@ -324,6 +442,29 @@ impl Builder {
                 }
             },
         }
+    }
+}
+
+/// JSON text with every object's keys sorted: equal values (mappings equal
+/// whatever their key order) give equal text.
+fn canonical(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, String)> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort();
+            let body: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            let body: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", body.join(","))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -384,6 +525,118 @@ mod tests {
         let errs = parse(&src).unwrap_err();
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].span.unwrap().line, 2);
+    }
+
+    /// Issue 14, item 1: nine levels of nine aliases each would be 9^10
+    /// values; refused at the first alias past the budget, quickly.
+    #[test]
+    fn issue_14_alias_bomb_is_refused_at_the_alias() {
+        let mut text = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+        for (prev, name) in "abcdefgh".chars().zip("bcdefghi".chars()) {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let errs = parse(&Source::new("t.yaml", text)).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let span = errs[0].span.unwrap();
+        // b..e copy 9·10, 9·91, 9·820, 9·7381 values; f's alias crosses 100000.
+        assert_eq!(span.line, 6, "{}", errs[0].render());
+        assert!(
+            errs[0].message.contains("more than 100000 values"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn aliases_within_the_budget_are_copies() {
+        let src = Source::new("t.yaml", "v: &v {a: 1, b: [2, 3]}\nw: *v\n");
+        let root = parse(&src).unwrap();
+        assert_eq!(
+            root.get("w").unwrap().to_json(),
+            root.get("v").unwrap().to_json()
+        );
+        assert_eq!(root.get("w").unwrap().span.line, 2);
+    }
+
+    #[test]
+    fn nesting_past_the_depth_limit_is_refused_where_it_happens() {
+        let nested = |levels: usize| -> String {
+            (0..levels)
+                .map(|i| format!("{}k:\n", "  ".repeat(i)))
+                .collect()
+        };
+        assert!(parse(&Source::new("t.yaml", nested(MAX_DEPTH))).is_ok());
+        let errs = parse(&Source::new("t.yaml", nested(1_000))).unwrap_err();
+        // Line N opens the Nth mapping; the 129th is one too many.
+        assert_eq!(
+            errs[0].span.unwrap().line,
+            MAX_DEPTH + 1,
+            "{}",
+            errs[0].render()
+        );
+        assert!(errs[0].message.contains("deeper than 128 levels"));
+        // Sequences nested on one line need no indentation: 100,000 levels
+        // in 200 KB overflowed the stack of walks over the tree (to_json, drop).
+        let dashes = format!("{}x\n", "- ".repeat(100_000));
+        let errs = parse(&Source::new("t.yaml", dashes)).unwrap_err();
+        assert_eq!(errs[0].span.unwrap(), Span::new(1, 2 * MAX_DEPTH, 1));
+        // Flow collections: the parser has its own limit (255), checked first.
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&Source::new("t.yaml", flow)).is_err());
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let big = "a: b\n".repeat(MAX_SOURCE_BYTES / 5 + 1);
+        let errs = parse(&Source::new("big.yaml", big)).unwrap_err();
+        assert!(
+            errs[0].message.starts_with("big.yaml is 4194305 bytes"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_of_every_scalar_type_and_collections() {
+        let src = Source::new(
+            "t.yaml",
+            "1: a\n'1': b\n1: c\n[x]: d\n[x]: e\n~: f\nnull: g\n",
+        );
+        let lines: Vec<usize> = parse(&src)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.span.unwrap().line)
+            .collect();
+        assert_eq!(lines, vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn equal_mappings_as_keys_are_duplicates_whatever_their_order() {
+        let src = Source::new(
+            "t.yaml",
+            "{a: 1, b: [2]}: x\n{b: [2], a: 1}: y\n{a: 2}: z\n",
+        );
+        let errors = parse(&src).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].span.unwrap().line, 2);
+    }
+
+    /// Found by fuzzing (a 32 KB runbook took 16 s): each collection key was
+    /// compared with every earlier one, converting both to JSON each time.
+    #[test]
+    fn many_collection_keys_in_one_mapping_take_linear_time() {
+        let text: String = (0..20_000).map(|i| format!("[k{i}]: v\n")).collect();
+        let src = Source::new("t.yaml", text);
+        let started = std::time::Instant::now();
+        let root = parse(&src).unwrap();
+        assert_eq!(root.as_map().unwrap().len(), 20_000);
+        // Quadratic, this is 2e8 conversions: minutes, not a fraction of one.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -886,3 +886,120 @@ steps:
 "#,
     );
 }
+
+/// Issue 14, item 2: one long line with many errors used to be quoted whole
+/// once per error (345 MB of stderr for a 77 KB file). A long line is shown
+/// as a window around the caret.
+#[test]
+fn issue_14_a_long_line_is_quoted_as_a_window_around_the_caret() {
+    let steps: Vec<String> = (0..40)
+        .map(|i| format!("{{id: s{i}, action: shell, with: {{cmd: \"true\"}}}}"))
+        .collect();
+    let yaml = format!(
+        "runbook: x\nsummary: s\ntargets: masters\nsteps: [{}, {{id: z, action: nope}}]\n",
+        steps.join(", ")
+    );
+    assert_renders(
+        &yaml,
+        r#"error: unknown action `nope`
+ --> rb.yaml:4:1895
+  |
+4 | …: s37, action: shell, with: {cmd: "true"}}, {id: s38, action: shell, with: {cmd: "true"}}, {id: s39, action: shell, with: {cmd: "true"}}, {id: z, action: nope}]
+  |                                                                                                                                                            ^^^^
+  = hint: run `remedy list --actions` to see every action
+
+1 error found; nothing was run.
+"#,
+    );
+}
+
+/// Issue 14, item 2: 7,700 errors used to be printed in full; after 50, a
+/// count of the rest.
+#[test]
+fn issue_14_only_the_first_50_errors_are_shown() {
+    let mut yaml = String::from(
+        "runbook: x\nsummary: s\ntargets: masters\nsteps: [{id: a, action: shell, with: {cmd: \"true\"}}]\n",
+    );
+    for i in 0..60 {
+        yaml.push_str(&format!("bogus{i}: 1\n"));
+    }
+    let out = check(&yaml);
+    assert_eq!(out.matches("error: unknown key").count(), 50, "{out}");
+    assert!(out.contains("bogus49") && !out.contains("bogus50"), "{out}");
+    assert!(
+        out.ends_with(
+            "… and 10 more not shown: fix these first (`remedy validate -o json` lists every error)\n\n60 errors found; nothing was run.\n"
+        ),
+        "{out}"
+    );
+}
+
+/// Issue 14, item 2: a message quoting a huge value is cut, saying how much.
+#[test]
+fn issue_14_a_message_quoting_a_huge_value_is_cut() {
+    let action = "n".repeat(5000);
+    let out = check(&format!(
+        "runbook: x\nsummary: s\ntargets: masters\nsteps: [{{id: a, action: {action}}}]\n"
+    ));
+    let first = out.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "error: unknown action `{}… (4017 more characters)",
+            "n".repeat(984)
+        )
+    );
+}
+
+/// Issue 14 (4): raw shell text is explicit, only in commands, and a param
+/// inserted that way is pointed out.
+#[test]
+fn issue_14_shell_raw_with_a_param_warns_and_is_refused_outside_commands() {
+    let rb = compile(Source::new(
+        "rb.yaml",
+        r#"runbook: x
+summary: s
+targets: masters
+params:
+  x: { type: string }
+steps:
+  - id: a
+    action: shell
+    with: { cmd: "ls ${params.x} | ${shell_raw(params.x)}", unless: "${shell_raw(`test -e /etc`)}" }
+"#,
+    ))
+    .unwrap();
+    let warnings: String = rb.warnings.iter().map(|w| w.render_warning()).collect();
+    assert_eq!(
+        warnings,
+        r#"warning: `cmd` inserts params.x as raw shell text: whoever gives that param can run any command on the host
+ --> rb.yaml:9:38
+  |
+9 |     with: { cmd: "ls ${params.x} | ${shell_raw(params.x)}", unless: "${shell_raw(`test -e /etc`)}" }
+  |                                      ^^^^^^^^^^^^^^^^^^^
+  = hint: drop `shell_raw` to insert the value as one quoted word, or check the value with an `enum` or a `when`
+"#
+    );
+    assert_renders(
+        r#"runbook: x
+summary: s
+targets: masters
+steps:
+  - id: a
+    action: file.write
+    with: { path: "/tmp/${shell_raw('x')}", content: "" }
+"#,
+        r#"error: in `${...}`: `shell_raw(...)` is only for shell commands
+ --> rb.yaml:7:27
+  |
+7 |     with: { path: "/tmp/${shell_raw('x')}", content: "" }
+  |                           ^^^^^^^^^^^^^^
+  = hint: it inserts shell text into `cmd`, `unless` or `command`; elsewhere a value is used as it is
+
+1 error found; nothing was run.
+"#,
+    );
+    assert!(!remedy_dsl::expr::calls_shell_raw("\"shell_raw(\" + x"));
+    assert!(!remedy_dsl::expr::calls_shell_raw("my_shell_raw(x)"));
+    assert!(remedy_dsl::expr::calls_shell_raw("a + shell_raw (x)"));
+}

@@ -129,8 +129,6 @@ pub async fn take(
     })
 }
 
-/// Put `record.path` back exactly as it was: same bytes, mode and owner, or
-/// absent. The copy is checked against its sha256 first.
 /// Whether the path is no longer what the backup recorded (content or
 /// existence). `resume` asks this of a step cut off after its intent: a
 /// re-plan that finds nothing to do cannot tell "already applied" from
@@ -146,6 +144,20 @@ pub async fn differs(t: &dyn Transport, record: &BackupRecord) -> TResult<bool> 
     }
 }
 
+/// Whether the path is no longer exactly what the backup recorded: content,
+/// existence, or (for a file that existed) its mode or owner. Rollback
+/// leaves a path that is already back alone.
+pub async fn differs_with_attrs(t: &dyn Transport, record: &BackupRecord) -> TResult<bool> {
+    let Some(stat) = t.stat(&record.path).await? else {
+        return Ok(record.existed);
+    };
+    let attrs = record.mode.is_some_and(|m| m != stat.mode)
+        || record.owner.is_some_and(|o| o != (stat.uid, stat.gid));
+    Ok(attrs || differs(t, record).await?)
+}
+
+/// Put `record.path` back exactly as it was: same bytes, mode and owner, or
+/// absent. The copy is checked against its sha256 first.
 pub async fn restore(t: &dyn Transport, record: &BackupRecord) -> Result<(), BackupError> {
     if !record.existed {
         t.remove(&record.path).await?;

@@ -32,6 +32,8 @@ pub struct BoundRun {
     pub lbs: Vec<Host>,
     /// The hosts of the etcd members (group `etcd`), reached by `etcd.*`.
     pub etcd: Vec<Host>,
+    /// Values Rhai computed from secrets so far (shared with every redactor).
+    pub derived: crate::redact::Derived,
 }
 
 /// The inventory group whose hosts are the load balancers.
@@ -107,6 +109,7 @@ pub fn bind(
         secrets,
         lbs,
         etcd,
+        derived: Default::default(),
     })
 }
 

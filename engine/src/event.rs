@@ -91,6 +91,13 @@ pub enum EventKind {
     RunResumed {
         finished_hosts: Vec<String>,
     },
+    /// Before the plan or run: a static-pod manifest found in a host's
+    /// staging directory (an earlier run or a person left it there), where
+    /// the kubelet does not run it.
+    StrandedFound {
+        error: String,
+        hint: String,
+    },
     /// An end-of-run check failed: e.g. a static-pod manifest left outside
     /// the manifests directory.
     InvariantFailed {

@@ -182,3 +182,18 @@ pub async fn differs(kube: &Kube, record: &BackupRecord) -> Result<bool, ObjectB
         _ => true,
     })
 }
+
+/// What to do by hand when restoring `record` failed.
+pub fn by_hand(record: &BackupRecord) -> String {
+    match (&record.location, &record.sha256) {
+        (Some(loc), sha) => format!(
+            "restore {} by hand: remove metadata.resourceVersion, uid, creationTimestamp and managedFields from {loc} (sha256 {}…), then `kubectl replace -f` it (or `kubectl create -f` if it is gone)",
+            record.path,
+            sha.as_deref().map(|s| &s[..s.len().min(12)]).unwrap_or("?")
+        ),
+        (None, _) => format!(
+            "delete {} by hand: it did not exist before the run",
+            record.path
+        ),
+    }
+}

@@ -40,6 +40,10 @@ pub enum Change {
         server: String,
         from: String,
         to: String,
+        /// A drain that takes the server out of this LB's rotation: what
+        /// the whole rollout is checked against.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        guard: Option<DrainGuard>,
     },
     /// A Kubernetes object changes through the API server (`op`: apply,
     /// create, patch, delete, scale). `diff` is the live object against the
@@ -54,6 +58,17 @@ pub enum Change {
     },
     /// Anything else worth telling (e.g. a wait).
     Note { text: String },
+}
+
+/// What a drain of one server on one LB must leave: `min_up` other servers
+/// taking traffic, out of those taking it now (`up`, the drained one
+/// included). A plan of one host is checked against the state now; the
+/// executor checks a dry-run's drains over the whole rollout, where earlier
+/// batches may have drained others.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrainGuard {
+    pub min_up: usize,
+    pub up: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -161,8 +161,20 @@ pub struct RunReport {
     pub runbook: String,
     pub dry_run: bool,
     pub status: RunStatus,
+    /// Found before the plan or run began, on the run's hosts: static-pod
+    /// manifests stranded in staging (the kubelet is not running them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<Finding>,
     pub hosts: Vec<HostReport>,
     pub summary: String,
+}
+
+/// Something wrong on a host that the run did not cause, and how to fix it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub host: String,
+    pub error: String,
+    pub hint: String,
 }
 
 /// "3 hosts: 2 to change, 1 unchanged".

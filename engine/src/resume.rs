@@ -16,7 +16,9 @@ pub struct ResumeState {
 
 #[derive(Debug, Clone, Default)]
 pub struct HostResume {
-    /// `host_finished` was recorded: nothing more to do on this host.
+    /// `host_finished` was recorded with an end status: nothing more to do
+    /// on this host. A host recorded as `interrupted` (Ctrl-C stopped it
+    /// between two steps) is not finished: its remaining steps still run.
     pub finished: Option<HostStatus>,
     /// Steps that ended (`step_done`), by id.
     pub done: BTreeMap<String, DoneStep>,
@@ -24,7 +26,8 @@ pub struct HostResume {
     /// not end (cut off before or after its intent) reuses them: they hold
     /// the bytes from before the run, which a second backup would not.
     pub backups: BTreeMap<String, Vec<BackupRecord>>,
-    /// `rollback_started` without `host_finished`: the rollback was cut off.
+    /// `rollback_started` without `host_finished` (the rollback was cut
+    /// off), or the host finished `ROLLBACK FAILED`: resuming retries it.
     pub rolling_back: bool,
 }
 
@@ -70,11 +73,17 @@ impl ResumeState {
                 }
                 "rollback_started" => h.rolling_back = true,
                 "host_finished" => {
-                    h.rolling_back = false;
-                    h.finished = e.payload["status"]
+                    let status = e.payload["status"]
                         .as_str()
                         .and_then(HostStatus::from_name)
-                        .or(Some(HostStatus::Failed));
+                        .unwrap_or(HostStatus::Failed);
+                    // A rollback that failed (the host stopped answering)
+                    // is not finished: resuming retries it. Nor is a host
+                    // Ctrl-C stopped between two steps: resuming continues
+                    // it from its first unfinished step.
+                    let retry = status == HostStatus::RollbackFailed;
+                    h.rolling_back = retry;
+                    h.finished = (!retry && status != HostStatus::Interrupted).then_some(status);
                 }
                 _ => {}
             }
@@ -109,6 +118,30 @@ mod tests {
         }
     }
 
+    /// Issue 13, defect 1: Ctrl-C after `renew` on master-1 recorded it as
+    /// `interrupted`; resume must continue it from its first unfinished
+    /// step, not count it as finished.
+    #[test]
+    fn issue_13_a_host_stopped_by_ctrl_c_is_not_finished() {
+        let done = json!({"status": "changed", "result": {"changed": true}});
+        let interrupted = json!({"status": "interrupted"});
+        let failed = json!({"status": "failed"});
+        let events = vec![
+            ev("m1", "renew", "step_done", &done),
+            ev("m1", "", "host_finished", &interrupted),
+            ev("m2", "renew", "step_done", &done),
+            ev("m2", "", "host_finished", &failed),
+        ];
+        let s = ResumeState::from_events(events);
+        assert_eq!(s.hosts["m1"].finished, None);
+        assert_eq!(s.hosts["m1"].done["renew"].status, StepStatus::Changed);
+        assert_eq!(s.hosts["m2"].finished, Some(HostStatus::Failed));
+        assert_eq!(
+            s.describe(),
+            "1 host(s) finished, 1 step(s) done on the others"
+        );
+    }
+
     #[test]
     fn a_step_without_outcome_is_not_done_and_keeps_its_backups() {
         let none = json!({});
@@ -135,5 +168,19 @@ mod tests {
             s.describe(),
             "1 host(s) finished, 1 step(s) done on the others"
         );
+    }
+
+    #[test]
+    fn a_failed_rollback_is_not_finished_and_is_retried() {
+        let none = json!({});
+        let failed = json!({"status": "ROLLBACK FAILED"});
+        let events = vec![
+            ev("m2", "", "rollback_started", &none),
+            ev("m2", "restart", "rollback_failed", &none),
+            ev("m2", "", "host_finished", &failed),
+        ];
+        let s = ResumeState::from_events(events);
+        assert_eq!(s.hosts["m2"].finished, None);
+        assert!(s.hosts["m2"].rolling_back);
     }
 }

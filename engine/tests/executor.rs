@@ -93,6 +93,11 @@ impl Lab {
         }
         let mut out = BTreeMap::new();
         walk(self.dir.path(), &mut out);
+        // An "unchanged" comparison of two empty trees would prove nothing.
+        assert!(
+            out.keys().any(|p| p.ends_with("kube-apiserver.yaml")),
+            "the tree was not read: {out:?}"
+        );
         out
     }
 
@@ -160,7 +165,7 @@ steps:
     with: { path: "${host.vars.root}/note.txt", content: "edited\n", mode: "0640" }
   - id: check
     action: shell
-    with: { cmd: "${params.check}" }
+    with: { cmd: "${shell_raw(params.check)}" }
 "#;
 
 fn step<'a>(r: &'a RunReport, host: usize, id: &str) -> &'a remedy_engine::report::StepReport {
@@ -414,13 +419,22 @@ steps:
     );
 }
 
+/// Whether process `pid` still runs the command `comm` (gone, or a zombie, is not).
+fn running(pid: u32, comm: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // "PID (COMM) STATE …"
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        stat.contains(&format!("({comm})")) && state != Some(Some('Z'))
+    })
+}
+
 #[tokio::test]
 async fn a_step_over_its_timeout_fails_and_is_stopped() {
     let lab = Lab::new(&["m1"]);
-    let rb = "runbook: slow\nsummary: s\ntargets: masters\nsteps:\n  - id: slow\n    action: shell\n    timeout: 1s\n    with: { cmd: \"sleep 30\" }\n";
-    let started = std::time::Instant::now();
+    // The shell and a command it started both say who they are, then wait far
+    // longer than any test: only being stopped ends them.
+    let rb = "runbook: slow\nsummary: s\ntargets: masters\nsteps:\n  - id: slow\n    action: shell\n    timeout: 1s\n    with: { cmd: \"sleep 3600 & echo $! > ${host.vars.root}/child; echo $$ > ${host.vars.root}/shell; wait\" }\n";
     let r = lab.run(rb, &[], false).await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     let s = step(&r, 0, "slow");
     assert_eq!(s.status, StepStatus::Failed);
     let err = s.error.as_ref().unwrap();
@@ -428,6 +442,21 @@ async fn a_step_over_its_timeout_fails_and_is_stopped() {
         err.contains("did not finish within") && err.contains("1s"),
         "{err}"
     );
+    let pid = |f: &str| -> u32 {
+        let text = std::fs::read_to_string(lab.root("m1").join(f)).unwrap();
+        text.trim().parse().unwrap()
+    };
+    let (shell, child) = (pid("shell"), pid("child"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while running(shell, "sh") || running(child, "sleep") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command still runs after its step timed out: shell {shell} {}, sleep {child} {}",
+            running(shell, "sh"),
+            running(child, "sleep")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

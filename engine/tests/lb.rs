@@ -348,6 +348,7 @@ steps:
                 server,
                 from,
                 to,
+                ..
             } => format!("{lb}: {backend}/{server} {from} → {to}"),
             other => panic!("{other:?}"),
         })
@@ -594,4 +595,83 @@ async fn a_rollback_cut_off_by_a_crash_puts_the_lbs_back_when_resumed() {
         &e.kind,
         EventKind::StepRolledBack { restored } if restored.len() == 2
     )));
+}
+
+/// Issue 13 (4): a plan checks the rollout as a whole. Draining every master
+/// one at a time is fine for the first two, but by the third the earlier
+/// batches have left the other two drained: its plan is refused, so the run
+/// never starts. A rollout that puts each master back before the next
+/// (drain, then ready) plans fine, and two masters drained in the same batch
+/// count against each other.
+#[tokio::test]
+async fn issue_13_a_rollout_that_would_drain_the_last_server_is_refused_at_plan_time() {
+    let f = Fleet::start(7, 2).await;
+    let sink = MemorySink::default();
+    let r = f.run(DRAIN, "masters", &[], true, &sink).await;
+    let statuses: Vec<HostStatus> = r.hosts.iter().map(|h| h.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            HostStatus::WouldChange,
+            HostStatus::WouldChange,
+            HostStatus::Failed
+        ],
+        "{r:#?}"
+    );
+    assert_eq!(r.status, RunStatus::Failed);
+    let m3 = &r.hosts[2];
+    let error = m3.steps[0].error.as_deref().unwrap_or_default();
+    assert_eq!(
+        error,
+        "refusing to drain m3 in backend k8s on lb-1: 0 other server(s) would take traffic, fewer than min_up 1; up: none; not up: m1 (drained by m1, earlier in this run), m2 (drained by m2, earlier in this run) — by the time the rollout reaches m3"
+    );
+    assert!(
+        m3.hint.as_deref().unwrap_or_default().contains("--limit"),
+        "{m3:#?}"
+    );
+    assert!(r.summary.contains("1 failed"), "{}", r.summary);
+    for lb in 0..2 {
+        for m in ["m1", "m2", "m3"] {
+            assert_eq!(
+                f.server(lb, m).await.admin,
+                AdminState::Ready,
+                "a plan changes nothing"
+            );
+        }
+    }
+
+    let restart = r#"
+runbook: restart
+summary: drain, then ready again
+targets: masters
+steps:
+  - id: drain
+    action: haproxy.drain
+  - id: ready
+    action: haproxy.ready
+    with: { timeout: 10s }
+"#;
+    let r = f.run(restart, "masters", &[], true, &sink).await;
+    assert_eq!(r.status, RunStatus::Ok, "{r:#?}");
+
+    let two_at_once = DRAIN.replace(
+        "targets: masters",
+        "targets: masters\nstrategy: { serial: 2 }",
+    );
+    let r = f
+        .run(&two_at_once, "m1,m2", &[("min_up", "2")], true, &sink)
+        .await;
+    let failed: Vec<&str> = (r.hosts.iter())
+        .filter(|h| h.status == HostStatus::Failed)
+        .map(|h| h.host.as_str())
+        .collect();
+    assert_eq!(failed, ["m1", "m2"], "{r:#?}");
+    assert!(
+        r.hosts[0].steps[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("m2 (drained by m2, in the same batch)"),
+        "{r:#?}"
+    );
 }

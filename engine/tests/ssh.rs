@@ -6,7 +6,7 @@ use remedy_dsl::Source;
 use remedy_engine::Inventory;
 use remedy_testkit::haproxy::{nothing_listens, TestHaproxy, Upstream};
 use remedy_testkit::sshd::TestSshd;
-use remedy_transport::ssh::config::SshConfig;
+use remedy_transport::ssh::config::{ConfigFile, Resolver};
 use remedy_transport::ssh::SshConnector;
 use remedy_transport::{Connector, TransportError, WriteAttrs};
 use std::net::Ipv4Addr;
@@ -14,6 +14,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(20);
+
+/// Until `path` exists (a command on the far side made it), for up to a minute.
+async fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// An inventory for `servers` (named h1, h2, …) with `known_hosts` content.
 fn inventory(
@@ -45,7 +58,29 @@ fn inventory(
 }
 
 fn connector(inv: &Inventory, accept_new: bool) -> SshConnector {
-    SshConnector::new(inv, accept_new).with_ssh_config(SshConfig::default())
+    SshConnector::new(inv, accept_new).with_resolver(Resolver::new(ConfigFile::None))
+}
+
+/// Run `rb` over SSH to the end, events kept in memory.
+async fn execute(
+    rb: &remedy_dsl::Runbook,
+    run: &remedy_engine::BoundRun,
+    connector: &SshConnector,
+    dry_run: bool,
+) -> remedy_engine::RunReport {
+    let clock = remedy_clock::SystemClock;
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    remedy_engine::Executor {
+        runbook: rb,
+        run,
+        connector,
+        sink: &remedy_engine::event::MemorySink::default(),
+        clock: &clock,
+        cancel: &cancel,
+        options: remedy_engine::RunOptions::new(dry_run),
+    }
+    .execute()
+    .await
 }
 
 #[tokio::test]
@@ -257,8 +292,11 @@ async fn a_connection_killed_mid_command_is_a_failure_never_a_success() {
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
     let t = connector(&inv, false).connect(&inv.hosts[0]).await.unwrap();
-    let running = tokio::spawn(async move { t.exec("sleep 30; echo finished", T).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The command says when it runs (a file), so the cut lands mid-command.
+    let started = work.path().join("started");
+    let cmd = format!("touch '{}'; sleep 30; echo finished", started.display());
+    let running = tokio::spawn(async move { t.exec(&cmd, T).await });
+    wait_for_file(&started).await;
     s.kill_sessions();
     let result = tokio::time::timeout(Duration::from_secs(10), running)
         .await
@@ -320,26 +358,30 @@ async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
     let refs: Vec<&TestSshd> = servers.iter().collect();
     let inv = inventory(work.path(), &refs, &kh, &[]);
     let c = connector(&inv, false);
-    // Each host records when its command started and ended.
+    // Each host's command marks that it started, then waits (up to a minute)
+    // until all three have: run one after another, the first would give up.
+    let marks = work.path().join("started");
+    std::fs::create_dir(&marks).unwrap();
     let runs = inv.hosts.iter().map(|h| {
         let c = &c;
+        let cmd = format!(
+            "cd '{}' && touch {} && i=0; while [ $(ls | wc -l) -lt 3 ]; do i=$((i+1)); [ $i -gt 1200 ] && {{ echo alone; exit 9; }}; sleep 0.05; done; echo together",
+            marks.display(),
+            h.name
+        );
         async move {
             let t = c.connect(h).await.unwrap();
-            let out = t
-                .exec("date +%s.%N; sleep 1; date +%s.%N", T)
-                .await
-                .unwrap();
-            let times: Vec<f64> = out.stdout.lines().map(|l| l.parse().unwrap()).collect();
-            (times[0], times[1])
+            t.exec(&cmd, Duration::from_secs(90)).await.unwrap()
         }
     });
-    let spans = futures::future::join_all(runs).await;
-    let last_start = spans.iter().map(|s| s.0).fold(f64::MIN, f64::max);
-    let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
-    assert!(
-        last_start < first_end,
-        "every host started before any finished: {spans:?}"
-    );
+    let outs = futures::future::join_all(runs).await;
+    for out in &outs {
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (Some(0), "together\n"),
+            "every host's command ran while the others did: {outs:?}"
+        );
+    }
     // Reuse: ten more commands on h1 open no new connection.
     let t = c.connect(&inv.hosts[0]).await.unwrap();
     for _ in 0..10 {
@@ -354,34 +396,10 @@ async fn one_connection_serves_many_commands_and_hosts_run_in_parallel() {
     );
 }
 
-/// An unprivileged login user with passwordless sudo, made once per machine.
-fn become_user() -> &'static str {
-    const USER: &str = "remedy-become";
-    if std::process::Command::new("id")
-        .arg(USER)
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        let made = std::process::Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        assert!(made.success(), "useradd {USER}");
-    }
-    // '*': no password, but not a locked account (sshd refuses locked ones).
-    assert!(std::process::Command::new("usermod")
-        .args(["-p", "*", USER])
-        .status()
-        .unwrap()
-        .success());
-    std::fs::write(
-        format!("/etc/sudoers.d/{USER}"),
-        format!("{USER} ALL=(ALL) NOPASSWD:ALL\n"),
-    )
-    .unwrap();
-    USER
-}
+/// The unprivileged login user with passwordless sudo that
+/// [`TestSshd::start_with_sudo_user`] adds inside its server's own mount
+/// namespace (the machine's /etc is never changed).
+const BECOME_USER: &str = "remedy-ns-become";
 
 /// Host h1 on `s`, logging in as `user` (known_hosts already in `dir`).
 fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bool) -> Inventory {
@@ -397,8 +415,8 @@ fn become_inventory(dir: &std::path::Path, s: &TestSshd, user: &str, become_: bo
 
 #[tokio::test]
 async fn become_runs_commands_and_file_operations_through_sudo() {
-    let user = become_user();
-    let s = TestSshd::start(Ipv4Addr::new(127, 0, 112, 1), "");
+    let user = BECOME_USER;
+    let s = TestSshd::start_with_sudo_user(Ipv4Addr::new(127, 0, 112, 1), "", user);
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
     let root_only = work.path().join("root-only");
@@ -434,19 +452,24 @@ async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
     let s = TestSshd::start(Ipv4Addr::new(127, 0, 113, 1), "");
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
-    let cfg = SshConfig::parse(&format!(
-        "Host master-*\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n",
-        s.addr,
-        s.port,
-        s.client_key().display()
-    ));
+    let cfg = work.path().join("ssh_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host master-*\n  HostName {}\n  Port {}\n  User root\n  IdentityFile {}\n",
+            s.addr,
+            s.port,
+            s.client_key().display()
+        ),
+    )
+    .unwrap();
     let text = format!(
         "ssh: {{ known_hosts: {}/known_hosts }}\nhosts:\n  master-7: {{}}\n",
         work.path().display()
     );
     let inv = Inventory::parse(Source::new("inv.yaml", text)).unwrap();
     let t = SshConnector::new(&inv, false)
-        .with_ssh_config(cfg)
+        .with_resolver(Resolver::new(ConfigFile::Path(cfg)))
         .connect(&inv.hosts[0])
         .await
         .unwrap();
@@ -455,8 +478,7 @@ async fn ssh_config_fills_in_what_the_inventory_leaves_out() {
 
 #[tokio::test]
 async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
-    use remedy_engine::event::MemorySink;
-    use remedy_engine::{bind, Executor, HostStatus, Request, RunOptions};
+    use remedy_engine::{bind, HostStatus, Request};
     let s = TestSshd::start(Ipv4Addr::new(127, 0, 114, 1), "");
     let work = tempfile::tempdir().unwrap();
     let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
@@ -469,18 +491,7 @@ async fn a_connection_lost_mid_run_is_rolled_back_over_a_new_connection() {
     let rb = remedy_dsl::compile(Source::new("rb.yaml", rb)).unwrap();
     let run = bind(&rb, &inv, &Request::default()).unwrap();
     let c = connector(&inv, false);
-    let clock = remedy_clock::SystemClock;
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let exec = Executor {
-        runbook: &rb,
-        run: &run,
-        connector: &c,
-        sink: &MemorySink::default(),
-        clock: &clock,
-        cancel: &cancel,
-        options: RunOptions::new(false),
-    };
-    let report = exec.execute().await;
+    let report = execute(&rb, &run, &c, false).await;
     let host = &report.hosts[0];
     assert_eq!(host.status, HostStatus::RolledBack, "{host:#?}");
     assert!(
@@ -632,9 +643,9 @@ async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
     use remedy_haproxy::{HaproxyError, RuntimeApi};
     use remedy_transport::StreamTarget;
     use std::os::unix::fs::PermissionsExt;
-    let user = become_user();
+    let user = BECOME_USER;
     let ip = Ipv4Addr::new(127, 0, 116, 2);
-    let s = TestSshd::start(ip, "");
+    let s = TestSshd::start_with_sudo_user(ip, "", user);
     let h = TestHaproxy::start(ip, &[("m1", nothing_listens(ip), 1)]);
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("known_hosts"), s.known_hosts_line()).unwrap();
@@ -660,4 +671,89 @@ async fn a_haproxy_socket_the_login_user_may_not_open_is_explained() {
             format!("{prefix}the socket exists (root:root, mode 600) but {user} could not connect: streams connect as the login user ({user}) because `become` does not apply to them, so {user} needs access to the socket (or nothing accepts on it)"),
         ]
     );
+}
+
+/// Issue 14 (4): a param's value inside `cmd:`, `unless:` and `wait.until`'s
+/// `command` is one quoted word on a real host: `; touch`, `$(...)`,
+/// backticks, newlines and quotes run nothing — in a dry-run of a read-only
+/// step, in a real run, and through a guard — and the command sees the
+/// exact bytes given.
+#[tokio::test]
+async fn issue_14_params_in_commands_are_data_never_shell() {
+    use remedy_engine::{bind, HostStatus, Request};
+    let s = TestSshd::start(Ipv4Addr::new(127, 0, 117, 1), "");
+    let work = tempfile::tempdir().unwrap();
+    let inv = inventory(work.path(), &[&s], &s.known_hosts_line(), &[]);
+    let pwned = work.path().join("pwned");
+    let p = pwned.display();
+    let payloads = [
+        format!("; touch {p}"),
+        format!("$(touch {p})"),
+        format!("`touch {p}`"),
+        format!("a\ntouch {p}"),
+        format!("a'; touch {p}; echo '"),
+        format!("a\"; touch {p}; echo \""),
+        format!("' && touch {p} #"),
+    ];
+    let rb = remedy_dsl::compile(Source::new(
+        "rb.yaml",
+        format!(
+            r#"runbook: inject
+summary: s
+targets: all_hosts
+params:
+  x: {{ type: string }}
+  words: {{ type: list }}
+steps:
+  - id: look
+    action: shell
+    with: {{ cmd: "printf '%s|' ${{params.x}} ${{params.words}}", read_only: true }}
+  - id: guarded
+    action: shell
+    with: {{ cmd: "printf %s ${{params.x}} > {out}", unless: "test -e ${{params.x}}" }}
+  - id: waited
+    action: wait.until
+    with: {{ command: "printf %s ${{params.x}}", condition: "result.rc == 0", timeout: 10s }}
+"#,
+            out = work.path().join("written").display()
+        ),
+    ))
+    .unwrap();
+    let c = connector(&inv, false);
+    for payload in &payloads {
+        let request = Request {
+            params: vec![
+                ("x".into(), payload.clone()),
+                ("words".into(), payload.clone()),
+                ("words".into(), "two words".into()),
+            ],
+            ..Request::default()
+        };
+        let run = bind(&rb, &inv, &request).unwrap();
+        for dry_run in [true, false] {
+            let report = execute(&rb, &run, &c, dry_run).await;
+            let host = &report.hosts[0];
+            assert!(
+                !pwned.exists(),
+                "{payload:?} ran as shell (dry-run {dry_run})"
+            );
+            let look = host.steps[0]
+                .result
+                .as_ref()
+                .unwrap_or_else(|| panic!("{host:#?}"));
+            assert_eq!(
+                look["stdout"],
+                format!("{payload}|{payload}|two words|"),
+                "the command saw the exact bytes"
+            );
+            if !dry_run {
+                assert_eq!(host.status, HostStatus::Changed, "{host:#?}");
+                assert_eq!(
+                    std::fs::read_to_string(work.path().join("written")).unwrap(),
+                    *payload
+                );
+                assert_eq!(host.steps[2].result.as_ref().unwrap()["stdout"], *payload);
+            }
+        }
+    }
 }

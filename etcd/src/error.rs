@@ -1,4 +1,5 @@
-//! `EtcdError`: every way an operation on one etcd member can fail.
+//! `EtcdError`: every way an operation on one etcd member can fail, and
+//! `MaintenanceError`: why work across the members was refused or stopped.
 //!
 //! Each message names the member (and the endpoint when connecting), says
 //! which operation failed, and ends with what an on-call SRE should do next.
@@ -137,6 +138,50 @@ impl EtcdError {
             EtcdError::Rpc { detail, .. } => detail.contains(NOSPACE_MESSAGE),
             EtcdError::Alarmed { alarms, .. } => alarms.contains("NOSPACE"),
             _ => false,
+        }
+    }
+}
+
+/// Why cluster-wide maintenance (several members, in order) did not run or
+/// stopped, beyond one member's own failure.
+#[derive(Debug, Error)]
+pub enum MaintenanceError {
+    /// Refused before anything changed: the cluster (or the jump host) is not
+    /// in a state to do it; `hint` says what to fix first.
+    #[error("{message}")]
+    Refused { message: String, hint: String },
+    /// It failed or stopped part-way; the message says what was done.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+    /// One member refused, failed or timed out.
+    #[error(transparent)]
+    Member(#[from] EtcdError),
+}
+
+impl MaintenanceError {
+    pub(crate) fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        MaintenanceError::Refused {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
+        MaintenanceError::Failed {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The operator's next step, when there is one apart from the message.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            MaintenanceError::Refused { hint, .. } => Some(hint),
+            MaintenanceError::Failed { hint, .. } => hint.as_deref(),
+            MaintenanceError::Member(_) => None,
         }
     }
 }

@@ -163,6 +163,10 @@ pub async fn connect(
     })
 }
 
+/// The only keys remedy writes: proof that writes work after an alarm is
+/// cleared. The Kubernetes API server keeps its data under `/registry/`.
+pub const REMEDY_KEYS: &str = "/remedy/maintenance/";
+
 impl Member {
     /// The name given to `connect`.
     pub fn name(&self) -> &str {
@@ -389,6 +393,38 @@ impl Member {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Writes `value` to `key` through this member (remedy writes only under
+    /// [`REMEDY_KEYS`]): the revision it got.
+    pub async fn put(&self, key: &str, value: &str) -> Result<i64, EtcdError> {
+        let mut client = self.client();
+        let (key, value) = (key.to_string(), value.to_string());
+        let resp = self
+            .call("put", self.timeout, async move {
+                client.put(key, value, None).await
+            })
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    /// Makes every member's backend commit without changing any key or the
+    /// revision: grants a lease and revokes it at once (a lease lives in the
+    /// backend, outside the key space).
+    pub async fn touch_backend(&self) -> Result<(), EtcdError> {
+        let mut client = self.client();
+        let lease = self
+            .call("lease grant", self.timeout, async move {
+                client.lease_grant(60, None).await
+            })
+            .await?;
+        let mut client = self.client();
+        let id = lease.id();
+        self.call("lease revoke", self.timeout, async move {
+            client.lease_revoke(id).await
+        })
+        .await?;
+        Ok(())
     }
 
     /// Defragments this member's backend. The member serves nothing meanwhile.

@@ -22,6 +22,21 @@ use remedy_etcd::{
 use sha2::{Digest, Sha256};
 use support::{Cluster, Etcd, OP_TIMEOUT};
 
+/// remedy-etcd's view of the members: every one reached, quotas unknown.
+fn remedy_cluster(members: &[Member]) -> remedy_etcd::Cluster {
+    remedy_etcd::Cluster {
+        members: members
+            .iter()
+            .map(|m| remedy_etcd::ClusterMember {
+                name: m.name().to_string(),
+                endpoint: m.endpoint().to_string(),
+                member: Ok(m.clone()),
+                quota: None,
+            })
+            .collect(),
+    }
+}
+
 async fn statuses(members: &[Member]) -> Vec<MemberStatus> {
     let mut out = Vec::new();
     for m in members {
@@ -85,6 +100,16 @@ async fn put_many(member: &Member, prefix: &str, count: usize, size: usize) {
             .await
             .expect("put batch");
     }
+}
+
+/// 2000 keys of 2 KiB written and deleted: history a compaction frees.
+async fn grow_and_delete(member: &Member) {
+    put_many(member, "grow/", 2000, 2048).await;
+    let mut client = member.client();
+    client
+        .delete("grow/", Some(DeleteOptions::new().with_prefix()))
+        .await
+        .expect("delete");
 }
 
 #[tokio::test]
@@ -235,12 +260,7 @@ async fn snapshot_is_streamed_verified_and_accepted_by_etcdutl() {
 async fn compact_and_defragment_shrink_every_member_leader_last() {
     let mut cluster = Cluster::start(2, None).await;
     let members = cluster.connect_all().await;
-    put_many(&members[0], "grow/", 2000, 2048).await;
-    let mut client = members[0].client();
-    client
-        .delete("grow/", Some(DeleteOptions::new().with_prefix()))
-        .await
-        .expect("delete");
+    grow_and_delete(&members[0]).await;
 
     let before = statuses(&members).await;
     println!("before:\n{}", status_table(&before));
@@ -544,4 +564,136 @@ async fn tls_over_a_tunnelled_stream_verifies_the_ip_san() {
     .await
     .expect_err("no tls");
     assert!(matches!(err, EtcdError::Endpoint { .. }), "{err}");
+}
+
+/// The cluster-wide layer over real members: compaction through the leader
+/// (repeatable), a rule-selected defragmentation in plan order with the
+/// leader last, and refusals that name a member that is down.
+#[tokio::test]
+async fn cluster_maintenance_runs_in_plan_order_and_refuses_with_a_member_down() {
+    let mut procs = Cluster::start(6, None).await;
+    let members = procs.connect_all().await;
+    grow_and_delete(&members[0]).await;
+    let cluster = remedy_cluster(&members);
+    let clock = remedy_clock::SystemClock;
+    let (changed, target) = cluster.compact(0, true, &clock).await.expect("compact");
+    assert!(changed);
+    assert_eq!(target.target, target.current);
+    let (again, _) = cluster.compact(0, true, &clock).await.expect("again");
+    assert!(!again, "a repeated compaction changes nothing");
+    wait_until_compacted(&members).await;
+
+    let plan = remedy_etcd::DefragPlan::survey(&cluster)
+        .await
+        .expect("survey")
+        .select(|m| Ok::<_, ()>(m["fragmentation"].as_f64().unwrap_or(0.0) > 0.5))
+        .expect("rule");
+    let order: Vec<String> = plan.order().iter().map(|s| s.to_string()).collect();
+    assert_eq!(plan.selected().count(), 3, "{order:?}");
+    assert!(
+        plan.candidates[2].status.is_leader,
+        "leader last: {order:?}"
+    );
+    let seen = Mutex::new(Vec::new());
+    let progress = |what: &str, _: u64| seen.lock().unwrap().push(what.to_string());
+    let options = remedy_etcd::DefragOptions {
+        timeout: OP_TIMEOUT,
+        settle: Duration::ZERO,
+        move_leader: false,
+    };
+    let fields = plan
+        .run(&cluster, &options, &clock, &progress)
+        .await
+        .expect("defragment");
+    println!("{fields:#}");
+    assert!(fields["reclaimed"].as_u64().unwrap() > 0, "{fields}");
+    let done: Vec<&str> = fields["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(done, order);
+    let defragmenting: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            s.strip_prefix("defragmenting etcd member ")
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(defragmenting, order);
+
+    procs.stop(plan.candidates[0].index);
+    let err = remedy_etcd::DefragPlan::survey(&cluster)
+        .await
+        .err()
+        .expect("refused with a member down");
+    println!("{err}");
+    assert!(matches!(err, remedy_etcd::MaintenanceError::Refused { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("1 of 3 etcd member(s) did not answer, so nothing was defragmented: ")
+            && err.to_string().contains(&order[0]),
+        "{err}"
+    );
+    let report = cluster.status_report().await;
+    println!("{}", report.summary);
+    assert!(
+        report.summary.starts_with("2 of 3 etcd member(s) healthy"),
+        "{}",
+        report.summary
+    );
+    assert!(report
+        .summary
+        .contains(&format!("{}: NOT ANSWERING", order[0])));
+}
+
+/// Issue 13 (10): on a quiet cluster etcd reports the size in use only as of
+/// its last commit, and counts the pages a compaction freed a commit later.
+/// A few keys written over and over (history that compaction frees, as when
+/// NOSPACE comes) and nothing written after the compaction: the sizes the
+/// next step decides on must already show the space free.
+#[tokio::test]
+async fn issue_13_sizes_are_current_right_after_a_compaction_on_a_quiet_cluster() {
+    let procs = Cluster::start(7, None).await;
+    let members = procs.connect_all().await;
+    let value = "v".repeat(256 * 1024);
+    let mut client = members[0].client();
+    for i in 0..60 {
+        client
+            .put(format!("/quiet/{}", i % 4), value.clone(), None)
+            .await
+            .expect("put");
+    }
+    let cluster = remedy_cluster(&members);
+    let before = statuses(&members).await;
+    println!("before:\n{}", status_table(&before));
+    let (changed, _) = cluster
+        .compact(0, true, &remedy_clock::SystemClock)
+        .await
+        .expect("compact");
+    assert!(changed);
+    let after = statuses(&members).await;
+    println!("right after the compaction:\n{}", status_table(&after));
+    for s in &after {
+        assert!(
+            remedy_etcd::fragmentation(s) > 0.5,
+            "{}: {} of {} bytes in use, fragmentation {:.2}",
+            s.name,
+            s.db_size_in_use,
+            s.db_size,
+            remedy_etcd::fragmentation(s)
+        );
+    }
+    // The refresh changed no key and no revision: compacting again right
+    // after (a resumed run, a second plan) has nothing to do.
+    let revision = |all: &[MemberStatus]| all.iter().map(|s| s.revision).max();
+    assert_eq!(revision(&after), revision(&before));
+    let (again, _) = cluster
+        .compact(0, true, &remedy_clock::SystemClock)
+        .await
+        .expect("compact again");
+    assert!(!again, "a repeated compaction changes nothing");
 }

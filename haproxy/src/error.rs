@@ -107,6 +107,35 @@ pub enum HaproxyError {
     /// Draining would leave too few servers taking traffic.
     #[error(transparent)]
     DrainRefused(Box<DrainRefused>),
+    /// A drain's sessions did not end by its deadline (and were not to be cut).
+    #[error(transparent)]
+    SessionsRemain(Box<WaitTimedOut>),
+    /// A change across several LBs failed on one of them; the LBs changed
+    /// before it were put back as they were (`restored`), or could not be
+    /// (`stuck`, each with how to do it by hand).
+    #[error("{cause}{}{}", put_back(restored), not_put_back(stuck))]
+    PutBack {
+        cause: Box<HaproxyError>,
+        restored: Vec<String>,
+        stuck: Vec<String>,
+    },
+}
+
+fn put_back(restored: &[String]) -> String {
+    match restored.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; the server was put back as it was on {}",
+            restored.join(", ")
+        ),
+    }
+}
+
+fn not_put_back(stuck: &[String]) -> String {
+    match stuck.is_empty() {
+        true => String::new(),
+        false => format!("; and NOT put back: {}", stuck.join("; ")),
+    }
 }
 
 /// A wait that ran out of time, with what it saw last.
@@ -156,6 +185,17 @@ pub(crate) fn names(list: &[String]) -> String {
 }
 
 impl HaproxyError {
+    /// The operator's next step, where it is not in the message already.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            HaproxyError::SessionsRemain(_) => {
+                Some("wait longer (timeout), or let the drain cut them (shutdown_sessions: true)")
+            }
+            HaproxyError::PutBack { cause, .. } => cause.hint(),
+            _ => None,
+        }
+    }
+
     /// Worth trying again: HAProxy was restarting or slow, or the path to it
     /// hiccupped. A change whose outcome is unknown ([`HaproxyError::Io`]) is
     /// not retried blindly; read the state first.
@@ -165,5 +205,51 @@ impl HaproxyError {
             HaproxyError::Transport(e) => e.retryable(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed_out() -> WaitTimedOut {
+        WaitTimedOut {
+            host: "lb-1".into(),
+            backend: "k8s".into(),
+            server: "m1".into(),
+            waited_for: "no sessions",
+            timeout: Duration::from_secs(90),
+            last: "status DRAIN, 1 session(s), check L4OK".into(),
+            hint: None,
+        }
+    }
+
+    #[test]
+    fn put_back_says_what_was_restored_and_keeps_the_cause_hint() {
+        let cause = HaproxyError::SessionsRemain(Box::new(timed_out()));
+        let hint = cause.hint().map(str::to_string);
+        assert!(hint.as_deref().unwrap().starts_with("wait longer"));
+        let e = HaproxyError::PutBack {
+            cause: Box::new(cause),
+            restored: vec!["lb-1".into(), "lb-2".into()],
+            stuck: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            "server m1 in backend k8s on lb-1: no sessions not reached within 90s; last seen: status DRAIN, 1 session(s), check L4OK; the server was put back as it was on lb-1, lb-2"
+        );
+        assert_eq!(e.hint().map(str::to_string), hint);
+        let e = HaproxyError::PutBack {
+            cause: Box::new(HaproxyError::ReadOnly {
+                host: "lb-2".into(),
+                cmd: "x".into(),
+            }),
+            restored: vec![],
+            stuck: vec!["a".into(), "b".into()],
+        };
+        assert!(e
+            .to_string()
+            .ends_with("please report it); and NOT put back: a; b"));
+        assert_eq!(e.hint(), None);
     }
 }

@@ -132,6 +132,18 @@ impl ServerState {
     pub fn takes_traffic(&self) -> bool {
         self.is_up() && self.weight > 0
     }
+
+    /// `ready (UP, weight 1, 0 sessions)`: the server as plans show it.
+    pub fn shown(&self) -> String {
+        format!(
+            "{} ({}, weight {}, {} session{})",
+            self.admin,
+            self.status,
+            self.weight,
+            self.scur,
+            if self.scur == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// Output that does not look like what HAProxy 2.x prints.

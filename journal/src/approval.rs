@@ -278,6 +278,21 @@ impl Journal {
         comment: Option<&str>,
         channel: &str,
     ) -> Result<RequestRecord, JournalError> {
+        self.vote_as(request_id, user, user, approve, comment, channel)
+    }
+
+    /// [`Journal::vote`] by `user`, journaled under `actor`: on a shared
+    /// account (`--as NAME`) the vote counts for NAME and the event says
+    /// which OS user cast it too (`NAME (os user alice)`).
+    pub fn vote_as(
+        &self,
+        request_id: &str,
+        user: &str,
+        actor: &str,
+        approve: bool,
+        comment: Option<&str>,
+        channel: &str,
+    ) -> Result<RequestRecord, JournalError> {
         let action = "recording an approval vote";
         let now = now_ms();
         self.write(action, |tx| {
@@ -346,7 +361,7 @@ impl Journal {
                 &NewEvent {
                     run_id: req.run_id.clone(),
                     time_ms: now,
-                    actor: user.to_string(),
+                    actor: actor.to_string(),
                     host: None,
                     step: None,
                     kind: match status {

@@ -5,6 +5,8 @@ use rusqlite::{params, OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use std::path::Path;
+
 use crate::{Journal, JournalError};
 
 /// `prev_hash` of the first event.
@@ -153,83 +155,7 @@ impl Journal {
         tx: &Transaction<'_>,
         e: &NewEvent,
     ) -> Result<StoredEvent, JournalError> {
-        let sql = self.sql("appending an event");
-        let damaged = |what: String| JournalError::ChainDamaged {
-            path: self.path.clone(),
-            what,
-        };
-        // The head, not MAX(id), decides the next id: after a truncated tail
-        // the new event then shows a gap instead of quietly reusing the ids.
-        let (last_id, last_hash) = chain_head(tx)
-            .map_err(&sql)?
-            .ok_or_else(|| damaged("the chain head row is missing".to_string()))?;
-        let max_id: Option<i64> = tx
-            .query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))
-            .map_err(&sql)?;
-        if let Some(max_id) = max_id.filter(|&m| m > last_id) {
-            return Err(damaged(format!(
-                "the chain head says the last event is {last_id} but event {max_id} exists (rows were added outside remedy)"
-            )));
-        }
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
-                [&e.run_id],
-                |r| r.get(0),
-            )
-            .map_err(&sql)?;
-        let mut row = EventRow {
-            id: last_id + 1,
-            run_id: e.run_id.clone(),
-            seq,
-            time_ms: e.time_ms,
-            actor: e.actor.clone(),
-            host: e.host.clone(),
-            step: e.step.clone(),
-            kind: e.kind.clone(),
-            payload: e.payload.to_string(),
-            prev_hash: last_hash,
-            hash: String::new(),
-        };
-        row.hash = row.compute_hash();
-        tx.execute(
-            &format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ),
-            params![
-                row.id,
-                row.run_id,
-                row.seq,
-                row.time_ms,
-                row.actor,
-                row.host,
-                row.step,
-                row.kind,
-                row.payload,
-                row.prev_hash,
-                row.hash
-            ],
-        )
-        .map_err(&sql)?;
-        tx.execute(
-            "UPDATE chain_head SET last_id = ?1, last_hash = ?2 WHERE one = 1",
-            params![row.id, row.hash],
-        )
-        .map_err(&sql)?;
-        Ok(StoredEvent {
-            id: row.id,
-            run_id: row.run_id,
-            seq: row.seq,
-            time_ms: row.time_ms,
-            actor: row.actor,
-            host: row.host,
-            step: row.step,
-            kind: row.kind,
-            payload: e.payload.clone(),
-            prev_hash: row.prev_hash,
-            hash: row.hash,
-        })
+        append_tx(tx, &self.path, e)
     }
 
     /// One run's events in seq order (empty for an unknown run).
@@ -267,4 +193,90 @@ impl Journal {
             .map(|row| row.into_stored(&self.path))
             .collect()
     }
+}
+
+/// Appends `e` inside `tx` (also used by migrations, which have no
+/// `Journal` yet).
+pub(crate) fn append_tx(
+    tx: &Transaction<'_>,
+    path: &Path,
+    e: &NewEvent,
+) -> Result<StoredEvent, JournalError> {
+    let sql = |cause| JournalError::sqlite(path, "appending an event", cause);
+    let damaged = |what: String| JournalError::ChainDamaged {
+        path: path.to_path_buf(),
+        what,
+    };
+    // The head, not MAX(id), decides the next id: after a truncated tail
+    // the new event then shows a gap instead of quietly reusing the ids.
+    let (last_id, last_hash) = chain_head(tx)
+        .map_err(&sql)?
+        .ok_or_else(|| damaged("the chain head row is missing".to_string()))?;
+    let max_id: Option<i64> = tx
+        .query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))
+        .map_err(&sql)?;
+    if let Some(max_id) = max_id.filter(|&m| m > last_id) {
+        return Err(damaged(format!(
+                "the chain head says the last event is {last_id} but event {max_id} exists (rows were added outside remedy)"
+            )));
+    }
+    let seq: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE run_id = ?1",
+            [&e.run_id],
+            |r| r.get(0),
+        )
+        .map_err(&sql)?;
+    let mut row = EventRow {
+        id: last_id + 1,
+        run_id: e.run_id.clone(),
+        seq,
+        time_ms: e.time_ms,
+        actor: e.actor.clone(),
+        host: e.host.clone(),
+        step: e.step.clone(),
+        kind: e.kind.clone(),
+        payload: e.payload.to_string(),
+        prev_hash: last_hash,
+        hash: String::new(),
+    };
+    row.hash = row.compute_hash();
+    tx.execute(
+        &format!(
+            "INSERT INTO events ({EVENT_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            row.id,
+            row.run_id,
+            row.seq,
+            row.time_ms,
+            row.actor,
+            row.host,
+            row.step,
+            row.kind,
+            row.payload,
+            row.prev_hash,
+            row.hash
+        ],
+    )
+    .map_err(&sql)?;
+    tx.execute(
+        "UPDATE chain_head SET last_id = ?1, last_hash = ?2 WHERE one = 1",
+        params![row.id, row.hash],
+    )
+    .map_err(&sql)?;
+    Ok(StoredEvent {
+        id: row.id,
+        run_id: row.run_id,
+        seq: row.seq,
+        time_ms: row.time_ms,
+        actor: row.actor,
+        host: row.host,
+        step: row.step,
+        kind: row.kind,
+        payload: e.payload.clone(),
+        prev_hash: row.prev_hash,
+        hash: row.hash,
+    })
 }

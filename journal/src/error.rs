@@ -38,11 +38,28 @@ pub enum JournalError {
     /// damaged chain. Refused rather than papered over.
     #[error("journal {}: cannot append: {what}; run `remedy audit verify`, keep a copy of the file, and if you must act now point REMEDY_HOME at a fresh directory", .path.display())]
     ChainDamaged { path: PathBuf, what: String },
+    /// The reserve that lets a run record its end on a full disk cannot be
+    /// made: too little room under the journal to start a run.
+    #[error("cannot keep {} MiB free beside the journal ({}: {cause}), so a rollback could not be recorded if the disk filled up; free space there or set REMEDY_HOME to a roomier file system. Nothing was changed", crate::RESERVE_BYTES / (1024 * 1024), .path.display())]
+    NoReserve {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// Less free space than a run needs to record itself (besides the reserve).
+    #[error("only {} KiB are free beside the journal {} (a run needs {} MiB besides the {} MiB it keeps in reserve to record a rollback); free space there or set REMEDY_HOME to a roomier file system. Nothing was changed", .free / 1024, .path.display(), crate::FLOOR_BYTES / (1024 * 1024), crate::RESERVE_BYTES / (1024 * 1024))]
+    NoRoom { path: PathBuf, free: u64 },
+    /// A run's row no longer matches what the chain recorded for it.
+    #[error("journal {}: the record of run {run_id} was changed outside remedy, so it is not used: {}; run `remedy audit verify`, and compare with an exported copy", .path.display(), .edits.join("; "))]
+    RunEdited {
+        path: PathBuf,
+        run_id: String,
+        edits: Vec<String>,
+    },
     /// No run, event or lock by that name.
     #[error("{what} not found in the journal; {hint}")]
     NotFound { what: String, hint: String },
     /// A run-id prefix matched more than one run.
-    #[error("run id prefix `{prefix}` matches {} runs ({}); type more of the id", .matches.len(), .matches.join(", "))]
+    #[error("run id part `{prefix}` matches {} runs ({}); type more of the id — its last characters are random, its first ones are its start time — or `last` for the newest run", .matches.len(), .matches.join(", "))]
     Ambiguous {
         prefix: String,
         matches: Vec<String>,
@@ -62,6 +79,19 @@ impl JournalError {
             path: path.to_path_buf(),
             action,
             cause,
+        }
+    }
+
+    /// True when SQLite (or the file system) said the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            JournalError::Sqlite { cause, .. } => {
+                cause.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            JournalError::Io { cause, .. } | JournalError::NoReserve { cause, .. } => {
+                cause.raw_os_error() == Some(28) // ENOSPC
+            }
+            _ => false,
         }
     }
 

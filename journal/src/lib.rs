@@ -21,6 +21,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,7 +47,21 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Set once a write found the disk full and the reserve was given up so
+    /// it could go through.
+    reserve_used: AtomicBool,
 }
+
+/// Room kept beside the journal (`<journal>.reserve`, a file of zeros) so
+/// that the events that finish a run — failures, rollbacks, the final
+/// status, lock releases — can still be written when the disk fills up
+/// during the run: a write that finds the disk full deletes the reserve and
+/// tries again. A run does not start without it (`ensure_reserve`).
+pub const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Free space a run needs beside the journal besides the reserve, for the
+/// events of a normal run: below it a run does not start.
+pub const FLOOR_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Journal {
     /// Opens (creating if needed) the journal at `path` and brings its schema
@@ -84,7 +99,71 @@ impl Journal {
         Ok(Journal {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            reserve_used: AtomicBool::new(false),
         })
+    }
+
+    /// The reserve file kept beside the journal (see [`RESERVE_BYTES`]).
+    pub fn reserve_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".reserve");
+        PathBuf::from(name)
+    }
+
+    /// Makes sure the reserve is in place, creating it if needed; an error
+    /// means the disk under the journal has less room than a run needs to
+    /// record its end, so a run must not start.
+    pub fn ensure_reserve(&self) -> Result<(), JournalError> {
+        let path = self.reserve_path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+            return Ok(());
+        }
+        let made = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            // Written, not sparse: the blocks must really be taken.
+            let chunk = vec![0u8; 1024 * 1024];
+            for _ in 0..RESERVE_BYTES / chunk.len() as u64 {
+                f.write_all(&chunk)?;
+            }
+            f.sync_all()
+        })();
+        made.map_err(|cause| {
+            let _ = std::fs::remove_file(&path);
+            JournalError::NoReserve {
+                path: path.clone(),
+                cause,
+            }
+        })
+    }
+
+    /// Makes sure a run can start: the reserve is in place and at least
+    /// [`FLOOR_BYTES`] more are free on the journal's file system.
+    pub fn ensure_room(&self) -> Result<(), JournalError> {
+        self.ensure_reserve()?;
+        let free = free_bytes(&self.path).map_err(|cause| JournalError::Io {
+            path: self.path.clone(),
+            action: "checking the free space beside",
+            cause,
+        })?;
+        if free < FLOOR_BYTES {
+            return Err(JournalError::NoRoom {
+                path: self.path.clone(),
+                free,
+            });
+        }
+        Ok(())
+    }
+
+    /// True when a write of this handle found the disk full and used the
+    /// reserve: the disk needs space before the next run.
+    pub fn reserve_used(&self) -> bool {
+        self.reserve_used.load(Ordering::Relaxed)
     }
 
     /// The file this journal lives in (for messages and `remedy audit`).
@@ -108,12 +187,20 @@ impl Journal {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken
     /// up front, so two processes never both read "last id = N" and collide.
     /// An `Err` from `f` rolls everything back.
+    /// A write that finds the disk full gives up the reserve and is tried
+    /// once more, so the end of a run is recorded even then.
     fn write<T>(
         &self,
         action: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, JournalError>,
+        mut f: impl FnMut(&Transaction<'_>) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
-        self.transact(TransactionBehavior::Immediate, action, f)
+        match self.transact(TransactionBehavior::Immediate, action, &mut f) {
+            Err(e) if e.is_disk_full() && std::fs::remove_file(self.reserve_path()).is_ok() => {
+                self.reserve_used.store(true, Ordering::Relaxed);
+                self.transact(TransactionBehavior::Immediate, action, f)
+            }
+            other => other,
+        }
     }
 
     /// Runs `f` in a read transaction so it sees one consistent snapshot
@@ -188,6 +275,21 @@ fn create_private_file(path: &Path) -> Result<(), JournalError> {
             cause,
         }),
     }
+}
+
+/// Bytes an unprivileged process may still write on `path`'s file system.
+#[allow(clippy::useless_conversion)] // fsblkcnt_t and c_ulong are u64 here, not on every target
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a plain C struct
+    // that statvfs fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// Milliseconds since the Unix epoch, the journal's only clock.

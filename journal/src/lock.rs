@@ -1,7 +1,9 @@
 //! Per-target run locks with a lease (TTL) and fencing tokens. A second run
 //! on a target is refused with the holder's name; a stale lock is reported
 //! as stale but never taken over silently, because the run that left it may
-//! have left the target half-changed.
+//! have left the target half-changed — unless its process is gone and its
+//! run was never recorded: a run is recorded before it changes anything, so
+//! such a lock (a run aborted at its confirmation prompt) guards nothing.
 
 use std::time::Duration;
 
@@ -106,11 +108,20 @@ fn lock_on(
     .optional()
 }
 
+/// Whether the journal has a record of `run_id` (`create_run` was called).
+fn run_recorded(tx: &Transaction<'_>, run_id: &str) -> rusqlite::Result<bool> {
+    tx.query_row("SELECT 1 FROM runs WHERE run_id = ?1", [run_id], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
 impl Journal {
     /// Locks every target for `holder`, or none of them, and returns the
     /// fencing token of this acquisition (one token for all targets, larger
     /// than any handed out before). Locks already held by the same run are
-    /// taken over: that is a resumed run. Any other holder, stale or live,
+    /// taken over: that is a resumed run. So are locks whose holder process
+    /// is gone and whose run the journal never recorded (it was aborted
+    /// before it could change anything). Any other holder, stale or live,
     /// is refused with `LockError::Held`.
     pub fn acquire(
         &self,
@@ -124,7 +135,10 @@ impl Journal {
         self.write(action, |tx| {
             for target in targets {
                 if let Some(lock) = lock_on(tx, target, now, &here).map_err(self.sql(action))? {
-                    if lock.run_id != holder.run_id {
+                    let abandoned = lock.host == here
+                        && !process_alive(lock.pid, lock.pid_start)
+                        && !run_recorded(tx, &lock.run_id).map_err(self.sql(action))?;
+                    if lock.run_id != holder.run_id && !abandoned {
                         return Err(LockError::Held {
                             target: target.clone(),
                             holder: Box::new(lock),

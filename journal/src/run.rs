@@ -5,7 +5,17 @@ use rusqlite::types::Type;
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::system::hostname;
+use std::path::Path;
+
+use rusqlite::Transaction;
+use serde_json::{json, Map, Value};
+
+use crate::chain::{append_tx, NewEvent};
+use crate::system::{hostname, os_user};
+
+/// Names the newest real run wherever a run id is asked for.
+const LAST: &str = "last";
+
 use crate::{from_sql_u64, now_ms, to_sql_u64, Journal, JournalError};
 use remedy_jumphost::process_alive;
 
@@ -126,7 +136,9 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 impl Journal {
-    /// Records a new run with status "running".
+    /// Records a new run with status "running", and the same record as a
+    /// `run_recorded` event in the chain (one transaction): `resume` and
+    /// `audit show` read the run from the chain, so an edited row is caught.
     pub fn create_run(&self, run: &NewRun) -> Result<(), JournalError> {
         let params_json = serde_json::to_string(&run.params).unwrap_or_default();
         let hosts_json = serde_json::to_string(&run.hosts).unwrap_or_default();
@@ -155,17 +167,27 @@ impl Journal {
                 ],
             )
             .map_err(self.sql("recording a new run"))?;
+            self.append_in(
+                tx,
+                &run_event(
+                    &run.run_id,
+                    RUN_RECORDED,
+                    serde_json::to_value(run).unwrap_or_default(),
+                ),
+            )?;
             Ok(())
         })
     }
 
     /// Records how a run ended and when.
     pub fn finish_run(&self, run_id: &str, status: &str) -> Result<(), JournalError> {
+        let finished_ms = now_ms();
         self.update_run(
             "finishing a run",
             run_id,
             "UPDATE runs SET status = ?2, finished_ms = ?3 WHERE run_id = ?1",
-            params![run_id, status, now_ms()],
+            params![run_id, status, finished_ms],
+            json!({ "status": status, "finished_ms": finished_ms }),
         )
     }
 
@@ -183,6 +205,7 @@ impl Journal {
             "UPDATE runs SET status = 'running', finished_ms = NULL, pid = ?2, pid_start = ?3, \
              jump_host = ?4 WHERE run_id = ?1",
             params![run_id, pid, pid_start.map(to_sql_u64), jump_host],
+            json!({ "status": "running", "finished_ms": null, "pid": pid, "pid_start": pid_start, "jump_host": jump_host }),
         )
     }
 
@@ -193,26 +216,35 @@ impl Journal {
             run_id,
             "UPDATE runs SET review = ?2 WHERE run_id = ?1",
             params![run_id, reason],
+            json!({ "review": reason }),
         )
     }
 
+    /// Changes a run's row and chains the change (`run_updated`, with the
+    /// fields and their new values) in the same transaction.
     fn update_run(
         &self,
         action: &'static str,
         run_id: &str,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: impl rusqlite::Params + Copy,
+        fields: serde_json::Value,
     ) -> Result<(), JournalError> {
-        let changed = self.write(action, |tx| {
-            tx.execute(sql, params).map_err(self.sql(action))
-        })?;
-        if changed == 0 {
-            return Err(JournalError::run_not_found(run_id));
-        }
-        Ok(())
+        self.write(action, |tx| {
+            let changed = tx.execute(sql, params).map_err(self.sql(action))?;
+            if changed == 0 {
+                return Err(JournalError::run_not_found(run_id));
+            }
+            self.append_in(tx, &run_event(run_id, RUN_UPDATED, fields.clone()))?;
+            Ok(())
+        })
     }
 
-    /// The run with this exact id, or the only one whose id starts with it.
+    /// The run with this exact id, the only one whose id starts or ends
+    /// with it, or — for `last` — the newest run that was not a dry-run, as
+    /// the chain records it: a row that differs from its chained record
+    /// (edited outside remedy) is refused with [`JournalError::RunEdited`],
+    /// so neither `resume` nor `audit show` ever acts on an edited row.
     pub fn run(&self, id_or_prefix: &str) -> Result<RunRecord, JournalError> {
         if id_or_prefix.is_empty() {
             return Err(JournalError::run_not_found("with an empty id"));
@@ -230,11 +262,28 @@ impl Journal {
             if let Some(run) = exact {
                 return Ok(vec![run]);
             }
-            // substr, not LIKE: a prefix containing `_` or `%` must match literally.
+            if id_or_prefix == LAST {
+                let last = tx
+                    .query_row(
+                        &format!(
+                            "SELECT {RUN_COLUMNS} FROM runs WHERE dry_run = 0 \
+                             ORDER BY started_ms DESC, run_id DESC LIMIT 1"
+                        ),
+                        [],
+                        run_from_row,
+                    )
+                    .optional()
+                    .map_err(self.sql(action))?;
+                return Ok(last.into_iter().collect());
+            }
+            // A UUIDv7 starts with its time, so runs started close together
+            // share their first characters; its end is random. Either end
+            // names a run. substr, not LIKE: `_` or `%` must match literally.
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs \
-                     WHERE substr(run_id, 1, length(?1)) = ?1 ORDER BY run_id"
+                     WHERE substr(run_id, 1, length(?1)) = ?1 \
+                        OR substr(run_id, -length(?1)) = ?1 ORDER BY run_id"
                 ))
                 .map_err(self.sql(action))?;
             let rows = stmt
@@ -245,7 +294,20 @@ impl Journal {
         })?;
         match found.len() {
             0 => Err(JournalError::run_not_found(id_or_prefix)),
-            1 => Ok(found.remove(0)),
+            1 => {
+                let row = found.remove(0);
+                let edits =
+                    self.read(action, |tx| run_edits(tx, &row).map_err(self.sql(action)))?;
+                if edits.is_empty() {
+                    Ok(row)
+                } else {
+                    Err(JournalError::RunEdited {
+                        path: self.path.clone(),
+                        run_id: row.run_id,
+                        edits,
+                    })
+                }
+            }
             _ => Err(JournalError::Ambiguous {
                 prefix: id_or_prefix.to_string(),
                 matches: found.into_iter().map(|r| r.run_id).collect(),
@@ -284,4 +346,159 @@ impl Journal {
             .take(filter.limit.unwrap_or(usize::MAX))
             .collect())
     }
+}
+
+/// The chained event that records a run as created (its payload is the
+/// [`NewRun`]; a run chained by the schema migration also carries `status`,
+/// `finished_ms` and `review`).
+pub(crate) const RUN_RECORDED: &str = "run_recorded";
+/// The chained event for each later change of a run's row: the changed
+/// fields and their new values.
+pub(crate) const RUN_UPDATED: &str = "run_updated";
+
+fn run_event(run_id: &str, kind: &str, payload: Value) -> NewEvent {
+    NewEvent {
+        run_id: run_id.to_string(),
+        time_ms: now_ms(),
+        actor: os_user(),
+        host: None,
+        step: None,
+        kind: kind.to_string(),
+        payload,
+    }
+}
+
+/// The run as its chained events record it (`None`: no `run_recorded`
+/// event). Payloads that do not parse leave the field as the row has it;
+/// `verify` reports the edited event itself.
+fn chained_run(tx: &Transaction<'_>, run_id: &str) -> rusqlite::Result<Option<Map<String, Value>>> {
+    let mut stmt = tx.prepare(
+        "SELECT kind, payload FROM events WHERE run_id = ?1 AND kind IN (?2, ?3) ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![run_id, RUN_RECORDED, RUN_UPDATED], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut record: Option<Map<String, Value>> = None;
+    for row in rows {
+        let (kind, payload) = row?;
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&payload) else {
+            continue;
+        };
+        match (kind.as_str(), record.as_mut()) {
+            (RUN_RECORDED, None) => {
+                let mut r = fields;
+                r.entry("status").or_insert(json!("running"));
+                r.entry("finished_ms").or_insert(Value::Null);
+                r.entry("review").or_insert(Value::Null);
+                r.remove("migrated");
+                record = Some(r);
+            }
+            (RUN_UPDATED, Some(r)) => r.extend(fields),
+            _ => {}
+        }
+    }
+    Ok(record)
+}
+
+/// How a run's row differs from its chained record, one sentence per field
+/// (empty: they agree).
+pub(crate) fn run_edits(tx: &Transaction<'_>, row: &RunRecord) -> rusqlite::Result<Vec<String>> {
+    let Some(chained) = chained_run(tx, &row.run_id)? else {
+        return Ok(vec![format!(
+            "run {} has no `{RUN_RECORDED}` event in the chain: its row was added outside remedy, or that event was deleted",
+            row.run_id
+        )]);
+    };
+    let Ok(Value::Object(stored)) = serde_json::to_value(row) else {
+        return Ok(Vec::new());
+    };
+    Ok(stored
+        .iter()
+        .filter_map(|(field, value)| {
+            let recorded = chained.get(field).unwrap_or(&Value::Null);
+            (recorded != value).then(|| {
+                format!(
+                    "run {}: `{}` was edited outside remedy: the chain recorded {recorded}, the row says {value}",
+                    row.run_id,
+                    column_name(field)
+                )
+            })
+        })
+        .collect())
+}
+
+/// The `runs` column a [`RunRecord`] field is stored in.
+fn column_name(field: &str) -> &str {
+    match field {
+        "limit" => "host_limit",
+        other => other,
+    }
+}
+
+/// Schema migration 3: chain every run recorded before runs were chained,
+/// as its row reads at the migration (so edits from then on are caught).
+pub(crate) fn chain_existing_runs(tx: &Transaction<'_>, path: &Path) -> Result<(), JournalError> {
+    let sql = |cause| JournalError::sqlite(path, "chaining the existing runs", cause);
+    let rows = {
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_ms, run_id"
+            ))
+            .map_err(sql)?;
+        let rows = stmt.query_map([], run_from_row).map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)?
+    };
+    for run in rows {
+        let mut payload = serde_json::to_value(&run).unwrap_or_default();
+        payload["migrated"] = json!(true);
+        append_tx(tx, path, &run_event(&run.run_id, RUN_RECORDED, payload))?;
+    }
+    Ok(())
+}
+
+/// Every run whose row and chained record disagree, or whose row is gone
+/// while the chain recorded it: (run id, the run's first chained event id,
+/// what is wrong). Only `run_id`'s when given.
+pub(crate) fn edited_runs(
+    tx: &Transaction<'_>,
+    run_id: Option<&str>,
+) -> rusqlite::Result<Vec<(String, i64, String)>> {
+    let mut found = Vec::new();
+    let rows = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR run_id = ?1 ORDER BY started_ms, run_id"
+        ))?;
+        let rows = stmt.query_map([run_id], run_from_row)?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let recorded = |tx: &Transaction<'_>, id: &str| -> rusqlite::Result<Option<i64>> {
+        tx.query_row(
+            "SELECT MIN(id) FROM events WHERE run_id = ?1 AND kind = ?2",
+            params![id, RUN_RECORDED],
+            |r| r.get(0),
+        )
+    };
+    for row in &rows {
+        let event_id = recorded(tx, &row.run_id)?.unwrap_or(0);
+        for what in run_edits(tx, row)? {
+            found.push((row.run_id.clone(), event_id, what));
+        }
+    }
+    // A chained run whose row was deleted: `runs` and `audit show` lose it.
+    let mut stmt = tx.prepare(
+        "SELECT run_id, MIN(id) FROM events WHERE kind = ?1 AND (?2 IS NULL OR run_id = ?2) \
+         AND run_id NOT IN (SELECT run_id FROM runs) GROUP BY run_id ORDER BY MIN(id)",
+    )?;
+    let gone = stmt.query_map(params![RUN_RECORDED, run_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for g in gone {
+        let (id, event_id) = g?;
+        found.push((
+            id.clone(),
+            event_id,
+            format!("run {id}: its row in `runs` was deleted outside remedy (the chain recorded it at event {event_id})"),
+        ));
+    }
+    Ok(found)
 }

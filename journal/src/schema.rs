@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::JournalError;
 
@@ -116,7 +116,17 @@ CREATE TABLE callbacks_seen (
 ) STRICT;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// One schema step: SQL, or Rust for what SQL cannot do (hashing).
+enum Migration {
+    Sql(&'static str),
+    Rust(fn(&Transaction<'_>, &Path) -> Result<(), JournalError>),
+}
+
+/// Version 3: run records are chained (`run_recorded`, `run_updated`
+/// events); runs recorded before are chained as they read now.
+const V3: Migration = Migration::Rust(crate::run::chain_existing_runs);
+
+const MIGRATIONS: &[Migration] = &[Migration::Sql(V1), Migration::Sql(V2), V3];
 
 /// The schema version this build writes.
 const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -147,9 +157,13 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalE
         });
     }
     let done = usize::try_from(found).unwrap_or(0);
-    for migration in &MIGRATIONS[done..] {
-        tx.execute_batch(migration)
-            .map_err(sql("upgrading the journal schema"))?;
+    for migration in MIGRATIONS.get(done..).unwrap_or_default() {
+        match migration {
+            Migration::Sql(text) => tx
+                .execute_batch(text)
+                .map_err(sql("upgrading the journal schema"))?,
+            Migration::Rust(step) => step(&tx, path)?,
+        }
     }
     tx.pragma_update(None, "user_version", VERSION)
         .map_err(sql("recording the schema version"))?;

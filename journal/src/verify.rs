@@ -1,8 +1,11 @@
 //! Checking the chain. What it proves, honestly: any edit, deletion or
-//! reordering of events by someone who does not rewrite everything after it.
-//! Someone with write access who recomputes every later hash and the chain
-//! head consistently is NOT detected; exporting the chain (`all_events`) to a
-//! SIEM anchors it, after which such a rewrite no longer matches the copy.
+//! reordering of events by someone who does not rewrite everything after it,
+//! and any edit of a run's row (it is compared with the run's chained
+//! record). Someone with write access who recomputes every later hash and the
+//! chain head consistently — or cuts the tail and sets the head to match — is
+//! NOT detected by the file alone; a head kept elsewhere ([`Journal::witness`],
+//! carried by every run-finished notification) or an exported copy
+//! (`all_events`) anchors it, after which such a rewrite no longer matches.
 
 use std::collections::HashMap;
 
@@ -10,6 +13,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::chain::{chain_head, EventRow, EVENT_COLUMNS, GENESIS_HASH};
+use crate::run::{edited_runs, RUN_RECORDED};
 use crate::{Journal, JournalError};
 
 /// The outcome of `Journal::verify`.
@@ -55,6 +59,12 @@ pub enum ProblemKind {
     SeqGap,
     /// The chain head does not match the last event.
     HeadMismatch,
+    /// A run's row (params, actor, status, …) differs from what the chain
+    /// recorded for it, or was deleted.
+    RunEdited,
+    /// The head given with `--head` (from a notification or an earlier
+    /// `audit head`) is not in the journal: the chain was cut or rewritten.
+    WitnessMissing,
 }
 
 impl Journal {
@@ -69,7 +79,7 @@ impl Journal {
         // One read transaction: rows and head from the same snapshot while
         // others keep appending. Rows are streamed; only the previous event
         // and each run's last seq are kept, so a long journal fits in memory.
-        let (mut walk, head, run_known) = self.read(action, |tx| {
+        let (mut walk, head, runs, run_known) = self.read(action, |tx| {
             let mut walk = Walk::default();
             let mut stmt = tx
                 .prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id"))
@@ -80,6 +90,7 @@ impl Journal {
                 walk.step(row, in_scope);
             }
             let head = chain_head(tx).map_err(self.sql(action))?;
+            let runs = edited_runs(tx, run_id).map_err(self.sql(action))?;
             let run_known = match run_id {
                 Some(id) => tx
                     .query_row("SELECT 1 FROM runs WHERE run_id = ?1", [id], |_| Ok(()))
@@ -88,7 +99,7 @@ impl Journal {
                     .is_some(),
                 None => true,
             };
-            Ok((walk, head, run_known))
+            Ok((walk, head, runs, run_known))
         })?;
         if let Some(id) = run_id {
             if !run_known && walk.checked == 0 {
@@ -96,11 +107,72 @@ impl Journal {
             }
         }
         walk.problems.extend(check_head(head, walk.prev.as_ref()));
+        // Run records last: an event cut off the end also leaves its run's
+        // row ahead of the chain, and the cut is what to report first.
+        walk.problems
+            .extend(runs.into_iter().map(|(run, event_id, what)| Problem {
+                event_id,
+                run_id: run,
+                seq: 0,
+                kind: RUN_RECORDED.to_string(),
+                problem: ProblemKind::RunEdited,
+                what,
+            }));
         Ok(Verification {
             ok: walk.problems.is_empty(),
             checked: walk.checked,
             problems: walk.problems,
         })
+    }
+}
+
+impl Journal {
+    /// The chain head: the last event's id and hash (0 and the genesis hash
+    /// for an empty journal). Kept somewhere else — the run-finished
+    /// notification carries it — it is the external witness that lets
+    /// [`Journal::witness`] catch a cut-off tail, which no local check can.
+    pub fn head(&self) -> Result<(i64, String), JournalError> {
+        let action = "reading the chain head";
+        self.read(action, |tx| {
+            chain_head(tx)
+                .map_err(self.sql(action))?
+                .ok_or_else(|| JournalError::ChainDamaged {
+                    path: self.path.clone(),
+                    what: "the chain head row is missing".to_string(),
+                })
+        })
+    }
+
+    /// Checks that a head recorded earlier (`hash`, 64 hex digits, as
+    /// `audit head` printed it or a notification carried it) is still an
+    /// event of this journal. `Some(problem)` when it is not: the events up
+    /// to it were deleted or the chain was rewritten.
+    pub fn witness(&self, hash: &str) -> Result<Option<Problem>, JournalError> {
+        let hash = hash.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(JournalError::Refused {
+                why: format!("`{hash}` is not a chain head: expected the 64 hex digits `remedy audit head` prints"),
+            });
+        }
+        if hash == GENESIS_HASH {
+            return Ok(None);
+        }
+        let action = "looking up a chain head";
+        let found: Option<i64> = self.read(action, |tx| {
+            tx.query_row("SELECT id FROM events WHERE hash = ?1", [&hash], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql(action))
+        })?;
+        Ok(found.is_none().then(|| Problem {
+            event_id: 0,
+            run_id: String::new(),
+            seq: 0,
+            kind: String::new(),
+            problem: ProblemKind::WitnessMissing,
+            what: format!("the chain head {hash} recorded outside this journal is not in it: the events up to it were deleted, or the chain was rewritten"),
+        }))
     }
 }
 

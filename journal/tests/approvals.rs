@@ -76,6 +76,27 @@ fn quorum_of_two_refuses_the_requester_and_double_votes() {
     assert!(f.journal.verify(None).unwrap().ok);
 }
 
+/// Issue 13, item 11: a vote cast with `--as` journaled only the chosen
+/// name; the OS user who cast it is journaled too.
+#[test]
+fn issue_13_a_vote_on_a_shared_account_journals_the_os_user_too() {
+    let f = Fixture::new();
+    f.journal.create_request(&request("r1", 1, 60_000)).unwrap();
+    let r = f
+        .journal
+        .vote_as("r1", "bob", "bob (os user ops)", true, None, "cli")
+        .unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.votes[0].user.as_str()),
+        ("approved", "bob")
+    );
+    let last = f.journal.events(RUN_A).unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("approval_granted", "bob (os user ops)")
+    );
+}
+
 #[test]
 fn a_deny_decides_at_once_and_the_requester_may_deny() {
     let f = Fixture::new();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dead_pid, Fixture, RUN_A, RUN_B};
+use common::{dead_pid, new_run, Fixture, RUN_A, RUN_B};
 use remedy_journal::{hostname, process_start, Holder, JournalError, LockError};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -111,6 +111,7 @@ fn dead_holder_is_stale_and_still_refused() {
     let mut gone = holder(RUN_A);
     gone.pid = dead_pid();
     gone.pid_start = None;
+    f.journal.create_run(&new_run(RUN_A, 1)).unwrap();
     f.journal
         .acquire(&targets(&["lab/cp-1"]), &gone, TTL)
         .unwrap();
@@ -131,6 +132,31 @@ fn dead_holder_is_stale_and_still_refused() {
         "{message}"
     );
     assert!(message.contains("remedy lock break lab/cp-1"), "{message}");
+}
+
+/// Issue 13, defect 7: a run aborted at its confirmation prompt (a second
+/// Ctrl-C) left its lock behind, and the hint named a run the journal did
+/// not know. A run is recorded before it changes anything, so the lock of a
+/// dead process whose run was never recorded guards nothing: taken over.
+#[test]
+fn issue_13_a_dead_holder_that_never_recorded_its_run_is_taken_over() {
+    let f = Fixture::new();
+    let mut gone = holder(RUN_A);
+    gone.pid = dead_pid();
+    gone.pid_start = None;
+    f.journal
+        .acquire(&targets(&["lab/cp-1"]), &gone, TTL)
+        .unwrap();
+    let token = f
+        .journal
+        .acquire(&targets(&["lab/cp-1"]), &holder(RUN_B), TTL)
+        .unwrap();
+    assert!(f.journal.holds("lab/cp-1", RUN_B, token).unwrap());
+    // A live holder that has not recorded its run yet (at its prompt) keeps it.
+    held(
+        f.journal
+            .acquire(&targets(&["lab/cp-1"]), &holder(RUN_A), TTL),
+    );
 }
 
 #[test]

@@ -66,6 +66,27 @@ fn prefix_lookup() {
     assert!(f.journal.run("").is_err());
 }
 
+/// Issue 13, item 11: UUIDv7 ids start with their time, so 8-character
+/// prefixes of runs started close together are ambiguous. Their random end
+/// names them too, and `last` is the newest real run.
+#[test]
+fn issue_13_a_run_is_found_by_its_end_or_as_last() {
+    let f = Fixture::new();
+    f.journal.create_run(&new_run(RUN_A, 1)).unwrap();
+    f.journal.create_run(&new_run(RUN_B, 2)).unwrap();
+    let mut plan = new_run("0199cccc-0000-7000-8000-000000000003", 3);
+    plan.dry_run = true;
+    f.journal.create_run(&plan).unwrap();
+    assert_eq!(f.journal.run("00001").unwrap().run_id, RUN_A);
+    assert_eq!(f.journal.run("last").unwrap().run_id, RUN_B);
+    let e = f.journal.run("0199").unwrap_err();
+    assert!(e.to_string().contains("or `last`"), "{e}");
+    assert!(matches!(
+        Fixture::new().journal.run("last"),
+        Err(JournalError::NotFound { .. })
+    ));
+}
+
 #[test]
 fn dead_holder_reads_interrupted() {
     let f = Fixture::new();
@@ -229,4 +250,207 @@ fn open_errors_name_the_file_and_what_to_do() {
         message.contains("creating the journal directory"),
         "{message}"
     );
+}
+
+/// Issue 14 (5a): every field `resume` and `audit show` use is chained. An
+/// edit of each kind to a run's row is named by `verify` and refused by
+/// `run` (so resume never acts on it); deleting the row is named too.
+#[test]
+fn issue_14_edited_run_rows_are_named_and_refused() {
+    use remedy_journal::ProblemKind;
+    let f = Fixture::new();
+    f.journal.create_run(&new_run(RUN_A, 1000)).unwrap();
+    f.journal.set_review(RUN_A, "break-glass by bob").unwrap();
+    f.journal.finish_run(RUN_A, "failed").unwrap();
+    f.journal.create_run(&new_run(RUN_B, 2000)).unwrap();
+    assert!(f.journal.verify(None).unwrap().ok);
+    let pristine = f.dir.path().join("pristine.db");
+    f.raw()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    std::fs::copy(f.path(), &pristine).unwrap();
+    let edits = [
+        (
+            r#"UPDATE runs SET params = '[["days","30"],["extra_flags","--anonymous-auth=true"]]'"#,
+            "`params`",
+        ),
+        ("UPDATE runs SET actor = 'mallory'", "`actor`"),
+        ("UPDATE runs SET status = 'ok'", "`status`"),
+        (r#"UPDATE runs SET hosts = '["cp-9"]'"#, "`hosts`"),
+        ("UPDATE runs SET review = NULL", "`review`"),
+        ("UPDATE runs SET host_limit = NULL", "`host_limit`"),
+        (
+            "UPDATE runs SET runbook_ref = '/tmp/evil.yaml'",
+            "`runbook_ref`",
+        ),
+        ("UPDATE runs SET finished_ms = 1", "`finished_ms`"),
+    ];
+    for (sql, field) in edits {
+        f.raw()
+            .execute(&format!("{sql} WHERE run_id = '{RUN_A}'"), [])
+            .unwrap();
+        let v = f.journal.verify(None).unwrap();
+        assert!(!v.ok, "{sql} went unnoticed");
+        let p = &v.problems[0];
+        assert_eq!(
+            (p.problem, p.run_id.as_str()),
+            (ProblemKind::RunEdited, RUN_A)
+        );
+        assert!(
+            p.what.contains(field) && p.what.contains("edited"),
+            "{}",
+            p.what
+        );
+        // Only that run: the other is intact.
+        assert!(f.journal.verify(Some(RUN_B)).unwrap().ok);
+        let err = f.journal.run(RUN_A).unwrap_err();
+        assert!(
+            matches!(err, JournalError::RunEdited { .. }) && err.to_string().contains(field),
+            "{err}"
+        );
+        // Put the row back as the chain has it.
+        let good = remedy_journal::Journal::open(&pristine)
+            .unwrap()
+            .run(RUN_A)
+            .unwrap();
+        f.raw()
+            .execute(
+                "UPDATE runs SET params = ?2, actor = ?3, status = ?4, hosts = ?5, review = ?6, host_limit = ?7, runbook_ref = ?8, finished_ms = ?9 WHERE run_id = ?1",
+                rusqlite::params![
+                    RUN_A,
+                    serde_json::to_string(&good.params).unwrap(),
+                    good.actor,
+                    good.status,
+                    serde_json::to_string(&good.hosts).unwrap(),
+                    good.review,
+                    good.limit,
+                    good.runbook_ref,
+                    good.finished_ms
+                ],
+            )
+            .unwrap();
+        assert!(f.journal.verify(None).unwrap().ok, "restored after {sql}");
+    }
+    // A row deleted, and one added by hand.
+    f.raw()
+        .execute(&format!("DELETE FROM runs WHERE run_id = '{RUN_B}'"), [])
+        .unwrap();
+    let v = f.journal.verify(None).unwrap();
+    assert!(v.problems[0].what.contains("deleted"), "{:?}", v.problems);
+    f.raw()
+        .execute(
+            &format!("INSERT INTO runs SELECT 'forged', runbook, runbook_ref, runbook_sha256, inventory, host_limit, params, hosts, dry_run, actor, os_user, jump_host, pid, pid_start, started_ms, finished_ms, status, review FROM runs WHERE run_id = '{RUN_A}'"),
+            [],
+        )
+        .unwrap();
+    let err = f.journal.run("forged").unwrap_err();
+    assert!(err.to_string().contains("added outside remedy"), "{err}");
+}
+
+/// Issue 14 (5): a journal written before runs were chained (schema 2) is
+/// upgraded: its runs are chained as they read then, stay readable, and an
+/// edit after the upgrade is caught.
+#[test]
+fn issue_14_runs_of_an_older_journal_are_chained_by_the_upgrade() {
+    let f = Fixture::new();
+    let path = f.dir.path().join("old.db");
+    {
+        // Schema 2 exactly as this build's file has it, minus the chained runs.
+        let src = f.raw();
+        let old = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = src
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+            .unwrap();
+        let ddl: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for sql in ddl {
+            old.execute_batch(&sql).unwrap();
+        }
+        old.execute_batch(
+            "INSERT INTO chain_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+             INSERT INTO fencing VALUES (1, 0);
+             INSERT INTO runs VALUES ('old-run', 'cert-renew', 'builtin:cert-renew', 'ab', '/inv.yaml', NULL, '[[\"days\",\"30\"]]', '[\"cp-1\"]', 0, 'alice', 'alice', 'jump', 1, NULL, 5, 6, 'ok', NULL);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let j = remedy_journal::Journal::open(&path).unwrap();
+    let r = j.run("old-run").unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.params.clone()),
+        ("ok", vec![("days".to_string(), "30".to_string())])
+    );
+    assert!(j.verify(None).unwrap().ok);
+    let e = j.events("old-run").unwrap();
+    assert_eq!(e[0].kind, "run_recorded");
+    assert_eq!(e[0].payload["migrated"], true);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE runs SET status = 'failed'", [])
+        .unwrap();
+    assert!(!j.verify(None).unwrap().ok);
+    // Opening again does not chain it twice.
+    drop(j);
+    let j = remedy_journal::Journal::open(&path).unwrap();
+    assert_eq!(j.events("old-run").unwrap().len(), 1);
+}
+
+/// Issue 14 (5b): the head kept elsewhere is the witness of a cut-off tail
+/// that the journal alone cannot see (rows deleted and `chain_head` set to
+/// match).
+#[test]
+fn issue_14_a_tail_cut_consistently_is_caught_by_the_witness_head() {
+    use remedy_journal::ProblemKind;
+    let f = Fixture::new();
+    for i in 0..3 {
+        f.journal
+            .append(&common::event(RUN_A, "step_done", i))
+            .unwrap();
+    }
+    let (before_id, before) = f.journal.head().unwrap();
+    f.journal
+        .append(&common::event(RUN_A, "step_rolled_back", 9))
+        .unwrap();
+    let (id, head) = f.journal.head().unwrap();
+    assert_eq!((before_id, id), (3, 4));
+    assert_eq!(f.journal.witness(&head).unwrap().map(|p| p.what), None);
+    // Cut the last event and make the head agree: locally invisible.
+    f.raw()
+        .execute_batch(&format!(
+            "DELETE FROM events WHERE id = 4; UPDATE chain_head SET last_id = 3, last_hash = '{before}';"
+        ))
+        .unwrap();
+    assert!(
+        f.journal.verify(None).unwrap().ok,
+        "no local check can see this"
+    );
+    let p = f.journal.witness(&head).unwrap().expect("caught");
+    assert_eq!(p.problem, ProblemKind::WitnessMissing);
+    assert!(
+        p.what.contains(&head) && p.what.contains("deleted"),
+        "{}",
+        p.what
+    );
+    assert!(f.journal.witness(&before).unwrap().is_none());
+    assert!(f.journal.witness("abc").is_err());
+}
+
+/// Issue 14 (6): the reserve beside the journal is given up when the disk
+/// fills, so the write goes through; without room for it, a run cannot
+/// start (`ensure_reserve` fails).
+#[test]
+fn issue_14_ensure_reserve_makes_a_real_file_and_says_when_there_is_no_room() {
+    let f = Fixture::new();
+    f.journal.ensure_reserve().unwrap();
+    let meta = std::fs::metadata(f.journal.reserve_path()).unwrap();
+    assert_eq!(meta.len(), remedy_journal::RESERVE_BYTES);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 >= remedy_journal::RESERVE_BYTES,
+        "not sparse"
+    );
+    assert!(!f.journal.reserve_used());
 }

@@ -114,6 +114,24 @@ impl KubeletConfig {
     }
 }
 
+impl KubeletConfig {
+    /// Everything under `root` (`manifests/`, `pods/`, `faults/`, `logs/`,
+    /// `lab/`), commands from /usr/bin and /bin, a quick poll: a kubelet
+    /// outside any mount namespace, as the tests run one.
+    pub fn under(node: impl Into<String>, root: &Path) -> KubeletConfig {
+        KubeletConfig {
+            node: node.into(),
+            manifests_dir: root.join("manifests"),
+            pods_state_dir: root.join("pods"),
+            faults_dir: root.join("faults"),
+            logs_dir: root.join("logs"),
+            lab_dir: root.join("lab"),
+            path: "/usr/bin:/bin".into(),
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
 /// Why the kubelet stand-in could not run. Problems with single manifests or
 /// pods are not errors: they are logged and recorded in the pod's state.
 #[derive(Debug, thiserror::Error)]
@@ -795,9 +813,12 @@ fn file_stem(file: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
     use std::sync::Arc;
     use std::thread::JoinHandle;
+
+    /// How long a test waits for the kubelet to act: generous, as the
+    /// machine running the tests may be a busy 2-core one.
+    const WAIT: Duration = Duration::from_secs(60);
 
     /// A kubelet stand-in on a thread, over its own temporary directories;
     /// dropping it stops the kubelet (and so its pods), even after a failed
@@ -825,14 +846,8 @@ mod tests {
         fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         KubeletConfig {
-            node: "master-1".into(),
-            manifests_dir: root.join("manifests"),
-            pods_state_dir: root.join("pods"),
-            faults_dir: root.join("faults"),
-            logs_dir: root.join("logs"),
-            lab_dir: root.join("lab"),
             path: format!("{}:/usr/bin:/bin", root.join("bin").display()),
-            poll: Duration::from_millis(100),
+            ..KubeletConfig::under("master-1", root)
         }
     }
 
@@ -934,7 +949,7 @@ mod tests {
         // A hidden file is never loaded, even a valid manifest.
         h.manifest(".x.yaml", "hidden", &["/bin/sleep", "301"]);
 
-        let first = h.wait_for("sleeper", Duration::from_secs(10), "a live pid", |s| {
+        let first = h.wait_for("sleeper", WAIT, "a live pid", |s| {
             s["state"] == "running" && live(s).is_some()
         });
         let pid1 = live(&first).expect("live pid");
@@ -949,7 +964,7 @@ mod tests {
 
         // Editing the manifest replaces the pod: new process, new container.
         h.manifest("sleeper.yaml", "sleeper", &["/bin/sleep", "299"]);
-        let second = h.wait_for("sleeper", Duration::from_secs(10), "a new pid", |s| {
+        let second = h.wait_for("sleeper", WAIT, "a new pid", |s| {
             live(s).is_some_and(|p| p != pid1)
         });
         assert_ne!(second["container_id"], first["container_id"]);
@@ -962,11 +977,11 @@ mod tests {
         let log = PathBuf::from(second["containers"][0]["log_path"].as_str().expect("log"));
         assert!(log.is_file(), "{}", log.display());
         fs::remove_file(h.path("manifests/sleeper.yaml")).expect("remove manifest");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + WAIT;
         while !(dead(pid2) && h.state("sleeper").is_none()) {
             assert!(
                 Instant::now() < deadline,
-                "pod still there 10 s after its manifest was removed"
+                "pod still there {WAIT:?} after its manifest was removed"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -979,12 +994,10 @@ mod tests {
     fn a_container_that_dies_is_restarted_with_a_new_id() {
         let mut h = Harness::start();
         h.manifest("sleeper.yaml", "sleeper", &["/bin/sleep", "300"]);
-        let first = h.wait_for("sleeper", Duration::from_secs(10), "a live pid", |s| {
-            live(s).is_some()
-        });
+        let first = h.wait_for("sleeper", WAIT, "a live pid", |s| live(s).is_some());
         let pid1 = live(&first).expect("live pid");
         container::signal_group(pid1, libc::SIGKILL);
-        let second = h.wait_for("sleeper", Duration::from_secs(10), "a restart", |s| {
+        let second = h.wait_for("sleeper", WAIT, "a restart", |s| {
             s["restarts"] == 1 && live(s).is_some_and(|p| p != pid1)
         });
         assert_eq!(second["state"], "running");
@@ -1009,20 +1022,16 @@ mod tests {
     fn an_invalid_manifest_keeps_the_old_pod_running() {
         let mut h = Harness::start();
         h.manifest("sleeper.yaml", "sleeper", &["/bin/sleep", "300"]);
-        let first = h.wait_for("sleeper", Duration::from_secs(10), "a live pid", |s| {
-            live(s).is_some()
-        });
+        let first = h.wait_for("sleeper", WAIT, "a live pid", |s| live(s).is_some());
         let pid = live(&first).expect("live pid");
         fs::write(h.path("manifests/sleeper.yaml"), "spec: [unclosed\n").expect("write");
-        let broken = h.wait_for("sleeper", Duration::from_secs(10), "invalid", |s| {
-            s["state"] == "invalid"
-        });
+        let broken = h.wait_for("sleeper", WAIT, "invalid", |s| s["state"] == "invalid");
         assert_eq!(live(&broken), Some(pid));
         assert!(broken["message"].as_str().is_some_and(|m| !m.is_empty()));
 
         // A command not on the PATH cannot start: a failed pod, retried.
         h.manifest("other.yaml", "other", &["mystery-binary", "--flag"]);
-        let failed = h.wait_for("other", Duration::from_secs(10), "failed", |s| {
+        let failed = h.wait_for("other", WAIT, "failed", |s| {
             s["state"] == "failed: exec: \"mystery-binary\": executable file not found in $PATH"
         });
         assert!(failed["pid"].is_null());
@@ -1033,9 +1042,7 @@ mod tests {
         let mut h = Harness::start();
         h.manifest("a.yaml", "dup", &["/bin/sleep", "300"]);
         h.manifest("b.yaml", "dup", &["/bin/sleep", "301"]);
-        let state = h.wait_for("dup", Duration::from_secs(10), "a live pid", |s| {
-            live(s).is_some()
-        });
+        let state = h.wait_for("dup", WAIT, "a live pid", |s| live(s).is_some());
         assert!(state["manifest"]
             .as_str()
             .is_some_and(|m| m.ends_with("a.yaml")));
@@ -1060,15 +1067,13 @@ mod tests {
                 "--leader-elect=true",
             ],
         );
-        let first = h.wait_for("kube-scheduler", Duration::from_secs(10), "running", |s| {
-            live(s).is_some()
-        });
+        let first = h.wait_for("kube-scheduler", WAIT, "running", |s| live(s).is_some());
         let args_file = h.path("kube-scheduler.args");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + WAIT;
         while !fs::read_to_string(&args_file).is_ok_and(|a| a.contains("leader-elect")) {
             assert!(
                 Instant::now() < deadline,
-                "the fake kube-scheduler never ran"
+                "the fake kube-scheduler did not run within {WAIT:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1081,7 +1086,7 @@ mod tests {
         fs::create_dir_all(h.path("faults")).expect("faults dir");
         fs::write(h.path("faults/kube-scheduler-crash"), "").expect("fault");
         container::signal_group(live(&first).expect("pid"), libc::SIGKILL);
-        let crashed = h.wait_for("kube-scheduler", Duration::from_secs(20), "a crash", |s| {
+        let crashed = h.wait_for("kube-scheduler", WAIT, "a crash", |s| {
             s["containers"][0]["exit_code"] == 1
         });
         assert!(crashed["containers"][0]["attempt"].as_u64() >= Some(1));
@@ -1091,81 +1096,8 @@ mod tests {
             "Error: unknown flag: --lab-fault\n"
         );
         fs::remove_file(h.path("faults/kube-scheduler-crash")).expect("remove fault");
-        h.wait_for(
-            "kube-scheduler",
-            Duration::from_secs(20),
-            "running again",
-            |s| live(s).is_some(),
-        );
-    }
-
-    /// Not a test by itself: the body of the child process that
-    /// `sigterm_stops_the_kubelet_and_its_pods` starts by running this test
-    /// binary again, so the real signal handler of [`run`] is exercised.
-    #[test]
-    fn kubelet_child_process() {
-        let Some(root) = std::env::var_os("REMEDY_LAB_KUBELET_CHILD") else {
-            return;
-        };
-        let code = match run(test_config(Path::new(&root))) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        };
-        std::process::exit(code);
-    }
-
-    #[test]
-    fn sigterm_stops_the_kubelet_and_its_pods() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        test_config(root);
-        write_manifest(root, "sleeper.yaml", "sleeper", &["/bin/sleep", "300"]);
-        let mut kubelet = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "kubelet::tests::kubelet_child_process",
-                "--nocapture",
-            ])
-            .env("REMEDY_LAB_KUBELET_CHILD", root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let pid = loop {
-            if let Some(pid) = read_state(root, "sleeper").as_ref().and_then(live) {
-                break pid;
-            }
-            if Instant::now() > deadline {
-                let _ = kubelet.kill();
-                let _ = kubelet.wait();
-                panic!("the pod never started");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe {
-            libc::kill(kubelet.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(status) = kubelet.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = kubelet.kill();
-                let _ = kubelet.wait();
-                container::signal_group(pid, libc::SIGKILL);
-                panic!("the kubelet ignored SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "{status}");
-        assert!(dead(pid), "its pod outlived it");
-        assert!(read_state(root, "sleeper").is_none());
-        assert!(crate::process::recorded(&root.join("lab")).is_empty());
+        h.wait_for("kube-scheduler", WAIT, "running again", |s| {
+            live(s).is_some()
+        });
     }
 }

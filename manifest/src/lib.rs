@@ -2,7 +2,8 @@
 //! (`/etc/kubernetes/manifests/kube-apiserver.yaml` and friends), text in and
 //! text out: read a container flag or a component's health endpoint
 //! ([`flag_value`], [`default_health_url`]), and edit — set or remove a
-//! container flag, set or remove a `resources` value ([`edit`]). No I/O: the
+//! container flag, set or remove a `resources` value ([`edit`]); where a
+//! restart parks a manifest and finds it again ([`Parking`]). No I/O: the
 //! engine's actions read and write the files; this crate must not depend on
 //! the engine or on any transport.
 //!
@@ -27,10 +28,12 @@ mod parse;
 mod read;
 mod render;
 mod resources;
+mod static_pod;
 #[cfg(test)]
 mod tests;
 
-pub use read::{default_health_url, flag_value, under_manifests_dir};
+pub use read::{check_pod, default_health_url, flag_value, under_manifests_dir};
+pub use static_pod::{health_url, Parking, Placement, Unplaced};
 
 use expect::expect;
 use flags::{remove_flag, set_flag};
@@ -128,6 +131,8 @@ pub enum EditError {
         list: String,
         container: String,
     },
+    #[error("line {line} holds a carriage return (`\\r`) with no line feed after it, which YAML reads as a line break but a line-by-line edit would not; convert the file's line endings (e.g. `dos2unix`) or make this change by hand")]
+    LoneCarriageReturn { line: usize },
     #[error("internal error while editing the manifest: {0}; nothing was changed, make this change by hand (and report this)")]
     Internal(String),
 }

@@ -220,6 +220,19 @@ pub(crate) struct Open {
 }
 
 pub(crate) fn parse(text: &Text) -> Result<Node, EditError> {
+    // YAML reads a lone `\r` as a line break, the line table does not: an
+    // edit placed by line would land elsewhere than YAML sees it (found by
+    // fuzzing: an item appended after `- x\r:` went outside the list).
+    let bytes = text.src.as_bytes();
+    if let Some((at, _)) = text
+        .src
+        .match_indices('\r')
+        .find(|(i, _)| bytes.get(i + 1) != Some(&b'\n'))
+    {
+        return Err(EditError::LoneCarriageReturn {
+            line: text.line_number(at),
+        });
+    }
     let mut stack: Vec<Open> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0;

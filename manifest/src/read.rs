@@ -2,7 +2,8 @@
 //! where a control-plane component answers health checks on its node (from
 //! its flags and kubeadm's defaults).
 
-use crate::parse::{parse, Text};
+use crate::parse::{find_container, parse, Text};
+use crate::EditError;
 
 /// The value of `--name=value` in the pod's first container (`command`,
 /// then `args`; the last occurrence, as the component itself reads it).
@@ -21,6 +22,19 @@ pub fn flag_value(manifest: &str, name: &str) -> Option<String> {
         .rev()
         .find_map(|item| item.strip_prefix(&prefix))
         .map(str::to_string)
+}
+
+/// Whether `manifest` is a pod manifest the kubelet could start: one valid
+/// YAML document with a `spec.containers` list of mappings. The error says
+/// what is wrong and where (line and column), as an edit's would.
+pub fn check_pod(manifest: &str) -> Result<(), EditError> {
+    let text = Text::new(manifest);
+    let root = parse(&text)?;
+    match find_container(&text, &root, None) {
+        // Anchors only stop a textual edit; the kubelet reads them fine.
+        Ok(_) | Err(EditError::Anchors { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Where a component answers health checks on its node, from its manifest's
@@ -103,6 +117,22 @@ mod tests {
         assert_eq!(flag_value(m, "quota-backend"), None);
         assert_eq!(flag_value(m, "data-dir"), None);
         assert_eq!(flag_value("not: [a pod", "x"), None);
+    }
+
+    #[test]
+    fn a_manifest_the_kubelet_cannot_read_is_refused_with_its_place() {
+        let ok =
+            "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - command:\n    - kube-scheduler\n";
+        assert_eq!(check_pod(ok), Ok(()));
+        let err = check_pod("apiVersion: v1\nkind: Pod\nspec:\n  containers: [\n").unwrap_err();
+        assert!(
+            matches!(err, EditError::InvalidYaml { line: 5, .. }),
+            "{err:?}"
+        );
+        assert!(matches!(
+            check_pod("kind: Pod\nspec: {}\n"),
+            Err(EditError::NotAPod(_))
+        ));
     }
 
     #[test]

@@ -25,16 +25,69 @@ pub(crate) fn parse_resource_key(key: &str) -> Result<(&str, &str), EditError> {
     }
 }
 
+/// Check `value` as Kubernetes parses a resource quantity
+/// (`k8s.io/apimachinery/pkg/api/resource.ParseQuantity`): a decimal number
+/// (`1`, `1.5`, `.5`, `5.`), then a binary suffix (`Ki` … `Ei`), a decimal
+/// one (`n u m k M G T P E`) or an exponent (`e3`, `E-2`). Resource values
+/// may not be negative, as the API server's validation says.
+pub(crate) fn check_quantity(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("a resource quantity cannot be empty");
+    }
+    let unsigned = match value.as_bytes()[0] {
+        b'-' => return Err("a resource quantity cannot be negative"),
+        b'+' => &value[1..],
+        _ => value,
+    };
+    let digits = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(digits);
+    let whole_and_fraction: Vec<&str> = number.split('.').collect();
+    let number_ok =
+        whole_and_fraction.len() <= 2 && whole_and_fraction.iter().any(|part| !part.is_empty());
+    if !number_ok {
+        return Err("a resource quantity starts with a number, e.g. 512Mi, 1.5, 250m");
+    }
+    let exponent_ok = |e: &str| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    };
+    let suffix_ok = matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(exponent_ok);
+    if suffix_ok {
+        Ok(())
+    } else {
+        Err("not a Kubernetes quantity: after the number comes nothing, Ki Mi Gi Ti Pi Ei, n u m k M G T P E, or an exponent such as e3")
+    }
+}
+
 pub(crate) fn set_resource(ctx: &Ctx, key: &str, value: &str) -> Result<Vec<Edit>, EditError> {
     let (section, resource) = parse_resource_key(key)?;
     check_value(key, value)?;
-    if value.is_empty() {
-        // An empty quantity makes the kubelet reject the pod, taking the
-        // component down; refuse rather than quote it.
+    // A quantity the kubelet cannot parse makes it reject the pod, taking the
+    // component down; refuse it here rather than write it.
+    if let Err(reason) = check_quantity(value) {
         return Err(EditError::BadValue {
             key: key.to_string(),
             value: value.to_string(),
-            reason: "a resource quantity cannot be empty",
+            reason,
         });
     }
     let rendered = if plain_unsafe(value) || value_looks_like_yaml(value) || reserved_word(value) {

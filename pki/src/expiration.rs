@@ -4,7 +4,7 @@
 //! "externally managed") and whether remedy could renew it — and the table
 //! kubeadm operators know.
 
-use crate::kubeadm::{expiry_date, KUBELET_CONF};
+use crate::kubeadm::{expiry_date, KUBELET_CONF, POD_KUBECONFIGS};
 use crate::{days_left, CertInfo};
 use serde::Serialize;
 
@@ -37,6 +37,14 @@ pub struct Entry {
     pub ca: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl Entry {
+    /// kubelet.conf: the kubelet rotates its client certificate itself
+    /// (kubeadm's `rotateCertificates`); kubeadm and remedy never renew it.
+    pub fn left_to_kubelet(&self) -> bool {
+        self.kind == Kind::Kubeconfig && self.name == KUBELET_CONF
+    }
 }
 
 /// The rows, added in the order they are read.
@@ -148,22 +156,47 @@ impl Expiration {
         self.entries.push(e);
     }
 
-    /// The fewest days left of any certificate but a CA (100 years when
-    /// there is none).
+    /// The fewest days left of any certificate a renewal renews — every
+    /// leaf and kubeconfig but kubelet.conf (100 years when there is none).
+    /// A renewal decided on kubelet.conf would never be done: it is not
+    /// renewed, so the next check would want to renew again.
     pub fn min_days_left(&self) -> i64 {
         self.entries
             .iter()
-            .filter(|c| c.kind != Kind::Ca)
+            .filter(|c| c.kind != Kind::Ca && !c.left_to_kubelet())
             .filter_map(|c| c.days_left)
             .min()
             .unwrap_or(36_500)
     }
 
+    /// Expired certificates, CAs included, kubelet.conf's not: it does not
+    /// stop the control plane (and no renewal fixes it).
     pub fn expired(&self) -> usize {
         self.entries
             .iter()
+            .filter(|c| !c.left_to_kubelet())
             .filter(|c| c.days_left.is_some_and(|d| d < 0))
             .count()
+    }
+
+    /// The files the control-plane pods load when they start: every leaf
+    /// certificate, and the controller-manager's and scheduler's
+    /// kubeconfigs. A pod started before one of them last changed still
+    /// runs with the old certificate.
+    pub fn loaded_by_pods(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|c| {
+                c.kind == Kind::Leaf
+                    || (c.kind == Kind::Kubeconfig && POD_KUBECONFIGS.contains(&c.name.as_str()))
+            })
+            .map(|c| c.path.as_str())
+    }
+
+    /// What a renewal leaves to the kubelet (kubelet.conf's client
+    /// certificate): reported on its own.
+    pub fn left_to_kubelet(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|c| c.left_to_kubelet())
     }
 
     /// The table kubeadm operators know.
@@ -219,6 +252,17 @@ mod tests {
         assert!(report.external_ca());
         assert_eq!(report.min_days_left(), 365);
         assert_eq!(report.expired(), 0);
+        assert_eq!(
+            report
+                .left_to_kubelet()
+                .map(|e| &e.name)
+                .collect::<Vec<_>>(),
+            ["kubelet.conf"]
+        );
+        assert_eq!(
+            report.loaded_by_pods().collect::<Vec<_>>(),
+            ["/pki/apiserver.crt", "/pki/etcd/peer.crt"]
+        );
         let table = report.table();
         let row = |name: &str| table.lines().find(|l| l.starts_with(name)).unwrap();
         assert!(row("etcd-peer").ends_with("etcd-ca         yes"), "{table}");
@@ -227,5 +271,29 @@ mod tests {
         let json = serde_json::to_value(&report.entries[5]).unwrap();
         assert_eq!(json["not_after"], serde_json::Value::Null);
         assert!(json.get("sans").is_none());
+    }
+
+    /// Issue 13, defect 2: kubelet.conf, which no renewal renews, decided
+    /// that a freshly renewed master needed renewing again.
+    #[test]
+    fn issue_13_kubelet_conf_neither_decides_a_renewal_nor_counts_as_expired() {
+        let lab = Lab::new();
+        let ca = parse_cert_pem(&lab.ca.cert_pem).unwrap();
+        let admin = parse_cert_pem(&lab.admin().cert_pem).unwrap();
+        let now = admin.not_before;
+        let mut gone = admin.clone();
+        gone.not_after = now - 3600;
+        let mut report = Expiration::new(now);
+        report.add_ca("ca", "/pki/ca.crt", &ca, true);
+        report.add_leaf("apiserver", "/pki/apiserver.crt", &admin, "ca");
+        report.add_kubeconfig("admin.conf", "/k/admin.conf", &admin);
+        report.add_kubeconfig("kubelet.conf", "/k/kubelet.conf", &gone);
+        assert_eq!(report.min_days_left(), 365);
+        assert_eq!(report.expired(), 0);
+        let left: Vec<_> = report.left_to_kubelet().collect();
+        assert_eq!((left.len(), left[0].days_left), (1, Some(-1)));
+        // Any other expired certificate still counts.
+        report.add_kubeconfig("scheduler.conf", "/k/scheduler.conf", &gone);
+        assert_eq!((report.min_days_left(), report.expired()), (-1, 1));
     }
 }

@@ -83,6 +83,10 @@ pub const KUBECONFIGS: &[&str] = &[
 /// Checked but never renewed.
 pub const KUBELET_CONF: &str = "kubelet.conf";
 
+/// Kubeconfigs a control-plane pod loads when it starts (admin.conf and
+/// super-admin.conf are for people, kubelet.conf for the kubelet).
+pub const POD_KUBECONFIGS: &[&str] = &["controller-manager.conf", "scheduler.conf"];
+
 /// What renewal leaves alone, and why.
 pub const NOT_RENEWED: &[(&str, &str)] = &[
     (

@@ -15,6 +15,11 @@
 //!   the local CA.
 //! - [`expiration`]: what `kubeadm certs check-expiration` shows, and its
 //!   table.
+//! - [`layout`]: which files of a master a check or renewal reads
+//!   ([`Layout`]), what the caller found there ([`Found`]), the report built
+//!   from it.
+//! - [`renewal`]: a master's renewal as data ([`Renewal`]: targets, notes,
+//!   files changed) and, natively, the new contents of each file.
 //! - [`kubeconfig`]: find and replace `client-certificate-data` /
 //!   `client-key-data` by splicing text, so the rest of the file stays
 //!   byte-identical.
@@ -23,7 +28,9 @@ pub mod expiration;
 pub mod inspect;
 pub mod kubeadm;
 pub mod kubeconfig;
+pub mod layout;
 pub mod renew;
+pub mod renewal;
 
 pub use expiration::Expiration;
 pub use inspect::{days_left, key_matches_cert, parse_cert_pem, CertInfo};
@@ -31,7 +38,9 @@ pub use kubeconfig::{
     client_credential, embedded_ca_cert, embedded_client_cert, replace_client_cert, CertAndKeyPem,
     ClientCredential,
 };
+pub use layout::{Found, Layout};
 pub use renew::{renew_leaf, Ca, Renewed, BACKDATE_SECS, KUBEADM_LEAF_VALIDITY_SECS};
+pub use renewal::{NewFile, Renewal, Target};
 
 /// Why a certificate, key or kubeconfig could not be read, renewed or
 /// rewritten. Nothing here is retryable: the inputs are wrong or unsupported,
@@ -90,6 +99,9 @@ pub enum PkiError {
     /// The kubeconfig lacks what is needed, or uses a layout remedy will not edit.
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    /// What is wrong, said of the file (or CA) it is about.
+    #[error("{what}: {error}")]
+    In { what: String, error: Box<PkiError> },
     /// A renewed certificate or rewritten kubeconfig failed its own check.
     /// This is a bug in remedy; nothing was returned for writing.
     #[error("internal check failed: {0}; nothing was changed — please report this")]

@@ -153,6 +153,7 @@ impl Asker {
             summary,
             plan_hash: None,
             decision: None,
+            chain_head: None,
         }
     }
 

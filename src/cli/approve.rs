@@ -144,7 +144,7 @@ pub fn decide(
     approve: bool,
     comment: Option<&str>,
 ) -> Exit {
-    let (_, who, _) = match super::run::site(g) {
+    let (_, who, actor) = match super::run::site(g) {
         Ok(x) => x,
         Err(exit) => return exit,
     };
@@ -159,7 +159,14 @@ pub fn decide(
             return Exit::Invalid;
         }
     };
-    match j.vote(&req.request.request_id, &who, approve, comment, "cli") {
+    match j.vote_as(
+        &req.request.request_id,
+        &who,
+        &actor,
+        approve,
+        comment,
+        "cli",
+    ) {
         Ok(r) => {
             let verb = if approve { "approved" } else { "denied" };
             match r.status.as_str() {
@@ -285,17 +292,11 @@ pub fn serve(g: &Global, listen: &str) -> Exit {
             .map(|a| a.to_string())
             .unwrap_or_else(|_| listen.to_string());
         eprintln!("remedy serve: listening on http://{addr} (POST /slack/actions, /mattermost/actions, /webhook; GET /healthz)");
-        match axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-        {
-            Ok(()) => Exit::Ok,
-            Err(e) => {
-                eprintln!("error: the callback server stopped: {e}");
-                Exit::StepFailed
-            }
-        }
+        let limits = remedy_chatops::ServeLimits::default();
+        remedy_chatops::serve(listener, router, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        Exit::Ok
     })
 }

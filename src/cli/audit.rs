@@ -16,14 +16,22 @@ pub enum AuditCommand {
     List(ListArgs),
     /// One run's timeline: who ran and approved it, what changed (diffs), backups.
     Show {
-        /// Run id (or a unique prefix of it).
+        /// Run id (or a unique prefix or suffix of it, or `last`).
         run: String,
     },
-    /// Check the hash chain; exits 1 naming the first edited, deleted or reordered event.
+    /// Check the hash chain and the run records; exits 1 naming the first edited, deleted or reordered event.
     Verify {
         /// Only this run's events (the whole chain is still walked).
         run: Option<String>,
+        /// A chain head kept elsewhere (`remedy audit head`, or the one a
+        /// run-finished notification carried): it must still be in the journal,
+        /// which catches events cut off the end.
+        #[arg(long, value_name = "HASH")]
+        head: Vec<String>,
     },
+    /// Print the chain head (the last event's hash): keep it elsewhere and check
+    /// it later with `remedy audit verify --head HASH`.
+    Head,
     /// Every event (or one run's) as JSON lines, for shipping to a SIEM.
     Export {
         /// Only this run.
@@ -137,9 +145,10 @@ fn runs_table(runs: &[RunRecord]) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  HOSTS",
-        "RUN", "STARTED", "RUNBOOK", "STATUS", "BY"
+        "{:<36}  {:<8}  {:<20}  {:<18}  {:<15}  {:<12}  HOSTS",
+        "RUN", "REF", "STARTED", "RUNBOOK", "STATUS", "BY"
     );
+    let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
     for r in runs {
         let mut status = r.effective_status();
         if r.dry_run {
@@ -150,8 +159,9 @@ fn runs_table(runs: &[RunRecord]) {
         }
         let _ = writeln!(
             out,
-            "{:<36}  {:<20}  {:<18}  {:<15}  {:<12}  {}",
+            "{:<36}  {:<8}  {:<20}  {:<18}  {:<15}  {:<12}  {}",
             r.run_id,
+            short_ref(&r.run_id, &ids),
             time(r.started_ms),
             r.runbook,
             status,
@@ -159,6 +169,17 @@ fn runs_table(runs: &[RunRecord]) {
             r.hosts.join(",")
         );
     }
+}
+
+/// The shortest end of `id` (at least 8 characters) that no other listed id
+/// ends with: what to type for `remedy resume`, `audit show` and the like.
+/// A run id is a UUIDv7 — runs started close together share their first
+/// characters (the time) but not their last (random).
+fn short_ref<'a>(id: &'a str, ids: &[&str]) -> &'a str {
+    (8..id.len())
+        .map(|n| &id[id.len() - n..])
+        .find(|end| !ids.iter().any(|o| *o != id && o.ends_with(end)))
+        .unwrap_or(id)
 }
 
 pub fn runs(g: &Global, last: usize) -> Exit {
@@ -178,7 +199,8 @@ pub fn audit(g: &Global, cmd: &AuditCommand) -> Exit {
     match cmd {
         AuditCommand::List(args) => list(g, args),
         AuditCommand::Show { run } => show(g, run),
-        AuditCommand::Verify { run } => verify(g, run.as_deref()),
+        AuditCommand::Verify { run, head } => verify(g, run.as_deref(), head),
+        AuditCommand::Head => head(g),
         AuditCommand::Export { run, format: _ } => export(run.as_deref()),
     }
 }
@@ -237,6 +259,21 @@ fn describe(e: &StoredEvent) -> Option<String> {
                 .unwrap_or_default()
         ),
         "run_resumed" => format!("run resumed by {}", e.actor),
+        // The run's record, chained; the header above shows it.
+        "run_recorded" if p["migrated"] == true => {
+            "record chained by the journal upgrade (as it read then)".into()
+        }
+        "run_recorded" => return None,
+        "run_updated" => format!(
+            "record updated: {}",
+            p.as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
+        ),
         "locks_acquired" => format!("locks taken (fencing token {})", p["token"]),
         "lock_broken" => format!(
             "lock on {} broken by {}: {}",
@@ -294,10 +331,63 @@ fn describe(e: &StoredEvent) -> Option<String> {
         "step_rolled_back" => format!("rolled back: restored {}", p["restored"]),
         "rollback_failed" => format!("ROLLBACK FAILED: {}", s("error")),
         "host_finished" => format!("finished: {}", s("status")),
+        "stranded_found" => format!("found before the run: {} ({})", s("error"), s("hint")),
         "invariant_failed" => format!("INVARIANT FAILED: {} ({})", s("error"), s("hint")),
         "run_finished" => format!("run finished: {} — {}", s("status"), s("summary")),
         _ => format!("{} {}", e.kind, p),
     })
+}
+
+/// The `approved` line of `audit show`, from the run's approval events: who
+/// approved, denied or skipped approval, or why nobody did.
+fn approval_summary(events: &[StoredEvent]) -> String {
+    let (mut requested, mut granted, mut expired) = (0, 0, 0);
+    let mut approvers: Vec<&str> = Vec::new();
+    let mut auto = None;
+    let mut denied = None;
+    for e in events {
+        let approve = e.payload["approve"].as_bool() == Some(true);
+        match e.kind.as_str() {
+            "break_glass" => {
+                return format!(
+                    "no — skipped by break-glass ({}: {}); marked for review",
+                    e.actor,
+                    e.payload["reason"].as_str().unwrap_or("")
+                )
+            }
+            "approval_requested" => requested += 1,
+            "approval_vote" | "approval_granted" => {
+                granted += usize::from(e.kind == "approval_granted");
+                if approve && !approvers.contains(&e.actor.as_str()) {
+                    approvers.push(&e.actor);
+                }
+            }
+            "approval_auto" => auto = e.payload["rule"].as_str().or(Some("")),
+            "approval_denied" => denied = Some(e),
+            "approval_expired" => expired += 1,
+            _ => {}
+        }
+    }
+    let of_requests = if requested > 1 {
+        format!(" ({granted} of {requested} requests approved)")
+    } else {
+        String::new()
+    };
+    if let Some(d) = denied {
+        let why = d.payload["comment"].as_str().unwrap_or("");
+        return format!("no — denied by {}: {why}{of_requests}", d.actor);
+    }
+    if expired > 0 {
+        return format!("no — the request expired unanswered{of_requests}");
+    }
+    if granted > 0 {
+        return format!("by {}{of_requests}", approvers.join(", "));
+    }
+    match (auto, requested) {
+        (Some(rule), _) => format!("automatically, by the policy's rule `{rule}`"),
+        (None, 0) => "not required (no approval was requested)".to_string(),
+        (None, _) => "not yet (requested, not decided)".to_string(),
+    }
 }
 
 fn show(g: &Global, run: &str) -> Exit {
@@ -337,10 +427,7 @@ fn show(g: &Global, run: &str) -> Exit {
         "  by        {} from {} (pid {})",
         record.actor, record.jump_host, record.pid
     );
-    let _ = writeln!(
-        out,
-        "  approved  no approval recorded (approvals are not enforced yet)"
-    );
+    let _ = writeln!(out, "  approved  {}", approval_summary(&events));
     if let Some(r) = &record.review {
         let _ = writeln!(out, "  REVIEW    {r}");
     }
@@ -377,7 +464,26 @@ fn show(g: &Global, run: &str) -> Exit {
     Exit::Ok
 }
 
-fn verify(g: &Global, run: Option<&str>) -> Exit {
+fn head(g: &Global) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    match j.head() {
+        Ok((id, hash)) => {
+            if g.output == Output::Json {
+                print_json(&json!({ "event_id": id, "hash": hash }));
+            } else {
+                println!("{hash}");
+                eprintln!("(event {id}; check later with `remedy audit verify --head {hash}`)");
+            }
+            Exit::Ok
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
     let j = match open() {
         Ok(j) => j,
         Err(e) => return e,
@@ -389,32 +495,41 @@ fn verify(g: &Global, run: Option<&str>) -> Exit {
         },
         None => None,
     };
-    let v = match j.verify(run_id.as_deref()) {
+    let mut v = match j.verify(run_id.as_deref()) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    for h in heads {
+        match j.witness(h) {
+            Ok(None) => {}
+            Ok(Some(problem)) => {
+                v.ok = false;
+                v.problems.insert(0, problem);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     if g.output == Output::Json {
         print_json(&v);
     } else if v.ok {
         println!(
-            "ok: {} event(s) checked, the hash chain is intact{}",
+            "ok: {} event(s) checked, the hash chain and run records are intact{}{}",
             v.checked,
+            if heads.is_empty() {
+                String::new()
+            } else {
+                format!(", and it holds the {} head(s) given", heads.len())
+            },
             run_id
                 .as_deref()
                 .map(|r| format!(" (run {r})"))
                 .unwrap_or_default()
         );
     } else {
-        let first = &v.problems[0];
-        println!(
-            "TAMPERED: event {} (run {}, seq {}, {}): {}",
-            first.event_id, first.run_id, first.seq, first.kind, first.what
-        );
+        // Each problem's sentence names its event (the journal writes it so).
+        println!("TAMPERED: {}", v.problems[0].what);
         for p in &v.problems[1..] {
-            println!(
-                "  also: event {} (run {}, seq {}, {}): {}",
-                p.event_id, p.run_id, p.seq, p.kind, p.what
-            );
+            println!("  also: {}", p.what);
         }
         println!("The journal {} was changed outside remedy; compare it with an exported copy (`remedy audit export`) before trusting it.", j.path().display());
     }
@@ -545,5 +660,22 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_ref;
+
+    #[test]
+    fn a_run_is_shown_by_the_shortest_end_no_other_listed_run_shares() {
+        let a = "019aee21-7c3e-7f00-8a11-3f9a1c2b4d5e";
+        let b = "019aee21-7c3f-7f00-9b22-000011114d5e";
+        let c = "019aee21-7c40-7f00-9b22-77771c2b4d5e";
+        assert_eq!(short_ref(b, &[a, b]), "11114d5e");
+        // a and c share their last 8 characters: each shows one more.
+        assert_eq!(short_ref(a, &[a, b, c]), "a1c2b4d5e");
+        assert_eq!(short_ref(c, &[a, b, c]), "71c2b4d5e");
+        assert_eq!(short_ref(a, &[a]), "1c2b4d5e");
     }
 }

@@ -18,9 +18,9 @@
 //!     - { type: slack, url: "https://hooks.slack.com/services/…" }
 //! ```
 
-use super::Global;
+use super::{input, Global};
 use remedy_chatops::ChatConfig;
-use remedy_dsl::{Approval, Diagnostic, Diagnostics, Source};
+use remedy_dsl::{Approval, Diagnostic, Diagnostics};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -40,21 +40,13 @@ pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
         Some(p) => (p.clone(), true),
         None => (remedy_journal::remedy_home().join("config.yaml"), false),
     };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(SiteConfig::default())
-        }
-        Err(e) => {
-            return Err(Diagnostic::new(format!(
-                "cannot read the site config {}: {e}",
-                path.display()
-            ))
-            .with_hint("check --config / REMEDY_CONFIG")
-            .into())
-        }
-    };
-    let src = Source::new(path.display().to_string(), text);
+    if !required && !path.exists() {
+        return Ok(SiteConfig::default());
+    }
+    let src = input::read(&path, "site config").map_err(|d| match d.source {
+        None => d.with_hint("check --config / REMEDY_CONFIG"),
+        Some(_) => d,
+    })?;
     let root = remedy_dsl::yaml::parse(&src).map_err(Diagnostics)?;
     let mut diags = Diagnostics::default();
     let mut cfg = SiteConfig {

@@ -105,15 +105,18 @@ fn load(g: &Global) -> Result<Config, String> {
         .unwrap_or_else(|| remedy_journal::remedy_home().join("config.yaml"));
     let path = path.as_path();
     // The rest of the file is checked as the site config.
-    super::config::load(g).map_err(|d| d.render())?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the site config {}: {e}\n  = hint: pass --config FILE with a `daemon:` block of schedules (see examples/config.yaml)",
-            path.display()
-        )
+    super::config::load(g).map_err(|d| d.render_body())?;
+    let src = super::input::read(path, "site config").map_err(|d| {
+        let d = match d.source {
+            None => d.with_hint(
+                "pass --config FILE with a `daemon:` block of schedules (see examples/config.yaml)",
+            ),
+            Some(_) => d,
+        };
+        super::input::ReadError(d).to_string()
     })?;
-    let src = remedy_dsl::Source::new(path.display().to_string(), text);
-    let root = remedy_dsl::yaml::parse(&src).map_err(|d| remedy_dsl::Diagnostics(d).render())?;
+    let root =
+        remedy_dsl::yaml::parse(&src).map_err(|d| remedy_dsl::Diagnostics(d).render_body())?;
     let Some(block) = root.get("daemon") else {
         return Err(format!(
             "{}: no `daemon:` block, so nothing is scheduled\n  = hint: add `daemon: {{ schedules: [...] }}` (see examples/config.yaml)",

@@ -49,7 +49,7 @@ pub fn exec(g: &Global, targets: &str, command: &str, timeout_secs: u64, paralle
         Ok(r) => r,
         Err(exit) => return exit.into(),
     };
-    let connector = SshConnector::new(&inventory, g.accept_new_host_keys);
+    let connector = SshConnector::new(&inventory, g.accept_new_host_keys).verbose(g.verbose);
     let timeout = Duration::from_secs(timeout_secs);
     let results: Vec<HostResult> = runtime.block_on(async {
         stream::iter(hosts.iter())

@@ -12,7 +12,8 @@ pub enum Exit {
     Invalid,
     /// 3: denied — the change was not confirmed (or not approved).
     Denied,
-    /// 4: interrupted (Ctrl-C): stopped after the step that was running.
+    /// 4: interrupted (Ctrl-C): stopped after the step that was running, or
+    /// before any change (at a prompt, while planning) with nothing changed.
     Interrupted,
     /// 5: a rollback failed: a host is NOT as it was; the output says what to
     /// restore by hand.
@@ -38,5 +39,5 @@ Exit codes:
   1  a step failed (hosts rolled back, stopped or continued per on_failure)
   2  invalid input: runbook, inventory, params or command line; nothing ran
   3  denied: the change was not confirmed or not approved
-  4  interrupted (Ctrl-C): stopped after the running step
+  4  interrupted (Ctrl-C): stopped after the running step, or before any change
   5  rollback failed: a host needs manual repair; the output says how";

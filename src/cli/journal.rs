@@ -7,7 +7,7 @@ use remedy_engine::event::{Event, EventSink};
 use remedy_engine::redact::Redactor;
 use remedy_journal::{Journal, NewEvent};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -55,7 +55,8 @@ pub struct JournalSink {
     pub actor: String,
     pub redactor: Redactor,
     pub fence: Option<Fence>,
-    crash: Option<CrashPoint>,
+    /// Test hooks: `REMEDY_CRASH_AFTER`, `REMEDY_INTERRUPT_AFTER`.
+    signal_points: Vec<SignalPoint>,
 }
 
 impl JournalSink {
@@ -70,7 +71,13 @@ impl JournalSink {
             actor,
             redactor,
             fence,
-            crash: CrashPoint::from_env(),
+            signal_points: [
+                ("REMEDY_CRASH_AFTER", libc::SIGKILL),
+                ("REMEDY_INTERRUPT_AFTER", libc::SIGINT),
+            ]
+            .into_iter()
+            .filter_map(|(var, signal)| SignalPoint::from_env(var, signal))
+            .collect(),
         }
     }
 }
@@ -95,7 +102,8 @@ impl EventSink for JournalSink {
                 }
             }
             let text = self.redactor.apply(&payload.to_string());
-            let payload = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let payload =
+                serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
             self.journal
                 .append(&NewEvent {
                     run_id: event.run_id.clone(),
@@ -110,22 +118,54 @@ impl EventSink for JournalSink {
                     kind: kind.clone(),
                     payload,
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    // The run goes on (or rolls back) on the hosts whatever
+                    // the journal can hold: say what happened, there and now.
+                    eprintln!(
+                        "error: NOT RECORDED in the journal: {}: {e}",
+                        unrecorded(&kind, event, &text)
+                    );
+                    e.to_string()
+                })?;
         }
-        if let Some(c) = &self.crash {
-            c.check(&kind, event);
+        for point in &self.signal_points {
+            point.check(&kind, event);
         }
         Ok(())
     }
 }
 
-/// Test hook for crash consistency: `REMEDY_CRASH_AFTER=KIND[@HOST][/STEP][#N]`
+/// One line saying what an event that could not be journaled was:
+/// `master-1 › edit: step_rolled_back {…}` (the payload is clipped).
+fn unrecorded(kind: &str, event: &Event, redacted_payload: &str) -> String {
+    let at = match (&event.host, &event.step) {
+        (Some(h), Some(s)) => format!("{h} › {s}"),
+        (Some(h), None) => h.clone(),
+        _ => format!("run {}", event.run_id),
+    };
+    let mut detail = redacted_payload.to_string();
+    if detail.chars().count() > 300 {
+        detail = format!("{}…", detail.chars().take(300).collect::<String>());
+    }
+    format!("{at}: {kind} {detail}")
+}
+
+/// Set once this process has handled a Ctrl-C (for the interrupt hook).
+pub static CTRL_C_HANDLED: AtomicBool = AtomicBool::new(false);
+
+/// Test hooks for crash consistency: `REMEDY_CRASH_AFTER=KIND[@HOST][/STEP][#N]`
 /// kills this process with SIGKILL right after the N-th (default first)
 /// matching event is durable — e.g. `step_intent@master-2/restart` dies with
 /// the intent recorded and the apply not started, `waiting@master-1` dies in
-/// the middle of a restart with the manifest moved out. Used by the crash
-/// tests; an operator never needs it.
-struct CrashPoint {
+/// the middle of a restart with the manifest moved out.
+/// `REMEDY_INTERRUPT_AFTER` (same syntax) sends this process SIGINT there
+/// instead, as Ctrl-C would. Used by the crash and interrupt tests; an
+/// operator never needs them, so only debug builds (what `cargo test` runs)
+/// read the variables: a release binary ignores them (`tests/release.rs`).
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
+struct SignalPoint {
+    var: &'static str,
+    signal: libc::c_int,
     kind: String,
     host: Option<String>,
     step: Option<String>,
@@ -133,9 +173,16 @@ struct CrashPoint {
     seen: AtomicU32,
 }
 
-impl CrashPoint {
-    fn from_env() -> Option<CrashPoint> {
-        let spec = std::env::var("REMEDY_CRASH_AFTER").ok()?;
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
+impl SignalPoint {
+    #[cfg(not(debug_assertions))]
+    fn from_env(_var: &'static str, _signal: libc::c_int) -> Option<SignalPoint> {
+        None
+    }
+
+    #[cfg(debug_assertions)]
+    fn from_env(var: &'static str, signal: libc::c_int) -> Option<SignalPoint> {
+        let spec = std::env::var(var).ok()?;
         let (rest, nth) = match spec.split_once('#') {
             Some((r, n)) => (r.to_string(), n.parse().unwrap_or(1)),
             None => (spec.clone(), 1),
@@ -148,7 +195,9 @@ impl CrashPoint {
             Some((k, h)) => (k.to_string(), Some(h.to_string())),
             None => (rest, None),
         };
-        Some(CrashPoint {
+        Some(SignalPoint {
+            var,
+            signal,
             kind,
             host,
             step,
@@ -168,10 +217,22 @@ impl CrashPoint {
                 .as_ref()
                 .is_none_or(|s| event.step.as_ref() == Some(s));
         if matches && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
-            eprintln!("REMEDY_CRASH_AFTER: killing myself after {kind}");
-            // SAFETY: signalling our own pid; SIGKILL cannot be caught.
+            eprintln!(
+                "{}: signal {} to myself after {kind}",
+                self.var, self.signal
+            );
+            // SAFETY: signalling our own pid.
             unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
+                libc::kill(libc::getpid(), self.signal);
+            }
+            // Ctrl-C is handled by a task: wait until it has been, so the
+            // run stops right after this event's step, as the test asked.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while self.signal == libc::SIGINT
+                && !CTRL_C_HANDLED.load(Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }

@@ -9,6 +9,16 @@ use remedy_lab::layout;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+/// Every fault `lab break` knows, with what it does, for --help (the list
+/// is the lab's, so a new fault cannot be missing here).
+fn fault_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        FAULTS
+            .iter()
+            .map(|(name, what)| clap::builder::PossibleValue::new(*name).help(*what)),
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build and start a lab: N masters (real sshd; PKI, kubeconfigs and manifests
@@ -50,9 +60,10 @@ pub enum LabCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Inject an incident to rehearse on (cert-expired, etcd-member-down, lb-backend-down, manifest-stranded).
+    /// Inject an incident to rehearse on (`remedy lab break --help` lists them).
     Break {
         /// The fault.
+        #[arg(value_parser = fault_names())]
         fault: String,
         /// The master to break [default: the last one].
         #[arg(long)]
@@ -198,13 +209,18 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 .iter()
                 .filter(|(_, s)| *s != remedy_lab::process::Stopped::AlreadyGone)
                 .collect();
-            println!(
+            // The lab is down whatever happens to this report (`| head`
+            // closes the pipe early): a write error is not the command's.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
                 "stopped {} process(es) of the lab in {}",
                 running.len(),
                 dir.display()
             );
             for (rec, how) in running {
-                println!("  {} (pid {}): {:?}", rec.name, rec.pid, how);
+                let _ = writeln!(out, "  {} (pid {}): {:?}", rec.name, rec.pid, how);
             }
             Exit::Ok.into()
         }

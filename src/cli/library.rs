@@ -1,6 +1,7 @@
 //! Finding runbooks: a path, a runbook in a `--dir`, or one of the built-in
 //! runbooks embedded in the binary from `runbooks/`.
 
+use super::input::{self, ReadError};
 use remedy_dsl::Source;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,21 +34,17 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
 ];
 
-/// Where a runbook name resolved to.
-pub fn load(name: &str, dirs: &[PathBuf]) -> Result<Arc<Source>, String> {
-    let as_path = Path::new(name);
+/// Where a runbook name resolved to: a path (anything with a `/` or a YAML
+/// extension), `NAME.yaml` in a `--dir`, or a built-in runbook.
+pub fn load(name: &str, dirs: &[PathBuf]) -> Result<Arc<Source>, ReadError> {
     if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
-        return std::fs::read_to_string(as_path)
-            .map(|text| Source::new(name, text))
-            .map_err(|e| format!("cannot read runbook {name}: {e}"));
+        return Ok(input::read(Path::new(name), "runbook")?);
     }
     for dir in dirs {
         for ext in ["yaml", "yml"] {
             let p = dir.join(format!("{name}.{ext}"));
             if p.is_file() {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("cannot read runbook {}: {e}", p.display()))?;
-                return Ok(Source::new(p.display().to_string(), text));
+                return Ok(input::read(&p, "runbook")?);
             }
         }
     }
@@ -65,7 +62,9 @@ pub fn load(name: &str, dirs: &[PathBuf]) -> Result<Arc<Source>, String> {
                 known.join(", ")
             )
         });
-    Err(format!("no runbook named `{name}`; {hint}"))
+    Err(ReadError(remedy_dsl::Diagnostic::new(format!(
+        "no runbook named `{name}`; {hint}"
+    ))))
 }
 
 /// `(name, path)` of every `*.yaml`/`*.yml` in a directory.

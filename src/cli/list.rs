@@ -1,10 +1,11 @@
 //! `remedy list`: the runbooks remedy knows (built-in and `--dir`), or with
 //! `--actions` every action a step can use.
 
-use super::{library, Exit, Global, Output};
+use super::{input, library, Exit, Global, Output};
 use remedy_dsl::{ActionKind, Source};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub fn list(g: &Global, dirs: &[PathBuf], actions: bool) -> Exit {
     if actions {
@@ -15,24 +16,26 @@ pub fn list(g: &Global, dirs: &[PathBuf], actions: bool) -> Exit {
         return print(g, &rows, "action");
     }
     let mut rows = Vec::new();
-    let mut sources: Vec<(String, String)> = library::BUILTIN
+    let mut sources: Vec<Arc<Source>> = library::BUILTIN
         .iter()
-        .map(|(n, t)| (format!("builtin:{n}"), t.to_string()))
+        .map(|(n, t)| Source::new(format!("builtin:{n}"), *t))
         .collect();
     for dir in dirs {
         for (_, path) in library::runbooks_in(dir) {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                sources.push((path.display().to_string(), text));
+            match input::read(&path, "runbook") {
+                Ok(source) => sources.push(source),
+                Err(_) => rows.push((
+                    path.display().to_string(),
+                    "(unreadable: run `remedy validate` on it)".into(),
+                )),
             }
         }
     }
-    for (origin, text) in sources {
-        match remedy_dsl::compile(Source::new(origin.clone(), text)) {
+    for source in sources {
+        let origin = source.name.clone();
+        match remedy_dsl::compile(source) {
             Ok(rb) => rows.push((rb.name, rb.summary)),
-            Err(_) => rows.push((
-                origin.clone(),
-                "(invalid: run `remedy validate` on it)".into(),
-            )),
+            Err(_) => rows.push((origin, "(invalid: run `remedy validate` on it)".into())),
         }
     }
     print(g, &rows, "runbook")

@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod exec;
 mod exit;
+mod input;
 mod journal;
 mod lab;
 mod library;
@@ -78,6 +79,10 @@ pub struct Global {
     /// Record the host keys of hosts not yet in known_hosts (never a changed key).
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
+    /// Say how the SSH client configuration is read and how each host is
+    /// reached (address, user, keys, jump host or ProxyCommand).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     /// How many hosts to work on at once (dry-runs and `exec` fan out; a real
     /// run's batches follow the runbook's strategy, up to this many at once).
     #[arg(long, global = true, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
@@ -202,10 +207,12 @@ enum Command {
     /// Continue an interrupted run (the process died) where its journal says it stopped.
     ///
     /// Steps that finished are skipped; a step that recorded its intent but no
-    /// outcome is planned again and applied only if still needed. Same runbook
-    /// (refused if it changed, unless --force), inventory, params and --limit.
+    /// outcome is planned again and applied only if still needed. A run whose
+    /// rollback failed (exit 5, the host stopped answering) has its rollback
+    /// retried. Same runbook (refused if it changed, unless --force),
+    /// inventory, params and --limit.
     Resume {
-        /// Run id (or a unique prefix), from `remedy runs`.
+        /// Run id (or a unique prefix or suffix, or `last`: the newest real run), from `remedy runs`.
         run: String,
         /// Resume even though the runbook changed since the run started.
         #[arg(long)]
@@ -215,7 +222,7 @@ enum Command {
     Approvals,
     /// Approve a waiting run (as your OS user; --as only where the site config allows).
     Approve {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         /// The host, when approvals are per host or per step.
         #[arg(long)]
@@ -229,7 +236,7 @@ enum Command {
     },
     /// Deny a waiting run: it ends as denied with nothing applied.
     Deny {
-        /// Run id (or a unique prefix).
+        /// Run id (or a unique prefix or suffix, or `last`).
         run: String,
         #[arg(long)]
         host: Option<String>,
@@ -290,6 +297,23 @@ enum ScheduleCommand {
     },
 }
 
+impl Command {
+    /// Reads the journal, the runbooks or the site config and prints: no
+    /// host, socket or child process is written to.
+    fn only_reads_local_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Show { .. }
+                | Command::List { .. }
+                | Command::Validate { .. }
+                | Command::Runs { .. }
+                | Command::Audit(_)
+                | Command::Lock(audit::LockCommand::List)
+                | Command::Schedule(_)
+        )
+    }
+}
+
 /// Parse the command line and run it; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -304,6 +328,15 @@ pub fn main() -> i32 {
         }
     };
     let g = &cli.global;
+    if cli.command.only_reads_local_state() {
+        // Like cat: `remedy show X | head -1` ends quietly when head
+        // closes the pipe, not with a panic. Only commands that read local
+        // state: a run must never die of SIGPIPE on a dropped connection.
+        // SAFETY: restoring a signal's default disposition, single-threaded.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match &cli.command {
         Command::Run {
             runbook,

@@ -92,9 +92,9 @@ impl EventSink for Progress {
             EventKind::RollbackStarted { reason } => {
                 self.line(format!("{at}: rolling back ({reason})"))
             }
-            EventKind::StepRolledBack { restored } if restored.is_empty() => {
-                self.line(format!("{at}: nothing to restore (no declared files)"))
-            }
+            EventKind::StepRolledBack { restored } if restored.is_empty() => self.line(format!(
+                "{at}: nothing to restore (already as before the run, or no declared files)"
+            )),
             EventKind::StepRolledBack { restored } => {
                 self.line(format!("{at}: restored {}", restored.join(", ")))
             }
@@ -102,6 +102,9 @@ impl EventSink for Progress {
                 self.line(format!("{at}: ROLLBACK FAILED: {error}"))
             }
             EventKind::HostFinished { status } => self.line(format!("{at}: {status}")),
+            EventKind::StrandedFound { error, hint } => {
+                self.line(format!("warning: {error}\n  = hint: {hint}"))
+            }
             EventKind::InvariantFailed { error, hint } => {
                 self.line(format!("error: {error}\n  = hint: {hint}"))
             }

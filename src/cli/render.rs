@@ -48,6 +48,15 @@ pub fn report(r: &RunReport, color: bool) -> String {
             ""
         }
     );
+    for f in &r.found {
+        let _ = writeln!(
+            out,
+            "\n{} {}\n  hint: {}",
+            p.red("warning:"),
+            f.error,
+            f.hint
+        );
+    }
     for h in &r.hosts {
         host(&mut out, h, &p);
     }
@@ -167,6 +176,7 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
                     server,
                     from,
                     to,
+                    ..
                 } => {
                     let _ = writeln!(out, "{pad}{lb}: {backend}/{server} {from} → {to}");
                 }

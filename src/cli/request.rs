@@ -1,8 +1,8 @@
 //! Turning the global options into what the engine binds: the inventory, the
 //! params (`--param`, `--params-file`) and `--limit`.
 
-use super::Global;
-use remedy_dsl::{Diagnostic, Diagnostics, Source};
+use super::{input, Global};
+use remedy_dsl::{Diagnostic, Diagnostics};
 use remedy_engine::{Inventory, Request};
 
 pub fn inventory(g: &Global) -> Result<Inventory, Diagnostics> {
@@ -12,11 +12,12 @@ pub fn inventory(g: &Global) -> Result<Inventory, Diagnostics> {
 
 /// Read and parse an inventory file.
 pub fn load_inventory(path: &std::path::Path) -> Result<Inventory, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::new(format!("cannot read inventory {}: {e}", path.display()))
-            .with_hint("check the path given with --inventory / REMEDY_INVENTORY")
+    let source = input::read(path, "inventory").map_err(|d| match d.source {
+        // Not read at all: the path is what to check.
+        None => d.with_hint("check the path given with --inventory / REMEDY_INVENTORY"),
+        Some(_) => d,
     })?;
-    Inventory::parse(Source::new(path.display().to_string(), text))
+    Inventory::parse(source)
 }
 
 /// The inventory file `--inventory` names (`lab`: the default lab's).
@@ -29,9 +30,12 @@ pub fn inventory_path(g: &Global) -> Result<std::path::PathBuf, Diagnostics> {
     let path = if path.as_os_str() == "lab" && !path.is_file() {
         lab_inventory = remedy_lab::layout::default_dir().join("inventory.yaml");
         if !lab_inventory.exists() {
-            return Err(Diagnostic::new("`--inventory lab`: no lab is up")
-                .with_hint("start one with `remedy lab up`")
-                .into());
+            return Err(Diagnostic::new(format!(
+                "`--inventory lab`: no lab is up in the default directory {}",
+                remedy_lab::layout::default_dir().display()
+            ))
+            .with_hint("a lab started with `remedy lab up --dir DIR` is used with `--inventory DIR/inventory.yaml`; or start one here with `remedy lab up`")
+            .into());
         }
         &lab_inventory
     } else {
@@ -58,25 +62,19 @@ pub fn request(g: &Global) -> Result<Request, Diagnostics> {
         }
     }
     if let Some(path) = &g.params_file {
-        match std::fs::read_to_string(path) {
-            Err(e) => diags.push(Diagnostic::new(format!(
-                "cannot read params file {}: {e}",
-                path.display()
-            ))),
-            Ok(text) => {
-                let src = Source::new(path.display().to_string(), text);
-                match remedy_dsl::yaml::parse(&src) {
-                    Err(errs) => errs.into_iter().for_each(|d| diags.push(d)),
-                    Ok(root) => match root.to_json() {
-                        serde_json::Value::Object(m) => req.params_file = m,
-                        _ => diags.push(Diagnostic::at(
-                            &src,
-                            root.span,
-                            "a params file must be a mapping of param name to value",
-                        )),
-                    },
-                }
-            }
+        match input::read(path, "params file") {
+            Err(d) => diags.push(d),
+            Ok(src) => match remedy_dsl::yaml::parse(&src) {
+                Err(errs) => errs.into_iter().for_each(|d| diags.push(d)),
+                Ok(root) => match root.to_json() {
+                    serde_json::Value::Object(m) => req.params_file = m,
+                    _ => diags.push(Diagnostic::at(
+                        &src,
+                        root.span,
+                        "a params file must be a mapping of param name to value",
+                    )),
+                },
+            },
         }
     }
     diags.into_result(req)

@@ -1,53 +1,53 @@
 //! `remedy validate [FILES…]`: check runbooks without running anything;
 //! exit 2 when any has an error. With an inventory, also check it.
 
-use super::{library, request, Exit, Global, Output};
-use remedy_dsl::Source;
+use super::{input, library, request, Exit, Global, Output};
+use remedy_dsl::{Diagnostic, Diagnostics, Source};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
-    let mut inputs: Vec<(String, Result<String, String>)> = Vec::new();
+    let mut inputs: Vec<(String, Result<Arc<Source>, Diagnostic>)> = Vec::new();
     if files.is_empty() {
         for (name, text) in library::BUILTIN {
-            inputs.push((format!("builtin:{name}"), Ok(text.to_string())));
+            let name = format!("builtin:{name}");
+            inputs.push((name.clone(), Ok(Source::new(name, *text))));
         }
         for dir in dirs {
             for (_, path) in library::runbooks_in(dir) {
-                inputs.push((
-                    path.display().to_string(),
-                    std::fs::read_to_string(&path).map_err(|e| e.to_string()),
-                ));
+                inputs.push((path.display().to_string(), input::read(&path, "runbook")));
             }
         }
     } else {
         for f in files {
-            inputs.push((
-                f.display().to_string(),
-                std::fs::read_to_string(f).map_err(|e| e.to_string()),
-            ));
+            inputs.push((f.display().to_string(), input::read(f, "runbook")));
         }
     }
     let mut failed = 0;
     let mut results = Vec::new();
-    for (name, text) in inputs {
-        let outcome = match text {
-            Err(e) => Err(vec![
-                json!({ "message": format!("cannot read {name}: {e}"), "location": name, "hint": null }),
-            ]),
-            Ok(text) => match remedy_dsl::compile(Source::new(name.clone(), text)) {
-                Ok(rb) => Ok(rb),
-                Err(d) => {
-                    if g.output == Output::Text {
-                        eprint!("{}", d.render());
-                    }
-                    Err(d.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect())
+    for (name, source) in inputs {
+        let outcome = match source
+            .map_err(Diagnostics::from)
+            .and_then(remedy_dsl::compile)
+        {
+            Ok(rb) => Ok(rb),
+            Err(d) => {
+                if g.output == Output::Text {
+                    eprint!("{}", d.render());
                 }
-            },
+                Err(d
+                    .iter()
+                    .map(|d| json!({ "message": d.message, "location": d.location().unwrap_or_else(|| name.clone()), "hint": d.hint }))
+                    .collect::<Vec<_>>())
+            }
         };
         match outcome {
             Ok(rb) => {
                 if g.output == Output::Text {
+                    for w in &rb.warnings {
+                        eprint!("{}", w.render_warning());
+                    }
                     println!(
                         "ok      {name} ({}: {} step{})",
                         rb.name,
@@ -55,7 +55,8 @@ pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
                         if rb.steps.len() == 1 { "" } else { "s" }
                     );
                 }
-                results.push(json!({ "file": name, "ok": true, "runbook": rb.name, "errors": [] }));
+                let warnings: Vec<_> = rb.warnings.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect();
+                results.push(json!({ "file": name, "ok": true, "runbook": rb.name, "errors": [], "warnings": warnings }));
             }
             Err(errors) => {
                 failed += 1;

@@ -2,7 +2,7 @@
 //! login user, SSH settings, and the groups and vars the inventory gave them.
 //! The inventory (in `remedy-engine`) parses them; connectors and transports
 //! read them. Also the `*`/`?` name globs shared by the inventory's host
-//! patterns and `~/.ssh/config`'s `Host` lines.
+//! patterns.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -57,6 +57,9 @@ pub struct HostSsh {
 pub struct SshSettings {
     /// known_hosts file to verify host keys against (default `~/.ssh/known_hosts`).
     pub known_hosts: Option<String>,
+    /// OpenSSH client configuration to read (`ssh -F`): a path, or `none`;
+    /// `None`: what `ssh` reads by default (`~/.ssh/config`, `/etc/ssh/ssh_config`).
+    pub config: Option<String>,
     pub connect_timeout_secs: u64,
 }
 
@@ -64,6 +67,7 @@ impl Default for SshSettings {
     fn default() -> Self {
         SshSettings {
             known_hosts: None,
+            config: None,
             connect_timeout_secs: 10,
         }
     }

@@ -171,6 +171,11 @@ pub enum TransportError {
     /// The host cannot be reached with this transport.
     #[error("cannot reach {host}: {message}")]
     Unreachable { host: String, message: String },
+    /// The SSH client configuration (`~/.ssh/config`, the inventory) says
+    /// something remedy cannot do for this host, or cannot be read: remedy
+    /// refuses rather than connect some other way. Never retried.
+    #[error("{message}")]
+    Config { host: String, message: String },
     /// The host's key is unknown or changed: never retried.
     #[error("{message}")]
     HostKey { host: String, message: String },
@@ -215,6 +220,7 @@ impl TransportError {
             | TransportError::Spawn { host, .. }
             | TransportError::ReadOnly { host, .. }
             | TransportError::Unreachable { host, .. }
+            | TransportError::Config { host, .. }
             | TransportError::HostKey { host, .. }
             | TransportError::Auth { host, .. }
             | TransportError::ConnectionLost { host, .. }

@@ -65,6 +65,9 @@ impl Local {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            // Its own process group, so a command stopped at its timeout (or
+            // abandoned with its step) ends with everything it started.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| TransportError::Spawn {
@@ -72,7 +75,9 @@ impl Local {
                 cmd: cmd.to_string(),
                 message: e.to_string(),
             })?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        let mut running = Running(child);
+        let finished = tokio::time::timeout(timeout, running.output()).await;
+        match finished {
             Err(_) => Err(TransportError::Timeout {
                 host: self.host.clone(),
                 cmd: cmd.to_string(),
@@ -87,6 +92,46 @@ impl Local {
                     stdout: out.stdout,
                     stderr: out.stderr,
                 })
+            }
+        }
+    }
+}
+
+/// A command's shell, leader of its own process group. Dropped before the
+/// shell was reaped — at a timeout, or when the caller gives up on the
+/// command — it kills the whole group. A shell that ended by itself was
+/// reaped, and what it left running was meant to run.
+struct Running(tokio::process::Child);
+
+impl Running {
+    /// Stdout, stderr and the exit status, read together.
+    async fn output(&mut self) -> std::io::Result<std::process::Output> {
+        use tokio::io::AsyncReadExt;
+        async fn all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).await?;
+            }
+            Ok(bytes)
+        }
+        let (stdout, stderr) = (self.0.stdout.take(), self.0.stderr.take());
+        let (stdout, stderr, status) = tokio::join!(all(stdout), all(stderr), self.0.wait());
+        Ok(std::process::Output {
+            status: status?,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // `id()` is `None` once the shell was reaped: its pid (the group's
+        // id) may then belong to someone else, and is never signalled.
+        if let Some(pgid) = self.0.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) on the process group our unreaped child leads.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
             }
         }
     }

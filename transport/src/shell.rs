@@ -10,6 +10,16 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` as one sh word in a command shown to a person: as it is when sh
+/// would read it unchanged (a plain path), else quoted.
+pub fn word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-,:=@+%".contains(c);
+    match !s.is_empty() && s.chars().all(plain) {
+        true => s.to_string(),
+        false => quote(s),
+    }
+}
+
 /// `stat` of a path, or the word `absent`.
 pub fn stat(path: &str) -> String {
     let p = quote(path);
@@ -54,6 +64,14 @@ pub fn write_atomic(path: &str, mode: Option<u32>, owner: Option<(u32, u32)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_word_is_shown_as_it_is() {
+        assert_eq!(word("/tmp/lab/inventory.yaml"), "/tmp/lab/inventory.yaml");
+        assert_eq!(word("my inv.yaml"), "'my inv.yaml'");
+        assert_eq!(word("$HOME/x"), "'$HOME/x'");
+        assert_eq!(word(""), "''");
+    }
 
     #[test]
     fn quoting_survives_quotes_and_spaces() {

@@ -93,13 +93,22 @@ impl Receiver {
     }
 }
 
-/// Serves `app` on an ephemeral loopback port; returns "http://127.0.0.1:PORT".
+/// Serves `app` on an ephemeral loopback port through `remedy serve`'s own
+/// server loop (default limits); returns "http://127.0.0.1:PORT".
 pub async fn serve(app: Router) -> String {
+    serve_with(app, remedy_chatops::ServeLimits::default()).await
+}
+
+/// `serve` within the given limits.
+pub async fn serve_with(app: Router, limits: remedy_chatops::ServeLimits) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    tokio::spawn(remedy_chatops::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
     format!("http://{addr}")
 }
 

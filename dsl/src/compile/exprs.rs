@@ -25,6 +25,32 @@ impl Checker {
         Some(ArgValue::Text(t))
     }
 
+    /// Warn where a param's value goes into a command as raw shell text:
+    /// whoever gives the param can then run commands on the host.
+    pub(super) fn warn_raw_params(&mut self, t: &Template, what: &str) {
+        for e in t.exprs() {
+            let params: Vec<String> = e
+                .references
+                .iter()
+                .filter(|r| r.path.first().map(String::as_str) == Some("params"))
+                .filter_map(|r| r.path.get(1).map(|p| format!("params.{p}")))
+                .collect();
+            if expr::calls_shell_raw(&e.text) && !params.is_empty() {
+                self.warnings.push(
+                    Diagnostic::at(
+                        &self.src,
+                        e.span,
+                        format!(
+                            "{what} inserts {} as raw shell text: whoever gives that param can run any command on the host",
+                            params.join(", ")
+                        ),
+                    )
+                    .with_hint("drop `shell_raw` to insert the value as one quoted word, or check the value with an `enum` or a `when`"),
+                );
+            }
+        }
+    }
+
     pub(super) fn template(&mut self, node: &Node, scope: &RefScope) -> Option<Template> {
         let text = node.as_str()?;
         let raw = match template::split(text) {
@@ -123,6 +149,14 @@ impl Checker {
             }
             Ok((ast, references)) => {
                 let mut ok = true;
+                if !self.in_command && expr::calls_shell_raw(text) {
+                    self.error_hint(
+                        at(self, 0, 0, text.chars().count()),
+                        format!("in {what}: `shell_raw(...)` is only for shell commands"),
+                        Some("it inserts shell text into `cmd`, `unless` or `command`; elsewhere a value is used as it is".into()),
+                    );
+                    ok = false;
+                }
                 for r in &references {
                     if let Some((seg, msg, hint)) = check_reference(r, ctx, scope) {
                         let (l, c, len) = r.positions[seg];

@@ -57,6 +57,8 @@ pub fn compile(source: Arc<Source>) -> Result<Runbook, Diagnostics> {
     let mut c = Checker {
         src: source.clone(),
         diags: Diagnostics::default(),
+        warnings: Vec::new(),
+        in_command: false,
     };
     let runbook = c.runbook(&root);
     match runbook {
@@ -71,6 +73,8 @@ pub fn approval(source: Arc<Source>, node: &yaml::Node) -> Result<Approval, Diag
     let mut c = Checker {
         src: source,
         diags: Diagnostics::default(),
+        warnings: Vec::new(),
+        in_command: false,
     };
     let a = c.approval(node);
     c.diags.into_result(a)
@@ -96,6 +100,10 @@ const PROBE_RESULTS: &[&str] = &["rc", "stdout", "stderr"];
 struct Checker {
     src: Arc<Source>,
     diags: Diagnostics,
+    warnings: Vec<Diagnostic>,
+    /// True while a shell command argument is compiled: only there may
+    /// `shell_raw(...)` appear.
+    in_command: bool,
 }
 
 impl Checker {
@@ -284,6 +292,7 @@ impl Checker {
             steps,
             on_failure,
             run_once,
+            warnings: std::mem::take(&mut self.warnings),
         })
     }
 }

@@ -19,25 +19,34 @@ pub struct CertServed {
 
 impl CertServed {
     async fn fingerprints(&self, ctx: &StepCtx<'_>) -> Result<(String, String), ActionError> {
-        let endpoint = self
-            .endpoint
-            .trim_start_matches("https://")
-            .trim_end_matches('/');
-        let script = format!(
+        served_fingerprints(ctx, &self.endpoint, &self.expect).await
+    }
+}
+
+/// SHA-256 fingerprints of the certificate `endpoint` serves and of the one
+/// in file `expect`, as seen from the host; `none` for either it cannot get.
+pub(super) async fn served_fingerprints(
+    ctx: &StepCtx<'_>,
+    endpoint: &str,
+    expect: &str,
+) -> Result<(String, String), ActionError> {
+    let endpoint = endpoint
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let script = format!(
             "d=$(mktemp); if openssl s_client -connect {e} </dev/null 2>/dev/null | openssl x509 -outform DER -out \"$d\" 2>/dev/null; then s=$(sha256sum < \"$d\" | cut -c1-64); else s=none; fi; rm -f \"$d\"; if f=$(openssl x509 -in {f} -outform DER 2>/dev/null | sha256sum | cut -c1-64) && [ -s {f} ]; then :; else f=none; fi; echo \"$s $f\"",
             e = quote(endpoint),
-            f = quote(&self.expect)
+            f = quote(expect)
         );
-        let out = ctx.transport.probe(&script, ctx.command_timeout).await?;
-        let mut parts = out.stdout.split_whitespace();
-        match (parts.next(), parts.next()) {
-            (Some(s), Some(f)) => Ok((s.to_string(), f.to_string())),
-            _ => Err(ActionError::failed(format!(
-                "could not compare certificates on {} (is openssl installed?): {}",
-                ctx.host.name,
-                out.stderr.trim()
-            ))),
-        }
+    let out = ctx.transport.probe(&script, ctx.command_timeout).await?;
+    let mut parts = out.stdout.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(s), Some(f)) => Ok((s.to_string(), f.to_string())),
+        _ => Err(ActionError::failed(format!(
+            "could not compare certificates on {} (is openssl installed?): {}",
+            ctx.host.name,
+            out.stderr.trim()
+        ))),
     }
 }
 

@@ -1,17 +1,17 @@
-//! What the `etcd.*` actions share: one etcd client per member (group
-//! `etcd`), each reached through an SSH direct-tcpip channel to the member's
-//! client address on its own master and authenticated with the client
-//! certificate read from that master — so it works from a jump host that has
-//! only SSH. Statuses, health, the quota each member runs with, and the
-//! `member` values a defrag rule sees.
+//! What the `etcd.*` actions share: reaching every member (group `etcd`)
+//! as a `remedy_etcd::Cluster`, each through an SSH direct-tcpip channel to
+//! the member's client address on its own master and authenticated with the
+//! client certificate read from that master — so it works from a jump host
+//! that has only SSH — with the quota its manifest sets; Rhai rules over a
+//! member; arguments given as text; etcd's errors as the step's.
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
 use async_trait::async_trait;
-use remedy_etcd::{Member, MemberStatus, RuleInputs, Tls};
+use remedy_etcd::{Cluster, ClusterMember, MaintenanceError, Tls};
 use remedy_pki::kubeadm;
 use remedy_transport::{StreamOpener, StreamTarget, Transport};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,21 +30,6 @@ impl remedy_etcd::Dialer for Through {
             .await
             .map_err(std::io::Error::other)?;
         Ok(Box::new(s))
-    }
-}
-
-/// One member: its host, the client (when it could connect), its status
-/// (when it answered), and the quota it runs with.
-pub struct Conn {
-    pub host: Host,
-    pub endpoint: String,
-    pub member: Result<Member, String>,
-    pub quota: Option<u64>,
-}
-
-impl Conn {
-    pub fn name(&self) -> &str {
-        &self.host.name
     }
 }
 
@@ -101,14 +86,14 @@ async fn read_quota(t: &dyn Transport, host: &Host) -> Option<u64> {
 
 /// Connect to every member of group `etcd`. A member that cannot be reached
 /// is kept with its error: callers decide whether that stops them.
-pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Vec<Conn>, ActionError> {
+pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
     if ctx.etcd.is_empty() {
         return Err(ActionError::precondition(
             "the inventory has no etcd members",
             "put the masters that run etcd in group `etcd` (`groups: [masters, etcd]`)",
         ));
     }
-    let mut out = Vec::new();
+    let mut members = Vec::new();
     for host in ctx.etcd {
         let endpoint = endpoint(host);
         let peer;
@@ -121,8 +106,8 @@ pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Vec<Conn>, ActionError> {
                     peer.as_ref()
                 }
                 Err(e) => {
-                    out.push(Conn {
-                        host: host.clone(),
+                    members.push(ClusterMember {
+                        name: host.name.clone(),
                         endpoint,
                         member: Err(format!("cannot reach {} over SSH: {e}", host.name)),
                         quota: None,
@@ -145,103 +130,14 @@ pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Vec<Conn>, ActionError> {
             .await
             .map_err(|e| e.to_string()),
         };
-        out.push(Conn {
-            host: host.clone(),
+        members.push(ClusterMember {
+            name: host.name.clone(),
             endpoint,
             member,
             quota,
         });
     }
-    Ok(out)
-}
-
-/// Each member's status, or why there is none.
-pub async fn statuses(conns: &[Conn]) -> Vec<Result<MemberStatus, String>> {
-    let mut out = Vec::new();
-    for c in conns {
-        out.push(match &c.member {
-            Ok(m) => m.status().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.clone()),
-        });
-    }
-    out
-}
-
-/// Every member healthy (a linearizable read, no alarm but NOSPACE — a full
-/// member still serves reads, compaction and defragmentation, which is how it
-/// is recovered), or the first that is not, named, with why.
-pub async fn all_healthy(conns: &[Conn]) -> Result<(), String> {
-    for c in conns {
-        match &c.member {
-            Err(e) => return Err(format!("etcd member {} is unreachable: {e}", c.name())),
-            Ok(m) => match m.health().await {
-                Ok(_) => {}
-                Err(e) if e.is_nospace() => {}
-                Err(e) => return Err(format!("etcd member {} is not healthy: {e}", c.name())),
-            },
-        }
-    }
-    Ok(())
-}
-
-/// The values a rule sees as `member`.
-pub fn rule_value(c: &Conn, s: &MemberStatus) -> Value {
-    let r = RuleInputs::new(s, c.quota);
-    json!({
-        "name": c.name(),
-        "leader": s.is_leader,
-        "db_size": r.db_size,
-        "db_size_in_use": r.db_size_in_use,
-        "db_size_free": r.db_size_free,
-        "quota": r.quota,
-        "quota_usage": r.quota_usage,
-        "fragmentation": r.fragmentation,
-    })
-}
-
-/// One member as a result entry.
-pub fn status_value(c: &Conn, s: &Result<MemberStatus, String>) -> Value {
-    match s {
-        Ok(s) => {
-            let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-            v["host"] = json!(c.name());
-            v["fragmentation"] = json!(remedy_etcd::fragmentation(s));
-            v["quota"] = json!(RuleInputs::new(s, c.quota).quota);
-            v["healthy"] = json!(s.errors.is_empty());
-            v
-        }
-        Err(e) => json!({ "host": c.name(), "endpoint": c.endpoint, "error": e, "healthy": false }),
-    }
-}
-
-/// The statuses that answered, with their connections, or an error naming
-/// every member that did not.
-pub fn require_all<'a>(
-    conns: &'a [Conn],
-    statuses: &[Result<MemberStatus, String>],
-    doing: &str,
-) -> Result<Vec<(&'a Conn, MemberStatus)>, ActionError> {
-    let down: Vec<String> = conns
-        .iter()
-        .zip(statuses)
-        .filter_map(|(c, s)| s.as_ref().err().map(|e| format!("{}: {e}", c.name())))
-        .collect();
-    if !down.is_empty() {
-        return Err(ActionError::precondition(
-            format!(
-                "{} of {} etcd member(s) did not answer, so nothing was {doing}: {}",
-                down.len(),
-                conns.len(),
-                down.join("; ")
-            ),
-            "bring the member back first (is its etcd static pod running? `remedy exec -i INV HOST -- crictl ps`), then run again",
-        ));
-    }
-    Ok(conns
-        .iter()
-        .zip(statuses)
-        .filter_map(|(c, s)| s.as_ref().ok().map(|s| (c, s.clone())))
-        .collect())
+    Ok(Cluster { members })
 }
 
 /// Evaluate a Rhai rule over `member` in the sandbox.
@@ -262,37 +158,16 @@ pub fn eval_rule(rule: &str, member: &Value) -> Result<bool, ActionError> {
         })
 }
 
-/// Wait until `c` answers a health check, up to `limit`, reporting progress.
-pub async fn wait_healthy(ctx: &StepCtx<'_>, c: &Conn, limit: Duration) -> Result<(), ActionError> {
-    let Ok(m) = &c.member else {
-        return Err(ActionError::failed(format!(
-            "etcd member {} is unreachable",
-            c.name()
-        )));
-    };
-    let start = ctx.clock.now();
-    loop {
-        let err = match m.health().await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_nospace() => return Ok(()),
-            Err(e) => e.to_string(),
-        };
-        let waited = ctx.clock.now().duration_since(start).unwrap_or_default();
-        if waited >= limit {
-            return Err(ActionError::Failed {
-                message: format!(
-                    "etcd member {} did not become healthy within {}s: {err}",
-                    c.name(),
-                    limit.as_secs()
-                ),
-                hint: Some("look at the member's log on its master; the other members were not touched after it".into()),
-            });
+impl From<MaintenanceError> for ActionError {
+    fn from(e: MaintenanceError) -> ActionError {
+        match e {
+            MaintenanceError::Refused { message, hint } => ActionError::Precondition {
+                message,
+                hint: Some(hint),
+            },
+            MaintenanceError::Failed { message, hint } => ActionError::Failed { message, hint },
+            MaintenanceError::Member(e) => ActionError::Etcd(e),
         }
-        (ctx.progress)(
-            &format!("etcd member {} to be healthy", c.name()),
-            waited.as_secs(),
-        );
-        ctx.clock.sleep(Duration::from_secs(1)).await;
     }
 }
 

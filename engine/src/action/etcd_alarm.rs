@@ -1,13 +1,15 @@
 //! `etcd.alarm`: list the cluster's alarms and, when asked, disarm them —
 //! only when every member is back under the quota threshold (disarming
 //! NOSPACE on a full member just raises it again on the next write). More
-//! alarms can appear while space is freed, so the list is read again and
-//! disarmed until it stays empty.
+//! alarms can appear while space is freed, so `remedy_etcd::Cluster::
+//! disarm_all` reads the list again and disarms until it stays empty. With
+//! `prove_writes`, a remedy-owned key is then written: etcd must take it.
 
-use super::etcd::{connect_all, flag, require_all, rule_value, statuses};
+use super::etcd::{connect_all, flag};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
+use remedy_etcd::{AlarmSurvey, WRITE_CHECK_KEY};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,6 +19,8 @@ pub struct EtcdAlarm {
     disarm: Option<Value>,
     /// Highest `db_size / quota` at which disarming is allowed (default 0.8).
     threshold: Option<Value>,
+    /// Then write a remedy-owned key: etcd takes writes again.
+    prove_writes: Option<Value>,
 }
 
 impl EtcdAlarm {
@@ -36,54 +40,23 @@ impl EtcdAlarm {
             ))),
         }
     }
-
-    /// (alarms, per-member usage, the first member over the threshold).
-    async fn read(
-        &self,
-        ctx: &StepCtx<'_>,
-    ) -> Result<(Vec<Value>, Vec<Value>, Option<String>), ActionError> {
-        let conns = connect_all(ctx).await?;
-        let st = statuses(&conns).await;
-        let all = require_all(&conns, &st, "disarmed")?;
-        let mut alarms = Vec::new();
-        if let Some((c, _)) = all.first() {
-            if let Ok(m) = &c.member {
-                alarms = m.alarms().await?;
-            }
-        }
-        let threshold = self.threshold()?;
-        let usage: Vec<Value> = all.iter().map(|(c, s)| rule_value(c, s)).collect();
-        let over = usage
-            .iter()
-            .find(|u| u["quota_usage"].as_f64().unwrap_or(0.0) >= threshold)
-            .map(|u| {
-                format!(
-                    "{} is at {:.0}% of its quota (threshold {:.0}%)",
-                    u["name"].as_str().unwrap_or("?"),
-                    u["quota_usage"].as_f64().unwrap_or(0.0) * 100.0,
-                    threshold * 100.0
-                )
-            });
-        let alarms = alarms
-            .iter()
-            .map(|a| {
-                let name = all
-                    .iter()
-                    .find(|(_, s)| s.id == a.member_id)
-                    .map(|(c, _)| c.name().to_string())
-                    .unwrap_or_else(|| format!("{:x}", a.member_id));
-                json!({ "member": name, "member_id": format!("{:x}", a.member_id), "kind": a.kind.to_string() })
-            })
-            .collect();
-        Ok((alarms, usage, over))
-    }
 }
 
 #[async_trait]
 impl Action for EtcdAlarm {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        let (alarms, usage, over) = self.read(ctx).await?;
-        let fields = json!({ "alarms": alarms, "disarmed": [], "usage": usage });
+        let threshold = self.threshold()?;
+        let survey = connect_all(ctx).await?.alarm_survey(threshold).await?;
+        let AlarmSurvey {
+            alarms,
+            usage,
+            over,
+        } = survey;
+        let fields =
+            json!({ "alarms": alarms, "disarmed": [], "usage": usage, "write_revision": 0 });
+        let prove = flag(&self.prove_writes, false).then(|| Change::Command {
+            cmd: format!("write {WRITE_CHECK_KEY}: etcd must take it"),
+        });
         let listed: Vec<String> = alarms
             .iter()
             .map(|a| {
@@ -94,7 +67,7 @@ impl Action for EtcdAlarm {
                 )
             })
             .collect();
-        if alarms.is_empty() || !flag(&self.disarm, false) {
+        if (alarms.is_empty() || !flag(&self.disarm, false)) && prove.is_none() {
             return Ok(Plan::noop(
                 if alarms.is_empty() {
                     "no etcd alarms".to_string()
@@ -112,13 +85,23 @@ impl Action for EtcdAlarm {
             }
             None => String::new(),
         };
+        let disarming = !alarms.is_empty() && flag(&self.disarm, false);
+        let summary = match (disarming, &prove) {
+            (true, None) => format!("disarm {}{condition}", listed.join(", ")),
+            (true, Some(_)) => format!(
+                "disarm {}{condition}, then prove etcd takes writes",
+                listed.join(", ")
+            ),
+            (false, _) => "prove etcd takes writes".to_string(),
+        };
         Ok(Plan {
-            summary: format!("disarm {}{condition}", listed.join(", ")),
-            changes: listed
-                .iter()
+            summary,
+            changes: (listed.iter())
+                .filter(|_| disarming)
                 .map(|l| Change::Command {
                     cmd: format!("disarm {l}"),
                 })
+                .chain(prove)
                 .collect(),
             modifies: Vec::new(),
             result: None,
@@ -126,42 +109,26 @@ impl Action for EtcdAlarm {
     }
 
     async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
-        let conns = connect_all(ctx).await?;
-        let (first, usage, over) = self.read(ctx).await?;
-        if let Some(why) = over {
-            return Err(ActionError::precondition(
-                format!("not disarming: {why}"),
-                "free space first: compact, then defragment every member",
-            ));
-        }
-        let Some(m) = conns.iter().find_map(|c| c.member.as_ref().ok()) else {
-            return Err(ActionError::failed("no etcd member answered"));
+        let threshold = self.threshold()?;
+        let cluster = connect_all(ctx).await?;
+        let survey = cluster.alarm_survey(threshold).await?;
+        let disarmed = match (flag(&self.disarm, false), survey.over) {
+            (true, Some(why)) => {
+                return Err(ActionError::precondition(
+                    format!("not disarming: {why}"),
+                    "free space first: compact, then defragment every member",
+                ))
+            }
+            (true, None) => cluster.disarm_all().await?,
+            (false, _) => Vec::new(),
         };
-        let mut disarmed = Vec::new();
-        // Members that hit the quota later raise their own alarms: repeat.
-        for _ in 0..5 {
-            let alarms = m.alarms().await?;
-            if alarms.is_empty() {
-                break;
-            }
-            for a in &alarms {
-                m.disarm(a).await?;
-                disarmed.push(json!({ "member_id": format!("{:x}", a.member_id), "kind": a.kind.to_string() }));
-            }
-        }
-        let left = m.alarms().await?;
-        if !left.is_empty() {
-            return Err(ActionError::failed(format!(
-                "alarms came back after disarming: {}",
-                left.iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        let write_revision = match flag(&self.prove_writes, false) {
+            true => cluster.prove_writes().await?,
+            false => 0,
+        };
         Ok(result(
-            !disarmed.is_empty(),
-            json!({ "alarms": first, "disarmed": disarmed, "usage": usage }),
+            !disarmed.is_empty() || write_revision > 0,
+            json!({ "alarms": survey.alarms, "disarmed": disarmed, "usage": survey.usage, "write_revision": write_revision }),
         ))
     }
 }

@@ -1,6 +1,8 @@
 //! `file.edit`: change flags and resource values of a container in a
 //! static-pod manifest, by splicing text (see `manifest_edit`), so the plan's
-//! diff shows only the lines that change.
+//! diff shows only the lines that change. With `check`, it only says
+//! whether the edit would change the file (`would_change`): a runbook drains
+//! a master before an edit the kubelet restarts the component for.
 
 use super::{result, Action, ActionError, StepCtx};
 use crate::backup::sha256_hex;
@@ -24,6 +26,8 @@ pub struct FileEdit {
     set_resources: Pairs,
     #[serde(default)]
     remove_resources: Vec<String>,
+    #[serde(default)]
+    check: bool,
 }
 
 /// Name → value pairs, written as a mapping or as a list of `name=value`
@@ -135,7 +139,18 @@ impl Action for FileEdit {
             });
         }
         let (old, new) = self.edited(ctx).await?;
-        let fields = json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()) });
+        let mut fields = json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()), "would_change": old != new });
+        if self.check {
+            // Only a question: the answer is the result, and nothing is applied.
+            return Ok(Plan::noop(
+                match old == new {
+                    true => format!("{} already as wanted", self.path),
+                    false => format!("the edit would change {}", self.path),
+                },
+                result(false, fields),
+            ));
+        }
+        fields["would_change"] = json!(false);
         if old == new {
             return Ok(Plan::noop(
                 format!("{} already as wanted", self.path),
@@ -165,7 +180,7 @@ impl Action for FileEdit {
         }
         Ok(result(
             old != new,
-            json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()) }),
+            json!({ "path": self.path, "sha256": sha256_hex(new.as_bytes()), "previous_sha256": sha256_hex(old.as_bytes()), "would_change": false }),
         ))
     }
 }

@@ -1,11 +1,13 @@
-//! `haproxy.weight`: set this master's weight on every load balancer. A
-//! weight of 0 takes it out of rotation like a drain, so it is refused when
-//! no other server of the backend would take traffic.
+//! `haproxy.weight`: set this master's weight on every load balancer
+//! (`remedy_haproxy::Fleet::set_weight`, all or none). A weight of 0 takes
+//! it out of rotation like a drain, so it is refused when no other server
+//! of the backend would take traffic.
 
 use super::lb;
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
+use remedy_haproxy::{Fleet, ServerState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,58 +24,47 @@ impl HaproxyWeight {
     async fn inspect<'a>(
         &self,
         ctx: &StepCtx<'a>,
-        server: &str,
-    ) -> Result<(Vec<lb::Lb<'a>>, Vec<remedy_haproxy::ServerState>), ActionError> {
+    ) -> Result<(Fleet<'a>, Vec<ServerState>), ActionError> {
         if self.weight > 256 {
             return Err(ActionError::BadArguments {
                 action: "haproxy.weight",
                 message: format!("weight {} is out of HAProxy's range 0 to 256", self.weight),
             });
         }
-        let lbs = lb::connect_all(ctx).await?;
-        let states = lb::read_all(ctx, &lbs, server).await?;
-        if self.weight == 0 {
-            for (lb, s) in lbs.iter().zip(&states) {
-                if s.takes_traffic() {
-                    lb.api(ctx.clock)
-                        .check_drain_allowed(&lb.backend, server, 1)
-                        .await?;
-                }
-            }
-        }
-        Ok((lbs, states))
+        let fleet = lb::fleet(ctx, &self.server).await?;
+        let states = fleet.states().await?;
+        fleet.check_weight(self.weight, &states).await?;
+        Ok((fleet, states))
     }
 }
 
 #[async_trait]
 impl Action for HaproxyWeight {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        let server = lb::server_name(ctx, &self.server);
-        let (lbs, states) = self.inspect(ctx, &server).await?;
-        let priors = lb::priors(&lbs, &states);
-        let changes: Vec<Change> = lbs
-            .iter()
-            .zip(&states)
+        let (fleet, states) = self.inspect(ctx).await?;
+        let server = &fleet.server;
+        let changes: Vec<Change> = (fleet.lbs.iter().zip(&states))
             .filter(|(_, s)| s.weight != self.weight)
             .map(|(lb, s)| Change::Server {
-                lb: lb.name().to_string(),
+                lb: lb.name.clone(),
                 backend: lb.backend.clone(),
                 server: server.clone(),
-                from: lb::shown(s),
+                from: s.shown(),
                 to: format!("weight {}", self.weight),
+                guard: None,
             })
             .collect();
         if changes.is_empty() {
             return Ok(Plan::noop(
                 format!("{server} already has weight {} on every LB", self.weight),
-                result(false, json!({ "prior": priors })),
+                result(false, json!({ "prior": fleet.priors(&states) })),
             ));
         }
         Ok(Plan {
             summary: format!(
                 "set the weight of {server} to {} on {} LB(s)",
                 self.weight,
-                lbs.len()
+                fleet.lbs.len()
             ),
             changes,
             modifies: Vec::new(),
@@ -82,22 +73,9 @@ impl Action for HaproxyWeight {
     }
 
     async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
-        let server = lb::server_name(ctx, &self.server);
-        let (lbs, states) = self.inspect(ctx, &server).await?;
-        let priors = lb::priors(&lbs, &states);
-        for (i, (lb, s)) in lbs.iter().zip(&states).enumerate() {
-            if s.weight == self.weight {
-                continue;
-            }
-            if let Err(e) = lb
-                .api(ctx.clock)
-                .set_weight(&lb.backend, &server, self.weight)
-                .await
-            {
-                return Err(lb::abandon(ctx, &lbs, &priors, i + 1, e.into()).await);
-            }
-        }
-        let changed = states.iter().any(|s| s.weight != self.weight);
-        Ok(result(changed, json!({ "prior": priors })))
+        let (fleet, states) = self.inspect(ctx).await?;
+        let priors = fleet.priors(&states);
+        let done = fleet.set_weight(self.weight, &states).await?;
+        Ok(result(done.changed, json!({ "prior": priors })))
     }
 }

@@ -1,40 +1,15 @@
 //! What the `haproxy.*` actions share: the load balancers in front of a
 //! master (the inventory's group `lbs`), reached through the run's
-//! connector; this master's server name on them; the state found before a
-//! change (`prior`), and putting it back.
-//!
-//! A change is made on every LB or on none: when one LB fails part-way, the
-//! LBs already changed are put back before the step fails, so nothing is
-//! left half-done. A step that finished records `prior` in its result, and
-//! rollback puts exactly that back ([`restore_recorded`]); what a prior
-//! state is and how HAProxy is told to restore it is `remedy_haproxy::Prior`.
+//! connector, as a `remedy_haproxy::Fleet` — which changes them all or none
+//! and puts back what it changed when one fails; this master's server name
+//! on them; HAProxy's errors as the step's; and rollback of a finished step
+//! from the `prior` its result recorded ([`restore_recorded`]).
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
-use remedy_clock::Clock;
-pub use remedy_haproxy::Prior;
-use remedy_haproxy::{RuntimeApi, ServerState};
-use remedy_transport::{StreamTarget, Transport};
-use serde_json::{json, Value};
-use std::time::Duration;
-
-/// One load balancer, connected.
-pub struct Lb<'h> {
-    pub host: &'h Host,
-    transport: Box<dyn Transport>,
-    socket: StreamTarget,
-    pub backend: String,
-}
-
-impl Lb<'_> {
-    pub fn name(&self) -> &str {
-        &self.host.name
-    }
-
-    pub fn api<'a>(&'a self, clock: &'a dyn Clock) -> RuntimeApi<'a> {
-        RuntimeApi::new(self.transport.as_ref(), self.socket.clone()).with_clock(clock)
-    }
-}
+use remedy_haproxy::{Fleet, HaproxyError, Lb, Prior};
+use remedy_transport::StreamTarget;
+use serde_json::Value;
 
 /// The admin socket of an LB host: `haproxy_socket` (a unix path on the LB)
 /// or `haproxy_admin` (`host:port`, as seen from the LB).
@@ -59,17 +34,25 @@ fn socket_of(lb: &Host) -> Result<StreamTarget, ActionError> {
     })
 }
 
-/// Every LB of the inventory, connected (read-only while planning). Fails
-/// before anything is sent when there is none, a var is missing, or one
-/// cannot be reached.
-pub async fn connect_all<'a>(ctx: &StepCtx<'a>) -> Result<Vec<Lb<'a>>, ActionError> {
+/// This master's server (the `server` argument, else host var
+/// `haproxy_server`, else its inventory name) on every LB of the inventory,
+/// connected (read-only while planning). Fails before anything is sent when
+/// there is none, a var is missing, or one cannot be reached.
+pub async fn fleet<'a>(
+    ctx: &StepCtx<'a>,
+    server: &Option<String>,
+) -> Result<Fleet<'a>, ActionError> {
+    let server = server
+        .clone()
+        .or_else(|| ctx.host.var("haproxy_server"))
+        .unwrap_or_else(|| ctx.host.name.clone());
     if ctx.lbs.is_empty() {
         return Err(ActionError::precondition(
             "the inventory has no load balancers: haproxy.* steps act on the hosts of group `lbs`",
             "add the LB hosts to group lbs with host vars haproxy_socket and haproxy_backend, or guard the step with `when: host.lbs.len() > 0`",
         ));
     }
-    let mut out = Vec::new();
+    let mut lbs = Vec::new();
     for lb in ctx.lbs {
         let socket = socket_of(lb)?;
         let backend = lb.var("haproxy_backend").ok_or_else(|| {
@@ -78,106 +61,28 @@ pub async fn connect_all<'a>(ctx: &StepCtx<'a>) -> Result<Vec<Lb<'a>>, ActionErr
                 "set haproxy_backend to the backend that balances the API servers (e.g. kube-apiserver)",
             )
         })?;
-        let transport = ctx.connect_peer(lb).await?;
-        out.push(Lb {
-            host: lb,
-            transport,
+        lbs.push(Lb {
+            name: lb.name.clone(),
+            transport: ctx.connect_peer(lb).await?,
             socket,
             backend,
         });
     }
-    Ok(out)
+    Ok(Fleet::new(lbs, server, ctx.clock))
 }
 
-/// This master's server name on the LBs: the `server` argument, else host
-/// var `haproxy_server`, else its inventory name.
-pub fn server_name(ctx: &StepCtx<'_>, arg: &Option<String>) -> String {
-    arg.clone()
-        .or_else(|| ctx.host.var("haproxy_server"))
-        .unwrap_or_else(|| ctx.host.name.clone())
-}
-
-/// Each LB's server as found, in LB order.
-pub fn priors(lbs: &[Lb<'_>], states: &[ServerState]) -> Vec<Prior> {
-    lbs.iter()
-        .zip(states)
-        .map(|(l, s)| Prior::of(l.name(), s))
-        .collect()
-}
-
-/// `ready (UP, weight 1, 0 sessions)`: a server as plans show it.
-pub fn shown(s: &ServerState) -> String {
-    format!(
-        "{} ({}, weight {}, {} session{})",
-        s.admin,
-        s.status,
-        s.weight,
-        s.scur,
-        if s.scur == 1 { "" } else { "s" }
-    )
-}
-
-/// One server as `haproxy.stat` reports it.
-pub fn entry(lb: &str, s: &ServerState) -> Value {
-    json!({
-        "lb": lb,
-        "backend": s.backend,
-        "server": s.server,
-        "status": s.status,
-        "admin": s.admin,
-        "weight": s.weight,
-        "scur": s.scur,
-        "check_status": s.check_status,
-    })
-}
-
-/// This master's server on every LB, as it is now.
-pub async fn read_all(
-    ctx: &StepCtx<'_>,
-    lbs: &[Lb<'_>],
-    server: &str,
-) -> Result<Vec<ServerState>, ActionError> {
-    let mut out = Vec::new();
-    for lb in lbs {
-        out.push(lb.api(ctx.clock).server(&lb.backend, server).await?);
-    }
-    Ok(out)
-}
-
-/// A step failed part-way: put back the first `touched` LBs (newest first),
-/// then fail with `err`, saying what was put back — or what could not be
-/// and how to do it by hand.
-pub async fn abandon(
-    ctx: &StepCtx<'_>,
-    lbs: &[Lb<'_>],
-    priors: &[Prior],
-    touched: usize,
-    err: ActionError,
-) -> ActionError {
-    let mut restored = Vec::new();
-    let mut stuck = Vec::new();
-    for (lb, p) in lbs.iter().zip(priors).take(touched).rev() {
-        match lb.api(ctx.clock).restore(p).await {
-            Ok(_) => restored.push(p.lb.clone()),
-            Err(e) => stuck.push(format!("{e} — restore it {}", p.by_hand())),
+impl From<HaproxyError> for ActionError {
+    /// Errors with a next step of their own, and changes put back after a
+    /// failure, fail the step with that message and hint.
+    fn from(e: HaproxyError) -> ActionError {
+        match (&e, e.hint()) {
+            (HaproxyError::PutBack { .. }, hint) | (_, hint @ Some(_)) => ActionError::Failed {
+                hint: hint.map(str::to_string),
+                message: e.to_string(),
+            },
+            _ => ActionError::Haproxy(e),
         }
     }
-    if restored.is_empty() && stuck.is_empty() {
-        return err;
-    }
-    let hint = err.hint().map(str::to_string);
-    let mut message = err.to_string();
-    if !restored.is_empty() {
-        restored.reverse();
-        message.push_str(&format!(
-            "; the server was put back as it was on {}",
-            restored.join(", ")
-        ));
-    }
-    if !stuck.is_empty() {
-        message.push_str(&format!("; and NOT put back: {}", stuck.join("; ")));
-    }
-    ActionError::Failed { message, hint }
 }
 
 /// Rollback of a finished `haproxy.drain|ready|weight`: put each server
@@ -205,7 +110,7 @@ pub async fn restore_recorded(
         };
         let lb = match (socket_of(host), ctx.connect_peer(host).await) {
             (Ok(socket), Ok(transport)) => Lb {
-                host,
+                name: host.name.clone(),
                 transport,
                 socket,
                 backend: p.backend.clone(),
@@ -236,9 +141,4 @@ pub async fn restore_recorded(
             hint: None,
         })
     }
-}
-
-/// What is left of `limit` after `start`, on the step's clock.
-pub fn remaining(ctx: &StepCtx<'_>, start: std::time::SystemTime, limit: Duration) -> Duration {
-    limit.saturating_sub(ctx.clock.now().duration_since(start).unwrap_or_default())
 }

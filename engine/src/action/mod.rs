@@ -101,9 +101,10 @@ pub enum ActionError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Eval(#[from] EvalError),
-    /// A load balancer's HAProxy refused, failed or timed out.
+    /// A load balancer's HAProxy refused, failed or timed out (see
+    /// `lb.rs` for the errors that become `Failed` instead).
     #[error(transparent)]
-    Haproxy(#[from] HaproxyError),
+    Haproxy(HaproxyError),
     /// The action ran and the host said no (non-zero exit, failed assert…).
     #[error("{message}")]
     Failed {
@@ -175,6 +176,26 @@ pub trait Action: Send + Sync {
     /// engine backs them up there, as it does the plan's `modifies` on the host.
     fn modifies_local(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+/// An action that only reads: it runs fully while planning, so a dry-run
+/// shows its result, and applying reads again.
+#[async_trait]
+pub trait Reads: Send + Sync {
+    /// What was read: a summary for the plan, and the step's result.
+    async fn read(&self, ctx: &StepCtx<'_>) -> Result<(String, Value), ActionError>;
+}
+
+#[async_trait]
+impl<T: Reads> Action for T {
+    async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
+        let (summary, value) = self.read(ctx).await?;
+        Ok(Plan::noop(summary, value))
+    }
+
+    async fn apply(&self, ctx: &StepCtx<'_>, _plan: &Plan) -> Result<Value, ActionError> {
+        Ok(self.read(ctx).await?.1)
     }
 }
 

@@ -1,9 +1,10 @@
 //! `static_pod.restart`: restart control-plane components the way kubeadm
-//! operators do — move the manifest out of the manifests directory (never to
-//! another file inside it: the kubelet starts every non-hidden file there),
-//! wait until the container is gone, move it back, wait until it runs again
-//! as a *different* container, then until its own health endpoint on this
-//! node answers (never through the load balancer).
+//! operators do — move the manifest out of the manifests directory to where
+//! `remedy_manifest::Parking` says (never to another file inside it: the
+//! kubelet starts every non-hidden file there), wait until the container is
+//! gone, move it back, wait until it runs again as a *different* container,
+//! then until its own health endpoint on this node answers (never through
+//! the load balancer).
 //!
 //! Containers are seen with `crictl` when the host has it (every lab master
 //! has the lab's), else through the lab's kubelet stand-in's records
@@ -14,7 +15,7 @@
 use super::{result, Action, ActionError, Secs, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_manifest::{default_health_url, under_manifests_dir};
+use remedy_manifest::{health_url, Parking, Unplaced};
 use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -94,59 +95,39 @@ impl StaticPodRestart {
     }
 
     async fn inspect(&self, ctx: &StepCtx<'_>) -> Result<Vec<Pod>, ActionError> {
-        let manifests = ctx
-            .host
-            .var("manifests_dir")
-            .unwrap_or_else(|| "/etc/kubernetes/manifests".into());
-        let staging_dir = ctx
-            .host
-            .var("staging_dir")
-            .unwrap_or_else(|| "/var/lib/remedy/staging".into());
-        if under_manifests_dir(&staging_dir, &manifests) {
-            return Err(ActionError::precondition(
-                format!("staging_dir {staging_dir} is inside the manifests directory {manifests}: the kubelet would start the manifest from there"),
-                "set the host var `staging_dir` outside the manifests directory",
-            ));
-        }
+        let var = |name, default: &str| ctx.host.var(name).unwrap_or_else(|| default.into());
+        let parking = Parking::new(
+            var("manifests_dir", "/etc/kubernetes/manifests"),
+            var("staging_dir", "/var/lib/remedy/staging"),
+        )?;
         let t = ctx.transport;
         let mut pods = Vec::new();
         for name in &self.pods {
-            let manifest = format!("{manifests}/{name}.yaml");
-            let staging = format!("{staging_dir}/{name}.yaml");
-            let (in_place, staged) = (
+            let (manifest, staging) = (parking.manifest(name), parking.staging(name));
+            let stranded = parking.stranded(
+                name,
                 t.stat(&manifest).await?.is_some(),
                 t.stat(&staging).await?.is_some(),
-            );
-            let path = match (in_place, staged) {
-                (true, false) => &manifest,
-                (false, true) => &staging,
-                (true, true) => {
-                    return Err(ActionError::precondition(
-                        format!("{name}: the manifest is both in {manifests} and in {staging_dir} on {}", ctx.host.name),
-                        format!("keep the right one: compare them (diff {manifest} {staging}) and remove the other"),
-                    ))
-                }
-                (false, false) => {
-                    return Err(ActionError::precondition(
-                        format!("{name}: no manifest {manifest} on {}", ctx.host.name),
-                        format!("check the pod name and the host var `manifests_dir`; the kubelet starts what is in {manifests}"),
-                    ))
-                }
-            };
+                &ctx.host.name,
+            )?;
+            let path = if stranded { &staging } else { &manifest };
             let text = String::from_utf8_lossy(&t.read_file(path).await?).into_owned();
-            let health = match self.health.get(name) {
-                Some(Value::String(s)) if s == "none" => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                _ => default_health_url(name, &text),
-            };
-            let container = container(t, name, ctx.command_timeout).await?;
+            // The kubelet cannot start a pod from it: a restart would only
+            // wait out its timeout for a container that never comes.
+            remedy_manifest::check_pod(&text).map_err(|e| {
+                ActionError::precondition(
+                    format!("{path} on {}: {e}", ctx.host.name),
+                    format!("fix {path} by hand first (a run that changed it kept a copy under its backup directory), then run again; nothing was changed"),
+                )
+            })?;
+            let given = self.health.get(name).and_then(Value::as_str);
             pods.push(Pod {
                 name: name.clone(),
+                health: health_url(name, &text, given),
+                container: container(t, name, ctx.command_timeout).await?,
                 manifest,
                 staging,
-                stranded: staged && !in_place,
-                health,
-                container,
+                stranded,
             });
         }
         Ok(pods)
@@ -233,6 +214,12 @@ impl StaticPodRestart {
             }
         }
         Ok(json!({ "old": old, "new": new }))
+    }
+}
+
+impl From<Unplaced> for ActionError {
+    fn from(e: Unplaced) -> ActionError {
+        ActionError::precondition(e.message, e.hint)
     }
 }
 

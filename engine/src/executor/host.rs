@@ -8,7 +8,7 @@ use super::step::StepRun;
 use super::{Executor, StepEnd};
 use crate::action::{failed_result, skipped_result, ActionError};
 use crate::backup::BackupRecord;
-use crate::eval::{Bindings, StepValue};
+use crate::eval::{Bindings, StepValue, Taint};
 use crate::event::EventKind;
 use crate::inventory::Host;
 use crate::report::{HostReport, HostStatus, StepReport, StepStatus};
@@ -77,6 +77,11 @@ impl Executor<'_> {
                 params: self.run.params.clone(),
                 host: self.host_json(host),
                 steps: BTreeMap::new(),
+                taint: Taint {
+                    secrets: self.run.secrets.clone(),
+                    steps: BTreeMap::new(),
+                    derived: self.run.derived.clone(),
+                },
             },
             report: host_report(host, HostStatus::Unchanged),
             applied: Vec::new(),
@@ -119,6 +124,8 @@ impl HostRun<'_> {
     async fn steps(&mut self) {
         let exec = self.exec;
         for step in &exec.runbook.steps {
+            // Before it runs: its own expressions read the secret it taints.
+            self.bindings.taint.step(step);
             if let Some(done) = self.resumed.and_then(|r| r.done.get(&step.id)) {
                 self.replay(step, done);
                 continue;
@@ -293,8 +300,9 @@ impl HostRun<'_> {
             .await;
     }
 
-    /// The process died while undoing this host: restore every backup it
-    /// recorded again (restoring is idempotent), newest first.
+    /// The process died while undoing this host, or the undo failed (the
+    /// host stopped answering): restore every backup it recorded again
+    /// (restoring is idempotent), newest first.
     async fn finish_cut_off_rollback(&mut self) {
         let (exec, Some(r)) = (self.exec, self.resumed) else {
             return;
@@ -313,7 +321,9 @@ impl HostRun<'_> {
                 self.report.steps.push(s);
             }
         }
-        self.report.error = Some("the run stopped while rolling this host back".into());
+        self.report.error = Some(
+            "the rollback of this host did not finish (the run was cut off, or the host stopped answering): retried".into(),
+        );
         self.report.status = self
             .exec
             .rollback(

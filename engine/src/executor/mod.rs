@@ -9,7 +9,9 @@
 mod backups;
 mod host;
 mod invariant;
+mod restore;
 mod rollback;
+mod rollout;
 mod step;
 
 use crate::action::{ActionError, StepCtx};
@@ -18,7 +20,7 @@ use crate::eval::Bindings;
 use crate::event::{Event, EventKind, EventSink};
 use crate::inventory::Host;
 use crate::plan::Plan;
-use crate::report::{summarize, HostReport, HostStatus, RunReport, RunStatus, StepReport};
+use crate::report::{summarize, Finding, HostReport, HostStatus, RunReport, RunStatus, StepReport};
 use crate::resume::ResumeState;
 use remedy_clock::Clock;
 use remedy_dsl::{Runbook, Step};
@@ -41,6 +43,8 @@ pub struct RunOptions {
     pub local_backup_dir: String,
     /// `remedy resume`: what the journal says was already done.
     pub resume: Option<ResumeState>,
+    /// The inventory's path, for the commands hints give.
+    pub inventory: Option<String>,
     /// Approval per host or per step (a run-wide approval is obtained before
     /// the run starts, by the caller).
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
@@ -78,6 +82,7 @@ impl RunOptions {
             max_parallel: 32,
             local_backup_dir: default_local_backup_dir(),
             resume: None,
+            inventory: None,
             gate: None,
             kube: Default::default(),
         }
@@ -119,13 +124,17 @@ impl Executor<'_> {
     pub async fn execute(&self) -> RunReport {
         let hosts = self.targets();
         self.announce(hosts);
-        let reports = self.run_batches(hosts).await;
+        let found = self.stranded_before().await;
+        let mut reports = self.run_batches(hosts).await;
+        if self.options.dry_run {
+            self.check_rollout(&mut reports);
+        }
         let stranded = if self.options.dry_run {
             Vec::new()
         } else {
             self.check_no_stranded_manifests(&reports).await
         };
-        self.finish(reports, stranded)
+        self.finish(found, reports, stranded)
     }
 
     /// `run_once`: the steps run on the first target; the others are
@@ -211,7 +220,12 @@ impl Executor<'_> {
         reports
     }
 
-    fn finish(&self, reports: Vec<HostReport>, stranded: Vec<String>) -> RunReport {
+    fn finish(
+        &self,
+        found: Vec<Finding>,
+        reports: Vec<HostReport>,
+        stranded: Vec<String>,
+    ) -> RunReport {
         let status = if reports
             .iter()
             .any(|r| r.status == HostStatus::RollbackFailed)
@@ -241,6 +255,7 @@ impl Executor<'_> {
             runbook: self.runbook.name.clone(),
             dry_run: self.options.dry_run,
             status,
+            found,
             hosts: reports,
             summary,
         }

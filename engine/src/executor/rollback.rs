@@ -4,9 +4,10 @@
 //! recorded in its result when its change is not a file (an LB server) —
 //! and say plainly what could not be undone.
 
+use super::restore::{restore_step, Sides};
 use super::Executor;
 use crate::action::{kube, undo, undoes_from_result, ActionError};
-use crate::backup::{self, BackupRecord};
+use crate::backup::BackupRecord;
 use crate::eval::Bindings;
 use crate::event::EventKind;
 use crate::inventory::Host;
@@ -38,42 +39,51 @@ impl Executor<'_> {
         );
         for (index, backups) in applied.iter().rev() {
             let step_id = report.steps[*index].id.clone();
-            let mut restored = Vec::new();
-            for b in backups.iter().rev() {
-                if b.object.is_some() {
-                    match self
-                        .restore_object(host_entry, t, &step_id, bindings, b)
-                        .await
-                    {
-                        Ok(line) => {
-                            restored.push(line);
-                            continue;
-                        }
-                        Err(msg) => {
-                            let msg = format!("rollback of step `{step_id}` failed: {msg}");
-                            let _ = self.emit(
-                                Some(host),
-                                Some(&step_id),
-                                EventKind::RollbackFailed { error: msg.clone() },
-                            );
-                            report.error = Some(format!(
-                                "{}; then {msg}",
-                                report.error.clone().unwrap_or_default()
-                            ));
-                            report.hint = Some(match &b.location {
-                                Some(loc) => format!("restore by hand: `kubectl replace -f {loc}` (or `kubectl create -f` if it is gone) after removing its metadata.resourceVersion; sha256 {}", b.sha256.clone().unwrap_or_default()),
-                                None => format!("delete {} by hand (it did not exist before the run)", b.path),
-                            });
-                            return HostStatus::RollbackFailed;
-                        }
+            // Objects first (a step that changed both changed the object
+            // last), each through the API server the step used.
+            let mut objects_restored = Vec::new();
+            for b in backups.iter().rev().filter(|b| b.object.is_some()) {
+                match self
+                    .restore_object(host_entry, t, &step_id, bindings, b)
+                    .await
+                {
+                    Ok(line) => objects_restored.push(line),
+                    Err(msg) => {
+                        let msg = format!("rollback of step `{step_id}` failed: {msg}");
+                        let _ = self.emit(
+                            Some(host),
+                            Some(&step_id),
+                            EventKind::RollbackFailed { error: msg.clone() },
+                        );
+                        report.error = Some(format!(
+                            "{}; then {msg}",
+                            report.error.clone().unwrap_or_default()
+                        ));
+                        report.hint = Some(format!(
+                            "{}; or, once the API server answers again, `remedy resume {}` retries the rollback",
+                            object_backup::by_hand(b),
+                            self.options.run_id
+                        ));
+                        return HostStatus::RollbackFailed;
                     }
                 }
-                let local = Local::new("the jump host");
-                let t: &dyn Transport = if b.local { &local } else { t };
-                if let Err(e) = backup::restore(t, b).await {
+            }
+            let files: Vec<BackupRecord> = backups
+                .iter()
+                .filter(|b| b.object.is_none())
+                .cloned()
+                .collect();
+            let local = Local::new("the jump host");
+            let sides = Sides {
+                host: t,
+                local: &local,
+            };
+            let mut restored = match restore_step(&files, sides).await {
+                Ok(restored) => restored,
+                Err(failed) => {
                     let msg = format!(
-                        "rollback of step `{step_id}` failed restoring {}: {e}",
-                        b.path
+                        "rollback of step `{step_id}` failed restoring {}: {}",
+                        failed.path, failed.error
                     );
                     let _ = self.emit(
                         Some(host),
@@ -84,14 +94,14 @@ impl Executor<'_> {
                         "{}; then {msg}",
                         report.error.clone().unwrap_or_default()
                     ));
-                    report.hint = Some(match &b.location {
-                        Some(loc) => format!("restore by hand: copy {loc} to {} (sha256 {}), then check the host", b.path, b.sha256.clone().unwrap_or_default()),
-                        None => format!("remove {} by hand (it did not exist before the run), then check the host", b.path),
-                    });
+                    report.hint = Some(format!(
+                        "on {host}, by hand: {}; then check the host. Or, once {host} answers again, `remedy resume {}` retries the rollback",
+                        failed.by_hand, self.options.run_id
+                    ));
                     return HostStatus::RollbackFailed;
                 }
-                restored.push(b.path.clone());
-            }
+            };
+            restored.splice(0..0, objects_restored);
             if let Some(value) = report.steps[*index].result.clone().filter(|_| {
                 ActionKind::from_name(&report.steps[*index].action).is_some_and(undoes_from_result)
             }) {

@@ -543,7 +543,7 @@ fn coerce(kind: Option<ArgKind>, value: Value) -> Value {
         other => other,
     };
     match (kind, value) {
-        (Some(ArgKind::Str), v) => text(v),
+        (Some(ArgKind::Str | ArgKind::Command), v) => text(v),
         (Some(ArgKind::StrList), Value::Array(items)) => {
             Value::Array(items.into_iter().map(text).collect())
         }

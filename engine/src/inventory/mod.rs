@@ -178,4 +178,18 @@ mod tests {
         assert_eq!(i.host("lb-1").unwrap().var("role"), None);
         assert_eq!(i.host("lb-1").unwrap().address, "lb-1");
     }
+
+    #[test]
+    fn ssh_config_is_a_path_next_to_the_inventory_or_none() {
+        let config = |value: &str| {
+            let text = format!("ssh: {{ config: {value} }}\nhosts:\n  m: {{}}\n");
+            Inventory::parse(Source::new("site/inv.yaml", text))
+                .unwrap()
+                .ssh
+                .config
+        };
+        assert_eq!(config("ssh_config").as_deref(), Some("site/ssh_config"));
+        assert_eq!(config("/etc/jump.conf").as_deref(), Some("/etc/jump.conf"));
+        assert_eq!(config("none").as_deref(), Some("none"));
+    }
 }

@@ -27,6 +27,7 @@ const SSH_KEYS: &[&str] = &[
     "port",
     "identity_file",
     "known_hosts",
+    "config",
     "proxy_jump",
     "become",
     "connect_timeout",
@@ -165,6 +166,16 @@ impl Reader {
                 },
                 "identity_file" => ssh.host.identity_file = v.scalar_text().map(|p| self.path(&p)),
                 "known_hosts" => ssh.settings.known_hosts = v.scalar_text().map(|p| self.path(&p)),
+                // `none` (ssh -F none) is a word, not a file.
+                "config" => {
+                    ssh.settings.config = v.scalar_text().map(|p| {
+                        if p.eq_ignore_ascii_case("none") {
+                            p
+                        } else {
+                            self.path(&p)
+                        }
+                    })
+                }
                 "proxy_jump" => ssh.host.proxy_jump = v.scalar_text(),
                 "become" => ssh.host.become_ = matches!(v.kind, NodeKind::Bool(true)),
                 "connect_timeout" => match v

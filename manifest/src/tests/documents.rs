@@ -114,6 +114,23 @@ fn non_ascii_comments_survive_byte_identical() {
     assert_eq!(out, expected);
 }
 
+/// Found by fuzzing (fuzz/regressions/manifest/lone-cr-line-break.txt): the
+/// flag was appended after `- x\r:`, outside the list, and only the
+/// read-back check stopped it (as an internal error).
+#[test]
+fn a_lone_carriage_return_is_refused_with_its_line() {
+    let src = "spec:\n containers:\n - command:\n   - x\r:\n";
+    assert_eq!(
+        edit(src, None, &[set_flag("--v", "4")]),
+        Err(EditError::LoneCarriageReturn { line: 4 })
+    );
+    let msg = EditError::LoneCarriageReturn { line: 4 }.to_string();
+    assert!(
+        msg.starts_with("line 4 holds a carriage return (`\\r`) with no line feed"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn crlf_line_endings_are_kept() {
     let src = APISERVER.replace('\n', "\r\n");
@@ -158,12 +175,12 @@ fn value_needing_quotes_is_quoted_and_reads_back() {
     .unwrap();
     assert!(out.contains("    - \"--oidc-username-prefix=\\\"oidc\\\":\"\n"));
 
-    let out = edit(APISERVER, None, &[set_resource("limits.memory", "true")]).unwrap();
-    assert!(out.contains("        memory: \"true\"\n"));
-    assert_eq!(
-        read_resource(&out, "limits", "memory").as_deref(),
-        Some("true")
-    );
+    // Resource values are quantities now (checked as Kubernetes parses
+    // them), which never need quotes: `true` is refused, not quoted.
+    assert!(matches!(
+        edit(APISERVER, None, &[set_resource("limits.memory", "true")]),
+        Err(EditError::BadValue { .. })
+    ));
 }
 
 #[test]

@@ -197,3 +197,39 @@ fn set_resource_with_null_section_and_null_value() {
         );
     assert_eq!(out, expected);
 }
+
+/// Issue 14: `resources=limits.memory=$(…)` went into the manifest unchecked,
+/// and the kubelet would have refused the pod. Quantities are checked as
+/// Kubernetes parses them.
+#[test]
+fn issue_14_quantities_are_checked_as_kubernetes_parses_them() {
+    for good in [
+        "2Gi", "512Mi", "250m", "1", "1.5", ".5", "5.", "+1", "1e3", "1E-2", "100k", "2M", "3n",
+        "4u", "1Ei",
+    ] {
+        assert!(
+            edit(APISERVER, None, &[set_resource("limits.memory", good)]).is_ok(),
+            "{good} is a quantity"
+        );
+    }
+    for bad in [
+        "$(hostname>/tmp/p)",
+        "true",
+        "2GB",
+        "1.2.3",
+        ".",
+        "-1",
+        "1e",
+        "Gi",
+        "2 Gi",
+        "1Gi;x",
+    ] {
+        assert!(
+            matches!(
+                edit(APISERVER, None, &[set_resource("limits.memory", bad)]),
+                Err(EditError::BadValue { .. })
+            ),
+            "{bad} is not a quantity"
+        );
+    }
+}

@@ -16,7 +16,6 @@ use remedy_engine::{BoundRun, RunOptions, RunReport, RunStatus};
 use remedy_transport::ssh::SshConnector;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 impl Session<'_> {
     /// `Ok(None)`: nothing more to ask during the run; `Ok(Some(gate))`:
@@ -60,6 +59,7 @@ impl Session<'_> {
                     bound: self.prepared.bound.clone(),
                     inventory: self.prepared.inventory.clone(),
                     accept_new_host_keys: self.g.accept_new_host_keys,
+                    verbose: self.g.verbose,
                     redactor: self.redactor.clone(),
                 }),
             )))),
@@ -190,14 +190,17 @@ impl Session<'_> {
     }
 }
 
-/// Notification retries: REMEDY_NOTIFY_RETRY_MS shortens the backoff (tests).
+/// Notification retries. In debug builds (the tests') REMEDY_NOTIFY_RETRY_MS
+/// shortens the backoff; a release binary ignores it (`tests/release.rs`).
 fn notify_retry() -> remedy_chatops::Retry {
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut r = remedy_chatops::Retry::default();
+    #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var("REMEDY_NOTIFY_RETRY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        r.base_delay = Duration::from_millis(ms);
+        r.base_delay = std::time::Duration::from_millis(ms);
     }
     r
 }
@@ -209,6 +212,7 @@ struct OneHost {
     bound: BoundRun,
     inventory: remedy_engine::Inventory,
     accept_new_host_keys: bool,
+    verbose: bool,
     redactor: Redactor,
 }
 
@@ -217,7 +221,8 @@ impl approval::HostPreview for OneHost {
     async fn preview(&self, host: &str) -> Result<(String, String), String> {
         let mut bound = self.bound.clone();
         bound.hosts.retain(|h| h.name == host);
-        let connector = SshConnector::new(&self.inventory, self.accept_new_host_keys);
+        let connector =
+            SshConnector::new(&self.inventory, self.accept_new_host_keys).verbose(self.verbose);
         let report = execute(
             &self.runbook,
             &bound,

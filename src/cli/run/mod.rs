@@ -133,7 +133,8 @@ pub fn run(
         Ok(r) => r,
         Err(exit) => return exit,
     };
-    let connector = SshConnector::new(&prepared.inventory, g.accept_new_host_keys);
+    let connector =
+        SshConnector::new(&prepared.inventory, g.accept_new_host_keys).verbose(g.verbose);
     let record = NewRun {
         run_id: uuid_v7(),
         runbook: prepared.runbook.name.clone(),

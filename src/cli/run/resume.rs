@@ -1,5 +1,5 @@
-//! `remedy resume RUN`, as stages: the run record (interrupted, not a
-//! dry-run) → the same runbook (unless --force) → the same inventory,
+//! `remedy resume RUN`, as stages: the run record (interrupted, or its
+//! rollback failed; not a dry-run) → the same runbook (unless --force) → the same inventory,
 //! params and --limit giving the same hosts → its events folded into what
 //! is done → it was approved (if its policy asks) → the rest of the run.
 
@@ -12,8 +12,9 @@ use remedy_transport::ssh::SshConnector;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Continue an interrupted run where its journal says it stopped, with the
-/// same runbook (unless --force), inventory, params and --limit.
+/// Continue an interrupted run where its journal says it stopped (or retry
+/// the rollback that failed), with the same runbook (unless --force),
+/// inventory, params and --limit.
 pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
     resume_staged(g, run, force).unwrap_or_else(|exit| exit)
 }
@@ -46,7 +47,8 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
         state.describe()
     );
     let runtime = runtime()?;
-    let connector = SshConnector::new(&prepared.inventory, g.accept_new_host_keys);
+    let connector =
+        SshConnector::new(&prepared.inventory, g.accept_new_host_keys).verbose(g.verbose);
     let new = again(&record, actor);
     // An approval covers the run it was given for; a run that died before
     // it was approved (or authorised by break-glass) is not resumed into one.
@@ -64,14 +66,17 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
     Ok(runtime.block_on(session.run(false, Some(state))))
 }
 
-/// The run, if it is interrupted (not running, not ended) and was real.
+/// The run, if it is interrupted (not running, not ended) or its rollback
+/// failed, and was real.
 fn resumable(journal: &Arc<Journal>, run: &str) -> Result<RunRecord, Exit> {
     let record = journal.run(run).map_err(|e| {
         eprintln!("error: {e}");
         Exit::Invalid
     })?;
     let status = record.effective_status();
-    if status != "interrupted" {
+    // A failed rollback is retried (restoring is idempotent): the host may
+    // answer again.
+    if status != "interrupted" && status != "rollback_failed" {
         let why = if status == "running" {
             format!(
                 "it is still running (pid {} on {})",

@@ -18,6 +18,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How long a host lock lasts unless renewed (renewed every third of it).
 const LOCK_TTL: Duration = Duration::from_secs(60);
@@ -33,6 +34,11 @@ pub(super) struct Session<'a> {
     pub(super) redactor: Redactor,
     /// Set by Ctrl-C: stop after the step that is running.
     pub(super) cancel: Arc<AtomicBool>,
+    /// Woken by Ctrl-C, for a prompt waiting on a person.
+    interrupted: Arc<Notify>,
+    /// Set once the run may change hosts. Before that, Ctrl-C ends the run
+    /// with nothing changed and its locks released.
+    changing: Arc<AtomicBool>,
     json: bool,
     color: bool,
 }
@@ -46,12 +52,27 @@ struct Locks {
 }
 
 /// Releases the run's locks however the run ends (not on SIGKILL: then the
-/// lock goes stale and `remedy resume` takes it over).
-struct Release(Arc<Journal>, String);
+/// lock goes stale and `remedy resume` takes it over), unless disarmed.
+struct Release(Arc<Journal>, String, bool);
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let _ = self.0.release(&self.1);
+        if self.2 {
+            if let Err(e) = self.0.release(&self.1) {
+                eprintln!(
+                    "error: the locks of run {} could not be released: {e}\n  = they read stale once this process is gone; when the run's hosts are as the report says, remove them with `remedy lock break TARGET --reason …` (see `remedy lock list`)",
+                    self.1
+                );
+            }
+        }
+    }
+}
+
+impl Locks {
+    /// Leave the locks held when this run ends (they go stale with the
+    /// process, as after a crash).
+    fn keep(&mut self) {
+        self._release.2 = false;
     }
 }
 
@@ -73,6 +94,8 @@ impl<'a> Session<'a> {
             who,
             redactor: Redactor::new(&prepared.bound),
             cancel: Arc::new(AtomicBool::new(false)),
+            interrupted: Arc::new(Notify::new()),
+            changing: Arc::new(AtomicBool::new(false)),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
         }
@@ -81,7 +104,7 @@ impl<'a> Session<'a> {
     /// Run it: a dry-run, a new run, or (with `resume`) the rest of an
     /// interrupted one.
     pub(super) async fn run(self, dry_run: bool, resume: Option<ResumeState>) -> Exit {
-        self.stop_on_ctrl_c();
+        self.stop_on_ctrl_c(resume.is_some());
         let ended = if dry_run {
             self.dry_run().await
         } else {
@@ -90,18 +113,71 @@ impl<'a> Session<'a> {
         ended.unwrap_or_else(|exit| exit)
     }
 
-    /// Ctrl-C stops after the running step; a second one aborts at once.
-    fn stop_on_ctrl_c(&self) {
-        let flag = self.cancel.clone();
+    /// Ctrl-C stops after the running step (before any change: at once,
+    /// prompts included); a second one aborts at once. An abort before any
+    /// change releases a new run's locks on the way out: nothing is
+    /// half-done, and no run would be there to resume. (A resume keeps the
+    /// interrupted run's locks until it is finished.)
+    fn stop_on_ctrl_c(&self, resuming: bool) {
+        let (flag, woken, changing) = (
+            self.cancel.clone(),
+            self.interrupted.clone(),
+            self.changing.clone(),
+        );
+        let (journal, run_id) = (self.journal.clone(), self.record.run_id.clone());
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 flag.store(true, Ordering::SeqCst);
-                eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
+                journal::CTRL_C_HANDLED.store(true, Ordering::SeqCst);
+                if changing.load(Ordering::SeqCst) {
+                    eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
+                } else {
+                    eprintln!("\ninterrupt: stopping before anything is changed");
+                }
+                woken.notify_waiters();
                 if tokio::signal::ctrl_c().await.is_ok() {
+                    if !resuming && !changing.load(Ordering::SeqCst) {
+                        let _ = journal.release(&run_id);
+                    }
                     std::process::exit(Exit::Interrupted.into());
                 }
             }
         });
+    }
+
+    /// Ask a yes/no question on the terminal. Ctrl-C while it waits ends
+    /// the wait at once (the blocked read is left to the exiting process).
+    async fn confirm(&self, question: &str) -> Answer {
+        print!("{question}");
+        let _ = std::io::stdout().flush();
+        let woken = self.interrupted.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if self.cancel.load(Ordering::SeqCst) {
+            return Answer::Interrupted;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            let _ = tx.send(answer);
+        });
+        tokio::select! {
+            answer = rx => match answer {
+                Ok(a) if matches!(a.trim(), "y" | "Y" | "yes") => Answer::Yes,
+                _ => Answer::No,
+            },
+            () = &mut woken => Answer::Interrupted,
+        }
+    }
+
+    /// Before anything changed: Ctrl-C ends the run here.
+    fn stop_if_interrupted(&self, stage: &str) -> Result<(), Exit> {
+        if !self.cancel.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        eprintln!("Interrupted {stage}: nothing was changed.");
+        Err(Exit::Interrupted)
     }
 }
 
@@ -111,6 +187,7 @@ impl Session<'_> {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
             kube: self.g.kube_access(),
+            inventory: Some(self.prepared.inventory_path.clone()),
             ..RunOptions::new(dry_run)
         }
     }
@@ -136,19 +213,45 @@ impl Session<'_> {
 
     async fn real_run(&self, resume: Option<ResumeState>) -> Result<Exit, Exit> {
         self.confirmation_possible()?;
-        let locks = self.lock_hosts()?;
+        // Room to record a rollback even if the disk fills during the run.
+        self.journal.ensure_room().map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::StepFailed
+        })?;
+        let mut locks = self.lock_hosts()?;
         let gate = match resume {
             None => self.preview_and_consent().await?,
             Some(_) => {
-                self.confirm_resume()?;
+                // Not resumed after all: the run stays as it was, its
+                // targets locked for the next `remedy resume`.
+                self.confirm_resume().await.inspect_err(|_| locks.keep())?;
                 None
             }
         };
+        // Recorded, not started: it stays resumable, with nothing done.
+        self.stop_if_interrupted("before the run started")
+            .inspect_err(|_| {
+                let _ = self.journal.finish_run(&self.record.run_id, "interrupted");
+            })?;
+        self.changing.store(true, Ordering::SeqCst);
         self.record_locks(&locks);
         let report = self.apply(locks.token, resume, gate).await;
-        let _ = self
+        if let Err(e) = self
             .journal
-            .finish_run(&self.record.run_id, status_name(report.status));
+            .finish_run(&self.record.run_id, status_name(report.status))
+        {
+            eprintln!(
+                "error: NOT RECORDED in the journal: run {} ended {}: {e}\n  = the report below is what happened on each host; keep it",
+                self.record.run_id,
+                status_name(report.status)
+            );
+        }
+        if self.journal.reserve_used() {
+            eprintln!(
+                "warning: the disk under the journal ({}) filled up during this run; remedy used the room it keeps in reserve to record the run's end. Free space there before the next run (it will not start without that room).",
+                self.journal.path().display()
+            );
+        }
         self.notify_finished(&report).await;
         Ok(self.finish(&report, false))
     }
@@ -206,7 +309,7 @@ impl Session<'_> {
                 eprintln!("error: {e}");
                 Exit::Denied
             })?;
-        let release = Release(self.journal.clone(), run_id.clone());
+        let release = Release(self.journal.clone(), run_id.clone(), true);
         let (journal, id) = (self.journal.clone(), run_id.clone());
         tokio::spawn(async move {
             loop {
@@ -232,8 +335,9 @@ impl Session<'_> {
         let preview = self
             .execute(&MemorySink::default(), self.options(true))
             .await;
+        self.stop_if_interrupted("while planning")?;
         self.check_preview(&preview)?;
-        self.confirm_preview(&preview)?;
+        self.confirm_preview(&preview).await?;
         self.journal.create_run(&self.record).map_err(|e| {
             eprintln!("error: cannot record the run in the journal, so nothing was changed: {e}");
             Exit::StepFailed
@@ -258,7 +362,7 @@ impl Session<'_> {
     }
 
     /// Without --yes: show the plan and ask. Nothing to change ends the run.
-    fn confirm_preview(&self, preview: &RunReport) -> Result<(), Exit> {
+    async fn confirm_preview(&self, preview: &RunReport) -> Result<(), Exit> {
         if self.g.yes {
             if !self.json {
                 eprintln!(
@@ -286,20 +390,31 @@ impl Session<'_> {
             println!("Nothing to change.");
             return Err(Exit::Ok);
         }
-        if !confirm(&format!(
+        let question = format!(
             "Apply to {changing} host(s), {}? [y/N] ",
             strategy_words(&self.prepared.runbook)
-        )) {
-            eprintln!("Not confirmed: nothing was changed.");
-            return Err(Exit::Denied);
-        }
-        Ok(())
+        );
+        self.confirmed(&question).await
     }
 
-    fn confirm_resume(&self) -> Result<(), Exit> {
-        if !self.g.yes && !confirm("Continue this run? [y/N] ") {
-            eprintln!("Not confirmed: nothing was changed.");
-            return Err(Exit::Denied);
+    /// The person's answer as the run's next stage.
+    async fn confirmed(&self, question: &str) -> Result<(), Exit> {
+        match self.confirm(question).await {
+            Answer::Yes => Ok(()),
+            Answer::No => {
+                eprintln!("Not confirmed: nothing was changed.");
+                Err(Exit::Denied)
+            }
+            Answer::Interrupted => {
+                eprintln!("Interrupted at the prompt: nothing was changed.");
+                Err(Exit::Interrupted)
+            }
+        }
+    }
+
+    async fn confirm_resume(&self) -> Result<(), Exit> {
+        if !self.g.yes {
+            self.confirmed("Continue this run? [y/N] ").await?;
         }
         let r = &self.record;
         self.journal
@@ -372,7 +487,7 @@ impl Session<'_> {
         } else {
             NoticeKind::RunFailed
         };
-        let notice = asker.notice(
+        let mut notice = asker.notice(
             kind,
             format!(
                 "{} on {}: {}",
@@ -382,14 +497,16 @@ impl Session<'_> {
             ),
             self.redactor.apply(&report.summary),
         );
+        // The head after the run's last event, kept by the chat: a journal
+        // later cut back before it fails `remedy audit verify --head`.
+        notice.chain_head = self.journal.head().ok().map(|(_, hash)| hash);
         asker.notify(&notice).await;
     }
 }
 
-fn confirm(question: &str) -> bool {
-    print!("{question}");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    matches!(answer.trim(), "y" | "Y" | "yes")
+/// What a person answered at a prompt.
+enum Answer {
+    Yes,
+    No,
+    Interrupted,
 }

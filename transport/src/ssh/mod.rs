@@ -1,11 +1,17 @@
 //! The SSH transport (russh): one connection per host for a whole run,
 //! channels multiplexed on it, keepalives, connect and command timeouts,
-//! strict host keys, jump-host chains, `become` through `sudo -n`.
+//! strict host keys, jump-host chains, `ProxyCommand`s, `become` through
+//! `sudo -n`.
 //!
-//! Settings come from the inventory and, where it is silent, from
-//! `~/.ssh/config` (`HostName`, `User`, `Port`, `IdentityFile`, `ProxyJump`).
+//! Settings come from the inventory and, where it is silent, from OpenSSH's
+//! client configuration as OpenSSH itself resolves it ([`config`]): host
+//! name, port, user, identity files, `IdentitiesOnly`, `ProxyJump`,
+//! `ProxyCommand`. A setting that changes where or how OpenSSH would connect
+//! and that remedy does not honour is reported; a proxy remedy cannot use is
+//! refused — never replaced by a direct connection.
 
 pub mod config;
+mod proxy_command;
 pub mod session;
 
 use crate::shell;
@@ -16,9 +22,9 @@ use super::{
 };
 use crate::host::{Host, Roster, TransportKind};
 use async_trait::async_trait;
-use config::{parse_proxy_jump, SshConfig};
-pub use session::{ConnectOptions, SshError, SshSession, Target};
-use std::collections::HashMap;
+use config::{parse_proxy_jump, Ask, ConfigFile, Jump, Proxy, Resolved, Resolver};
+pub use session::{ConnectOptions, SshError, SshSession, Target, Via};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +47,7 @@ fn to_transport_error(host: &str, e: SshError) -> TransportError {
         },
         SshError::Timeout { cmd, secs, .. } => TransportError::Timeout { host, cmd, secs },
         SshError::Connect { message, .. } => TransportError::Unreachable { host, message },
+        SshError::Config { message, .. } => TransportError::Config { host, message },
         SshError::Refused { cmd, .. } => TransportError::Spawn {
             host,
             cmd,
@@ -279,12 +286,20 @@ impl Transport for SshTransport {
     }
 }
 
+/// Where the connector's messages go: settings it does not honour (always),
+/// and with `verbose` how each host is reached. Default: stderr.
+pub type Reporter = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Opens (and keeps) one SSH connection per host; `transport: local` hosts
 /// get the local transport.
 pub struct SshConnector {
     opts: ConnectOptions,
     hosts: Vec<Host>,
-    ssh_config: SshConfig,
+    resolver: Resolver,
+    verbose: bool,
+    reporter: Reporter,
+    /// Lines already reported, so each is said once per run.
+    reported: std::sync::Mutex<HashSet<String>>,
     sessions: Mutex<HashMap<String, Arc<OnceCell<Arc<SshSession>>>>>,
 }
 
@@ -307,49 +322,122 @@ impl SshConnector {
                 keepalive: Duration::from_secs(15),
             },
             hosts: inventory.hosts().to_vec(),
-            ssh_config: SshConfig::load_default(),
+            resolver: Resolver::new(ConfigFile::from_setting(settings.config.as_deref())),
+            verbose: false,
+            reporter: Arc::new(|line: &str| eprintln!("remedy: {line}")),
+            reported: std::sync::Mutex::new(HashSet::new()),
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Use this `~/.ssh/config` instead of the user's (tests).
-    pub fn with_ssh_config(mut self, cfg: SshConfig) -> SshConnector {
-        self.ssh_config = cfg;
+    /// Read the SSH client configuration with this resolver (tests: a given
+    /// file, or without OpenSSH).
+    pub fn with_resolver(mut self, resolver: Resolver) -> SshConnector {
+        self.resolver = resolver;
         self
     }
 
-    /// Where and as whom to log in to an inventory host.
-    fn target_for_host(&self, host: &Host) -> (Target, Option<String>) {
-        let cfg = self.ssh_config.for_host(&host.name);
-        let mut identity_files: Vec<String> = host.ssh.identity_file.iter().cloned().collect();
-        identity_files.extend(cfg.identity_files.iter().cloned());
-        let target = Target {
-            name: host.name.clone(),
-            hostname: if host.explicit.address {
-                host.address.clone()
-            } else {
-                cfg.hostname.clone().unwrap_or_else(|| host.address.clone())
-            },
-            port: if host.explicit.port {
-                host.port
-            } else {
-                cfg.port.unwrap_or(host.port)
-            },
-            user: if host.explicit.user {
-                host.user.clone()
-            } else {
-                cfg.user.clone().unwrap_or_else(|| host.user.clone())
-            },
-            identity_files,
-            become_: host.ssh.become_,
-        };
-        (target, host.ssh.proxy_jump.clone().or(cfg.proxy_jump))
+    /// Also report how the configuration is read and how each host is reached.
+    pub fn verbose(mut self, on: bool) -> SshConnector {
+        self.verbose = on;
+        self
     }
 
-    /// A jump hop: an inventory host by name, or an ssh_config alias / address.
-    fn target_for_hop(&self, hop: &config::Jump) -> (Target, Option<String>) {
+    pub fn with_reporter(mut self, reporter: Reporter) -> SshConnector {
+        self.reporter = reporter;
+        self
+    }
+
+    fn report(&self, line: String) {
+        let fresh = self
+            .reported
+            .lock()
+            .map(|mut seen| seen.insert(line.clone()))
+            .unwrap_or(true);
+        if fresh {
+            (self.reporter)(&line);
+        }
+    }
+
+    /// OpenSSH's settings for `ask`, reported as they are used.
+    async fn resolve(&self, ask: &Ask) -> Result<Resolved, SshError> {
+        if self.verbose {
+            self.report(self.resolver.describe());
+        }
+        let file = self.resolver.file().describe();
+        let r = self
+            .resolver
+            .resolve(ask)
+            .await
+            .map_err(|message| SshError::Config {
+                target: ask.name.clone(),
+                message: format!(
+                    "{message} (SSH client configuration: {file}); remedy will not connect to {}",
+                    ask.name
+                ),
+            })?;
+        for u in &r.unhonoured {
+            self.report(format!(
+                "warning: {}: {file} sets `{} {}`, which remedy does not honour: {}",
+                ask.name, u.keyword, u.value, u.why
+            ));
+        }
+        Ok(r)
+    }
+
+    fn say_route(&self, target: &Target, proxy: &Proxy) {
+        if !self.verbose {
+            return;
+        }
+        let route = match proxy {
+            Proxy::Direct => "directly".to_string(),
+            Proxy::Jump(j) => format!("through ProxyJump {j}"),
+            Proxy::Command(c) => format!("through ProxyCommand `{c}`"),
+        };
+        let keys = if target.identity_files.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", target.identity_files.join(", "))
+        };
+        self.report(format!(
+            "ssh: {}: {}@{}:{}{keys}, {route}",
+            target.name, target.user, target.hostname, target.port
+        ));
+    }
+
+    /// Where and as whom to log in to an inventory host, and how to get there.
+    pub async fn route_for_host(&self, host: &Host) -> Result<(Target, Proxy), SshError> {
+        let ask = Ask {
+            name: host.name.clone(),
+            hostname: host.explicit.address.then(|| host.address.clone()),
+            port: host.explicit.port.then_some(host.port),
+            user: host.explicit.user.then(|| host.user.clone()),
+        };
+        let r = self.resolve(&ask).await?;
+        let mut identity_files: Vec<String> = host.ssh.identity_file.iter().cloned().collect();
+        identity_files.extend(r.identity_files.iter().cloned());
+        let target = Target {
+            name: host.name.clone(),
+            hostname: r.hostname,
+            port: r.port,
+            user: r.user,
+            identity_files,
+            identities_only: r.identities_only,
+            become_: host.ssh.become_,
+        };
+        // The inventory's jump wins over the configuration's ProxyJump and
+        // ProxyCommand alike.
+        let proxy = match &host.ssh.proxy_jump {
+            Some(jump) => Proxy::Jump(jump.clone()),
+            None => r.proxy,
+        };
+        Ok((target, proxy))
+    }
+
+    /// A jump hop: an inventory host by name, or a name for the configuration.
+    async fn route_for_hop(&self, hop: &Jump) -> Result<(Target, Proxy), SshError> {
         if let Some(h) = self.hosts.iter().find(|h| h.name == hop.host) {
-            let (mut t, jump) = self.target_for_host(h);
+            let (mut t, proxy) = self.route_for_host(h).await?;
             if let Some(u) = &hop.user {
                 t.user = u.clone();
             }
@@ -357,22 +445,26 @@ impl SshConnector {
                 t.port = p;
             }
             t.become_ = false;
-            return (t, jump);
+            return Ok((t, proxy));
         }
-        let cfg = self.ssh_config.for_host(&hop.host);
+        let r = self
+            .resolve(&Ask {
+                name: hop.host.clone(),
+                hostname: None,
+                port: hop.port,
+                user: hop.user.clone(),
+            })
+            .await?;
         let target = Target {
             name: hop.host.clone(),
-            hostname: cfg.hostname.clone().unwrap_or_else(|| hop.host.clone()),
-            port: hop.port.or(cfg.port).unwrap_or(22),
-            user: hop
-                .user
-                .clone()
-                .or(cfg.user.clone())
-                .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into())),
-            identity_files: cfg.identity_files.clone(),
+            hostname: r.hostname,
+            port: r.port,
+            user: r.user,
+            identity_files: r.identity_files,
+            identities_only: r.identities_only,
             become_: false,
         };
-        (target, cfg.proxy_jump)
+        Ok((target, r.proxy))
     }
 
     async fn cell(&self, key: &str) -> Arc<OnceCell<Arc<SshSession>>> {
@@ -387,11 +479,11 @@ impl SshConnector {
         cell
     }
 
-    /// The session for `target`, connecting (through its jump chain) once.
+    /// The session for `target`, connecting (through its proxy) once.
     fn session<'a>(
         &'a self,
         target: Target,
-        jump: Option<String>,
+        proxy: Proxy,
         depth: usize,
     ) -> futures::future::BoxFuture<'a, Result<Arc<SshSession>, SshError>> {
         Box::pin(async move {
@@ -401,32 +493,19 @@ impl SshConnector {
                     message: "ProxyJump chain longer than 8 hops (a loop?)".into(),
                 });
             }
-            let key = format!("{}@{}:{}", target.user, target.hostname, target.port);
+            self.say_route(&target, &proxy);
+            let key = format!(
+                "{}@{}:{} {proxy:?}",
+                target.user, target.hostname, target.port
+            );
             let cell = self.cell(&key).await;
             let session = cell
                 .get_or_try_init(|| async {
-                    let via = match &jump {
-                        None => None,
-                        Some(spec) => {
-                            let hops = parse_proxy_jump(spec).map_err(|m| SshError::Connect {
-                                target: target.name.clone(),
-                                message: m,
-                            })?;
-                            let mut via: Option<Arc<SshSession>> = None;
-                            for hop in hops {
-                                let (hop_target, hop_jump) = self.target_for_hop(&hop);
-                                // The first hop may itself need a jump (from ssh_config).
-                                let hop_jump = if via.is_none() { hop_jump } else { None };
-                                let s = match via {
-                                    None => self.session(hop_target, hop_jump, depth + 1).await?,
-                                    Some(v) => Arc::new(
-                                        SshSession::connect(hop_target, &self.opts, Some(v))
-                                            .await?,
-                                    ),
-                                };
-                                via = Some(s);
-                            }
-                            via
+                    let via = match &proxy {
+                        Proxy::Direct => Via::Direct,
+                        Proxy::Command(command) => Via::Command(command.clone()),
+                        Proxy::Jump(spec) => {
+                            Via::Jump(self.through_hops(&target, spec, depth).await?)
                         }
                     };
                     SshSession::connect(target.clone(), &self.opts, via)
@@ -438,10 +517,46 @@ impl SshConnector {
         })
     }
 
+    /// The session to the last hop of `spec`, the first hop reached as its
+    /// own configuration says (it may have a proxy of its own), each later
+    /// one through the hop before it.
+    async fn through_hops(
+        &self,
+        target: &Target,
+        spec: &str,
+        depth: usize,
+    ) -> Result<Arc<SshSession>, SshError> {
+        let hops = parse_proxy_jump(spec).map_err(|m| SshError::Config {
+            target: target.name.clone(),
+            message: format!(
+                "{m}; remedy will not connect to {} directly instead",
+                target.name
+            ),
+        })?;
+        let mut through: Option<Arc<SshSession>> = None;
+        for hop in hops {
+            let (hop_target, hop_proxy) = self.route_for_hop(&hop).await?;
+            through = Some(match through {
+                None => self.session(hop_target, hop_proxy, depth + 1).await?,
+                Some(prev) => {
+                    self.say_route(&hop_target, &Proxy::Jump(prev.target.name.clone()));
+                    Arc::new(SshSession::connect(hop_target, &self.opts, Via::Jump(prev)).await?)
+                }
+            });
+        }
+        through.ok_or_else(|| SshError::Config {
+            target: target.name.clone(),
+            message: format!(
+                "ProxyJump `{spec}` names no host; remedy will not connect to {} directly instead",
+                target.name
+            ),
+        })
+    }
+
     /// The SSH session to an inventory host.
     pub async fn ssh_session(&self, host: &Host) -> Result<Arc<SshSession>, SshError> {
-        let (target, jump) = self.target_for_host(host);
-        self.session(target, jump, 0).await
+        let (target, proxy) = self.route_for_host(host).await?;
+        self.session(target, proxy, 0).await
     }
 }
 

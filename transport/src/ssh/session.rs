@@ -7,6 +7,7 @@
 //! unless `--accept-new-host-keys` records it), changed (always refuse, with
 //! the fingerprint and the line to look at).
 
+use super::proxy_command::{self, ProxyChild};
 use russh::client::{self, AuthResult, Handle};
 use russh::keys::agent::client::AgentClient;
 use russh::keys::known_hosts::{known_host_keys_path, learn_known_hosts_path};
@@ -36,13 +37,29 @@ pub struct Target {
     pub user: String,
     /// Tried in order, before the agent and the default keys.
     pub identity_files: Vec<String>,
+    /// `IdentitiesOnly yes`: never ask ssh-agent.
+    pub identities_only: bool,
     pub become_: bool,
+}
+
+/// How the connection to a [`Target`] is made.
+pub enum Via {
+    /// TCP to `hostname:port`.
+    Direct,
+    /// A direct-tcpip channel through a jump host's session.
+    Jump(Arc<SshSession>),
+    /// Over the stdin/stdout of this `ProxyCommand` (tokens expanded).
+    Command(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("cannot connect to {target}: {message}")]
     Connect { target: String, message: String },
+    /// The client configuration cannot be read, or asks for something remedy
+    /// cannot do: refused, never worked around.
+    #[error("{target}: {message}")]
+    Config { target: String, message: String },
     #[error("{message}")]
     HostKey { message: String },
     #[error("authentication as {user} on {target} failed; tried: {tried}")]
@@ -139,6 +156,8 @@ pub struct SshSession {
     handle: Handle<HostKeyCheck>,
     /// Keeps the jump host's connection alive as long as this one.
     _via: Option<Arc<SshSession>>,
+    /// The ProxyCommand this connection runs over, killed with it.
+    _proxy: Option<ProxyChild>,
     /// Set when the host key was recorded by --accept-new-host-keys.
     pub learned_key: Option<String>,
 }
@@ -186,11 +205,11 @@ fn default_keys() -> Vec<String> {
 }
 
 impl SshSession {
-    /// Connect to `target`, directly or through `via` (a jump host).
+    /// Connect to `target`: directly, through a jump host, or over a ProxyCommand.
     pub async fn connect(
         target: Target,
         opts: &ConnectOptions,
-        via: Option<Arc<SshSession>>,
+        via: Via,
     ) -> Result<SshSession, SshError> {
         let where_ = format!("{} ({}:{})", target.name, target.hostname, target.port);
         let connect_err = |message: String| SshError::Connect {
@@ -206,19 +225,21 @@ impl SshSession {
             verdict: verdict.clone(),
         };
         let config = client_config(opts);
-        let connected = tokio::time::timeout(opts.connect_timeout, async {
-            match &via {
-                None => {
+        let mut proxy: Option<ProxyChild> = None;
+        let mut jump: Option<Arc<SshSession>> = None;
+        let handshake = async {
+            match via {
+                Via::Direct => {
                     let tcp =
                         tokio::net::TcpStream::connect((target.hostname.as_str(), target.port))
                             .await
-                            .map_err(|e| connect_err(e.to_string()))?;
+                            .map_err(|e| Err(connect_err(e.to_string())))?;
                     client::connect_stream(config, tcp, handler)
                         .await
-                        .map_err(|e| (e, ()))
+                        .map_err(Ok)
                 }
-                Some(jump) => {
-                    let channel = jump
+                Via::Jump(through) => {
+                    let channel = through
                         .handle
                         .channel_open_direct_tcpip(
                             target.hostname.clone(),
@@ -228,31 +249,63 @@ impl SshSession {
                         )
                         .await
                         .map_err(|e| {
-                            connect_err(format!(
+                            Err(connect_err(format!(
                                 "jump host {} could not reach it: {e}",
-                                jump.target.name
-                            ))
+                                through.target.name
+                            )))
                         })?;
+                    jump = Some(through);
                     client::connect_stream(config, channel.into_stream(), handler)
                         .await
-                        .map_err(|e| (e, ()))
+                        .map_err(Ok)
+                }
+                Via::Command(command) => {
+                    let (stream, child) = proxy_command::spawn(&command).map_err(|e| {
+                        Err(connect_err(format!(
+                            "cannot start ProxyCommand `{command}`: {e}"
+                        )))
+                    })?;
+                    proxy = Some(child);
+                    client::connect_stream(config, stream, handler)
+                        .await
+                        .map_err(Ok)
                 }
             }
-            .map_err(|(e, ())| {
+        };
+        // Err(Ok(e)): the SSH handshake failed; Err(Err(e)): already explained.
+        let connected: Result<Handle<HostKeyCheck>, Result<russh::Error, SshError>> =
+            match tokio::time::timeout(opts.connect_timeout, handshake).await {
+                Ok(r) => r,
+                Err(_) => Err(Err(connect_err(format!(
+                    "no answer within {}s",
+                    opts.connect_timeout.as_secs()
+                )))),
+            };
+        let connected = match connected {
+            Ok(handle) => Ok(handle),
+            Err(Err(e)) => Err(e),
+            Err(Ok(e)) => {
                 let v = verdict.lock().ok().and_then(|v| v.clone());
                 match (e, v) {
-                    (russh::Error::UnknownKey, Some(v)) => host_key_error(&target, opts, v),
-                    (e, _) => connect_err(e.to_string()),
+                    (russh::Error::UnknownKey, Some(v)) => Err(host_key_error(&target, opts, v)),
+                    (e, _) => Err(connect_err(e.to_string())),
                 }
-            })
-        })
-        .await
-        .map_err(|_| {
-            connect_err(format!(
-                "no answer within {}s",
-                opts.connect_timeout.as_secs()
-            ))
-        })?;
+            }
+        };
+        let connected = match (connected, proxy.as_mut()) {
+            (Err(SshError::Connect { target, message }), Some(child)) => {
+                let said = child.stderr().await;
+                Err(SshError::Connect {
+                    target,
+                    message: if said.is_empty() {
+                        format!("{message} (through its ProxyCommand, which printed nothing)")
+                    } else {
+                        format!("{message}; its ProxyCommand said: {said}")
+                    },
+                })
+            }
+            (other, _) => other,
+        };
         let mut handle = connected?;
         let learned_key = match verdict.lock().ok().and_then(|v| v.clone()) {
             Some(KeyVerdict::Learned { fingerprint }) => Some(fingerprint),
@@ -269,7 +322,8 @@ impl SshSession {
         Ok(SshSession {
             target,
             handle,
-            _via: via,
+            _via: jump,
+            _proxy: proxy,
             learned_key,
         })
     }
@@ -484,7 +538,12 @@ async fn authenticate(handle: &mut Handle<HostKeyCheck>, target: &Target) -> Res
             return Ok(());
         }
     }
-    if let Ok(mut agent) = AgentClient::connect_env().await {
+    let agent = if target.identities_only {
+        None
+    } else {
+        AgentClient::connect_env().await.ok()
+    };
+    if let Some(mut agent) = agent {
         let ids = agent.request_identities().await.unwrap_or_default();
         if ids.is_empty() {
             tried.push("ssh-agent: no keys loaded".into());

@@ -1,0 +1,426 @@
+//! Cluster-wide maintenance other than defragmenting, each refused unless
+//! every member answers: compaction (and making every member's size in use
+//! current), proof that writes work, alarms (disarmed only when every member is back under the
+//! quota threshold), moving leadership, and choosing the member to take a
+//! snapshot from.
+
+use std::time::Duration;
+
+use remedy_clock::Clock;
+use serde_json::{json, Value};
+
+use crate::cluster::{Cluster, ClusterMember};
+use crate::error::MaintenanceError;
+use crate::member::{Compaction, Member};
+use crate::status::MemberStatus;
+
+/// Written to prove etcd takes writes (e.g. after NOSPACE is cleared).
+pub const WRITE_CHECK_KEY: &str = "/remedy/maintenance/write-check";
+
+/// Backend commits at most, to make the sizes current after a compaction.
+const REFRESH_ROUNDS: u32 = 5;
+
+/// A size in use that moved by no more than this after a write holds still
+/// (a write itself touches a few pages).
+const SETTLED_BYTES: u64 = 256 * 1024;
+
+/// What a compaction would do, or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionTarget {
+    /// The highest revision any member reports.
+    pub current: i64,
+    /// The revision to compact to: `current` minus the retention.
+    pub target: i64,
+}
+
+/// What the cluster's alarms are, and whether disarming them is safe.
+pub struct AlarmSurvey {
+    /// `{member, member_id, kind}` per alarm.
+    pub alarms: Vec<Value>,
+    /// Each member's rule values (`quota_usage` …).
+    pub usage: Vec<Value>,
+    /// Why disarming must wait: the first member at or over the threshold.
+    pub over: Option<String>,
+}
+
+/// Who leads, and who is to lead.
+pub struct LeaderMove<'a> {
+    pub from: &'a ClusterMember,
+    pub to: &'a ClusterMember,
+    pub to_status: MemberStatus,
+}
+
+fn target_of(all: &[(&ClusterMember, MemberStatus)], retention: i64) -> CompactionTarget {
+    let current = all.iter().map(|(_, s)| s.revision).max().unwrap_or(0);
+    CompactionTarget {
+        current,
+        target: current - retention.max(0),
+    }
+}
+
+fn alarm_entry(member: &str, a: &crate::status::Alarm) -> Value {
+    json!({ "member": member, "member_id": format!("{:x}", a.member_id), "kind": a.kind.to_string() })
+}
+
+impl Cluster {
+    /// The revision to compact to, keeping the last `retention` revisions.
+    pub async fn compaction_target(
+        &self,
+        retention: i64,
+    ) -> Result<CompactionTarget, MaintenanceError> {
+        Ok(target_of(&self.survey("compacted").await?, retention))
+    }
+
+    /// Compact history through the leader (else the first member) and, when
+    /// `physical`, wait until every member's size in use holds still, so a
+    /// defragmentation decided next sees the freed space. Whether anything
+    /// changed, and the target.
+    pub async fn compact(
+        &self,
+        retention: i64,
+        physical: bool,
+        clock: &dyn Clock,
+    ) -> Result<(bool, CompactionTarget), MaintenanceError> {
+        let all = self.survey("compacted").await?;
+        let mut t = target_of(&all, retention);
+        let leader = all
+            .iter()
+            .find(|(_, s)| s.is_leader)
+            .or(all.first())
+            .map(|(c, _)| *c)
+            .ok_or_else(|| MaintenanceError::failed("no etcd member answered"))?;
+        let changed = match leader.client()?.compact(t.target, physical).await? {
+            Compaction::Compacted { revision } => {
+                t.target = revision;
+                true
+            }
+            Compaction::AlreadyCompacted { revision } => {
+                t.target = revision;
+                false
+            }
+        };
+        if changed && physical {
+            self.refresh_sizes(leader.client()?, clock).await;
+        }
+        Ok((changed, t))
+    }
+
+    /// Every member's size in use, in member order (0 for one that does
+    /// not answer).
+    async fn sizes_in_use(&self) -> Vec<u64> {
+        (self.statuses().await.iter())
+            .map(|s| s.as_ref().map(|s| s.db_size_in_use).unwrap_or(0))
+            .collect()
+    }
+
+    /// Make every member's size in use current after a compaction. etcd
+    /// recomputes it only when its backend commits a write, and counts the
+    /// pages a commit freed only at a later one: on a quiet cluster the
+    /// figure stays where it was before the compaction (a member 99% free
+    /// reads as 17% fragmented) until two more writes come. So make the
+    /// backends commit without touching a key or the revision (a lease
+    /// granted and revoked: a compaction repeated right after still has
+    /// nothing to do), wait until every member's figure has moved, and
+    /// again, until a round moves no member's figure by more than
+    /// [`SETTLED_BYTES`]. A write refused (NOSPACE) leaves the figures as
+    /// they are: nothing can commit then, and a defragmentation is what
+    /// frees the space.
+    async fn refresh_sizes(&self, via: &Member, clock: &dyn Clock) {
+        let mut last = self.sizes_in_use().await;
+        for round in 1..=REFRESH_ROUNDS {
+            if via.touch_backend().await.is_err() {
+                return;
+            }
+            let mut now = last.clone();
+            for _ in 0..20 {
+                clock.sleep(Duration::from_millis(100)).await;
+                now = self.sizes_in_use().await;
+                if now.iter().zip(&last).all(|(n, l)| n != l) {
+                    break;
+                }
+            }
+            let settled = now
+                .iter()
+                .zip(&last)
+                .all(|(n, l)| n.abs_diff(*l) <= SETTLED_BYTES);
+            last = now;
+            if settled && round > 1 {
+                return;
+            }
+        }
+    }
+
+    /// Prove etcd takes writes again (after its alarms were cleared): write
+    /// [`WRITE_CHECK_KEY`] through the first member that answers. Its
+    /// revision.
+    pub async fn prove_writes(&self) -> Result<i64, MaintenanceError> {
+        let all = self.survey("written").await?;
+        let Some((c, _)) = all.first() else {
+            return Err(MaintenanceError::failed("no etcd member answered"));
+        };
+        c.client()?
+            .put(WRITE_CHECK_KEY, "etcd takes writes again")
+            .await
+            .map_err(MaintenanceError::from)
+    }
+
+    /// The alarms, each member's usage, and the first member at or over
+    /// `threshold` (of `db_size / quota`).
+    pub async fn alarm_survey(&self, threshold: f64) -> Result<AlarmSurvey, MaintenanceError> {
+        let all = self.survey("disarmed").await?;
+        let mut alarms = Vec::new();
+        if let Some((c, _)) = all.first() {
+            if let Ok(m) = &c.member {
+                alarms = m.alarms().await?;
+            }
+        }
+        let usage: Vec<Value> = all.iter().map(|(c, s)| c.rule_value(s)).collect();
+        Ok(AlarmSurvey {
+            over: over_threshold(&usage, threshold),
+            usage,
+            alarms: alarms
+                .iter()
+                .map(|a| {
+                    let name = all
+                        .iter()
+                        .find(|(_, s)| s.id == a.member_id)
+                        .map(|(c, _)| c.name.clone())
+                        .unwrap_or_else(|| format!("{:x}", a.member_id));
+                    alarm_entry(&name, a)
+                })
+                .collect(),
+        })
+    }
+
+    /// Disarm every alarm, again while members raise new ones (one that hit
+    /// the quota later raises its own); fails if they keep coming back.
+    /// `{member_id, kind}` per alarm disarmed.
+    pub async fn disarm_all(&self) -> Result<Vec<Value>, MaintenanceError> {
+        let Some(m) = self.members.iter().find_map(|c| c.member.as_ref().ok()) else {
+            return Err(MaintenanceError::failed("no etcd member answered"));
+        };
+        let mut disarmed = Vec::new();
+        for _ in 0..5 {
+            let alarms = m.alarms().await?;
+            if alarms.is_empty() {
+                break;
+            }
+            for a in &alarms {
+                m.disarm(a).await?;
+                disarmed.push(json!({ "member_id": format!("{:x}", a.member_id), "kind": a.kind.to_string() }));
+            }
+        }
+        let left = m.alarms().await?;
+        if !left.is_empty() {
+            return Err(MaintenanceError::failed(format!(
+                "alarms came back after disarming: {}",
+                left.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(disarmed)
+    }
+
+    /// The leader and the member to hand leadership to: the one named, else
+    /// the first follower.
+    pub async fn leader_move(&self, to: Option<&str>) -> Result<LeaderMove<'_>, MaintenanceError> {
+        let all = self.survey("moved").await?;
+        pick_leader_move(&all, to)
+    }
+
+    /// The member to stream a snapshot from: the one named, else the first
+    /// healthy one (a full member, NOSPACE, counts).
+    pub async fn snapshot_source(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&ClusterMember, MaintenanceError> {
+        if let Some(name) = name.filter(|m| !m.is_empty()) {
+            let c = self
+                .members
+                .iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| {
+                    MaintenanceError::refused(
+                        format!("no etcd member `{name}`"),
+                        format!("members (group `etcd`): {}", self.names().join(", ")),
+                    )
+                })?;
+            if let Err(e) = &c.member {
+                return Err(MaintenanceError::failed(format!("etcd member {name}: {e}")));
+            }
+            return Ok(c);
+        }
+        for c in &self.members {
+            if let Ok(m) = &c.member {
+                // NOSPACE counts as healthy: a full member still streams a
+                // snapshot, which is what to take before recovering it.
+                match m.health().await {
+                    Ok(_) => return Ok(c),
+                    Err(e) if e.is_nospace() => return Ok(c),
+                    Err(_) => {}
+                }
+            }
+        }
+        Err(MaintenanceError::failed(format!(
+            "no etcd member is healthy, so no snapshot can be taken ({})",
+            self.members
+                .iter()
+                .map(|c| match &c.member {
+                    Ok(_) => format!("{}: unhealthy", c.name),
+                    Err(e) => format!("{}: {e}", c.name),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.members.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
+fn over_threshold(usage: &[Value], threshold: f64) -> Option<String> {
+    usage
+        .iter()
+        .find(|u| u["quota_usage"].as_f64().unwrap_or(0.0) >= threshold)
+        .map(|u| {
+            format!(
+                "{} is at {:.0}% of its quota (threshold {:.0}%)",
+                u["name"].as_str().unwrap_or("?"),
+                u["quota_usage"].as_f64().unwrap_or(0.0) * 100.0,
+                threshold * 100.0
+            )
+        })
+}
+
+fn pick_leader_move<'a>(
+    all: &[(&'a ClusterMember, MemberStatus)],
+    to: Option<&str>,
+) -> Result<LeaderMove<'a>, MaintenanceError> {
+    let (from, _) = all
+        .iter()
+        .find(|(_, s)| s.is_leader)
+        .ok_or_else(|| MaintenanceError::failed("the etcd cluster has no leader"))?;
+    let (target, status) = match to.filter(|t| !t.is_empty()) {
+        Some(t) => all.iter().find(|(c, _)| c.name == t).ok_or_else(|| {
+            MaintenanceError::refused(
+                format!("no etcd member `{t}`"),
+                format!(
+                    "members: {}",
+                    all.iter()
+                        .map(|(c, _)| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?,
+        None => all
+            .iter()
+            .find(|(_, s)| !s.is_leader)
+            .ok_or_else(|| MaintenanceError::failed("no follower to move leadership to"))?,
+    };
+    Ok(LeaderMove {
+        from,
+        to: target,
+        to_status: status.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::tests::unreached;
+    use crate::status::tests::status;
+
+    #[test]
+    fn compaction_keeps_the_retention_below_the_highest_revision() {
+        let cluster = unreached(&["a", "b"]);
+        let (mut a, b) = (status("a", 1, 1, 1, 1), status("b", 2, 1, 1, 1));
+        a.revision = 120;
+        let all = [(&cluster.members[0], a), (&cluster.members[1], b)];
+        let t = target_of(&all, 20);
+        assert_eq!((t.current, t.target), (120, 100));
+        assert_eq!(
+            target_of(&all, -5).target,
+            120,
+            "a negative retention keeps nothing"
+        );
+    }
+
+    #[test]
+    fn the_first_member_over_the_threshold_is_named() {
+        let usage = vec![
+            json!({ "name": "a", "quota_usage": 0.5 }),
+            json!({ "name": "b", "quota_usage": 0.95 }),
+            json!({ "name": "c", "quota_usage": 0.99 }),
+        ];
+        assert_eq!(
+            over_threshold(&usage, 0.8).as_deref(),
+            Some("b is at 95% of its quota (threshold 80%)")
+        );
+        assert_eq!(over_threshold(&usage, 0.995), None);
+    }
+
+    #[test]
+    fn leadership_goes_to_the_member_named_or_the_first_follower() {
+        let cluster = unreached(&["a", "b", "c"]);
+        let all: Vec<_> = cluster
+            .members
+            .iter()
+            .zip([
+                status("a", 1, 2, 1, 1),
+                status("b", 2, 2, 1, 1),
+                status("c", 3, 2, 1, 1),
+            ])
+            .collect();
+        let m = pick_leader_move(&all, None).unwrap();
+        assert_eq!((m.from.name.as_str(), m.to.name.as_str()), ("b", "a"));
+        let m = pick_leader_move(&all, Some("c")).unwrap();
+        assert_eq!((m.to.name.as_str(), m.to_status.id), ("c", 3));
+        assert!(
+            pick_leader_move(&all, Some("b"))
+                .unwrap()
+                .to_status
+                .is_leader
+        );
+        let err = pick_leader_move(&all, Some("d")).err().unwrap();
+        assert_eq!(err.to_string(), "no etcd member `d`");
+        assert_eq!(err.hint(), Some("members: a, b, c"));
+        let leaderless: Vec<_> = all
+            .iter()
+            .map(|(c, s)| {
+                (
+                    *c,
+                    MemberStatus {
+                        is_leader: false,
+                        ..s.clone()
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            pick_leader_move(&leaderless, None)
+                .err()
+                .unwrap()
+                .to_string(),
+            "the etcd cluster has no leader"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_needs_a_named_member_that_is_reachable() {
+        let cluster = unreached(&["a", "b"]);
+        let err = cluster.snapshot_source(Some("z")).await.err().unwrap();
+        assert_eq!(err.to_string(), "no etcd member `z`");
+        assert_eq!(err.hint(), Some("members (group `etcd`): a, b"));
+        let err = cluster.snapshot_source(Some("a")).await.err().unwrap();
+        assert_eq!(err.to_string(), "etcd member a: not connected");
+        let err = cluster.snapshot_source(None).await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "no etcd member is healthy, so no snapshot can be taken (a: not connected; b: not connected)"
+        );
+    }
+}
