@@ -161,7 +161,12 @@ const KUBE_API_VERSION_ARG: ArgSpec = arg!(
     false,
     "the object's apiVersion (default v1; apps/v1 for kube.scale)"
 );
-const KUBE_KIND_ARG: ArgSpec = arg!("kind", ArgKind::Str, false, "the object's kind, e.g. ConfigMap, ValidatingWebhookConfiguration");
+const KUBE_KIND_ARG: ArgSpec = arg!(
+    "kind",
+    ArgKind::Str,
+    false,
+    "the object's kind, e.g. ConfigMap, ValidatingWebhookConfiguration"
+);
 const KUBE_NAMESPACE_ARG: ArgSpec = arg!(
     "namespace",
     ArgKind::Str,

@@ -207,9 +207,10 @@ fn identity(a: &AuthInfo, base_dir: Option<&Path>) -> Result<Identity, String> {
     )?;
     match (cert, key) {
         (Some(cert_pem), Some(key_pem)) => return Ok(Identity::ClientCert { cert_pem, key_pem }),
-        (Some(_), None) | (None, Some(_)) => {
-            return Err("its user has a client certificate without its key (or a key without its certificate)".into())
-        }
+        (Some(_), None) | (None, Some(_)) => return Err(
+            "its user has a client certificate without its key (or a key without its certificate)"
+                .into(),
+        ),
         (None, None) => {}
     }
     if let Some(t) = &a.token {
@@ -286,7 +287,10 @@ mod tests {
         assert_eq!(a.ca_pem, b"-----BEGIN CERTIFICATE-----\n");
         assert!(matches!(a.identity, Identity::Token(ref t) if t == "abc"));
         assert_eq!(a.host_port().unwrap(), ("10.0.0.1".to_string(), 6443));
-        assert!(!format!("{a:?}").contains("abc"), "the token is never shown");
+        assert!(
+            !format!("{a:?}").contains("abc"),
+            "the token is never shown"
+        );
 
         let insecure = config("    insecure-skip-tls-verify: true\n", "    token: abc\n");
         let e = Access::from_kubeconfig(&insecure, "test", None, None).unwrap_err();
@@ -300,11 +304,13 @@ mod tests {
             "    certificate-authority: /etc/kubernetes/pki/ca.crt\n",
             "    token: abc\n",
         );
-        let e = Access::from_kubeconfig(&file_ref, "master-1:/etc/kubernetes/admin.conf", None, None)
-            .unwrap_err();
+        let e =
+            Access::from_kubeconfig(&file_ref, "master-1:/etc/kubernetes/admin.conf", None, None)
+                .unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("master-1:/etc/kubernetes/admin.conf: certificate-authority refers to the file"),
+            e.to_string().starts_with(
+                "master-1:/etc/kubernetes/admin.conf: certificate-authority refers to the file"
+            ),
             "{e}"
         );
 

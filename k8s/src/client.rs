@@ -135,11 +135,13 @@ impl Kube {
             None => Vec::new(),
         };
         req = req.header(http::header::ACCEPT, "application/json, */*");
-        let req = req.body(kube::client::Body::from(bytes)).map_err(|e| KubeError::Decode {
-            server: self.server.clone(),
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
+        let req = req
+            .body(kube::client::Body::from(bytes))
+            .map_err(|e| KubeError::Decode {
+                server: self.server.clone(),
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
         let call = async {
             let res = self
                 .client
@@ -248,9 +250,7 @@ impl Kube {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|r| {
-                r["kind"] == kind && !r["name"].as_str().unwrap_or("/").contains('/')
-            })
+            .find(|r| r["kind"] == kind && !r["name"].as_str().unwrap_or("/").contains('/'))
             .ok_or_else(unknown)?;
         let k = Kind {
             api_version: api_version.to_string(),

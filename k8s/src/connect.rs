@@ -77,9 +77,11 @@ pub(crate) fn tls_config(access: &Access) -> Result<Arc<rustls::ClientConfig>, K
                 .map_err(|e| bad(format!("its client certificate is not PEM: {e}")))?;
             let key = PrivateKeyDer::from_pem_slice(key_pem)
                 .map_err(|e| bad(format!("its client key is not a PEM private key: {e}")))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| bad(format!("its client certificate and key do not go together: {e}")))?
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                bad(format!(
+                    "its client certificate and key do not go together: {e}"
+                ))
+            })?
         }
         Identity::Token(_) | Identity::Anonymous => builder.with_no_client_auth(),
     };
@@ -117,10 +119,7 @@ impl hyper::rt::Write for TlsConn {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
@@ -143,11 +142,15 @@ impl Dial {
         timeout: Duration,
     ) -> Result<Dial, KubeError> {
         let (host, port) = access.host_port()?;
-        let name = access.tls_server_name.clone().unwrap_or_else(|| host.clone());
-        let server_name = ServerName::try_from(name.clone()).map_err(|e| KubeError::Kubeconfig {
-            source_name: access.source_name.clone(),
-            message: format!("`{name}` cannot be checked against a certificate: {e}"),
-        })?;
+        let name = access
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| host.clone());
+        let server_name =
+            ServerName::try_from(name.clone()).map_err(|e| KubeError::Kubeconfig {
+                source_name: access.source_name.clone(),
+                message: format!("`{name}` cannot be checked against a certificate: {e}"),
+            })?;
         Ok(Dial {
             opener,
             target: StreamTarget::Tcp(host, port),
@@ -230,7 +233,8 @@ where
             return Box::pin(async move { Err(refused.into()) });
         }
         if let Some(t) = &self.token {
-            req.headers_mut().insert(http::header::AUTHORIZATION, t.clone());
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, t.clone());
         }
         let fut = self.inner.call(req);
         Box::pin(async move { fut.await.map_err(Into::into) })
@@ -282,7 +286,14 @@ pub(crate) fn client(
 /// around our own errors.
 pub(crate) fn send_error(server: &str, what: &str, e: &kube::Error) -> KubeError {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
+    while let Some(mut err) = cur {
+        // An `io::Error`'s `source()` skips the error it wraps: look inside.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            err = inner;
+        }
         if let Some(r) = err.downcast_ref::<Refused>() {
             return KubeError::ReadOnly {
                 method: r.method.clone(),

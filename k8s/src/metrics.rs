@@ -57,7 +57,7 @@ fn parse_line(line: &str) -> Option<Sample> {
     }
     let (name, rest) = match line.find('{') {
         Some(i) => (&line[..i], &line[i..]),
-        None => line.split_once(' ').map(|(n, r)| (n, r))?,
+        None => line.split_once(' ')?,
     };
     let (labels, value_part) = if let Some(body) = rest.strip_prefix('{') {
         let end = closing_brace(body)?;
@@ -122,7 +122,10 @@ fn parse_labels(body: &str) -> Option<BTreeMap<String, String>> {
         }
         let end = end?;
         out.insert(key.trim().trim_start_matches(',').trim().to_string(), value);
-        rest = after[end + 1..].trim_start().trim_start_matches(',').trim_start();
+        rest = after[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
     }
     Some(out)
 }
@@ -155,7 +158,10 @@ plain 7
             ),
             15.0
         );
-        assert_eq!(m.sum("apiserver_flowcontrol_rejected_requests_total", &[]), 16.0);
+        assert_eq!(
+            m.sum("apiserver_flowcontrol_rejected_requests_total", &[]),
+            16.0
+        );
         assert_eq!(m.sum("weird", &[("a", "x}y"), ("b", "q\"uote")]), 2.5);
         assert_eq!(m.sum("plain", &[]), 7.0);
     }

@@ -118,7 +118,9 @@ pub fn without_server_fields(obj: &Value) -> Value {
 
 /// The object's `metadata.resourceVersion`.
 pub fn resource_version(obj: &Value) -> Option<String> {
-    obj["metadata"]["resourceVersion"].as_str().map(str::to_string)
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// An object as YAML, for plans and diffs (without managedFields, which
@@ -128,9 +130,8 @@ pub fn to_yaml(obj: &Value) -> String {
     if let Some(meta) = shown.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }
-    serde_saphyr::to_string(&shown).unwrap_or_else(|_| {
-        serde_json::to_string_pretty(&shown).unwrap_or_default()
-    })
+    serde_saphyr::to_string(&shown)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(&shown).unwrap_or_default())
 }
 
 /// A YAML or JSON document as a value.
@@ -159,7 +160,8 @@ fn with_precondition(patch: &Value, ty: PatchType, rv: Option<&str>) -> Value {
         PatchType::Json => {
             // Replacing the resourceVersion makes the update conditional on
             // it: the server answers 409 Conflict when it moved on.
-            let mut ops = vec![json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": rv })];
+            let mut ops =
+                vec![json!({ "op": "replace", "path": "/metadata/resourceVersion", "value": rv })];
             ops.extend(patch.as_array().cloned().unwrap_or_default());
             Value::Array(ops)
         }
@@ -222,12 +224,7 @@ impl Kube {
     /// Server-side apply `obj` (its whole intent), as field manager
     /// `remedy`; `force` takes fields other managers own. With `dry_run`,
     /// the server's answer is what the object would become.
-    pub async fn apply(
-        &self,
-        obj: &Value,
-        force: bool,
-        dry_run: bool,
-    ) -> Result<Value, KubeError> {
+    pub async fn apply(&self, obj: &Value, force: bool, dry_run: bool) -> Result<Value, KubeError> {
         let r = ObjectRef::of(obj).map_err(|detail| KubeError::Decode {
             server: self.server().to_string(),
             what: "apply".into(),
@@ -239,12 +236,19 @@ impl Kube {
             kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
             query(
                 dry_run,
-                &[("fieldManager", FIELD_MANAGER), ("force", if force { "true" } else { "false" })]
+                &[
+                    ("fieldManager", FIELD_MANAGER),
+                    ("force", if force { "true" } else { "false" })
+                ]
             )
         );
         let body = serde_json::to_vec(obj).unwrap_or_default();
-        self.json(Method::PATCH, &path, Some(("application/apply-patch+yaml", body)))
-            .await
+        self.json(
+            Method::PATCH,
+            &path,
+            Some(("application/apply-patch+yaml", body)),
+        )
+        .await
     }
 
     /// Patch one object; `expect_rv` makes it conditional on the version
@@ -343,7 +347,10 @@ impl Kube {
         self.json(
             Method::PUT,
             &path,
-            Some(("application/json", serde_json::to_vec(&body).unwrap_or_default())),
+            Some((
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )),
         )
         .await
     }
@@ -370,7 +377,10 @@ impl Kube {
         self.json(
             Method::PATCH,
             &path,
-            Some(("application/merge-patch+json", serde_json::to_vec(&patch).unwrap_or_default())),
+            Some((
+                "application/merge-patch+json",
+                serde_json::to_vec(&patch).unwrap_or_default(),
+            )),
         )
         .await
     }
@@ -409,12 +419,20 @@ mod tests {
         );
         assert_eq!(ObjectRef::of(&obj).unwrap().display(), "ConfigMap d/x");
         assert_eq!(
-            with_precondition(&json!([{ "op": "remove", "path": "/data/k" }]), PatchType::Json, Some("7")),
+            with_precondition(
+                &json!([{ "op": "remove", "path": "/data/k" }]),
+                PatchType::Json,
+                Some("7")
+            ),
             json!([{ "op": "replace", "path": "/metadata/resourceVersion", "value": "7" },
                    { "op": "remove", "path": "/data/k" }])
         );
         assert_eq!(
-            with_precondition(&json!({ "data": { "k": null } }), PatchType::Merge, Some("7")),
+            with_precondition(
+                &json!({ "data": { "k": null } }),
+                PatchType::Merge,
+                Some("7")
+            ),
             json!({ "data": { "k": null }, "metadata": { "resourceVersion": "7" } })
         );
         assert_eq!(encode("app=x,tier!=db"), "app%3Dx%2Ctier%21%3Ddb");

@@ -88,12 +88,15 @@ pub fn of_config(config: &Value) -> Vec<Webhook> {
         .enumerate()
         .map(|(index, w)| {
             let cc = &w["clientConfig"];
-            let service = cc.get("service").filter(|s| s.is_object()).map(|s| ServiceRef {
-                namespace: s["namespace"].as_str().unwrap_or_default().to_string(),
-                name: s["name"].as_str().unwrap_or_default().to_string(),
-                port: s["port"].as_i64().unwrap_or(443),
-                path: s["path"].as_str().unwrap_or_default().to_string(),
-            });
+            let service = cc
+                .get("service")
+                .filter(|s| s.is_object())
+                .map(|s| ServiceRef {
+                    namespace: s["namespace"].as_str().unwrap_or_default().to_string(),
+                    name: s["name"].as_str().unwrap_or_default().to_string(),
+                    port: s["port"].as_i64().unwrap_or(443),
+                    path: s["path"].as_str().unwrap_or_default().to_string(),
+                });
             let rules = w["rules"]
                 .as_array()
                 .into_iter()
@@ -101,7 +104,12 @@ pub fn of_config(config: &Value) -> Vec<Webhook> {
                 .map(|r| {
                     let list = |k: &str| {
                         r[k].as_array()
-                            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
                             .unwrap_or_else(|| "*".into())
                     };
                     format!(
@@ -238,7 +246,10 @@ pub async fn find_broken(
         let mut reasons = Vec::new();
         if let Some(s) = &w.service {
             match ready_endpoints(kube, s).await? {
-                None => reasons.push(format!("its service {}/{} does not exist", s.namespace, s.name)),
+                None => reasons.push(format!(
+                    "its service {}/{} does not exist",
+                    s.namespace, s.name
+                )),
                 Some(0) => reasons.push(format!(
                     "its service {}/{} has no ready endpoints",
                     s.namespace, s.name

@@ -111,9 +111,10 @@ impl Global {
     /// file, when it lists several), else through the masters.
     pub fn kube_access(&self) -> remedy_engine::action::kube::KubeAccess {
         use remedy_engine::action::kube::KubeAccess;
-        let first = self.kubeconfig.as_ref().and_then(|p| {
-            std::env::split_paths(p).find(|p| !p.as_os_str().is_empty())
-        });
+        let first = self
+            .kubeconfig
+            .as_ref()
+            .and_then(|p| std::env::split_paths(p).find(|p| !p.as_os_str().is_empty()));
         match first {
             Some(path) => KubeAccess::Kubeconfig {
                 path,

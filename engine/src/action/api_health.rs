@@ -39,7 +39,11 @@ async fn ask(ctx: &StepCtx<'_>, t: &dyn Transport, host: &Host, through_lb: bool
     let mut checks = serde_json::Map::new();
     for endpoint in ["livez", "readyz"] {
         match health(&kube, endpoint).await {
-            Ok(Health { ok: good, checks: c, .. }) => {
+            Ok(Health {
+                ok: good,
+                checks: c,
+                ..
+            }) => {
                 ok &= good;
                 failed.extend(c.iter().filter(|x| !x.ok).map(|x| x.name.clone()));
                 out[endpoint] = json!(good);

@@ -105,12 +105,18 @@ pub async fn connect_via(
                     "reach the API with --kubeconfig instead",
                 )
             })?;
-            Ok(Kube::connect(&access, opener, call_timeout(ctx), read_only)?)
+            Ok(Kube::connect(
+                &access,
+                opener,
+                call_timeout(ctx),
+                read_only,
+            )?)
         }
         KubeAccess::Kubeconfig { path, context } => {
             let access = Access::from_file(path, context.as_deref())?;
             same_cluster(t, host, &access).await?;
-            let local: Arc<dyn remedy_transport::StreamOpener> = Arc::new(Local::new("the jump host"));
+            let local: Arc<dyn remedy_transport::StreamOpener> =
+                Arc::new(Local::new("the jump host"));
             Ok(Kube::connect(&access, local, call_timeout(ctx), read_only)?)
         }
     }
@@ -125,7 +131,11 @@ async fn same_cluster(t: &dyn Transport, host: &Host, access: &Access) -> Result
     let Ok(ca) = t.read_file(&format!("{pki}/ca.crt")).await else {
         return Ok(());
     };
-    let norm = |b: &[u8]| String::from_utf8_lossy(b).split_whitespace().collect::<String>();
+    let norm = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .split_whitespace()
+            .collect::<String>()
+    };
     if norm(&ca) != norm(&access.ca_pem) {
         return Err(ActionError::precondition(
             format!(
@@ -157,7 +167,11 @@ pub struct Target {
 
 impl Target {
     /// The reference, with `default_api_version` when none is given.
-    pub fn reference(&self, action: &'static str, default_api_version: &str) -> Result<ObjectRef, ActionError> {
+    pub fn reference(
+        &self,
+        action: &'static str,
+        default_api_version: &str,
+    ) -> Result<ObjectRef, ActionError> {
         let missing = |what: &str| ActionError::BadArguments {
             action,
             message: format!("an object needs `{what}`"),
@@ -168,9 +182,17 @@ impl Target {
                 .clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| default_api_version.to_string()),
-            kind: self.kind.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing("kind"))?,
+            kind: self
+                .kind
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| missing("kind"))?,
             namespace: self.namespace.clone().filter(|s| !s.is_empty()),
-            name: self.name.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing("name"))?,
+            name: self
+                .name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| missing("name"))?,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! saw. The engine backs the object up first (or records that it was
 //! absent), so rollback restores or deletes it.
 
-use super::kube::{connect, conflict, object_diff, planned_version};
+use super::kube::{conflict, connect, object_diff, planned_version};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -65,7 +65,10 @@ impl Action for KubeApply {
         }
         let op = if live.is_some() { "apply" } else { "create" };
         Ok(Plan {
-            summary: format!("{op} {r} (server-side apply, checked by a dry run on {})", kube.server()),
+            summary: format!(
+                "{op} {r} (server-side apply, checked by a dry run on {})",
+                kube.server()
+            ),
             changes: vec![Change::Object {
                 object: r.clone(),
                 op: op.into(),

@@ -6,7 +6,7 @@
 //! object up first, and rollback re-creates it without the fields the
 //! server sets.
 
-use super::kube::{connect, conflict, object_diff, planned_version, put_back, targets, Target};
+use super::kube::{conflict, connect, object_diff, planned_version, put_back, targets, Target};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -65,7 +65,8 @@ impl Action for KubeDelete {
             };
             let rv = resource_version(&live);
             // The server's own dry run: admission and finalizers have their say.
-            kube.delete(r, &self.propagation, rv.as_deref(), true).await?;
+            kube.delete(r, &self.propagation, rv.as_deref(), true)
+                .await?;
             changes.push(Change::Object {
                 object: r.clone(),
                 op: format!("delete (propagationPolicy {})", self.propagation),

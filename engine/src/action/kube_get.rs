@@ -52,11 +52,7 @@ impl KubeGet {
             (None, Some(s)) => format!("{} matching `{s}`", self.kind),
             (None, None) => format!("every {}", self.kind),
         };
-        let summary = format!(
-            "{what}: {} found on {}",
-            objects.len(),
-            kube.server()
-        );
+        let summary = format!("{what}: {} found on {}", objects.len(), kube.server());
         Ok((
             summary,
             result(

@@ -5,7 +5,7 @@
 //! when one object fails, the ones already patched are put back before the
 //! step fails. The engine backs every object up first.
 
-use super::kube::{connect, conflict, object_diff, planned_version, put_back, targets, Target};
+use super::kube::{conflict, connect, object_diff, planned_version, put_back, targets, Target};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -94,9 +94,7 @@ impl Action for KubePatch {
                 ));
             };
             let rv = resource_version(&live);
-            let dry = kube
-                .patch(r, patch, ty, rv.as_deref(), true)
-                .await?;
+            let dry = kube.patch(r, patch, ty, rv.as_deref(), true).await?;
             if remedy_k8s::restore::same_object(&live, &dry) {
                 unchanged.push(live);
                 continue;

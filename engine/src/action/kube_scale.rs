@@ -3,7 +3,7 @@
 //! replicas are in the result; the engine backs the whole object up, so
 //! rollback puts the replicas back with the rest of it.
 
-use super::kube::{connect, conflict, object_diff, planned_version};
+use super::kube::{conflict, connect, object_diff, planned_version};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
@@ -23,10 +23,16 @@ pub struct KubeScale {
 
 impl KubeScale {
     fn reference(&self) -> Result<ObjectRef, ActionError> {
-        if !matches!(self.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet") {
+        if !matches!(
+            self.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet"
+        ) {
             return Err(ActionError::BadArguments {
                 action: "kube.scale",
-                message: format!("`kind` is {}; it must be Deployment or StatefulSet", self.kind),
+                message: format!(
+                    "`kind` is {}; it must be Deployment or StatefulSet",
+                    self.kind
+                ),
             });
         }
         if self.replicas < 0 {
@@ -91,7 +97,9 @@ impl Action for KubeScale {
         let prior = match kube.get(&r).await? {
             Some(live) => replicas(&live),
             None => {
-                return Err(ActionError::failed(format!("{r} was deleted after the plan")))
+                return Err(ActionError::failed(format!(
+                    "{r} was deleted after the plan"
+                )))
             }
         };
         let expected = planned_version(&plan.changes, &r).flatten();

@@ -52,7 +52,11 @@ impl KubeWait {
     }
 
     /// Read once: (holds?, the result value).
-    async fn read(&self, ctx: &StepCtx<'_>, kube: &Kube) -> Result<(Option<bool>, Value), ActionError> {
+    async fn read(
+        &self,
+        ctx: &StepCtx<'_>,
+        kube: &Kube,
+    ) -> Result<(Option<bool>, Value), ActionError> {
         let obj = kube.get(&self.reference()).await?;
         let value = json!({ "object": obj, "exists": obj.is_some() });
         if let Some(c) = &self.status_condition {

@@ -3,6 +3,7 @@
 //! run may repeat it). The closed [`ActionKind`] enum with the exhaustive match
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
+mod api_health;
 mod assert;
 mod cert_check;
 mod cert_renew;
@@ -24,7 +25,6 @@ mod haproxy_ready;
 mod haproxy_stat;
 mod haproxy_weight;
 mod host_skip;
-mod api_health;
 pub mod kube;
 mod kube_apply;
 mod kube_delete;

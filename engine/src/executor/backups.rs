@@ -92,7 +92,9 @@ impl Executor<'_> {
                     },
                     e => ActionError::precondition(
                         format!("backup of {r} failed, so nothing was changed: {e}"),
-                        format!("check the API server, and room under {dir} ($REMEDY_HOME/backups)"),
+                        format!(
+                            "check the API server, and room under {dir} ($REMEDY_HOME/backups)"
+                        ),
                     ),
                 })?;
             self.emit(

@@ -199,7 +199,14 @@ impl Executor<'_> {
             .find(|s| s.id == step_id)
             .ok_or_else(|| format!("step `{step_id}` is no longer in the runbook"))?;
         let quiet = |_: &str, _: u64| {};
-        let ctx = self.ctx(t, host, step, bindings, &quiet, self.options.command_timeout);
+        let ctx = self.ctx(
+            t,
+            host,
+            step,
+            bindings,
+            &quiet,
+            self.options.command_timeout,
+        );
         let client = kube::connect(&ctx).await.map_err(|e| e.to_string())?;
         object_backup::restore(&client, b)
             .await
