@@ -41,6 +41,7 @@ pub enum ActionKind {
     KubeScale,
     KubeWait,
     KubeWebhooks,
+    KubeProbeWrite,
     ApiHealth,
 }
 
@@ -182,7 +183,7 @@ const KUBE_OBJECTS_ARG: ArgSpec = arg!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 32] = [
+    pub const ALL: [ActionKind; 33] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -214,6 +215,7 @@ impl ActionKind {
         ActionKind::KubeScale,
         ActionKind::KubeWait,
         ActionKind::KubeWebhooks,
+        ActionKind::KubeProbeWrite,
         ActionKind::ApiHealth,
     ];
 
@@ -250,6 +252,7 @@ impl ActionKind {
             ActionKind::KubeScale => "kube.scale",
             ActionKind::KubeWait => "kube.wait",
             ActionKind::KubeWebhooks => "kube.webhooks",
+            ActionKind::KubeProbeWrite => "kube.probe_write",
             ActionKind::ApiHealth => "api.health",
         }
     }
@@ -298,6 +301,7 @@ impl ActionKind {
             ActionKind::KubeDelete => "delete objects with an explicit propagationPolicy; the plan shows each object",
             ActionKind::KubeScale => "set the replicas of a Deployment or StatefulSet; the prior replicas are recorded",
             ActionKind::KubeWait => "poll an object until a status condition or a Rhai condition over it holds (read-only)",
+            ActionKind::KubeProbeWrite => "prove the API server takes writes: create a ConfigMap labelled remedy.io/probe=true, then delete it (leaves nothing behind)",
             ActionKind::KubeWebhooks => "list admission webhooks and find those with failurePolicy Fail whose backend cannot answer (read-only)",
             ActionKind::ApiHealth => "the API servers' /livez and /readyz?verbose as named checks, per API server and through the load balancer (read-only)",
         }
@@ -474,6 +478,7 @@ impl ActionKind {
                 arg!("interval", Duration, false, "time between reads (default 2s)"),
                 arg!("timeout", Duration, false, "give up after this long (default 5m)"),
             ],
+            ActionKind::KubeProbeWrite => &[arg!("namespace", Str, false, "where the probe ConfigMap is written (default: default)")],
             ActionKind::KubeWebhooks => &[
                 arg!("probe_namespace", Str, false, "where a probe ConfigMap is written with a server-side dry run, to see which webhooks the API server fails calling (default: default)"),
             ],
@@ -629,6 +634,11 @@ impl ActionKind {
                 res!("exists", "whether it exists"),
                 res!("attempts", "how many reads"),
                 res!("waited", "seconds spent waiting"),
+            ],
+            ActionKind::KubeProbeWrite => &[
+                res!("writes", "true: the probe was created and deleted"),
+                res!("probe", "the probe's name, e.g. ConfigMap default/remedy-probe-1a2b"),
+                res!("uid", "the probe's uid while it existed"),
             ],
             ActionKind::KubeWebhooks => &[
                 res!("webhooks", "every webhook: config (kind, name), index, name, failure_policy, backend, rules, timeout_seconds"),

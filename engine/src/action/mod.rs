@@ -30,6 +30,7 @@ mod kube_apply;
 mod kube_delete;
 mod kube_get;
 mod kube_patch;
+mod kube_probe_write;
 mod kube_scale;
 mod kube_wait;
 mod kube_webhooks;
@@ -244,6 +245,9 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::KubeScale => Box::new(args::<kube_scale::KubeScale>(kind, with)?),
         ActionKind::KubeWait => Box::new(args::<kube_wait::KubeWait>(kind, with)?),
         ActionKind::KubeWebhooks => Box::new(args::<kube_webhooks::KubeWebhooks>(kind, with)?),
+        ActionKind::KubeProbeWrite => {
+            Box::new(args::<kube_probe_write::KubeProbeWrite>(kind, with)?)
+        }
         ActionKind::ApiHealth => Box::new(args::<api_health::ApiHealth>(kind, with)?),
     })
 }
@@ -278,6 +282,7 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::KubeGet
         | ActionKind::KubeWait
         | ActionKind::KubeWebhooks
+        | ActionKind::KubeProbeWrite
         | ActionKind::ApiHealth
         // Objects are restored from the backup store, like files.
         | ActionKind::KubeApply
