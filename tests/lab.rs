@@ -3501,3 +3501,69 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
     }
     assert_eq!(saved, before, "the backup is the whole object as it was");
 }
+
+#[test]
+fn issue_16_inventory_discover_writes_an_inventory_cert_renew_plans_on() {
+    let lab = Lab::up(162);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let admin = lab.dir.path().join("admin.conf");
+    let admin = admin.to_str().unwrap();
+    let printed = ok(&remedy_env(
+        &["inventory", "discover", "--kubeconfig", admin],
+        &env,
+    ));
+    for i in 1..=3 {
+        let a = lab.addr(i);
+        assert!(
+            printed.contains(&format!("  master-{i}: {{ address: \"{a}\", groups: [masters, etcd], vars: {{ node_ip: \"{a}\" }} }}\n")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains("# lbs: the API cannot tell remedy your load balancers"),
+        "{printed}"
+    );
+
+    // --write: a new file gets exactly what was printed; an existing one is refused, untouched.
+    let file = lab.dir.path().join("discovered.yaml");
+    let file_s = file.to_str().unwrap();
+    let write = [
+        "inventory",
+        "discover",
+        "--kubeconfig",
+        admin,
+        "--write",
+        file_s,
+    ];
+    ok(&remedy_env(&write, &env));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written, printed);
+    std::fs::write(&file, "mine\n").unwrap();
+    let out = remedy_env(&write, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("never overwrites"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+
+    // Only the SSH settings changed (the lab's key, known_hosts and port):
+    // cert-renew plans a renewal of every master on it.
+    let (head, rest) = written.split_once("ssh:\n").unwrap();
+    let (_, hosts) = rest.split_once("hosts:\n").unwrap();
+    let lab_dir = lab.dir.path().display();
+    let inv = format!(
+        "{head}ssh:\n  user: root\n  port: 2222\n  identity_file: {lab_dir}/ssh/id_ed25519\n  known_hosts: {lab_dir}/ssh/known_hosts\nhosts:\n{hosts}"
+    );
+    std::fs::write(&file, &inv).unwrap();
+    let plan = ok(&remedy_env(
+        &["plan", "cert-renew", "-i", file_s, "-p", "force=true"],
+        &env,
+    ));
+    assert!(plan.contains("3 hosts: 3 to change"), "{plan}");
+    for i in 1..=3 {
+        assert!(plan.contains(&format!("master-{i}: to change")), "{plan}");
+    }
+}

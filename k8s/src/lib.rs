@@ -16,7 +16,8 @@
 //!   replace, scale — each with a dry run and a `resourceVersion` precondition).
 //! - [`health`]: `/livez` and `/readyz?verbose` as named checks.
 //! - [`webhooks`]: admission webhooks and whether their backends answer.
-//! - [`metrics`]: a Prometheus text scrape, summed by name and labels.
+//! - [`metrics`]: a Prometheus text scrape, summed by name and labels; APF rejections.
+//! - [`nodes`]: the control-plane Nodes (InternalIP, Ready) and the etcd members.
 //! - [`restore`]: put an object back as a backup recorded it.
 //!
 //! This crate knows nothing of runbooks, runs or the engine; it depends on
@@ -28,6 +29,7 @@ mod connect;
 mod error;
 pub mod health;
 pub mod metrics;
+pub mod nodes;
 mod object;
 pub mod restore;
 pub mod webhooks;

@@ -130,6 +130,25 @@ fn parse_labels(body: &str) -> Option<BTreeMap<String, String>> {
     Some(out)
 }
 
+/// Requests API Priority and Fairness rejected since the API server
+/// started, per (priority level, flow schema, reason), largest first — for
+/// `remedy check` when the API answers: any at all means clients see 429s.
+pub fn apf_rejections(m: &Metrics) -> Vec<(String, String, String, f64)> {
+    let mut by: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for s in m.matching("apiserver_flowcontrol_rejected_requests_total", &[]) {
+        let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        *by.entry((l("priority_level"), l("flow_schema"), l("reason")))
+            .or_default() += s.value;
+    }
+    let mut out: Vec<_> = by
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|((p, f, r), v)| (p, f, r, v))
+        .collect();
+    out.sort_by(|a, b| b.3.total_cmp(&a.3));
+    out
+}
+
 /// Scrape the API server's `/metrics`.
 pub async fn scrape(kube: &Kube) -> Result<Metrics, KubeError> {
     Ok(Metrics::parse(&kube.get_text("/metrics").await?))
@@ -151,6 +170,29 @@ plain 7
 "#;
         let m = Metrics::parse(text);
         assert_eq!(m.samples.len(), 5);
+        assert_eq!(
+            apf_rejections(&m),
+            vec![
+                (
+                    "workload-low".into(),
+                    "service-accounts".into(),
+                    "queue-full".into(),
+                    12.0
+                ),
+                (
+                    "workload-low".into(),
+                    "service-accounts".into(),
+                    "time-out".into(),
+                    3.0
+                ),
+                (
+                    "global-default".into(),
+                    "global-default".into(),
+                    "time-out".into(),
+                    1.0
+                ),
+            ]
+        );
         assert_eq!(
             m.sum(
                 "apiserver_flowcontrol_rejected_requests_total",

@@ -9,6 +9,7 @@ mod daemon;
 mod exec;
 mod exit;
 mod input;
+mod inventory;
 mod journal;
 mod lab;
 mod library;
@@ -284,6 +285,9 @@ enum Command {
     /// A practice control plane of real servers on this machine: up, status, down, break.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Inventories: `discover` writes one from what the Kubernetes API knows.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -391,6 +395,7 @@ pub fn main() -> i32 {
         Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),
         Command::Lab(cmd) => lab::lab(g, cmd),
+        Command::Inventory(cmd) => inventory::inventory(g, cmd),
         Command::Resume { run, force } => run::resume(g, run, *force).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),
