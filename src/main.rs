@@ -4,5 +4,8 @@
 mod cli;
 
 fn main() {
+    // Both ring and aws-lc-rs are in the tree: without a process default,
+    // a rustls user that asks for one (kube-rs) panics.
+    remedy_k8s::install_crypto_provider();
     std::process::exit(cli::main());
 }

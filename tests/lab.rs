@@ -3095,3 +3095,475 @@ fn issue_13_a_failed_rollback_never_suggests_deleting_the_only_manifest_and_resu
     });
     lab.wait_lb_up(1, "master-2");
 }
+
+// ---- issue 16: the Kubernetes API through the masters' SSH connections ----
+
+/// Sends SIGCONT to a process this test stopped, even when the test fails.
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: a PID this test stopped (a lab process it started, or a
+        // remedy it spawned).
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGCONT);
+        }
+    }
+}
+
+fn stop(pid: u32) -> Continue {
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    Continue(pid)
+}
+
+/// Whether `pid` is stopped (state `T` in /proc).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// An object as JSON, without the fields the server sets on every write.
+fn object_without_server_fields(lab: &Lab, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json", "--show-managed-fields"]);
+    let mut v: serde_json::Value = serde_json::from_str(&kubectl(lab, &args)).unwrap();
+    let meta = v["metadata"].as_object_mut().unwrap();
+    for f in ["resourceVersion", "generation", "managedFields"] {
+        meta.remove(f);
+    }
+    v
+}
+
+fn run_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("run id "))
+        .unwrap_or_else(|| panic!("no run id in:\n{stdout}"))
+        .trim()
+        .to_string()
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn issue_16_the_kube_client_verifies_tls_through_the_tunnel_and_a_hung_api_server_times_out() {
+    let lab = Lab::up(160);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    kubectl(
+        &lab,
+        &[
+            "create",
+            "configmap",
+            "kube-probe",
+            "-n",
+            "default",
+            "--from-literal=a=1",
+        ],
+    );
+    let rv = || {
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "configmap",
+                "kube-probe",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}:{.data.a}",
+            ],
+        )
+    };
+    let before = rv();
+    let rb = lab.dir.path().join("kube-client.yaml");
+    std::fs::write(
+        &rb,
+        r#"runbook: kube-client
+summary: read and patch one ConfigMap through master-1's API server
+targets: masters
+on_failure: rollback
+steps:
+  - id: health
+    name: health
+    action: api.health
+    timeout: 5s
+  - id: get
+    name: get
+    action: kube.get
+    timeout: 5s
+    with: { kind: ConfigMap, namespace: default, name: kube-probe }
+  - id: patch
+    name: patch
+    action: kube.patch
+    timeout: 5s
+    with:
+      kind: ConfigMap
+      namespace: default
+      name: kube-probe
+      patch: { data: { a: "2" } }
+"#,
+    )
+    .unwrap();
+    let rb = rb.to_str().unwrap();
+    let inv = lab.inv();
+    let args = ["run", rb, "-i", &inv, "--limit", "master-1", "--yes"];
+
+    // Through master-1's SSH connection, TLS verified against the CA of its
+    // admin.conf: the object is read, and the plan is the server's dry run.
+    let plan = ok(&remedy_env(
+        &["plan", rb, "-i", &inv, "--limit", "master-1"],
+        &env,
+    ));
+    let own = format!("https://{}:6443", lab.addr(1));
+    assert!(
+        plan.contains(&format!("ConfigMap kube-probe: 1 found on {own}")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("-  a: \"1\"") && plan.contains("+  a: \"2\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("master-1 (own, {own}): ok")),
+        "{plan}"
+    );
+    assert_eq!(rv(), before, "a plan changes nothing");
+
+    // A wrong CA in master-1's admin.conf: a TLS error that says so; nothing changed.
+    let admin = lab.kube("master-1").join("admin.conf");
+    let good = std::fs::read_to_string(&admin).unwrap();
+    let other = lab.dir.path().join("other-ca");
+    sh(&format!("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {0}.key -out {0}.crt -days 1 -subj /CN=not-the-cluster-ca 2>/dev/null", other.display()));
+    let other_b64 = sh(&format!("base64 -w0 {}.crt", other.display()));
+    let wrong: String = good
+        .lines()
+        .map(|l| match l.split_once("certificate-authority-data: ") {
+            Some((indent, _)) => format!("{indent}certificate-authority-data: {other_b64}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(wrong, good);
+    std::fs::write(&admin, &wrong).unwrap();
+    let out = remedy_env(&args, &env);
+    std::fs::write(&admin, &good).unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("TLS with the API server {own} failed: invalid peer certificate: UnknownIssuer (the server's certificate is not signed by the CA this client trusts")),
+        "{text}"
+    );
+    assert_eq!(rv(), before, "nothing changed with a wrong CA");
+
+    // master-1's kube-apiserver stopped (SIGSTOP): each call gives up after
+    // the step's 5 s with a clear timeout; the run fails, nothing changed.
+    let pid = lab.pod_state("master-1", "kube-apiserver").unwrap()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let started = Instant::now();
+    let out = {
+        let _cont = stop(pid);
+        remedy_env(&args, &env)
+    };
+    let took = started.elapsed();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the API server {own} did not answer GET /livez within 5s"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("error: the API server {own} did not answer GET")),
+        "{text}"
+    );
+    // api.health (5 s, the LB answers) and kube.get (5 s), with SSH set-up.
+    assert!(took < Duration::from_secs(40), "the run took {took:?}");
+    eventually(
+        "the ConfigMap readable again",
+        Duration::from_secs(60),
+        || try_kubectl(&lab, &["get", "configmap", "kube-probe", "-n", "default"]).is_some(),
+    );
+    assert_eq!(rv(), before, "nothing changed with a hung API server");
+
+    // And with everything back, the same run patches it.
+    ok(&remedy_env(&args, &env));
+    assert!(rv().ends_with(":2"), "{}", rv());
+}
+
+#[test]
+fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_and_rollback_restores_it(
+) {
+    let lab = Lab::up(161);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "webhook-deadlock",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    let refused = kubectl_output(&lab, &["create", "configmap", "blocked", "-n", "default"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("failed calling webhook \"validate.lab-webhook.remedy.invalid\""),
+        "{err}"
+    );
+    let vwc = ["get", "validatingwebhookconfiguration", "lab-deadlock"];
+    let policy = || {
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "validatingwebhookconfiguration",
+                "lab-deadlock",
+                "-o",
+                "jsonpath={.webhooks[0].failurePolicy}",
+            ],
+        )
+    };
+
+    // The dry run names the webhook, says why, and shows the change.
+    let rv_before = kubectl(
+        &lab,
+        &[
+            "get",
+            "validatingwebhookconfiguration",
+            "lab-deadlock",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+    );
+    let plan = ok(&remedy_env(
+        &["plan", "webhook-deadlock-break", "-i", &inv],
+        &env,
+    ));
+    assert!(
+        plan.contains("ValidatingWebhookConfiguration/lab-deadlock webhook validate.lab-webhook.remedy.invalid → service lab-webhook/lab-webhook:443/validate: its service lab-webhook/lab-webhook has no ready endpoints"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("-  failurePolicy: Fail") && plan.contains("+  failurePolicy: Ignore"),
+        "{plan}"
+    );
+    assert!(plan.contains("failed calling webhook"), "{plan}");
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "validatingwebhookconfiguration",
+                "lab-deadlock",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}"
+            ]
+        ),
+        rv_before,
+        "the dry run changed nothing"
+    );
+
+    // Changed by someone else between the step's plan and its apply: the
+    // step fails, saying so, and changes nothing.
+    let child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args(["run", "webhook-deadlock-break", "-i", &inv, "--yes"])
+        .env("NO_COLOR", "1")
+        .env("REMEDY_HOME", &home)
+        .env("REMEDY_STOP_AFTER", "step_planned@master-1/relax")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _cont = Continue(child.id());
+    eventually(
+        "remedy stopped after planning `relax`",
+        Duration::from_secs(60),
+        || is_stopped(child.id()),
+    );
+    kubectl(
+        &lab,
+        &[
+            "label",
+            "validatingwebhookconfiguration",
+            "lab-deadlock",
+            "changed-by=someone-else",
+        ],
+    );
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGCONT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "ValidatingWebhookConfiguration/lab-deadlock changed after the plan (resourceVersion"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("so nothing was changed"), "{text}");
+    assert_eq!(policy(), "Fail");
+    kubectl(
+        &lab,
+        &[
+            "label",
+            "validatingwebhookconfiguration",
+            "lab-deadlock",
+            "changed-by-",
+        ],
+    );
+
+    // A probe that fails after the change (its namespace does not exist):
+    // rollback puts the configuration back as it was, apart from
+    // server-set fields.
+    let before = object_without_server_fields(&lab, &vwc);
+    let out = remedy_env(
+        &[
+            "run",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "probe_namespace=no-such-namespace",
+            "--yes",
+        ],
+        &env,
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "master-1 › relax: restored put back ValidatingWebhookConfiguration/lab-deadlock"
+        ),
+        "{text}"
+    );
+    assert_eq!(object_without_server_fields(&lab, &vwc), before);
+    assert_eq!(policy(), "Fail");
+
+    // The real run: Ignore, a real probe write, and the backup journaled.
+    let out = ok(&remedy_env(
+        &["run", "webhook-deadlock-break", "-i", &inv, "--yes"],
+        &env,
+    ));
+    assert_eq!(policy(), "Ignore");
+    kubectl(
+        &lab,
+        &["create", "configmap", "after-the-fix", "-n", "default"],
+    );
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "configmaps",
+                "-A",
+                "-l",
+                "remedy.io/probe",
+                "-o",
+                "name"
+            ]
+        ),
+        "",
+        "the probe is cleaned up"
+    );
+    let run = run_id(&out);
+    let audit = ok(&remedy_env(&["audit", "show", &run], &env));
+    let line = audit
+        .lines()
+        .find(|l| l.contains("relax: backup of k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock → "))
+        .unwrap_or_else(|| panic!("no object backup in the audit:\n{audit}"));
+    let (loc, rest) = line
+        .split_once(" → ")
+        .unwrap()
+        .1
+        .split_once(" (sha256 ")
+        .unwrap();
+    let sha = rest.split([',', ')']).next().unwrap();
+    let bytes = std::fs::read(loc).unwrap();
+    assert_eq!(sha256_hex(&bytes), sha);
+    let mut saved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(saved["webhooks"][0]["failurePolicy"], "Fail");
+    for f in ["resourceVersion", "generation", "managedFields"] {
+        saved["metadata"].as_object_mut().unwrap().remove(f);
+    }
+    assert_eq!(saved, before, "the backup is the whole object as it was");
+}
+
+#[test]
+fn issue_16_inventory_discover_writes_an_inventory_cert_renew_plans_on() {
+    let lab = Lab::up(162);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let admin = lab.dir.path().join("admin.conf");
+    let admin = admin.to_str().unwrap();
+    let printed = ok(&remedy_env(
+        &["inventory", "discover", "--kubeconfig", admin],
+        &env,
+    ));
+    for i in 1..=3 {
+        let a = lab.addr(i);
+        assert!(
+            printed.contains(&format!("  master-{i}: {{ address: \"{a}\", groups: [masters, etcd], vars: {{ node_ip: \"{a}\" }} }}\n")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains("# lbs: the API cannot tell remedy your load balancers"),
+        "{printed}"
+    );
+
+    // --write: a new file gets exactly what was printed; an existing one is refused, untouched.
+    let file = lab.dir.path().join("discovered.yaml");
+    let file_s = file.to_str().unwrap();
+    let write = [
+        "inventory",
+        "discover",
+        "--kubeconfig",
+        admin,
+        "--write",
+        file_s,
+    ];
+    ok(&remedy_env(&write, &env));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written, printed);
+    std::fs::write(&file, "mine\n").unwrap();
+    let out = remedy_env(&write, &env);
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("never overwrites"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+
+    // Only the SSH settings changed (the lab's key, known_hosts and port):
+    // cert-renew plans a renewal of every master on it.
+    let (head, rest) = written.split_once("ssh:\n").unwrap();
+    let (_, hosts) = rest.split_once("hosts:\n").unwrap();
+    let lab_dir = lab.dir.path().display();
+    let inv = format!(
+        "{head}ssh:\n  user: root\n  port: 2222\n  identity_file: {lab_dir}/ssh/id_ed25519\n  known_hosts: {lab_dir}/ssh/known_hosts\nhosts:\n{hosts}"
+    );
+    std::fs::write(&file, &inv).unwrap();
+    let plan = ok(&remedy_env(
+        &["plan", "cert-renew", "-i", file_s, "-p", "force=true"],
+        &env,
+    ));
+    assert!(plan.contains("3 hosts: 3 to change"), "{plan}");
+    for i in 1..=3 {
+        assert!(plan.contains(&format!("master-{i}: to change")), "{plan}");
+    }
+}

@@ -34,6 +34,15 @@ pub enum ActionKind {
     EtcdDefrag,
     EtcdAlarm,
     EtcdMoveLeader,
+    KubeGet,
+    KubeApply,
+    KubePatch,
+    KubeDelete,
+    KubeScale,
+    KubeWait,
+    KubeWebhooks,
+    KubeProbeWrite,
+    ApiHealth,
 }
 
 /// The type an argument's value must have.
@@ -54,6 +63,10 @@ pub enum ArgKind {
     Expr(Context),
     /// A Rhai script.
     Script,
+    /// Any YAML value — a mapping, a list, a scalar — whose strings may
+    /// hold `${}`; a string that is one `${...}` gives that value as it is
+    /// (a list or map from an earlier step).
+    Value,
 }
 
 impl ArgKind {
@@ -68,6 +81,7 @@ impl ArgKind {
             ArgKind::StrMap => "a mapping of strings",
             ArgKind::Expr(_) => "a Rhai expression",
             ArgKind::Script => "a Rhai script",
+            ArgKind::Value => "a YAML value",
         }
     }
 }
@@ -141,8 +155,35 @@ const PRIOR_RESULT: ResultSpec = res!(
     "per LB, the server before the step: {lb, backend, server, admin, weight, status}; rollback restores admin state and weight exactly"
 );
 
+/// Which object a `kube.*` step names (without `objects`).
+const KUBE_API_VERSION_ARG: ArgSpec = arg!(
+    "api_version",
+    ArgKind::Str,
+    false,
+    "the object's apiVersion (default v1; apps/v1 for kube.scale)"
+);
+const KUBE_KIND_ARG: ArgSpec = arg!(
+    "kind",
+    ArgKind::Str,
+    false,
+    "the object's kind, e.g. ConfigMap, ValidatingWebhookConfiguration"
+);
+const KUBE_NAMESPACE_ARG: ArgSpec = arg!(
+    "namespace",
+    ArgKind::Str,
+    false,
+    "its namespace, for namespaced kinds (default: default)"
+);
+const KUBE_NAME_ARG: ArgSpec = arg!("name", ArgKind::Str, false, "its name");
+const KUBE_OBJECTS_ARG: ArgSpec = arg!(
+    "objects",
+    ArgKind::Value,
+    false,
+    "several objects instead of one: a list of {api_version, kind, namespace, name} (kube.patch: each may carry its own `patch`)"
+);
+
 impl ActionKind {
-    pub const ALL: [ActionKind; 24] = [
+    pub const ALL: [ActionKind; 33] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -167,6 +208,15 @@ impl ActionKind {
         ActionKind::EtcdDefrag,
         ActionKind::EtcdAlarm,
         ActionKind::EtcdMoveLeader,
+        ActionKind::KubeGet,
+        ActionKind::KubeApply,
+        ActionKind::KubePatch,
+        ActionKind::KubeDelete,
+        ActionKind::KubeScale,
+        ActionKind::KubeWait,
+        ActionKind::KubeWebhooks,
+        ActionKind::KubeProbeWrite,
+        ActionKind::ApiHealth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -195,6 +245,15 @@ impl ActionKind {
             ActionKind::EtcdDefrag => "etcd.defrag",
             ActionKind::EtcdAlarm => "etcd.alarm",
             ActionKind::EtcdMoveLeader => "etcd.move_leader",
+            ActionKind::KubeGet => "kube.get",
+            ActionKind::KubeApply => "kube.apply",
+            ActionKind::KubePatch => "kube.patch",
+            ActionKind::KubeDelete => "kube.delete",
+            ActionKind::KubeScale => "kube.scale",
+            ActionKind::KubeWait => "kube.wait",
+            ActionKind::KubeWebhooks => "kube.webhooks",
+            ActionKind::KubeProbeWrite => "kube.probe_write",
+            ActionKind::ApiHealth => "api.health",
         }
     }
 
@@ -236,6 +295,15 @@ impl ActionKind {
             ActionKind::EtcdDefrag => "defragment the members a rule picks, one at a time, followers first and the leader last, with health gates before and after each",
             ActionKind::EtcdAlarm => "list etcd's alarms; disarm them only when every member is under the quota threshold",
             ActionKind::EtcdMoveLeader => "move etcd leadership to another member",
+            ActionKind::KubeGet => "read objects from the API server by kind and name or label selector (read-only)",
+            ActionKind::KubeApply => "server-side apply an object; the plan is the server's dry-run result and a diff of the live object against it",
+            ActionKind::KubePatch => "patch objects (merge, JSON or strategic patch); the plan is the server's dry-run result and its diff",
+            ActionKind::KubeDelete => "delete objects with an explicit propagationPolicy; the plan shows each object",
+            ActionKind::KubeScale => "set the replicas of a Deployment or StatefulSet; the prior replicas are recorded",
+            ActionKind::KubeWait => "poll an object until a status condition or a Rhai condition over it holds (read-only)",
+            ActionKind::KubeProbeWrite => "prove the API server takes writes: create a ConfigMap labelled remedy.io/probe=true, then delete it (leaves nothing behind)",
+            ActionKind::KubeWebhooks => "list admission webhooks and find those with failurePolicy Fail whose backend cannot answer (read-only)",
+            ActionKind::ApiHealth => "the API servers' /livez and /readyz?verbose as named checks, per API server and through the load balancer (read-only)",
         }
     }
 
@@ -249,6 +317,10 @@ impl ActionKind {
                 | ActionKind::HostSkip
                 | ActionKind::HaproxyStat
                 | ActionKind::EtcdStatus
+                | ActionKind::KubeGet
+                | ActionKind::KubeWait
+                | ActionKind::KubeWebhooks
+                | ActionKind::ApiHealth
         )
     }
 
@@ -361,6 +433,59 @@ impl ActionKind {
                 arg!("prove_writes", Bool, false, "then write a remedy-owned key (/remedy/maintenance/write-check) and fail if etcd refuses it (default false)"),
             ],
             ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
+            ActionKind::KubeGet => &[
+                KUBE_API_VERSION_ARG,
+                arg!("kind", Str, true, "the kind, e.g. Node, ConfigMap"),
+                arg!("namespace", Str, false, "the namespace (namespaced kinds; default: every namespace when no name is given, else default)"),
+                arg!("name", Str, false, "one object by name (default: every object that matches `selector`)"),
+                arg!("selector", Str, false, "a label selector, e.g. node-role.kubernetes.io/control-plane"),
+            ],
+            ActionKind::KubeApply => &[
+                arg!("manifest", Value, true, "the object: a mapping, or a YAML/JSON string"),
+                arg!("force", Bool, false, "take fields another field manager owns (default false: such a conflict fails the step)"),
+            ],
+            ActionKind::KubePatch => &[
+                KUBE_API_VERSION_ARG,
+                KUBE_KIND_ARG,
+                KUBE_NAMESPACE_ARG,
+                KUBE_NAME_ARG,
+                KUBE_OBJECTS_ARG,
+                arg!("patch", Value, false, "the patch: a mapping (merge, strategic) or a list of operations (json); required unless every entry of `objects` has one"),
+                arg!("type", Str, false, "merge (default), json or strategic"),
+            ],
+            ActionKind::KubeDelete => &[
+                KUBE_API_VERSION_ARG,
+                KUBE_KIND_ARG,
+                KUBE_NAMESPACE_ARG,
+                KUBE_NAME_ARG,
+                KUBE_OBJECTS_ARG,
+                arg!("propagation", Str, true, "propagationPolicy: Background, Foreground or Orphan (what happens to dependents)"),
+            ],
+            ActionKind::KubeScale => &[
+                KUBE_API_VERSION_ARG,
+                arg!("kind", Str, true, "Deployment or StatefulSet"),
+                KUBE_NAMESPACE_ARG,
+                arg!("name", Str, true, "its name"),
+                arg!("replicas", Int, true, "the replicas to set"),
+            ],
+            ActionKind::KubeWait => &[
+                KUBE_API_VERSION_ARG,
+                arg!("kind", Str, true, "the kind"),
+                KUBE_NAMESPACE_ARG,
+                arg!("name", Str, true, "its name"),
+                arg!("status_condition", Str, false, "wait until the status condition of this type is True (e.g. Available, Ready)"),
+                arg!("condition", Expr(Context::Result), false, "or: Rhai over `result.object` (null while it does not exist) and `result.exists`"),
+                arg!("interval", Duration, false, "time between reads (default 2s)"),
+                arg!("timeout", Duration, false, "give up after this long (default 5m)"),
+            ],
+            ActionKind::KubeProbeWrite => &[arg!("namespace", Str, false, "where the probe ConfigMap is written (default: default)")],
+            ActionKind::KubeWebhooks => &[
+                arg!("probe_namespace", Str, false, "where a probe ConfigMap is written with a server-side dry run, to see which webhooks the API server fails calling (default: default)"),
+            ],
+            ActionKind::ApiHealth => &[
+                arg!("all", Bool, false, "check every target master's API server, not only this host's (default false)"),
+                arg!("through_lb", Bool, false, "also check through the address in the master's admin.conf, the load balancer in a kubeadm cluster (default true)"),
+            ],
         }
     }
 
@@ -481,6 +606,51 @@ impl ActionKind {
                 res!("write_revision", "with prove_writes: the revision the proving write got (0 without)"),
             ],
             ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
+            ActionKind::KubeGet => &[
+                res!("objects", "the objects found (each with apiVersion and kind)"),
+                res!("object", "the named object, or null"),
+                res!("count", "how many were found"),
+                res!("server", "the API server asked"),
+            ],
+            ActionKind::KubeApply => &[
+                res!("object", "the object as the server has it after the apply"),
+                res!("created", "true when it did not exist before"),
+                res!("resource_version", "its resourceVersion after the apply"),
+            ],
+            ActionKind::KubePatch => &[
+                res!("objects", "each object as the server has it after the patch"),
+                res!("patched", "the objects patched, e.g. ValidatingWebhookConfiguration/x"),
+            ],
+            ActionKind::KubeDelete => &[
+                res!("deleted", "the objects deleted"),
+                res!("objects", "each object as it was before (also in the backup store)"),
+            ],
+            ActionKind::KubeScale => &[
+                res!("prior_replicas", "the replicas before the step"),
+                res!("replicas", "the replicas set"),
+            ],
+            ActionKind::KubeWait => &[
+                res!("object", "the object at the last read (null when it does not exist)"),
+                res!("exists", "whether it exists"),
+                res!("attempts", "how many reads"),
+                res!("waited", "seconds spent waiting"),
+            ],
+            ActionKind::KubeProbeWrite => &[
+                res!("writes", "true: the probe was created and deleted"),
+                res!("probe", "the probe's name, e.g. ConfigMap default/remedy-probe-1a2b"),
+                res!("uid", "the probe's uid while it existed"),
+            ],
+            ActionKind::KubeWebhooks => &[
+                res!("webhooks", "every webhook: config (kind, name), index, name, failure_policy, backend, rules, timeout_seconds"),
+                res!("broken", "per configuration with a webhook that can block writes: {api_version, kind, name, resource_version, webhooks: [{name, index, backend, reasons}], patch (the JSON patch setting failurePolicy Ignore on them)}"),
+                res!("probe_error", "the server's error to a dry-run probe write, or empty when writes go through"),
+            ],
+            ActionKind::ApiHealth => &[
+                res!("servers", "per API server checked: {server, host, via, livez, readyz (ok), failed (names of failed checks), checks, error}"),
+                res!("healthy", "how many answered both livez and readyz with ok"),
+                res!("total", "how many were checked"),
+                res!("ok", "true when every one is healthy"),
+            ],
         })
     }
 

@@ -25,6 +25,10 @@ pub struct BackupRecord {
     /// On the jump host (remedy's own machine) rather than the target host.
     #[serde(default)]
     pub local: bool,
+    /// A Kubernetes object rather than a file (`object_backup`): which one,
+    /// and its resourceVersion when the backup was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<crate::object_backup::ObjectBackup>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +95,7 @@ pub async fn take(
             owner: None,
             size: None,
             local: false,
+            object: None,
         });
     };
     if stat.is_dir {
@@ -120,6 +125,7 @@ pub async fn take(
         owner: Some((stat.uid, stat.gid)),
         size: Some(bytes.len() as u64),
         local: false,
+        object: None,
     })
 }
 

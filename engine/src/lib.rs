@@ -5,7 +5,8 @@
 //! `remedy_transport::Transport`, taking `backup`s first and emitting `event`s
 //! for every transition; `action` holds one file per action kind, each turning
 //! a domain crate's calls (`remedy-pki`, `remedy-manifest`, `remedy-haproxy`,
-//! `remedy-etcd`) into plan and apply.
+//! `remedy-etcd`, `remedy-k8s`) into plan and apply; `object_backup` keeps
+//! Kubernetes objects in the backup store like files.
 //!
 //! Knowledge of Kubernetes components belongs in those crates, not here; the
 //! engine works through the Transport trait and never names russh, and it
@@ -18,6 +19,7 @@ pub mod eval;
 pub mod event;
 pub mod executor;
 pub mod inventory;
+pub mod object_backup;
 pub mod plan;
 pub mod redact;
 pub mod report;

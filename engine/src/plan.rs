@@ -1,6 +1,7 @@
 //! A plan: what one step would change on one host, said precisely enough to
 //! show an operator (diffs, commands, moves) and to back up (the paths it will
-//! modify). Actions make plans with a read-only transport.
+//! modify, the objects it will change). Actions make plans with a
+//! read-only transport.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -43,6 +44,17 @@ pub enum Change {
         /// the whole rollout is checked against.
         #[serde(skip_serializing_if = "Option::is_none")]
         guard: Option<DrainGuard>,
+    },
+    /// A Kubernetes object changes through the API server (`op`: apply,
+    /// create, patch, delete, scale). `diff` is the live object against the
+    /// server's dry-run result, as YAML. The engine backs the object up
+    /// before apply, and apply is conditional on `resource_version` — the
+    /// version the plan saw (`None`: it does not exist yet).
+    Object {
+        object: remedy_k8s::ObjectRef,
+        op: String,
+        resource_version: Option<String>,
+        diff: String,
     },
     /// Anything else worth telling (e.g. a wait).
     Note { text: String },

@@ -13,6 +13,7 @@ pub const FAULTS: &[(&str, &str)] = &[
     ("etcd-member-down", "put a flag etcd rejects into the host's etcd manifest: the member crash-loops until the manifest is fixed"),
     ("lb-backend-down", "put the host's server in HAProxy's backend into maintenance"),
     ("etcd-nospace", "write the same few keys over and over until etcd refuses writes with NOSPACE, as when compaction stopped (the lab must be up with a small --etcd-quota, e.g. 16MiB)"),
+    ("webhook-deadlock", "a ValidatingWebhookConfiguration `lab-deadlock` with failurePolicy Fail on every CREATE/UPDATE (*/*, outside kube-system and kube-node-lease) whose service lab-webhook/lab-webhook has no endpoints: creating a ConfigMap fails with the API server's \"failed calling webhook\" error (not per host)"),
     ("manifest-stranded", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
 ];
 
@@ -144,6 +145,7 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
             }
             Err(LabError::Fault(format!("etcd still accepts writes after {limit} writes of 512 KiB; is the quota {quota} bytes in force?")))
         }
+        "webhook-deadlock" => webhook_deadlock(dir),
         "manifest-stranded" => {
             let from = kube.join("manifests/kube-scheduler.yaml");
             let staging = layout.host_dir(&host).join("var-lib-remedy/staging");
@@ -154,4 +156,119 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
         }
         _ => Err(LabError::UnknownFault(fault.to_string())),
     }
+}
+
+/// The webhook's namespace and service, and the configuration's name.
+pub const WEBHOOK_NAMESPACE: &str = "lab-webhook";
+pub const WEBHOOK_CONFIG: &str = "lab-deadlock";
+
+/// A service with no endpoints behind a Fail webhook on every CREATE and
+/// UPDATE. kube-system and kube-node-lease are left out, so the lab's own
+/// control plane (leader-election leases) keeps running, as many real
+/// webhooks (Kyverno, Gatekeeper) are configured; everything else is blocked.
+fn webhook_deadlock_yaml() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: lab-webhook
+  namespace: {ns}
+spec:
+  selector:
+    app: lab-webhook-backend-that-does-not-exist
+  ports:
+  - port: 443
+    targetPort: 8443
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: {cfg}
+  labels:
+    remedy-lab/fault: webhook-deadlock
+webhooks:
+- name: validate.lab-webhook.remedy.invalid
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Fail
+  timeoutSeconds: 5
+  clientConfig:
+    service:
+      namespace: {ns}
+      name: lab-webhook
+      path: /validate
+      port: 443
+  namespaceSelector:
+    matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: ["kube-system", "kube-node-lease"]
+  rules:
+  - apiGroups: ["*"]
+    apiVersions: ["*"]
+    operations: ["CREATE", "UPDATE"]
+    resources: ["*/*"]
+    scope: "*"
+"#,
+        ns = WEBHOOK_NAMESPACE,
+        cfg = WEBHOOK_CONFIG
+    )
+}
+
+/// Create the deadlock, then wait until every API server refuses a
+/// (dry-run) ConfigMap create with "failed calling webhook".
+fn webhook_deadlock(dir: &Path) -> Result<String, LabError> {
+    let kubectl = Binaries::verified()?
+        .path("kubectl")
+        .ok_or_else(|| LabError::Fault("no kubectl in the lab's binaries".into()))?;
+    let admin = dir.join("admin.conf");
+    crate::kubeadm::kubectl_run(
+        &kubectl,
+        &admin,
+        &["apply", "-f", "-"],
+        Some(&webhook_deadlock_yaml()),
+    )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Through the VIP: several answers in a row, so each API server has
+    // loaded the configuration.
+    let mut refused_in_a_row = 0;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        match crate::kubeadm::kubectl_run(
+            &kubectl,
+            &admin,
+            &[
+                "create",
+                "configmap",
+                "lab-webhook-check",
+                "-n",
+                "default",
+                "--dry-run=server",
+            ],
+            None,
+        ) {
+            Err(e) if e.to_string().contains("failed calling webhook") => {
+                refused_in_a_row += 1;
+                if refused_in_a_row == 6 {
+                    return Ok(format!("validating webhook {WEBHOOK_CONFIG} (failurePolicy Fail, service {WEBHOOK_NAMESPACE}/lab-webhook with no endpoints) now refuses every CREATE and UPDATE outside kube-system: {}", e.to_string().lines().last().unwrap_or_default()));
+                }
+            }
+            other => {
+                refused_in_a_row = 0;
+                last = match other {
+                    Ok(()) => "a ConfigMap create still went through".into(),
+                    Err(e) => e.to_string(),
+                };
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(LabError::Fault(format!(
+        "the webhook {WEBHOOK_CONFIG} was created, but writes were not refused within 60 s: {last}"
+    )))
 }

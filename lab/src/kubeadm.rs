@@ -342,7 +342,7 @@ pub fn bootstrap(layout: &Layout, kubectl: &Path, kubeconfigs: &Path) -> Result<
 }
 
 /// `kubectl --kubeconfig K args…` on this machine, `stdin` piped in.
-fn kubectl_run(
+pub(crate) fn kubectl_run(
     kubectl: &Path,
     kubeconfig: &Path,
     args: &[&str],

@@ -301,9 +301,13 @@ fn describe(e: &StoredEvent) -> Option<String> {
         "step_deferred" => "deferred (needs earlier results)".into(),
         "backup_taken" => {
             let b = &p["backup"];
+            let version = b["object"]["resource_version"]
+                .as_str()
+                .map(|v| format!(", resourceVersion {v}"))
+                .unwrap_or_default();
             match b["location"].as_str() {
                 Some(loc) => format!(
-                    "backup of {} → {} (sha256 {})",
+                    "backup of {} → {} (sha256 {}{version})",
                     b["path"].as_str().unwrap_or(""),
                     loc,
                     b["sha256"].as_str().unwrap_or("")

@@ -55,7 +55,7 @@ pub struct JournalSink {
     pub actor: String,
     pub redactor: Redactor,
     pub fence: Option<Fence>,
-    /// Test hooks: `REMEDY_CRASH_AFTER`, `REMEDY_INTERRUPT_AFTER`.
+    /// Test hooks: `REMEDY_CRASH_AFTER`, `REMEDY_INTERRUPT_AFTER`, `REMEDY_STOP_AFTER`.
     signal_points: Vec<SignalPoint>,
 }
 
@@ -74,6 +74,7 @@ impl JournalSink {
             signal_points: [
                 ("REMEDY_CRASH_AFTER", libc::SIGKILL),
                 ("REMEDY_INTERRUPT_AFTER", libc::SIGINT),
+                ("REMEDY_STOP_AFTER", libc::SIGSTOP),
             ]
             .into_iter()
             .filter_map(|(var, signal)| SignalPoint::from_env(var, signal))
@@ -159,7 +160,9 @@ pub static CTRL_C_HANDLED: AtomicBool = AtomicBool::new(false);
 /// the intent recorded and the apply not started, `waiting@master-1` dies in
 /// the middle of a restart with the manifest moved out.
 /// `REMEDY_INTERRUPT_AFTER` (same syntax) sends this process SIGINT there
-/// instead, as Ctrl-C would. Used by the crash and interrupt tests; an
+/// instead, as Ctrl-C would; `REMEDY_STOP_AFTER` sends it SIGSTOP, so a
+/// test can change the world between a step's plan and its apply and then
+/// let it go on (SIGCONT). Used by the crash and interrupt tests; an
 /// operator never needs them, so only debug builds (what `cargo test` runs)
 /// read the variables: a release binary ignores them (`tests/release.rs`).
 #[cfg_attr(not(debug_assertions), allow(dead_code))]

@@ -32,6 +32,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "static-pod-restart",
         include_str!("../../runbooks/static-pod-restart.yaml"),
     ),
+    (
+        "webhook-deadlock-break",
+        include_str!("../../runbooks/webhook-deadlock-break.yaml"),
+    ),
 ];
 
 /// Where a runbook name resolved to: a path (anything with a `/` or a YAML

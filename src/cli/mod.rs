@@ -9,6 +9,7 @@ mod daemon;
 mod exec;
 mod exit;
 mod input;
+mod inventory;
 mod journal;
 mod lab;
 mod library;
@@ -96,6 +97,33 @@ pub struct Global {
     /// $REMEDY_HOME/config.yaml when it exists).
     #[arg(long, global = true, env = "REMEDY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Reach the Kubernetes API (kube.* and api.health steps, `inventory
+    /// discover`) with this kubeconfig on the jump host, instead of through
+    /// each master's SSH connection with its admin.conf.
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (default: its current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl Global {
+    /// How steps reach the API: `--kubeconfig`/`KUBECONFIG` (its first
+    /// file, when it lists several), else through the masters.
+    pub fn kube_access(&self) -> remedy_engine::action::kube::KubeAccess {
+        use remedy_engine::action::kube::KubeAccess;
+        let first = self
+            .kubeconfig
+            .as_ref()
+            .and_then(|p| std::env::split_paths(p).find(|p| !p.as_os_str().is_empty()));
+        match first {
+            Some(path) => KubeAccess::Kubeconfig {
+                path,
+                context: self.context.clone(),
+            },
+            None => KubeAccess::Ssh,
+        }
+    }
 }
 
 /// Where runbooks beyond the built-in ones are found.
@@ -257,6 +285,9 @@ enum Command {
     /// A practice control plane of real servers on this machine: up, status, down, break.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Inventories: `discover` writes one from what the Kubernetes API knows.
+    #[command(subcommand)]
+    Inventory(inventory::InventoryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +395,7 @@ pub fn main() -> i32 {
         Command::List { actions, dirs } => list::list(g, &dirs.dirs, *actions).into(),
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),
         Command::Lab(cmd) => lab::lab(g, cmd),
+        Command::Inventory(cmd) => inventory::inventory(g, cmd),
         Command::Resume { run, force } => run::resume(g, run, *force).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),

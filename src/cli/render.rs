@@ -128,18 +128,32 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
         StepStatus::WouldChange | StepStatus::Changed | StepStatus::RolledBack | StepStatus::Failed
     ) {
         for c in s.plan.iter().flat_map(|pl| pl.changes.iter()) {
+            let diff_lines = |out: &mut String, diff: &str| {
+                for line in diff.lines() {
+                    let colored = if line.starts_with('+') && !line.starts_with("+++") {
+                        p.green(line)
+                    } else if line.starts_with('-') && !line.starts_with("---") {
+                        p.red(line)
+                    } else {
+                        p.dim(line)
+                    };
+                    let _ = writeln!(out, "{pad}{colored}");
+                }
+            };
             match c {
-                Change::File { diff, .. } => {
-                    for line in diff.lines() {
-                        let colored = if line.starts_with('+') && !line.starts_with("+++") {
-                            p.green(line)
-                        } else if line.starts_with('-') && !line.starts_with("---") {
-                            p.red(line)
-                        } else {
-                            p.dim(line)
-                        };
-                        let _ = writeln!(out, "{pad}{colored}");
-                    }
+                Change::File { diff, .. } => diff_lines(out, diff),
+                Change::Object {
+                    object,
+                    op,
+                    resource_version,
+                    diff,
+                } => {
+                    let version = resource_version
+                        .as_deref()
+                        .map(|v| format!(" (resourceVersion {v})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "{pad}{op} {object}{version}");
+                    diff_lines(out, diff);
                 }
                 Change::Command { cmd } => {
                     let _ = writeln!(out, "{pad}$ {cmd}");
@@ -171,7 +185,15 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
     }
     for b in &s.backups {
         let line = match (&b.location, &b.sha256) {
-            (Some(loc), Some(sha)) => format!("backup: {} → {loc} (sha256 {sha})", b.path),
+            (Some(loc), Some(sha)) => {
+                let version = b
+                    .object
+                    .as_ref()
+                    .and_then(|o| o.resource_version.as_deref())
+                    .map(|v| format!(", resourceVersion {v}"))
+                    .unwrap_or_default();
+                format!("backup: {} → {loc} (sha256 {sha}{version})", b.path)
+            }
             _ => format!("backup: {} did not exist (rollback removes it)", b.path),
         };
         let _ = writeln!(out, "{pad}{}", p.dim(&line));

@@ -376,6 +376,28 @@ impl Checker {
                 NodeKind::Str(_) => self.single_expr(node, scope, kind, what),
                 _ => mismatch(self),
             },
+            ArgKind::Value => match &node.kind {
+                NodeKind::Null => Some(ArgValue::Null),
+                NodeKind::Bool(b) => Some(ArgValue::Bool(*b)),
+                NodeKind::Int(i) => Some(ArgValue::Int(*i)),
+                NodeKind::Float(f) => Some(ArgValue::Float(*f)),
+                NodeKind::Str(_) => self.template(node, scope).map(ArgValue::Text),
+                NodeKind::Seq(items) => {
+                    let mut vals = Vec::new();
+                    for item in items {
+                        vals.push(self.arg_value(item, ArgKind::Value, what, scope)?);
+                    }
+                    Some(ArgValue::List(vals))
+                }
+                NodeKind::Map(entries) => {
+                    let mut vals = Vec::new();
+                    for (k, v) in entries {
+                        let key = k.scalar_text().unwrap_or_default();
+                        vals.push((key, self.arg_value(v, ArgKind::Value, what, scope)?));
+                    }
+                    Some(ArgValue::Map(vals))
+                }
+            },
         }
     }
 }

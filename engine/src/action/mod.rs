@@ -3,6 +3,7 @@
 //! run may repeat it). The closed [`ActionKind`] enum with the exhaustive match
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
+mod api_health;
 mod assert;
 mod cert_check;
 mod cert_renew;
@@ -24,6 +25,15 @@ mod haproxy_ready;
 mod haproxy_stat;
 mod haproxy_weight;
 mod host_skip;
+pub mod kube;
+mod kube_apply;
+mod kube_delete;
+mod kube_get;
+mod kube_patch;
+mod kube_probe_write;
+mod kube_scale;
+mod kube_wait;
+mod kube_webhooks;
 mod lb;
 mod script;
 mod shell;
@@ -61,6 +71,10 @@ pub struct StepCtx<'a> {
     pub lbs: &'a [Host],
     /// The hosts of the etcd members (group `etcd`).
     pub etcd: &'a [Host],
+    /// Every target of the run (`api.health` with `all: true` asks each).
+    pub targets: &'a [Host],
+    /// How `kube.*` steps reach the API server.
+    pub kube: &'a kube::KubeAccess,
 }
 
 impl StepCtx<'_> {
@@ -101,6 +115,9 @@ pub enum ActionError {
     /// An etcd member refused, failed or timed out.
     #[error(transparent)]
     Etcd(#[from] remedy_etcd::EtcdError),
+    /// The Kubernetes API refused, failed or timed out.
+    #[error(transparent)]
+    Kube(#[from] remedy_k8s::KubeError),
     /// An argument's value (after interpolation) is not usable.
     #[error("invalid arguments for `{action}`: {message}")]
     BadArguments {
@@ -142,6 +159,7 @@ impl ActionError {
             ActionError::Transport(t) => t.retryable(),
             ActionError::Haproxy(h) => h.retryable(),
             ActionError::Etcd(e) => e.retryable(),
+            ActionError::Kube(e) => e.retryable(),
             ActionError::Failed { .. } => true,
             _ => false,
         }
@@ -220,6 +238,17 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::EtcdMoveLeader => {
             Box::new(args::<etcd_move_leader::EtcdMoveLeader>(kind, with)?)
         }
+        ActionKind::KubeGet => Box::new(args::<kube_get::KubeGet>(kind, with)?),
+        ActionKind::KubeApply => Box::new(args::<kube_apply::KubeApply>(kind, with)?),
+        ActionKind::KubePatch => Box::new(args::<kube_patch::KubePatch>(kind, with)?),
+        ActionKind::KubeDelete => Box::new(args::<kube_delete::KubeDelete>(kind, with)?),
+        ActionKind::KubeScale => Box::new(args::<kube_scale::KubeScale>(kind, with)?),
+        ActionKind::KubeWait => Box::new(args::<kube_wait::KubeWait>(kind, with)?),
+        ActionKind::KubeWebhooks => Box::new(args::<kube_webhooks::KubeWebhooks>(kind, with)?),
+        ActionKind::KubeProbeWrite => {
+            Box::new(args::<kube_probe_write::KubeProbeWrite>(kind, with)?)
+        }
+        ActionKind::ApiHealth => Box::new(args::<api_health::ApiHealth>(kind, with)?),
     })
 }
 
@@ -249,7 +278,17 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::EtcdCompact
         | ActionKind::EtcdDefrag
         | ActionKind::EtcdAlarm
-        | ActionKind::EtcdMoveLeader => false,
+        | ActionKind::EtcdMoveLeader
+        | ActionKind::KubeGet
+        | ActionKind::KubeWait
+        | ActionKind::KubeWebhooks
+        | ActionKind::KubeProbeWrite
+        | ActionKind::ApiHealth
+        // Objects are restored from the backup store, like files.
+        | ActionKind::KubeApply
+        | ActionKind::KubePatch
+        | ActionKind::KubeDelete
+        | ActionKind::KubeScale => false,
     }
 }
 

@@ -1,14 +1,17 @@
 //! Backups are the engine's job, not each action's: before a step applies,
 //! every path its plan declares is copied on the host (never into the
-//! manifests directory), and every jump-host path the action declares is
-//! copied on the jump host; each copy is journaled before anything changes.
+//! manifests directory), every jump-host path the action declares is
+//! copied on the jump host, and every Kubernetes object its plan changes is
+//! read and kept in the jump host's backup store; each copy is journaled
+//! before anything changes.
 
 use super::Executor;
-use crate::action::{Action, ActionError};
+use crate::action::{kube, Action, ActionError, StepCtx};
 use crate::backup::{self, BackupRecord};
 use crate::event::EventKind;
 use crate::inventory::Host;
-use crate::plan::Plan;
+use crate::object_backup::{self, ObjectBackupError};
+use crate::plan::{Change, Plan};
 use remedy_transport::{Local, Transport};
 
 /// Where backups of one side (the host, or the jump host) go.
@@ -20,21 +23,96 @@ struct Side<'a> {
 }
 
 impl Executor<'_> {
-    /// Whether any backed-up path differs from its backup now (a cut-off
-    /// apply changed it).
+    /// Whether any backed-up path or object differs from its backup now (a
+    /// cut-off apply changed it).
     pub(super) async fn changed_since_backups(
         &self,
-        t: &dyn Transport,
+        ctx: &StepCtx<'_>,
         backups: &[BackupRecord],
     ) -> bool {
         let local = Local::new("the jump host");
+        let mut client = None;
         for b in backups {
-            let side: &dyn Transport = if b.local { &local } else { t };
-            if backup::differs(side, b).await.unwrap_or(false) {
+            let differs = if b.object.is_some() {
+                if client.is_none() {
+                    client = kube::connect(ctx).await.ok();
+                }
+                match &client {
+                    Some(k) => object_backup::differs(k, b).await.unwrap_or(false),
+                    None => false,
+                }
+            } else {
+                let side: &dyn Transport = if b.local { &local } else { ctx.transport };
+                backup::differs(side, b).await.unwrap_or(false)
+            };
+            if differs {
                 return true;
             }
         }
         false
+    }
+
+    /// Back up every object the plan changes, in the jump host's backup
+    /// store, after checking each is still the version the plan saw.
+    pub(super) async fn back_up_objects(
+        &self,
+        ctx: &StepCtx<'_>,
+        step: &str,
+        plan: &Plan,
+        backups: &mut Vec<BackupRecord>,
+    ) -> Result<(), ActionError> {
+        let objects: Vec<_> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Object {
+                    object,
+                    resource_version,
+                    ..
+                } => Some((object, resource_version.as_deref())),
+                _ => None,
+            })
+            .filter(|(o, _)| {
+                let path = object_backup::record_path(o);
+                !backups.iter().any(|b| b.local && b.path == path)
+            })
+            .collect();
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let client = kube::connect(ctx).await?;
+        let dir = &self.options.local_backup_dir;
+        for (r, planned) in objects {
+            let record = object_backup::take(&client, dir, &self.options.run_id, step, r, planned)
+                .await
+                .map_err(|e| match e {
+                    ObjectBackupError::Changed { .. } => ActionError::Failed {
+                        message: e.to_string(),
+                        hint: Some("run again: the new plan shows the object as it is now".into()),
+                    },
+                    e => ActionError::precondition(
+                        format!("backup of {r} failed, so nothing was changed: {e}"),
+                        format!(
+                            "check the API server, and room under {dir} ($REMEDY_HOME/backups)"
+                        ),
+                    ),
+                })?;
+            self.emit(
+                Some(&ctx.host.name),
+                Some(step),
+                EventKind::BackupTaken {
+                    backup: record.clone(),
+                },
+            )
+            .map_err(|e| {
+                ActionError::precondition(
+                    format!("could not record the backup of {r}: {e}"),
+                    "nothing was changed",
+                )
+            })?;
+            backups.push(record);
+        }
+        Ok(())
     }
 
     /// Back up the jump-host paths an action declares, on the jump host.

@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Approval per host or per step (a run-wide approval is obtained before
     /// the run starts, by the caller).
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
+    /// How `kube.*` steps reach the API server.
+    pub kube: crate::action::kube::KubeAccess,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -82,6 +84,7 @@ impl RunOptions {
             resume: None,
             inventory: None,
             gate: None,
+            kube: Default::default(),
         }
     }
 }
@@ -287,6 +290,8 @@ impl Executor<'_> {
             connector: self.connector,
             lbs: &self.run.lbs,
             etcd: &self.run.etcd,
+            targets: &self.run.hosts,
+            kube: &self.options.kube,
         }
     }
 }

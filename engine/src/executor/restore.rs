@@ -201,6 +201,7 @@ mod tests {
             owner: None,
             size: bytes.map(|b| b.len() as u64),
             local: false,
+            object: None,
         }
     }
 

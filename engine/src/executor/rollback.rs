@@ -1,15 +1,17 @@
 //! Rollback of one host: undo its applied steps in reverse — restore each
-//! backup exactly (bytes, mode, owner, or absence), and put back what a step
+//! backup exactly (bytes, mode, owner, or absence; a Kubernetes object
+//! through the API server), and put back what a step
 //! recorded in its result when its change is not a file (an LB server) —
 //! and say plainly what could not be undone.
 
 use super::restore::{restore_step, Sides};
 use super::Executor;
-use crate::action::{undo, undoes_from_result, ActionError};
+use crate::action::{kube, undo, undoes_from_result, ActionError};
 use crate::backup::BackupRecord;
 use crate::eval::Bindings;
 use crate::event::EventKind;
 use crate::inventory::Host;
+use crate::object_backup;
 use crate::report::{HostReport, HostStatus, StepReport, StepStatus};
 use remedy_dsl::ActionKind;
 use remedy_transport::{Local, Transport};
@@ -37,12 +39,46 @@ impl Executor<'_> {
         );
         for (index, backups) in applied.iter().rev() {
             let step_id = report.steps[*index].id.clone();
+            // Objects first (a step that changed both changed the object
+            // last), each through the API server the step used.
+            let mut objects_restored = Vec::new();
+            for b in backups.iter().rev().filter(|b| b.object.is_some()) {
+                match self
+                    .restore_object(host_entry, t, &step_id, bindings, b)
+                    .await
+                {
+                    Ok(line) => objects_restored.push(line),
+                    Err(msg) => {
+                        let msg = format!("rollback of step `{step_id}` failed: {msg}");
+                        let _ = self.emit(
+                            Some(host),
+                            Some(&step_id),
+                            EventKind::RollbackFailed { error: msg.clone() },
+                        );
+                        report.error = Some(format!(
+                            "{}; then {msg}",
+                            report.error.clone().unwrap_or_default()
+                        ));
+                        report.hint = Some(format!(
+                            "{}; or, once the API server answers again, `remedy resume {}` retries the rollback",
+                            object_backup::by_hand(b),
+                            self.options.run_id
+                        ));
+                        return HostStatus::RollbackFailed;
+                    }
+                }
+            }
+            let files: Vec<BackupRecord> = backups
+                .iter()
+                .filter(|b| b.object.is_none())
+                .cloned()
+                .collect();
             let local = Local::new("the jump host");
             let sides = Sides {
                 host: t,
                 local: &local,
             };
-            let mut restored = match restore_step(backups, sides).await {
+            let mut restored = match restore_step(&files, sides).await {
                 Ok(restored) => restored,
                 Err(failed) => {
                     let msg = format!(
@@ -65,6 +101,7 @@ impl Executor<'_> {
                     return HostStatus::RollbackFailed;
                 }
             };
+            restored.splice(0..0, objects_restored);
             if let Some(value) = report.steps[*index].result.clone().filter(|_| {
                 ActionKind::from_name(&report.steps[*index].action).is_some_and(undoes_from_result)
             }) {
@@ -141,6 +178,39 @@ impl Executor<'_> {
             ));
         }
         HostStatus::RolledBack
+    }
+}
+
+impl Executor<'_> {
+    /// Put one object back from the backup store, through the API server
+    /// the step used.
+    async fn restore_object(
+        &self,
+        host: &Host,
+        t: &dyn Transport,
+        step_id: &str,
+        bindings: &Bindings,
+        b: &BackupRecord,
+    ) -> Result<String, String> {
+        let step = self
+            .runbook
+            .steps
+            .iter()
+            .find(|s| s.id == step_id)
+            .ok_or_else(|| format!("step `{step_id}` is no longer in the runbook"))?;
+        let quiet = |_: &str, _: u64| {};
+        let ctx = self.ctx(
+            t,
+            host,
+            step,
+            bindings,
+            &quiet,
+            self.options.command_timeout,
+        );
+        let client = kube::connect(&ctx).await.map_err(|e| e.to_string())?;
+        object_backup::restore(&client, b)
+            .await
+            .map_err(|e| format!("restoring {}: {e}", b.path))
     }
 }
 

@@ -396,9 +396,10 @@ impl<'s> StepRun<'s> {
             .result
             .clone()
             .unwrap_or_else(|| result(false, Value::Null));
+        let quiet = |_: &str, _: u64| {};
         if self
             .exec
-            .changed_since_backups(self.transport, &self.backups)
+            .changed_since_backups(&self.ctx(self.transport, &quiet), &self.backups)
             .await
         {
             value["changed"] = Value::Bool(true);
@@ -406,8 +407,8 @@ impl<'s> StepRun<'s> {
         value
     }
 
-    /// Back up what the plan modifies on the host, and what the action
-    /// changes on the jump host.
+    /// Back up what the plan modifies on the host, what the action changes
+    /// on the jump host, and the objects the plan changes.
     async fn back_up(&mut self, action: &dyn Action, plan: &Plan) -> Result<(), Stop> {
         let (exec, host, id) = (self.exec, self.host, &self.step.id);
         let mut taken = exec
@@ -417,6 +418,14 @@ impl<'s> StepRun<'s> {
             taken = exec
                 .back_up_local(action, id, &mut self.backups, &host.name)
                 .await;
+        }
+        if taken.is_ok() {
+            let mut backups = std::mem::take(&mut self.backups);
+            let quiet = |_: &str, _: u64| {};
+            taken = exec
+                .back_up_objects(&self.ctx(self.transport, &quiet), id, plan, &mut backups)
+                .await;
+            self.backups = backups;
         }
         taken.map_err(|e| self.fail(&plan.summary, e).into())
     }

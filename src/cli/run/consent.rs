@@ -143,6 +143,7 @@ impl Session<'_> {
                 self.cancel.clone(),
                 RunOptions {
                     max_parallel: self.g.parallel as usize,
+                    kube: self.g.kube_access(),
                     ..RunOptions::new(true)
                 },
             )

@@ -186,6 +186,7 @@ impl Session<'_> {
         RunOptions {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
+            kube: self.g.kube_access(),
             inventory: Some(self.prepared.inventory_path.clone()),
             ..RunOptions::new(dry_run)
         }

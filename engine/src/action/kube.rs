@@ -1,0 +1,283 @@
+//! What the `kube.*` and `api.health` actions share: reaching the API
+//! server, and naming objects.
+//!
+//! By default a step talks to the API server of the master it runs for,
+//! through that master's SSH connection (a direct-tcpip channel to
+//! `api_server`, default `https://<node_ip or address>:6443`), with the
+//! credentials of the master's admin.conf (`kube_dir`/admin.conf) read over
+//! SSH and kept in memory — never written to the jump host. With
+//! `--kubeconfig` (or `KUBECONFIG`) it uses that local kubeconfig instead,
+//! over TCP from the jump host, after checking that its CA is the master's.
+//! A client made while planning is read-only: it refuses writes before they
+//! leave (server-side dry runs are reads).
+
+use super::{ActionError, StepCtx};
+use crate::inventory::Host;
+use crate::plan::Change;
+use remedy_k8s::{Access, Kube, ObjectRef};
+use remedy_transport::{Local, Transport};
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How steps reach the Kubernetes API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KubeAccess {
+    /// Through the target master's SSH connection, with its admin.conf.
+    #[default]
+    Ssh,
+    /// With a kubeconfig on the jump host (`--kubeconfig`, `KUBECONFIG`).
+    Kubeconfig {
+        path: PathBuf,
+        context: Option<String>,
+    },
+}
+
+/// The longest one API call may take (a step's shorter `timeout` wins).
+pub const CALL_TIMEOUT: Duration = remedy_k8s::DEFAULT_TIMEOUT;
+
+/// The master's own API server URL: host var `api_server`, else
+/// `https://<node_ip or address>:6443`.
+pub fn api_server(host: &Host) -> String {
+    host.var("api_server").unwrap_or_else(|| {
+        let ip = host.var("node_ip").unwrap_or_else(|| host.address.clone());
+        if ip.contains(':') {
+            format!("https://[{ip}]:6443")
+        } else {
+            format!("https://{ip}:6443")
+        }
+    })
+}
+
+/// The admin kubeconfig on a master: `kube_dir`/admin.conf.
+pub fn admin_conf(host: &Host) -> String {
+    format!(
+        "{}/admin.conf",
+        host.var("kube_dir")
+            .unwrap_or_else(|| "/etc/kubernetes".into())
+    )
+}
+
+fn call_timeout(ctx: &StepCtx<'_>) -> Duration {
+    CALL_TIMEOUT.min(ctx.command_timeout)
+}
+
+/// The credentials in a master's admin.conf, read over its transport.
+pub async fn admin_access(t: &dyn Transport, host: &Host) -> Result<Access, ActionError> {
+    let path = admin_conf(host);
+    let bytes = t.read_file(&path).await.map_err(|e| {
+        ActionError::precondition(
+            format!("cannot read {path} on {}: {e}", host.name),
+            "the API is reached with the master's admin kubeconfig: check host var kube_dir, or pass --kubeconfig",
+        )
+    })?;
+    Ok(Access::from_kubeconfig(
+        &String::from_utf8_lossy(&bytes),
+        &format!("{}:{path}", host.name),
+        None,
+        None,
+    )?)
+}
+
+/// A client for the API server `host` runs, through `t` (its transport).
+/// `through_lb`: the server named in its admin.conf (the load balancer in a
+/// kubeadm cluster) instead of its own.
+pub async fn connect_via(
+    ctx: &StepCtx<'_>,
+    t: &dyn Transport,
+    host: &Host,
+    through_lb: bool,
+) -> Result<Kube, ActionError> {
+    let read_only = ctx.planning();
+    match ctx.kube {
+        KubeAccess::Ssh => {
+            let access = admin_access(t, host).await?;
+            let access = if through_lb {
+                access
+            } else {
+                access.with_server(&api_server(host))
+            };
+            let opener = t.opener().ok_or_else(|| {
+                ActionError::precondition(
+                    format!("the transport to {} cannot open tunnels", host.name),
+                    "reach the API with --kubeconfig instead",
+                )
+            })?;
+            Ok(Kube::connect(
+                &access,
+                opener,
+                call_timeout(ctx),
+                read_only,
+            )?)
+        }
+        KubeAccess::Kubeconfig { path, context } => {
+            let access = Access::from_file(path, context.as_deref())?;
+            same_cluster(t, host, &access).await?;
+            let local: Arc<dyn remedy_transport::StreamOpener> =
+                Arc::new(Local::new("the jump host"));
+            Ok(Kube::connect(&access, local, call_timeout(ctx), read_only)?)
+        }
+    }
+}
+
+/// A local kubeconfig must be for the cluster the inventory names: its CA
+/// is the master's `pki_dir`/ca.crt when that can be read.
+async fn same_cluster(t: &dyn Transport, host: &Host, access: &Access) -> Result<(), ActionError> {
+    let pki = host
+        .var("pki_dir")
+        .unwrap_or_else(|| "/etc/kubernetes/pki".into());
+    let Ok(ca) = t.read_file(&format!("{pki}/ca.crt")).await else {
+        return Ok(());
+    };
+    let norm = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .split_whitespace()
+            .collect::<String>()
+    };
+    if norm(&ca) != norm(&access.ca_pem) {
+        return Err(ActionError::precondition(
+            format!(
+                "the kubeconfig {} is for another cluster: its CA is not {}:{pki}/ca.crt",
+                access.source_name, host.name
+            ),
+            "pass the kubeconfig of this inventory's cluster (--kubeconfig, KUBECONFIG), or unset it to go through the master",
+        ));
+    }
+    Ok(())
+}
+
+/// A client for this step's master's API server.
+pub async fn connect(ctx: &StepCtx<'_>) -> Result<Kube, ActionError> {
+    connect_via(ctx, ctx.transport, ctx.host, false).await
+}
+
+/// One object as a step names it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Target {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    /// `kube.patch`: this object's own patch.
+    #[serde(default)]
+    pub patch: Option<Value>,
+}
+
+impl Target {
+    /// The reference, with `default_api_version` when none is given.
+    pub fn reference(
+        &self,
+        action: &'static str,
+        default_api_version: &str,
+    ) -> Result<ObjectRef, ActionError> {
+        let missing = |what: &str| ActionError::BadArguments {
+            action,
+            message: format!("an object needs `{what}`"),
+        };
+        Ok(ObjectRef {
+            api_version: self
+                .api_version
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| default_api_version.to_string()),
+            kind: self
+                .kind
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| missing("kind"))?,
+            namespace: self.namespace.clone().filter(|s| !s.is_empty()),
+            name: self
+                .name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| missing("name"))?,
+        })
+    }
+}
+
+/// The objects a step names: its `objects` list, else its own
+/// api_version/kind/namespace/name.
+pub fn targets(
+    action: &'static str,
+    single: Target,
+    objects: &Option<Value>,
+) -> Result<Vec<Target>, ActionError> {
+    match objects {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                serde_json::from_value::<Target>(v.clone()).map_err(|e| ActionError::BadArguments {
+                    action,
+                    message: format!("an entry of `objects` is not an object reference: {e}"),
+                })
+            })
+            .collect(),
+        Some(Value::Null) | None => Ok(vec![single]),
+        Some(other) => Err(ActionError::BadArguments {
+            action,
+            message: format!("`objects` must be a list, found {other}"),
+        }),
+    }
+}
+
+/// The version of `r` the plan saw (`None`: absent), from the plan's changes.
+pub fn planned_version(changes: &[Change], r: &ObjectRef) -> Option<Option<String>> {
+    changes.iter().find_map(|c| match c {
+        Change::Object {
+            object,
+            resource_version,
+            ..
+        } if object == r => Some(resource_version.clone()),
+        _ => None,
+    })
+}
+
+/// A unified diff between two versions of an object, as YAML without the
+/// fields the server sets.
+pub fn object_diff(r: &ObjectRef, before: Option<&Value>, after: Option<&Value>) -> String {
+    let text = |v: Option<&Value>| {
+        v.map(|o| remedy_k8s::to_yaml(&remedy_k8s::without_server_fields(o)))
+            .unwrap_or_default()
+    };
+    crate::plan::unified_diff(&r.display(), &text(before), &text(after))
+}
+
+/// A 409 from a precondition, said as what happened.
+pub fn conflict(r: &ObjectRef, e: remedy_k8s::KubeError) -> ActionError {
+    if e.is_conflict() {
+        ActionError::Failed {
+            message: format!("{r} changed after the plan, so it was left as it is: {e}"),
+            hint: Some("run again: the new plan shows the object as it is now".into()),
+        }
+    } else {
+        e.into()
+    }
+}
+
+/// A step failed part-way: put the objects it changed back as they were
+/// (newest first), then fail with `err`, saying what was put back — the
+/// engine's backups are there for anything that could not be.
+pub async fn put_back(kube: &Kube, done: &[(ObjectRef, Value)], err: ActionError) -> ActionError {
+    if done.is_empty() {
+        return err;
+    }
+    let mut back = Vec::new();
+    let mut stuck = Vec::new();
+    for (r, before) in done.iter().rev() {
+        match remedy_k8s::restore::restore(kube, r, Some(before)).await {
+            Ok(_) => back.push(r.display()),
+            Err(e) => stuck.push(format!("{r}: {e}")),
+        }
+    }
+    let hint = err.hint().map(str::to_string);
+    let mut message = format!("{err}; put back as they were: {}", back.join(", "));
+    if !stuck.is_empty() {
+        message.push_str(&format!(
+            "; NOT put back (rollback restores them from the backups): {}",
+            stuck.join("; ")
+        ));
+    }
+    ActionError::Failed { message, hint }
+}
