@@ -14,6 +14,7 @@
 pub mod action;
 pub mod backup;
 pub mod bind;
+pub mod check;
 pub mod eval;
 pub mod event;
 pub mod executor;

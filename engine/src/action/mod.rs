@@ -4,10 +4,10 @@
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
 mod assert;
-mod cert_check;
+pub(crate) mod cert_check;
 mod cert_renew;
 mod cert_served;
-mod etcd;
+pub(crate) mod etcd;
 mod etcd_alarm;
 mod etcd_compact;
 mod etcd_defrag;
