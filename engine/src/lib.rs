@@ -15,6 +15,7 @@
 pub mod action;
 pub mod backup;
 pub mod bind;
+pub mod check;
 pub mod eval;
 pub mod event;
 pub mod executor;

@@ -4,6 +4,7 @@
 mod approval;
 mod approve;
 mod audit;
+mod check;
 mod config;
 mod daemon;
 mod exec;
@@ -282,6 +283,17 @@ enum Command {
     /// Per-host run locks: list, break a stale one.
     #[command(subcommand)]
     Lock(audit::LockCommand),
+    /// Diagnose the control plane read-only: every master at once over SSH
+    /// (kubelet, static pods and why one is down, API server health,
+    /// certificates, stranded manifests, disk, memory, file descriptors),
+    /// etcd and the load balancers; then the command that fixes each problem.
+    ///
+    /// Answers within 10 s even when a master hangs (that master is a
+    /// finding). `-l PATTERN` narrows the masters; etcd is always checked
+    /// whole. Exit 0: all ok; 1: warnings; 2: a critical finding (or invalid
+    /// input). `-o json`: a list of {host, check, severity, message,
+    /// evidence, fix}.
+    Check,
     /// A practice control plane of real servers on this machine: up, status, down, break.
     #[command(subcommand)]
     Lab(lab::LabCommand),
@@ -396,6 +408,7 @@ pub fn main() -> i32 {
         Command::Show { name, dirs } => show::show(g, &dirs.dirs, name).into(),
         Command::Lab(cmd) => lab::lab(g, cmd),
         Command::Inventory(cmd) => inventory::inventory(g, cmd),
+        Command::Check => check::check(g),
         Command::Resume { run, force } => run::resume(g, run, *force).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),

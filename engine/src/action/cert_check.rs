@@ -14,8 +14,10 @@
 
 use super::cert_served::served_fingerprints;
 use super::{result, ActionError, Reads, StepCtx};
+use crate::inventory::Host;
 use async_trait::async_trait;
 use remedy_pki::{kubeadm, Found, Layout, PkiError};
+use remedy_transport::Transport;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -40,13 +42,22 @@ pub fn layout(
     kubeconfigs: &Option<Vec<String>>,
     names: &[&str],
 ) -> Layout {
-    let kube = ctx
-        .host
+    host_layout(ctx.host, pki, kubeconfigs, names)
+}
+
+/// [`layout`] for any host (`remedy check` has no step).
+pub fn host_layout(
+    host: &Host,
+    pki: &Option<String>,
+    kubeconfigs: &Option<Vec<String>>,
+    names: &[&str],
+) -> Layout {
+    let kube = host
         .var("kube_dir")
         .unwrap_or_else(|| "/etc/kubernetes".into());
     let pki_dir = pki
         .clone()
-        .or_else(|| ctx.host.var("pki_dir"))
+        .or_else(|| host.var("pki_dir"))
         .unwrap_or_else(|| format!("{kube}/pki"));
     let confs = kubeconfigs
         .clone()
@@ -57,10 +68,18 @@ pub fn layout(
 /// Read what the layout names from the host: certificates and kubeconfigs
 /// where they exist, and which CA keys exist.
 pub async fn read_pki(ctx: &StepCtx<'_>, layout: &Layout) -> Result<Found, ActionError> {
-    let t = ctx.transport;
+    read_host_pki(ctx.transport, &ctx.host.name, layout).await
+}
+
+/// [`read_pki`] through any transport to host `name`.
+pub async fn read_host_pki(
+    t: &dyn Transport,
+    name: &str,
+    layout: &Layout,
+) -> Result<Found, ActionError> {
     if t.stat(&layout.pki_dir).await?.is_none() {
         return Err(ActionError::precondition(
-            format!("no PKI directory {} on {}", layout.pki_dir, ctx.host.name),
+            format!("no PKI directory {} on {name}", layout.pki_dir),
             "set the host var `pki_dir` (or `kube_dir`) in the inventory",
         ));
     }

@@ -116,28 +116,35 @@ pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
                 }
             }
         };
-        let quota = read_quota(t, host).await;
-        let member = match (t.opener(), read_tls(t, host).await) {
-            (None, _) => Err(format!("{}: its transport cannot open tunnels", host.name)),
-            (_, Err(e)) => Err(e),
-            (Some(opener), Ok(tls)) => remedy_etcd::connect(
-                &host.name,
-                &endpoint,
-                Some(&tls),
-                Arc::new(Through(opener)),
-                OP_TIMEOUT,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-        };
-        members.push(ClusterMember {
-            name: host.name.clone(),
-            endpoint,
-            member,
-            quota,
-        });
+        members.push(connect_member(t, host, OP_TIMEOUT).await);
     }
     Ok(Cluster { members })
+}
+
+/// One member through its master's transport (`t`), with its client
+/// certificate and quota read from that master; `timeout` for each call.
+pub async fn connect_member(t: &dyn Transport, host: &Host, timeout: Duration) -> ClusterMember {
+    let endpoint = endpoint(host);
+    let quota = read_quota(t, host).await;
+    let member = match (t.opener(), read_tls(t, host).await) {
+        (None, _) => Err(format!("{}: its transport cannot open tunnels", host.name)),
+        (_, Err(e)) => Err(e),
+        (Some(opener), Ok(tls)) => remedy_etcd::connect(
+            &host.name,
+            &endpoint,
+            Some(&tls),
+            Arc::new(Through(opener)),
+            timeout,
+        )
+        .await
+        .map_err(|e| e.to_string()),
+    };
+    ClusterMember {
+        name: host.name.clone(),
+        endpoint,
+        member,
+        quota,
+    }
 }
 
 /// Evaluate a Rhai rule over `member` in the sandbox.

@@ -5,10 +5,10 @@
 
 mod api_health;
 mod assert;
-mod cert_check;
+pub(crate) mod cert_check;
 mod cert_renew;
 mod cert_served;
-mod etcd;
+pub(crate) mod etcd;
 mod etcd_alarm;
 mod etcd_compact;
 mod etcd_defrag;
