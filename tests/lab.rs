@@ -3095,3 +3095,206 @@ fn issue_13_a_failed_rollback_never_suggests_deleting_the_only_manifest_and_resu
     });
     lab.wait_lb_up(1, "master-2");
 }
+
+/// `remedy` with this lab's own REMEDY_HOME and a site config, its output.
+fn remedy_in(lab: &Lab, config: &Path, args: &[&str]) -> Output {
+    remedy_env(
+        args,
+        &[
+            ("REMEDY_HOME", &lab.home()),
+            ("REMEDY_CONFIG", config.to_str().unwrap()),
+        ],
+    )
+}
+
+/// The `backup list -o json` entries matching `filter` (e.g. `--host`).
+fn backups(lab: &Lab, config: &Path, filter: &[&str]) -> Vec<serde_json::Value> {
+    let out = ok(&remedy_in(
+        lab,
+        config,
+        &[&["backup", "list", "-o", "json"], filter].concat(),
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Issue 15 item 2: a manifest-edit's backup is listed from the journal,
+/// shown with its content read over SSH, and put back by `backup restore`
+/// — a run with a plan (the diff), the site's approval policy, a backup of
+/// what it replaces and its journal events. A copy changed since it was
+/// recorded is refused with nothing changed.
+#[test]
+fn issue_15_backup_restore_puts_a_chosen_manifest_back_with_plan_approval_and_journal() {
+    let lab = Lab::up(152);
+    let inv = lab.inv();
+    let user = sh("id -un");
+    let config = lab.dir.path().join("site.yaml");
+    std::fs::write(
+        &config,
+        format!("allow_as: [{user}]\napproval:\n  approvers: [bob]\n  quorum: 1\n"),
+    )
+    .unwrap();
+    let manifest = lab.kube("master-2").join("manifests/kube-scheduler.yaml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+
+    // A manifest-edit (approved by bob) takes the backup.
+    let edit = [
+        "run",
+        "manifest-edit",
+        "-i",
+        &inv,
+        "-l",
+        "master-2",
+        "-p",
+        "component=kube-scheduler",
+        "-p",
+        "set=--v=7",
+        "--yes",
+        "--as",
+        "alice",
+    ];
+    let approve_next = |what: &str| {
+        let mut run = String::new();
+        eventually(what, Duration::from_secs(120), || {
+            let out = remedy_in(&lab, &config, &["approvals", "-o", "json"]);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            match v.first().and_then(|r| r["run_id"].as_str()) {
+                Some(id) => {
+                    run = id.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        ok(&remedy_in(&lab, &config, &["approve", &run, "--as", "bob"]));
+        run
+    };
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_remedy"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("REMEDY_HOME", lab.home())
+            .env("REMEDY_CONFIG", &config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = spawn(&edit);
+    let edit_run = approve_next("the manifest-edit's approval request");
+    ok(&child.wait_with_output().unwrap());
+    let edited = std::fs::read_to_string(&manifest).unwrap();
+    assert!(edited.contains("- --v=7\n"), "{edited}");
+
+    // Listed, filtered by host, path and run.
+    // (The edit step's copy is the original; the restart step's, the edit.)
+    let listed = backups(&lab, &config, &["--path", "kube-scheduler.yaml"]);
+    let steps: Vec<_> = listed
+        .iter()
+        .map(|b| (b["step"].as_str(), b["sha256"].as_str()))
+        .collect();
+    let (original_sha, edited_sha) = (
+        sha256_hex(original.as_bytes()),
+        sha256_hex(edited.as_bytes()),
+    );
+    assert_eq!(
+        steps,
+        [
+            (Some("edit"), Some(original_sha.as_str())),
+            (Some("restart"), Some(edited_sha.as_str()))
+        ]
+    );
+    let b = &listed[0];
+    assert_eq!(b["host"], "master-2");
+    assert_eq!(b["runbook"], "manifest-edit");
+    assert_eq!(b["run_id"], edit_run.as_str());
+    assert_eq!(b["mode"], "0600");
+    assert_eq!(
+        backups(&lab, &config, &["--run", &edit_run, "--host", "master-2"]).len(),
+        2
+    );
+    assert!(backups(&lab, &config, &["--host", "master-1"]).is_empty());
+    let id = b["id"].as_i64().unwrap().to_string();
+    let text = ok(&remedy_in(&lab, &config, &["backup", "list"]));
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{id} "))
+            && l.contains("master-2")
+            && l.ends_with("/kube-scheduler.yaml")),
+        "{text}"
+    );
+
+    // Shown, with the copy's content read over SSH and checked.
+    let shown = ok(&remedy_in(
+        &lab,
+        &config,
+        &["backup", "show", &id, "--content"],
+    ));
+    assert!(
+        shown.ends_with(&format!("--- content (sha256 checked) ---\n{original}")),
+        "{shown}"
+    );
+
+    // The dry-run: the diff back to the backup, nothing changed.
+    let plan = ok(&remedy_in(
+        &lab,
+        &config,
+        &["backup", "restore", &id, "--dry-run"],
+    ));
+    assert!(plan.contains("-    - --v=7"), "{plan}");
+    assert!(plan.contains("Dry-run: nothing was changed."), "{plan}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), edited);
+
+    // The restore waits for bob's approval, then puts the backup back.
+    let child = spawn(&["backup", "restore", &id, "--yes", "--as", "alice"]);
+    let restore_run = approve_next("the restore's approval request");
+    let out = ok(&child.wait_with_output().unwrap());
+    assert!(out.contains("master-2"), "{out}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), original);
+    eventually(
+        "master-2's scheduler runs the restored manifest",
+        Duration::from_secs(60),
+        || {
+            lab.pod_state("master-2", "kube-scheduler")
+                .is_some_and(|p| {
+                    p["state"] == "running"
+                        && p["manifest_sha256"] == sha256_hex(original.as_bytes()).as_str()
+                })
+        },
+    );
+    // Journaled: the run, its approval, the backup of what it replaced.
+    let shown = ok(&remedy_in(
+        &lab,
+        &config,
+        &["audit", "show", &restore_run, "-o", "json"],
+    ));
+    let audit: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(audit["run"]["runbook"], "backup-restore");
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["approval_granted", "backup_taken", "step_applied"] {
+        assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
+    }
+    let replaced = backups(&lab, &config, &["--run", &restore_run]);
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_eq!(replaced[0]["sha256"], sha256_hex(edited.as_bytes()));
+
+    // A copy changed since it was recorded is refused, nothing changed.
+    let location = b["location"].as_str().unwrap();
+    let (good, text) = on_master(&lab, 2, &format!("echo '# changed' >> {location}"));
+    assert!(good, "{text}");
+    let out = remedy_in(&lab, &config, &["backup", "restore", &id, "--dry-run"]);
+    let err = both(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("not the recorded"), "{err}");
+    let out = remedy_in(&lab, &config, &["backup", "show", &id, "--content"]);
+    assert!(
+        both(&out).contains("the copy changed after it was taken"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), original);
+}

@@ -34,6 +34,7 @@ pub enum ActionKind {
     EtcdDefrag,
     EtcdAlarm,
     EtcdMoveLeader,
+    ApiserverDiagnose,
 }
 
 /// The type an argument's value must have.
@@ -142,7 +143,7 @@ const PRIOR_RESULT: ResultSpec = res!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 24] = [
+    pub const ALL: [ActionKind; 25] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -167,6 +168,7 @@ impl ActionKind {
         ActionKind::EtcdDefrag,
         ActionKind::EtcdAlarm,
         ActionKind::EtcdMoveLeader,
+        ActionKind::ApiserverDiagnose,
     ];
 
     pub fn name(self) -> &'static str {
@@ -195,6 +197,7 @@ impl ActionKind {
             ActionKind::EtcdDefrag => "etcd.defrag",
             ActionKind::EtcdAlarm => "etcd.alarm",
             ActionKind::EtcdMoveLeader => "etcd.move_leader",
+            ActionKind::ApiserverDiagnose => "apiserver.diagnose",
         }
     }
 
@@ -236,6 +239,7 @@ impl ActionKind {
             ActionKind::EtcdDefrag => "defragment the members a rule picks, one at a time, followers first and the leader last, with health gates before and after each",
             ActionKind::EtcdAlarm => "list etcd's alarms; disarm them only when every member is under the quota threshold",
             ActionKind::EtcdMoveLeader => "move etcd leadership to another member",
+            ActionKind::ApiserverDiagnose => "why this master's API server is not healthy (stranded or unparseable manifest, health endpoint, its log's last error quoted) and the remedy apiserver-recover may apply: a good backup of the manifest from the journal, or the one flag the log names (read-only)",
         }
     }
 
@@ -284,7 +288,8 @@ impl ActionKind {
             ActionKind::FileCopy => &[
                 arg!("from", Str, true, "the file to copy"),
                 arg!("to", Str, true, "the destination file; its directory is created"),
-                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default: the source's mode"),
+                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default (or empty): the source's mode"),
+                arg!("sha256", Str, false, "the sha256 `from` must have (e.g. a backup's recorded one); anything else is refused before a byte is written"),
             ],
             ActionKind::FileFetch => &[
                 arg!("from", Str, true, "the file on the host"),
@@ -361,6 +366,10 @@ impl ActionKind {
                 arg!("prove_writes", Bool, false, "then write a remedy-owned key (/remedy/maintenance/write-check) and fail if etcd refuses it (default false)"),
             ],
             ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
+            ActionKind::ApiserverDiagnose => &[
+                arg!("lines", Int, false, "how many of the log's last lines to read (default 40)"),
+                arg!("health", Str, false, "the health URL on this master (default: from the manifest's flags)"),
+            ],
         }
     }
 
@@ -481,6 +490,20 @@ impl ActionKind {
                 res!("write_revision", "with prove_writes: the revision the proving write got (0 without)"),
             ],
             ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
+            ActionKind::ApiserverDiagnose => &[
+                res!("healthy", "true when the health endpoint answers 200"),
+                res!("cause", "healthy, stranded_manifest, unparseable_manifest, bad_flag, file_not_found, certificate_expired, etcd_unreachable, address_in_use or unknown"),
+                res!("remedy", "none, restore (the backup below), remove_flag (the flag below), unstrand, cert-renew or stop"),
+                res!("line", "the log line (or parse error) the finding rests on, quoted in `finding`"),
+                res!("flag", "with bad_flag: the flag the log names (e.g. --bogus-flag)"),
+                res!("finding", "what was found and what to do, in words"),
+                res!("manifest", "the manifest's path"),
+                res!("staging", "where a restart parks the manifest"),
+                res!("backup", "with remedy restore: the chosen backup's copy on this host"),
+                res!("backup_id", "its id in the journal (`remedy backup show ID`)"),
+                res!("backup_sha256", "the sha256 the journal recorded for it"),
+                res!("backup_mode", "the manifest's mode when it was taken (e.g. 0600)"),
+            ],
         })
     }
 

@@ -3,6 +3,7 @@
 //! run may repeat it). The closed [`ActionKind`] enum with the exhaustive match
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
+mod apiserver_diagnose;
 mod assert;
 mod cert_check;
 mod cert_renew;
@@ -61,9 +62,23 @@ pub struct StepCtx<'a> {
     pub lbs: &'a [Host],
     /// The hosts of the etcd members (group `etcd`).
     pub etcd: &'a [Host],
+    /// Backups earlier runs took, every host's, oldest first (from the
+    /// journal; empty where the caller has none): see [`StepCtx::backups_of`].
+    pub backups: &'a [crate::backup::KnownBackup],
 }
 
 impl StepCtx<'_> {
+    /// The backups of `path` on this host, newest first.
+    pub fn backups_of(&self, path: &str) -> Vec<&crate::backup::KnownBackup> {
+        let mut found: Vec<_> = self
+            .backups
+            .iter()
+            .filter(|b| b.host == self.host.name && b.record.path == path && b.record.existed)
+            .collect();
+        found.sort_by_key(|b| std::cmp::Reverse((b.time_ms, b.id)));
+        found
+    }
+
     /// True while planning: `transport` is read-only.
     pub fn planning(&self) -> bool {
         self.transport.is_read_only()
@@ -220,6 +235,9 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::EtcdMoveLeader => {
             Box::new(args::<etcd_move_leader::EtcdMoveLeader>(kind, with)?)
         }
+        ActionKind::ApiserverDiagnose => {
+            Box::new(args::<apiserver_diagnose::ApiserverDiagnose>(kind, with)?)
+        }
     })
 }
 
@@ -249,7 +267,8 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::EtcdCompact
         | ActionKind::EtcdDefrag
         | ActionKind::EtcdAlarm
-        | ActionKind::EtcdMoveLeader => false,
+        | ActionKind::EtcdMoveLeader
+        | ActionKind::ApiserverDiagnose => false,
     }
 }
 

@@ -48,6 +48,9 @@ pub struct RunOptions {
     /// Approval per host or per step (a run-wide approval is obtained before
     /// the run starts, by the caller).
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
+    /// Backups earlier runs took (from the journal), for actions that
+    /// restore one; each action sees its own host's (`StepCtx::backups`).
+    pub known_backups: Vec<crate::backup::KnownBackup>,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -82,6 +85,7 @@ impl RunOptions {
             resume: None,
             inventory: None,
             gate: None,
+            known_backups: Vec::new(),
         }
     }
 }
@@ -287,6 +291,7 @@ impl Executor<'_> {
             connector: self.connector,
             lbs: &self.run.lbs,
             etcd: &self.run.etcd,
+            backups: &self.options.known_backups,
         }
     }
 }
