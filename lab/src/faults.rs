@@ -14,7 +14,29 @@ pub const FAULTS: &[(&str, &str)] = &[
     ("lb-backend-down", "put the host's server in HAProxy's backend into maintenance"),
     ("etcd-nospace", "write the same few keys over and over until etcd refuses writes with NOSPACE, as when compaction stopped (the lab must be up with a small --etcd-quota, e.g. 16MiB)"),
     ("manifest-stranded", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
+    ("apiserver-bad-flag", "put a flag kube-apiserver rejects (--lab-bogus-flag=1) into the host's API server manifest: it crash-loops with `unknown flag`"),
+    ("apiserver-bad-cert-path", "point the host's API server manifest's --tls-cert-file at a file that does not exist: it crash-loops"),
+    ("etcd-quorum-lost", "destroy the data of a majority of etcd members (the host and the masters before it): their data dirs' contents are moved into <lab>/destroyed, a file etcd cannot use is left in their place, and the members crash-loop; refused unless an etcd snapshot is in <lab>/snapshots"),
 ];
+
+/// The flag `apiserver-bad-flag` adds: kube-apiserver refuses to start with it.
+pub const BOGUS_APISERVER_FLAG: &str = "--lab-bogus-flag=1";
+
+/// Where `apiserver-bad-cert-path` points `--tls-cert-file`: nothing is ever there.
+pub const MISSING_CERT_PATH: &str = "/etc/kubernetes/pki/lab-missing/apiserver.crt";
+
+/// The lab's own place for etcd snapshots: `etcd-quorum-lost` wants one there
+/// (so the lost data can be restored), e.g. `remedy run etcd-snapshot -i
+/// <lab>/inventory.yaml -p dir=<lab>/snapshots`.
+pub fn snapshots_dir(lab: &Path) -> std::path::PathBuf {
+    lab.join("snapshots")
+}
+
+/// Where `etcd-quorum-lost` moves the members' data: inside the lab, so
+/// nothing outside it is touched, and never deleted (what a restore keeps).
+pub fn destroyed_dir(lab: &Path) -> std::path::PathBuf {
+    lab.join("destroyed")
+}
 
 pub(crate) fn fault_names() -> String {
     FAULTS
@@ -152,6 +174,147 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
                 .map_err(io(format!("move {}", from.display())))?;
             Ok(format!("{host}: kube-scheduler.yaml moved to /var/lib/remedy/staging (the scheduler stops within seconds)"))
         }
+        "apiserver-bad-flag" => {
+            let path = kube.join("manifests/kube-apiserver.yaml");
+            edit_manifest(&path, &host, |text| {
+                if text.contains(BOGUS_APISERVER_FLAG) {
+                    return None;
+                }
+                Some(text.replacen(
+                    "    - kube-apiserver\n",
+                    &format!("    - kube-apiserver\n    - {BOGUS_APISERVER_FLAG}\n"),
+                    1,
+                ))
+            })?;
+            Ok(format!("{host}: kube-apiserver's manifest now has a flag it rejects ({BOGUS_APISERVER_FLAG}); the API server crash-loops with `unknown flag` until it is removed"))
+        }
+        "apiserver-bad-cert-path" => {
+            let path = kube.join("manifests/kube-apiserver.yaml");
+            edit_manifest(&path, &host, |text| {
+                if text.contains(MISSING_CERT_PATH) {
+                    return None;
+                }
+                let re = regex::Regex::new(r"(?m)^(\s*- --tls-cert-file=)\S+$").ok()?;
+                re.is_match(text).then(|| {
+                    re.replacen(text, 1, format!("${{1}}{MISSING_CERT_PATH}"))
+                        .into_owned()
+                })
+            })?;
+            Ok(format!("{host}: kube-apiserver's --tls-cert-file now names {MISSING_CERT_PATH}, which does not exist; the API server crash-loops until it is fixed"))
+        }
+        "etcd-quorum-lost" => quorum_lost(&layout, index),
         _ => Err(LabError::UnknownFault(fault.to_string())),
     }
+}
+
+/// Rewrite a manifest with `edit`; `None` from it means already broken.
+fn edit_manifest(
+    path: &Path,
+    host: &str,
+    edit: impl FnOnce(&str) -> Option<String>,
+) -> Result<(), LabError> {
+    let text = fs::read_to_string(path).map_err(io(format!("read {}", path.display())))?;
+    match edit(&text) {
+        Some(broken) if broken != text => {
+            fs::write(path, broken).map_err(io(format!("write {}", path.display())))
+        }
+        _ => Err(LabError::Fault(format!(
+            "{host}: {} is already broken (or not as kubeadm wrote it); `remedy lab down` and up for a fresh lab",
+            path.display()
+        ))),
+    }
+}
+
+/// A snapshot `etcdutl snapshot status` accepts in the lab's snapshots dir.
+fn usable_snapshot(lab: &Path) -> Result<std::path::PathBuf, LabError> {
+    let dir = snapshots_dir(lab);
+    let mut found: Vec<_> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "db"))
+        .collect();
+    found.sort();
+    let etcdutl = Binaries::verified()?
+        .path("etcdutl")
+        .ok_or_else(|| LabError::Fault("no etcdutl in the lab's binaries".into()))?;
+    for snapshot in found.iter().rev() {
+        let ok = std::process::Command::new(&etcdutl)
+            .args(["snapshot", "status"])
+            .arg(snapshot)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Ok(snapshot.clone());
+        }
+    }
+    Err(LabError::Fault(format!(
+        "no etcd snapshot in {dir} ({n} *.db file(s), none that `etcdutl snapshot status` reads): without one the data would be lost for good. Take one first: `remedy run etcd-snapshot -i {inv} -p dir={dir}` (or `{lab}/bin/etcdctl snapshot save {dir}/etcd.db` with a master's etcd client certificate)",
+        dir = dir.display(),
+        n = found.len(),
+        inv = lab.join("inventory.yaml").display(),
+        lab = lab.display(),
+    )))
+}
+
+/// What `etcd-quorum-lost` leaves where a destroyed member's `member`
+/// directory was: a file, so etcd cannot start there.
+pub const DESTROYED_MARKER: &str =
+    "destroyed by `remedy lab break etcd-quorum-lost`; the data is in the lab's destroyed/ directory\n";
+
+/// Destroy a majority of the members' data: the named master's and those
+/// before it (cyclically). Each member is frozen (SIGSTOP) while its data
+/// dir's contents move to `<lab>/destroyed/<host>-<time>/` and a file takes
+/// the place of its `member` directory, then killed: the kubelet starts it
+/// again and etcd fails on the unusable data dir, so quorum stays lost until
+/// a restore.
+fn quorum_lost(layout: &crate::layout::Layout, index: usize) -> Result<String, LabError> {
+    let snapshot = usable_snapshot(&layout.dir)?;
+    let names = layout.master_names();
+    let majority = names.len() / 2 + 1;
+    let victims: Vec<&String> = (0..majority)
+        .map(|k| &names[(index + names.len() - k) % names.len()])
+        .collect();
+    let stamp = crate::container::unix_now() as u64;
+    let mut moved = Vec::new();
+    for host in &victims {
+        let data = layout.host_dir(host).join("var-lib-etcd");
+        let pods = layout.host_dir(host).join("var-lib-kubelet/pods");
+        let etcd_pid = crate::pod_state::load_all(&pods)
+            .into_iter()
+            .find(|p| p.name.starts_with("etcd"))
+            .and_then(|p| p.pid)
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "etcd")
+            });
+        if let Some(pid) = etcd_pid {
+            crate::container::signal_group(pid, libc::SIGSTOP);
+        }
+        let to = destroyed_dir(&layout.dir).join(format!("{host}-{stamp}"));
+        fs::create_dir_all(&to).map_err(io(format!("create {}", to.display())))?;
+        for entry in fs::read_dir(&data)
+            .map_err(io(format!("read {}", data.display())))?
+            .flatten()
+        {
+            fs::rename(entry.path(), to.join(entry.file_name()))
+                .map_err(io(format!("move {}", entry.path().display())))?;
+        }
+        // An empty data dir would let the two fresh members bootstrap a
+        // new, empty cluster between them (etcd 3.6 does); a lost disk
+        // leaves nothing etcd can use.
+        let marker = data.join("member");
+        fs::write(&marker, DESTROYED_MARKER).map_err(io(format!("write {}", marker.display())))?;
+        if let Some(pid) = etcd_pid {
+            crate::container::signal_group(pid, libc::SIGKILL);
+        }
+        moved.push(format!("{host} → {}", to.display()));
+    }
+    Ok(format!(
+        "etcd lost quorum: the data of {} of {} members is gone ({}); they crash-loop on a data dir they cannot use. A snapshot to restore from: {}",
+        victims.len(),
+        names.len(),
+        moved.join(", "),
+        snapshot.display()
+    ))
 }
