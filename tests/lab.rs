@@ -3298,3 +3298,111 @@ fn issue_15_backup_restore_puts_a_chosen_manifest_back_with_plan_approval_and_jo
     );
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), original);
 }
+
+/// Issue 15 item 3: `apiserver-recover` brings back an API server that
+/// `apiserver-bad-flag` broke — on master-2 from the backup an earlier
+/// manifest-edit took, on master-3 (no backup) by removing exactly the flag
+/// its log names — quoting the log line in the plan, skipping healthy
+/// masters, and leaving every master UP on the LB.
+#[test]
+fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_names() {
+    let lab = Lab::up(153);
+    let inv = lab.inv();
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let run = |args: &[&str]| remedy_env(&[args, &["-i", &inv]].concat(), &env);
+    let manifest = |i: u8| {
+        lab.kube(&format!("master-{i}"))
+            .join("manifests/kube-apiserver.yaml")
+    };
+    let bogus = remedy_lab::faults::BOGUS_APISERVER_FLAG;
+    let bogus_name = bogus.split('=').next().unwrap();
+    let broken = |i: u8| {
+        let host = format!("master-{i}");
+        ok(&remedy(&[
+            "lab",
+            "break",
+            "apiserver-bad-flag",
+            "--host",
+            &host,
+            "--dir",
+            lab.dir_str(),
+        ]));
+        eventually(
+            &format!("{host}'s API server crash-loops on {bogus_name}"),
+            Duration::from_secs(90),
+            || {
+                on_master(
+                    &lab,
+                    i,
+                    "crictl logs $(crictl ps -a -q --name kube-apiserver | head -1)",
+                )
+                .1
+                .contains(&format!("unknown flag: {bogus_name}"))
+            },
+        );
+    };
+    let ready =
+        |i: u8| curl(&format!("https://{}:6443/readyz", lab.addr(i))).as_deref() == Ok("ok");
+
+    // (a) master-2: a manifest-edit first, which backs the manifest up.
+    ok(&run(&[
+        "run",
+        "manifest-edit",
+        "-l",
+        "master-2",
+        "-p",
+        "set=--v=2",
+        "--yes",
+    ]));
+    let edited = std::fs::read_to_string(manifest(2)).unwrap();
+    assert!(edited.contains("- --v=2\n"), "{edited}");
+    broken(2);
+    let plan = ok(&run(&["plan", "apiserver-recover"]));
+    for want in [
+        format!("\"Error: unknown flag: {bogus_name}\""),
+        "restore backup".to_string(),
+        "its API server is healthy".to_string(),
+    ] {
+        assert!(plan.contains(&want), "{want} not in:\n{plan}");
+    }
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    // The newest good copy: the one taken before the restart, with --v=2.
+    assert_eq!(
+        std::fs::read_to_string(manifest(2)).unwrap(),
+        edited,
+        "{out}"
+    );
+    assert!(ready(2), "{out}");
+    lab.wait_lb_up(1, "master-2");
+
+    // (b) master-3 has no backup: exactly the flag the log names goes.
+    let before = std::fs::read_to_string(manifest(3)).unwrap();
+    broken(3);
+    let plan = ok(&run(&["plan", "apiserver-recover", "-l", "master-3"]));
+    assert!(
+        plan.contains(&format!("remove {bogus_name}, the flag the log names")),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("-    - {bogus}")), "{plan}");
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    assert_eq!(
+        std::fs::read_to_string(manifest(3)).unwrap(),
+        before,
+        "{out}"
+    );
+    assert!(ready(3), "{out}");
+    lab.wait_lb_up(1, "master-3");
+    for i in 1..=3 {
+        assert!(ready(i), "master-{i}");
+    }
+    // Nothing left to do: every master is skipped as healthy.
+    let again = ok(&run(&["plan", "apiserver-recover"]));
+    assert_eq!(
+        again
+            .matches("skip host: its API server is healthy")
+            .count(),
+        3,
+        "{again}"
+    );
+}
