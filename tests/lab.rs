@@ -3566,4 +3566,313 @@ fn issue_16_inventory_discover_writes_an_inventory_cert_renew_plans_on() {
     for i in 1..=3 {
         assert!(plan.contains(&format!("master-{i}: to change")), "{plan}");
     }
+/// `remedy` with this lab's own REMEDY_HOME and a site config, its output.
+fn remedy_in(lab: &Lab, config: &Path, args: &[&str]) -> Output {
+    remedy_env(
+        args,
+        &[
+            ("REMEDY_HOME", &lab.home()),
+            ("REMEDY_CONFIG", config.to_str().unwrap()),
+        ],
+    )
+}
+
+/// The `backup list -o json` entries matching `filter` (e.g. `--host`).
+fn backups(lab: &Lab, config: &Path, filter: &[&str]) -> Vec<serde_json::Value> {
+    let out = ok(&remedy_in(
+        lab,
+        config,
+        &[&["backup", "list", "-o", "json"], filter].concat(),
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Issue 15 item 2: a manifest-edit's backup is listed from the journal,
+/// shown with its content read over SSH, and put back by `backup restore`
+/// — a run with a plan (the diff), the site's approval policy, a backup of
+/// what it replaces and its journal events. A copy changed since it was
+/// recorded is refused with nothing changed.
+#[test]
+fn issue_15_backup_restore_puts_a_chosen_manifest_back_with_plan_approval_and_journal() {
+    let lab = Lab::up(152);
+    let inv = lab.inv();
+    let user = sh("id -un");
+    let config = lab.dir.path().join("site.yaml");
+    std::fs::write(
+        &config,
+        format!("allow_as: [{user}]\napproval:\n  approvers: [bob]\n  quorum: 1\n"),
+    )
+    .unwrap();
+    let manifest = lab.kube("master-2").join("manifests/kube-scheduler.yaml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+
+    // A manifest-edit (approved by bob) takes the backup.
+    let edit = [
+        "run",
+        "manifest-edit",
+        "-i",
+        &inv,
+        "-l",
+        "master-2",
+        "-p",
+        "component=kube-scheduler",
+        "-p",
+        "set=--v=7",
+        "--yes",
+        "--as",
+        "alice",
+    ];
+    let approve_next = |what: &str| {
+        let mut run = String::new();
+        eventually(what, Duration::from_secs(120), || {
+            let out = remedy_in(&lab, &config, &["approvals", "-o", "json"]);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            match v.first().and_then(|r| r["run_id"].as_str()) {
+                Some(id) => {
+                    run = id.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        ok(&remedy_in(&lab, &config, &["approve", &run, "--as", "bob"]));
+        run
+    };
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_remedy"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("REMEDY_HOME", lab.home())
+            .env("REMEDY_CONFIG", &config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = spawn(&edit);
+    let edit_run = approve_next("the manifest-edit's approval request");
+    ok(&child.wait_with_output().unwrap());
+    let edited = std::fs::read_to_string(&manifest).unwrap();
+    assert!(edited.contains("- --v=7\n"), "{edited}");
+
+    // Listed, filtered by host, path and run.
+    // (The edit step's copy is the original; the restart step's, the edit.)
+    let listed = backups(&lab, &config, &["--path", "kube-scheduler.yaml"]);
+    let steps: Vec<_> = listed
+        .iter()
+        .map(|b| (b["step"].as_str(), b["sha256"].as_str()))
+        .collect();
+    let (original_sha, edited_sha) = (
+        sha256_hex(original.as_bytes()),
+        sha256_hex(edited.as_bytes()),
+    );
+    assert_eq!(
+        steps,
+        [
+            (Some("edit"), Some(original_sha.as_str())),
+            (Some("restart"), Some(edited_sha.as_str()))
+        ]
+    );
+    let b = &listed[0];
+    assert_eq!(b["host"], "master-2");
+    assert_eq!(b["runbook"], "manifest-edit");
+    assert_eq!(b["run_id"], edit_run.as_str());
+    assert_eq!(b["mode"], "0600");
+    assert_eq!(
+        backups(&lab, &config, &["--run", &edit_run, "--host", "master-2"]).len(),
+        2
+    );
+    assert!(backups(&lab, &config, &["--host", "master-1"]).is_empty());
+    let id = b["id"].as_i64().unwrap().to_string();
+    let text = ok(&remedy_in(&lab, &config, &["backup", "list"]));
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{id} "))
+            && l.contains("master-2")
+            && l.ends_with("/kube-scheduler.yaml")),
+        "{text}"
+    );
+
+    // Shown, with the copy's content read over SSH and checked.
+    let shown = ok(&remedy_in(
+        &lab,
+        &config,
+        &["backup", "show", &id, "--content"],
+    ));
+    assert!(
+        shown.ends_with(&format!("--- content (sha256 checked) ---\n{original}")),
+        "{shown}"
+    );
+
+    // The dry-run: the diff back to the backup, nothing changed.
+    let plan = ok(&remedy_in(
+        &lab,
+        &config,
+        &["backup", "restore", &id, "--dry-run"],
+    ));
+    assert!(plan.contains("-    - --v=7"), "{plan}");
+    assert!(plan.contains("Dry-run: nothing was changed."), "{plan}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), edited);
+
+    // The restore waits for bob's approval, then puts the backup back.
+    let child = spawn(&["backup", "restore", &id, "--yes", "--as", "alice"]);
+    let restore_run = approve_next("the restore's approval request");
+    let out = ok(&child.wait_with_output().unwrap());
+    assert!(out.contains("master-2"), "{out}");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), original);
+    eventually(
+        "master-2's scheduler runs the restored manifest",
+        Duration::from_secs(60),
+        || {
+            lab.pod_state("master-2", "kube-scheduler")
+                .is_some_and(|p| {
+                    p["state"] == "running"
+                        && p["manifest_sha256"] == sha256_hex(original.as_bytes()).as_str()
+                })
+        },
+    );
+    // Journaled: the run, its approval, the backup of what it replaced.
+    let shown = ok(&remedy_in(
+        &lab,
+        &config,
+        &["audit", "show", &restore_run, "-o", "json"],
+    ));
+    let audit: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(audit["run"]["runbook"], "backup-restore");
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["approval_granted", "backup_taken", "step_applied"] {
+        assert!(kinds.contains(&kind), "{kind} not in {kinds:?}");
+    }
+    let replaced = backups(&lab, &config, &["--run", &restore_run]);
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_eq!(replaced[0]["sha256"], sha256_hex(edited.as_bytes()));
+
+    // A copy changed since it was recorded is refused, nothing changed.
+    let location = b["location"].as_str().unwrap();
+    let (good, text) = on_master(&lab, 2, &format!("echo '# changed' >> {location}"));
+    assert!(good, "{text}");
+    let out = remedy_in(&lab, &config, &["backup", "restore", &id, "--dry-run"]);
+    let err = both(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("not the recorded"), "{err}");
+    let out = remedy_in(&lab, &config, &["backup", "show", &id, "--content"]);
+    assert!(
+        both(&out).contains("the copy changed after it was taken"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), original);
+}
+
+/// Issue 15 item 3: `apiserver-recover` brings back an API server that
+/// `apiserver-bad-flag` broke — on master-2 from the backup an earlier
+/// manifest-edit took, on master-3 (no backup) by removing exactly the flag
+/// its log names — quoting the log line in the plan, skipping healthy
+/// masters, and leaving every master UP on the LB.
+#[test]
+fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_names() {
+    let lab = Lab::up(153);
+    let inv = lab.inv();
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let run = |args: &[&str]| remedy_env(&[args, &["-i", &inv]].concat(), &env);
+    let manifest = |i: u8| {
+        lab.kube(&format!("master-{i}"))
+            .join("manifests/kube-apiserver.yaml")
+    };
+    let bogus = remedy_lab::faults::BOGUS_APISERVER_FLAG;
+    let bogus_name = bogus.split('=').next().unwrap();
+    let broken = |i: u8| {
+        let host = format!("master-{i}");
+        ok(&remedy(&[
+            "lab",
+            "break",
+            "apiserver-bad-flag",
+            "--host",
+            &host,
+            "--dir",
+            lab.dir_str(),
+        ]));
+        eventually(
+            &format!("{host}'s API server crash-loops on {bogus_name}"),
+            Duration::from_secs(90),
+            || {
+                on_master(
+                    &lab,
+                    i,
+                    "crictl logs $(crictl ps -a -q --name kube-apiserver | head -1)",
+                )
+                .1
+                .contains(&format!("unknown flag: {bogus_name}"))
+            },
+        );
+    };
+    let ready =
+        |i: u8| curl(&format!("https://{}:6443/readyz", lab.addr(i))).as_deref() == Ok("ok");
+
+    // (a) master-2: a manifest-edit first, which backs the manifest up.
+    ok(&run(&[
+        "run",
+        "manifest-edit",
+        "-l",
+        "master-2",
+        "-p",
+        "set=--v=2",
+        "--yes",
+    ]));
+    let edited = std::fs::read_to_string(manifest(2)).unwrap();
+    assert!(edited.contains("- --v=2\n"), "{edited}");
+    broken(2);
+    let plan = ok(&run(&["plan", "apiserver-recover"]));
+    for want in [
+        format!("\"Error: unknown flag: {bogus_name}\""),
+        "restore backup".to_string(),
+        "its API server is healthy".to_string(),
+    ] {
+        assert!(plan.contains(&want), "{want} not in:\n{plan}");
+    }
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    // The newest good copy: the one taken before the restart, with --v=2.
+    assert_eq!(
+        std::fs::read_to_string(manifest(2)).unwrap(),
+        edited,
+        "{out}"
+    );
+    assert!(ready(2), "{out}");
+    lab.wait_lb_up(1, "master-2");
+
+    // (b) master-3 has no backup: exactly the flag the log names goes.
+    let before = std::fs::read_to_string(manifest(3)).unwrap();
+    broken(3);
+    let plan = ok(&run(&["plan", "apiserver-recover", "-l", "master-3"]));
+    assert!(
+        plan.contains(&format!("remove {bogus_name}, the flag the log names")),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("-    - {bogus}")), "{plan}");
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    assert_eq!(
+        std::fs::read_to_string(manifest(3)).unwrap(),
+        before,
+        "{out}"
+    );
+    assert!(ready(3), "{out}");
+    lab.wait_lb_up(1, "master-3");
+    for i in 1..=3 {
+        assert!(ready(i), "master-{i}");
+    }
+    // Nothing left to do: every master is skipped as healthy.
+    let again = ok(&run(&["plan", "apiserver-recover"]));
+    assert_eq!(
+        again
+            .matches("skip host: its API server is healthy")
+            .count(),
+        3,
+        "{again}"
+    );
 }

@@ -43,6 +43,7 @@ pub enum ActionKind {
     KubeWebhooks,
     KubeProbeWrite,
     ApiHealth,
+    ApiserverDiagnose,
 }
 
 /// The type an argument's value must have.
@@ -183,7 +184,7 @@ const KUBE_OBJECTS_ARG: ArgSpec = arg!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 33] = [
+    pub const ALL: [ActionKind; 34] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -217,6 +218,7 @@ impl ActionKind {
         ActionKind::KubeWebhooks,
         ActionKind::KubeProbeWrite,
         ActionKind::ApiHealth,
+        ActionKind::ApiserverDiagnose,
     ];
 
     pub fn name(self) -> &'static str {
@@ -254,6 +256,7 @@ impl ActionKind {
             ActionKind::KubeWebhooks => "kube.webhooks",
             ActionKind::KubeProbeWrite => "kube.probe_write",
             ActionKind::ApiHealth => "api.health",
+            ActionKind::ApiserverDiagnose => "apiserver.diagnose",
         }
     }
 
@@ -304,6 +307,7 @@ impl ActionKind {
             ActionKind::KubeProbeWrite => "prove the API server takes writes: create a ConfigMap labelled remedy.io/probe=true, then delete it (leaves nothing behind)",
             ActionKind::KubeWebhooks => "list admission webhooks and find those with failurePolicy Fail whose backend cannot answer (read-only)",
             ActionKind::ApiHealth => "the API servers' /livez and /readyz?verbose as named checks, per API server and through the load balancer (read-only)",
+            ActionKind::ApiserverDiagnose => "why this master's API server is not healthy (stranded or unparseable manifest, health endpoint, its log's last error quoted) and the remedy apiserver-recover may apply: a good backup of the manifest from the journal, or the one flag the log names (read-only)",
         }
     }
 
@@ -356,7 +360,8 @@ impl ActionKind {
             ActionKind::FileCopy => &[
                 arg!("from", Str, true, "the file to copy"),
                 arg!("to", Str, true, "the destination file; its directory is created"),
-                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default: the source's mode"),
+                arg!("mode", Str, false, "octal mode of the copy, quoted (\"0600\"); default (or empty): the source's mode"),
+                arg!("sha256", Str, false, "the sha256 `from` must have (e.g. a backup's recorded one); anything else is refused before a byte is written"),
             ],
             ActionKind::FileFetch => &[
                 arg!("from", Str, true, "the file on the host"),
@@ -485,6 +490,9 @@ impl ActionKind {
             ActionKind::ApiHealth => &[
                 arg!("all", Bool, false, "check every target master's API server, not only this host's (default false)"),
                 arg!("through_lb", Bool, false, "also check through the address in the master's admin.conf, the load balancer in a kubeadm cluster (default true)"),
+            ActionKind::ApiserverDiagnose => &[
+                arg!("lines", Int, false, "how many of the log's last lines to read (default 40)"),
+                arg!("health", Str, false, "the health URL on this master (default: from the manifest's flags)"),
             ],
         }
     }
@@ -650,6 +658,19 @@ impl ActionKind {
                 res!("healthy", "how many answered both livez and readyz with ok"),
                 res!("total", "how many were checked"),
                 res!("ok", "true when every one is healthy"),
+            ActionKind::ApiserverDiagnose => &[
+                res!("healthy", "true when the health endpoint answers 200"),
+                res!("cause", "healthy, stranded_manifest, unparseable_manifest, bad_flag, file_not_found, certificate_expired, etcd_unreachable, address_in_use or unknown"),
+                res!("remedy", "none, restore (the backup below), remove_flag (the flag below), unstrand, cert-renew or stop"),
+                res!("line", "the log line (or parse error) the finding rests on, quoted in `finding`"),
+                res!("flag", "with bad_flag: the flag the log names (e.g. --bogus-flag)"),
+                res!("finding", "what was found and what to do, in words"),
+                res!("manifest", "the manifest's path"),
+                res!("staging", "where a restart parks the manifest"),
+                res!("backup", "with remedy restore: the chosen backup's copy on this host"),
+                res!("backup_id", "its id in the journal (`remedy backup show ID`)"),
+                res!("backup_sha256", "the sha256 the journal recorded for it"),
+                res!("backup_mode", "the manifest's mode when it was taken (e.g. 0600)"),
             ],
         })
     }

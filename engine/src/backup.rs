@@ -31,6 +31,21 @@ pub struct BackupRecord {
     pub object: Option<crate::object_backup::ObjectBackup>,
 }
 
+/// A backup an earlier run took, as the journal recorded it: what an action
+/// that restores "the last good copy" (`apiserver.diagnose`) chooses from.
+/// The CLI reads them from the journal into [`crate::RunOptions`]; the engine
+/// itself never reads the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownBackup {
+    /// The `backup_taken` event's id in the journal (`remedy backup show ID`).
+    pub id: i64,
+    pub run_id: String,
+    pub host: String,
+    pub step: String,
+    pub time_ms: i64,
+    pub record: BackupRecord,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     #[error(transparent)]

@@ -848,6 +848,48 @@ async fn file_copy_backs_up_the_destination_and_rollback_restores_it() {
     );
 }
 
+/// Issue 15: `backup restore` copies a backup back with its recorded
+/// sha256; a copy changed since then is refused while planning, and nothing
+/// is written.
+#[tokio::test]
+async fn file_copy_refuses_a_source_whose_sha256_is_not_the_recorded_one() {
+    let lab = Lab::new(&["m1"]);
+    let root = lab.root("m1");
+    std::fs::write(root.join("copy"), "good\n").unwrap();
+    std::fs::write(root.join("live"), "broken\n").unwrap();
+    let rb = |sha: &str| {
+        format!(
+            "runbook: r\nsummary: s\ntargets: masters\nsteps:\n  - id: restore\n    action: file.copy\n    with: {{ from: {r}/copy, to: {r}/live, sha256: \"{sha}\" }}\n",
+            r = root.display()
+        )
+    };
+    let good = remedy_engine::backup::sha256_hex(b"good\n");
+    std::fs::write(root.join("copy"), "tampered\n").unwrap();
+    let r = lab.run(&rb(&good), &[], false).await;
+    assert_eq!(r.status, RunStatus::Failed, "{r:#?}");
+    let refused = step(&r, 0, "restore");
+    assert!(
+        refused.plan.is_none(),
+        "refused while planning: {refused:#?}"
+    );
+    let error = refused.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("not the recorded") && error.contains(&good),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("live")).unwrap(),
+        "broken\n"
+    );
+    std::fs::write(root.join("copy"), "good\n").unwrap();
+    let r = lab.run(&rb(&good.to_uppercase()), &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::Changed, "{r:#?}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("live")).unwrap(),
+        "good\n"
+    );
+}
+
 #[tokio::test]
 async fn file_fetch_backs_up_the_jump_host_copy_and_rollback_restores_it() {
     let lab = Lab::new(&["m1"]);

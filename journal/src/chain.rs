@@ -166,6 +166,15 @@ impl Journal {
         )
     }
 
+    /// Every event of one kind across all runs, in chain order: e.g. every
+    /// `backup_taken`, for `remedy backup list`.
+    pub fn events_of_kind(&self, kind: &str) -> Result<Vec<StoredEvent>, JournalError> {
+        self.stored_events(
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE kind = ?1 ORDER BY id"),
+            params![kind],
+        )
+    }
+
     /// Every event in chain order, for export. Shipping these (with their
     /// hashes) to a SIEM anchors the chain outside this machine.
     pub fn all_events(&self) -> Result<Vec<StoredEvent>, JournalError> {

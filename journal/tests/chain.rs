@@ -33,6 +33,26 @@ fn append_round_trips_and_numbers_seq_per_run() {
 }
 
 #[test]
+fn events_of_kind_reads_one_kind_across_runs_in_chain_order() {
+    let f = Fixture::new();
+    for (i, (run, kind)) in [
+        (RUN_A, "backup_taken"),
+        (RUN_B, "step_intent"),
+        (RUN_B, "backup_taken"),
+        (RUN_A, "backup_taken"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        f.journal.append(&event(run, kind, i as i64)).unwrap();
+    }
+    let backups = f.journal.events_of_kind("backup_taken").unwrap();
+    assert_eq!(backups.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 3, 4]);
+    assert_eq!(backups[1].run_id, RUN_B);
+    assert!(f.journal.events_of_kind("no_such_kind").unwrap().is_empty());
+}
+
+#[test]
 fn two_handles_on_one_file_keep_one_chain() {
     let f = Fixture::new();
     let other = f.reopen();

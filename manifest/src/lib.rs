@@ -32,7 +32,7 @@ mod static_pod;
 #[cfg(test)]
 mod tests;
 
-pub use read::{check_pod, default_health_url, flag_value, under_manifests_dir};
+pub use read::{check_pod, default_health_url, flag_value, has_flag, under_manifests_dir};
 pub use static_pod::{health_url, Parking, Placement, Unplaced};
 
 use expect::expect;

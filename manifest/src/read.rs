@@ -9,19 +9,39 @@ use crate::EditError;
 /// then `args`; the last occurrence, as the component itself reads it).
 /// `None` when the flag is absent or the text is not a pod manifest.
 pub fn flag_value(manifest: &str, name: &str) -> Option<String> {
+    let prefix = format!("--{name}=");
+    first_container_args(manifest)?
+        .into_iter()
+        .rev()
+        .find_map(|item| item.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Whether the pod's first container is given `--name` at all, with a value
+/// (`--name=v`) or without (`--name`): what a log line naming an unknown
+/// flag is checked against before remedy removes it.
+pub fn has_flag(manifest: &str, name: &str) -> bool {
+    let bare = format!("--{}", name.trim_start_matches('-'));
+    first_container_args(manifest).is_some_and(|args| {
+        args.iter()
+            .any(|a| *a == bare || a.strip_prefix(&bare).is_some_and(|r| r.starts_with('=')))
+    })
+}
+
+/// The first container's `command` then `args` items, in order.
+fn first_container_args(manifest: &str) -> Option<Vec<String>> {
     let text = Text::new(manifest);
     let root = parse(&text).ok()?;
     let (_, containers) = root.get("spec")?.1.get("containers")?;
     let container = containers.items().first()?;
-    let prefix = format!("--{name}=");
-    ["command", "args"]
-        .iter()
-        .filter_map(|k| container.get(k))
-        .flat_map(|(_, list)| list.items())
-        .filter_map(|item| item.str())
-        .rev()
-        .find_map(|item| item.strip_prefix(&prefix))
-        .map(str::to_string)
+    Some(
+        ["command", "args"]
+            .iter()
+            .filter_map(|k| container.get(k))
+            .flat_map(|(_, list)| list.items())
+            .filter_map(|item| item.str())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Whether `manifest` is a pod manifest the kubelet could start: one valid
@@ -108,6 +128,17 @@ mod tests {
             "http://127.0.0.1:2381/health"
         );
         assert_eq!(default_health_url("my-sidecar", etcd), None);
+    }
+
+    #[test]
+    fn has_flag_matches_the_whole_flag_name_with_or_without_a_value() {
+        let m = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --bogus-flag=1\n    - --v\n  - name: other\n    command: [--other]\n";
+        assert!(has_flag(m, "--bogus-flag"));
+        assert!(has_flag(m, "bogus-flag"));
+        assert!(has_flag(m, "--v"));
+        assert!(!has_flag(m, "--bogus"), "a prefix is another flag");
+        assert!(!has_flag(m, "--other"), "only the first container");
+        assert!(!has_flag("not: [a pod", "--v"));
     }
 
     #[test]

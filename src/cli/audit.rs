@@ -82,7 +82,7 @@ pub enum LockCommand {
     },
 }
 
-fn open() -> Result<Arc<Journal>, Exit> {
+pub(super) fn open() -> Result<Arc<Journal>, Exit> {
     journal::open().map_err(|msg| {
         eprintln!("error: {msg}");
         Exit::Invalid
@@ -94,14 +94,14 @@ fn fail(e: impl std::fmt::Display) -> Exit {
     Exit::Invalid
 }
 
-fn print_json(v: &impl serde::Serialize) {
+pub(super) fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: cannot render JSON: {e}"),
     }
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     // UTC, to the second: what an SRE pastes into an incident timeline.
     match time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) {
         Ok(t) => format!(

@@ -9,6 +9,14 @@ use std::sync::Arc;
 /// The built-in runbooks, embedded at build time. A test checks this list
 /// matches the files in `runbooks/`.
 pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "apiserver-recover",
+        include_str!("../../runbooks/apiserver-recover.yaml"),
+    ),
+    (
+        "backup-restore",
+        include_str!("../../runbooks/backup-restore.yaml"),
+    ),
     ("cert-renew", include_str!("../../runbooks/cert-renew.yaml")),
     (
         "etcd-maintenance",

@@ -5,6 +5,7 @@ mod approval;
 mod approve;
 mod audit;
 mod check;
+pub(crate) mod backup;
 mod config;
 mod daemon;
 mod exec;
@@ -277,6 +278,9 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         last: usize,
     },
+    /// Backups remedy took before changing files: list, show, restore one (as a planned, approved, journaled run).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// The tamper-evident journal: list, show, verify, export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -325,6 +329,7 @@ impl Command {
                 | Command::Validate { .. }
                 | Command::Runs { .. }
                 | Command::Audit(_)
+                | Command::Backup(backup::BackupCommand::List(_))
                 | Command::Lock(audit::LockCommand::List)
                 | Command::Schedule(_)
         )
@@ -412,6 +417,7 @@ pub fn main() -> i32 {
         Command::Resume { run, force } => run::resume(g, run, *force).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),
+        Command::Backup(cmd) => backup::backup_command(g, cmd).into(),
         Command::Lock(cmd) => audit::lock(g, cmd).into(),
         Command::Exec {
             targets,

@@ -16,6 +16,9 @@ pub struct FileCopy {
     from: String,
     to: String,
     mode: Option<String>,
+    /// What `from` must hash to: a copy changed since it was recorded (a
+    /// backup) is refused rather than spread.
+    sha256: Option<String>,
 }
 
 impl FileCopy {
@@ -30,7 +33,7 @@ impl FileCopy {
                 "check the path",
             ));
         };
-        let mode = match &self.mode {
+        let mode = match self.mode.as_deref().filter(|m| !m.is_empty()) {
             Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|v| *v <= 0o7777)
@@ -44,7 +47,20 @@ impl FileCopy {
             Some(_) => Some(t.read_file(&self.to).await?),
             None => None,
         };
-        Ok((t.read_file(&self.from).await?, mode, current))
+        let bytes = t.read_file(&self.from).await?;
+        if let Some(expected) = self.sha256.as_deref().filter(|s| !s.is_empty()) {
+            let found = sha256_hex(&bytes);
+            if !found.eq_ignore_ascii_case(expected) {
+                return Err(ActionError::precondition(
+                    format!(
+                        "{} on {} has sha256 {found}, not the recorded {expected}: it changed after it was recorded",
+                        self.from, ctx.host.name
+                    ),
+                    "nothing was changed; pick another copy (remedy backup list --path …) or compare the file by hand",
+                ));
+            }
+        }
+        Ok((bytes, mode, current))
     }
 }
 

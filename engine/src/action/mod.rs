@@ -4,6 +4,7 @@
 //! in [`instantiate`] is the registry: a new action is one variant plus one file.
 
 mod api_health;
+mod apiserver_diagnose;
 mod assert;
 pub(crate) mod cert_check;
 mod cert_renew;
@@ -75,9 +76,23 @@ pub struct StepCtx<'a> {
     pub targets: &'a [Host],
     /// How `kube.*` steps reach the API server.
     pub kube: &'a kube::KubeAccess,
+    /// Backups earlier runs took, every host's, oldest first (from the
+    /// journal; empty where the caller has none): see [`StepCtx::backups_of`].
+    pub backups: &'a [crate::backup::KnownBackup],
 }
 
 impl StepCtx<'_> {
+    /// The backups of `path` on this host, newest first.
+    pub fn backups_of(&self, path: &str) -> Vec<&crate::backup::KnownBackup> {
+        let mut found: Vec<_> = self
+            .backups
+            .iter()
+            .filter(|b| b.host == self.host.name && b.record.path == path && b.record.existed)
+            .collect();
+        found.sort_by_key(|b| std::cmp::Reverse((b.time_ms, b.id)));
+        found
+    }
+
     /// True while planning: `transport` is read-only.
     pub fn planning(&self) -> bool {
         self.transport.is_read_only()
@@ -249,6 +264,9 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
             Box::new(args::<kube_probe_write::KubeProbeWrite>(kind, with)?)
         }
         ActionKind::ApiHealth => Box::new(args::<api_health::ApiHealth>(kind, with)?),
+        ActionKind::ApiserverDiagnose => {
+            Box::new(args::<apiserver_diagnose::ApiserverDiagnose>(kind, with)?)
+        }
     })
 }
 
@@ -289,6 +307,7 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::KubePatch
         | ActionKind::KubeDelete
         | ActionKind::KubeScale => false,
+        | ActionKind::ApiserverDiagnose => false,
     }
 }
 

@@ -70,7 +70,17 @@ async fn container(
     })
 }
 
-async fn healthy(t: &dyn Transport, url: &str) -> Result<bool, ActionError> {
+/// Where this host's manifests are and where a restart parks them (host
+/// vars `manifests_dir`, `staging_dir`).
+pub(super) fn parking(ctx: &StepCtx<'_>) -> Result<Parking, ActionError> {
+    let var = |name, default: &str| ctx.host.var(name).unwrap_or_else(|| default.into());
+    Ok(Parking::new(
+        var("manifests_dir", "/etc/kubernetes/manifests"),
+        var("staging_dir", "/var/lib/remedy/staging"),
+    )?)
+}
+
+pub(super) async fn healthy(t: &dyn Transport, url: &str) -> Result<bool, ActionError> {
     let out = t
         .probe(
             &format!(
@@ -102,7 +112,7 @@ fn checked_health_url(
     }
 }
 
-fn short(id: &Option<String>) -> String {
+pub(super) fn short(id: &Option<String>) -> String {
     id.as_deref()
         .map(|s| s.chars().take(12).collect())
         .unwrap_or_else(|| "none".into())
@@ -114,11 +124,7 @@ impl StaticPodRestart {
     }
 
     async fn inspect(&self, ctx: &StepCtx<'_>) -> Result<Vec<Pod>, ActionError> {
-        let var = |name, default: &str| ctx.host.var(name).unwrap_or_else(|| default.into());
-        let parking = Parking::new(
-            var("manifests_dir", "/etc/kubernetes/manifests"),
-            var("staging_dir", "/var/lib/remedy/staging"),
-        )?;
+        let parking = parking(ctx)?;
         let t = ctx.transport;
         let mut pods = Vec::new();
         for name in &self.pods {

@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
     /// How `kube.*` steps reach the API server.
     pub kube: crate::action::kube::KubeAccess,
+    /// Backups earlier runs took (from the journal), for actions that
+    /// restore one; each action sees its own host's (`StepCtx::backups`).
+    pub known_backups: Vec<crate::backup::KnownBackup>,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -85,6 +88,7 @@ impl RunOptions {
             inventory: None,
             gate: None,
             kube: Default::default(),
+            known_backups: Vec::new(),
         }
     }
 }
@@ -292,6 +296,7 @@ impl Executor<'_> {
             etcd: &self.run.etcd,
             targets: &self.run.hosts,
             kube: &self.options.kube,
+            backups: &self.options.known_backups,
         }
     }
 }

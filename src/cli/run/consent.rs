@@ -9,6 +9,7 @@ use super::session::Session;
 use crate::cli::{approval, render, Exit};
 use remedy_chatops::NoticeKind;
 use remedy_dsl::{Approval, ApprovalPolicy, ApprovalScope};
+use remedy_engine::backup::KnownBackup;
 use remedy_engine::event::MemorySink;
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
@@ -61,6 +62,7 @@ impl Session<'_> {
                     accept_new_host_keys: self.g.accept_new_host_keys,
                     verbose: self.g.verbose,
                     redactor: self.redactor.clone(),
+                    known_backups: self.known_backups.clone(),
                 }),
             )))),
         }
@@ -144,6 +146,7 @@ impl Session<'_> {
                 RunOptions {
                     max_parallel: self.g.parallel as usize,
                     kube: self.g.kube_access(),
+                    known_backups: self.known_backups.clone(),
                     ..RunOptions::new(true)
                 },
             )
@@ -214,6 +217,7 @@ struct OneHost {
     accept_new_host_keys: bool,
     verbose: bool,
     redactor: Redactor,
+    known_backups: Vec<KnownBackup>,
 }
 
 #[async_trait::async_trait(?Send)]
@@ -229,7 +233,10 @@ impl approval::HostPreview for OneHost {
             &connector,
             &MemorySink::default(),
             Arc::new(AtomicBool::new(false)),
-            RunOptions::new(true),
+            RunOptions {
+                known_backups: self.known_backups.clone(),
+                ..RunOptions::new(true)
+            },
         )
         .await;
         if report.status != RunStatus::Ok {

@@ -7,6 +7,7 @@ use super::{execute, finish, status_name, strategy_words, Prepared, Who};
 use crate::cli::journal::{self, JournalSink};
 use crate::cli::{progress::Progress, render, Exit, Global, Output};
 use remedy_chatops::NoticeKind;
+use remedy_engine::backup::KnownBackup;
 use remedy_engine::event::{MemorySink, Tee};
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
@@ -41,6 +42,10 @@ pub(super) struct Session<'a> {
     changing: Arc<AtomicBool>,
     json: bool,
     color: bool,
+    /// The journal's backups when the run started, for actions that
+    /// restore one (read once: the preview, the approval and the apply
+    /// must plan with the same).
+    pub(super) known_backups: Vec<KnownBackup>,
 }
 
 /// The run's host locks, held (and renewed) until this is dropped.
@@ -98,6 +103,10 @@ impl<'a> Session<'a> {
             changing: Arc::new(AtomicBool::new(false)),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
+            known_backups: crate::cli::backup::known(journal).unwrap_or_else(|msg| {
+                eprintln!("warning: {msg}; actions that restore a backup see none");
+                Vec::new()
+            }),
         }
     }
 
@@ -188,6 +197,7 @@ impl Session<'_> {
             run_id: self.record.run_id.clone(),
             kube: self.g.kube_access(),
             inventory: Some(self.prepared.inventory_path.clone()),
+            known_backups: self.known_backups.clone(),
             ..RunOptions::new(dry_run)
         }
     }
