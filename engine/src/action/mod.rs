@@ -30,6 +30,8 @@ mod shell;
 mod static_pod_restart;
 mod wait_until;
 
+pub use etcd::EtcdClients;
+
 use crate::eval::{Bindings, EvalError};
 use crate::inventory::Host;
 use crate::plan::Plan;
@@ -61,6 +63,8 @@ pub struct StepCtx<'a> {
     pub lbs: &'a [Host],
     /// The hosts of the etcd members (group `etcd`).
     pub etcd: &'a [Host],
+    /// The run's clients to those members, shared by every step.
+    pub etcd_clients: &'a EtcdClients,
 }
 
 impl StepCtx<'_> {

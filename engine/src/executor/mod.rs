@@ -14,7 +14,7 @@ mod rollback;
 mod rollout;
 mod step;
 
-use crate::action::{ActionError, StepCtx};
+use crate::action::{ActionError, EtcdClients, StepCtx};
 use crate::bind::BoundRun;
 use crate::eval::Bindings;
 use crate::event::{Event, EventKind, EventSink};
@@ -48,6 +48,10 @@ pub struct RunOptions {
     /// Approval per host or per step (a run-wide approval is obtained before
     /// the run starts, by the caller).
     pub gate: Option<std::sync::Arc<dyn ApprovalGate>>,
+    /// The run's etcd clients. A caller that previews and then runs passes
+    /// the same ones (a clone) to both, so the run reuses the preview's
+    /// connections.
+    pub etcd_clients: EtcdClients,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -82,6 +86,7 @@ impl RunOptions {
             resume: None,
             inventory: None,
             gate: None,
+            etcd_clients: EtcdClients::default(),
         }
     }
 }
@@ -287,6 +292,7 @@ impl Executor<'_> {
             connector: self.connector,
             lbs: &self.run.lbs,
             etcd: &self.run.etcd,
+            etcd_clients: &self.options.etcd_clients,
         }
     }
 }

@@ -141,10 +141,7 @@ impl Session<'_> {
                 self.connector,
                 &MemorySink::default(),
                 self.cancel.clone(),
-                RunOptions {
-                    max_parallel: self.g.parallel as usize,
-                    ..RunOptions::new(true)
-                },
+                self.options(true),
             )
             .await;
             let now = approval::plan_hash(&fresh);

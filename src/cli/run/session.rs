@@ -7,6 +7,7 @@ use super::{execute, finish, status_name, strategy_words, Prepared, Who};
 use crate::cli::journal::{self, JournalSink};
 use crate::cli::{progress::Progress, render, Exit, Global, Output};
 use remedy_chatops::NoticeKind;
+use remedy_engine::action::EtcdClients;
 use remedy_engine::event::{MemorySink, Tee};
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
@@ -41,6 +42,9 @@ pub(super) struct Session<'a> {
     changing: Arc<AtomicBool>,
     json: bool,
     color: bool,
+    /// The etcd clients of this run's preview, its re-plans and the run
+    /// itself: one connection per member for all of them.
+    etcd_clients: EtcdClients,
 }
 
 /// The run's host locks, held (and renewed) until this is dropped.
@@ -96,6 +100,7 @@ impl<'a> Session<'a> {
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: Arc::new(Notify::new()),
             changing: Arc::new(AtomicBool::new(false)),
+            etcd_clients: EtcdClients::default(),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
         }
@@ -182,11 +187,12 @@ impl<'a> Session<'a> {
 }
 
 impl Session<'_> {
-    fn options(&self, dry_run: bool) -> RunOptions {
+    pub(super) fn options(&self, dry_run: bool) -> RunOptions {
         RunOptions {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
             inventory: Some(self.prepared.inventory_path.clone()),
+            etcd_clients: self.etcd_clients.clone(),
             ..RunOptions::new(dry_run)
         }
     }
