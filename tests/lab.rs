@@ -2182,6 +2182,115 @@ fn etcd_maintenance_snapshots_compacts_and_shrinks_every_member_leader_last() {
     );
 }
 
+/// A TCP proxy on 127.0.0.1 (in every lab member's etcd server
+/// certificate) to `target`, counting the connections it accepts: each is a
+/// new TLS connection to that member. It stops accepting when dropped.
+struct CountingProxy {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CountingProxy {
+    fn to(target: String) -> CountingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = CountingProxy {
+            port,
+            accepted: Default::default(),
+            stop: Default::default(),
+        };
+        let (accepted, stop) = (proxy.accepted.clone(), proxy.stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Issue 17: a run opens one etcd connection per member, for its preview
+/// and the plan and apply of every step (it opened two per member per step,
+/// and the preview as many again). Each member is reached through a
+/// counting proxy (its `etcd_endpoint`), still through its master's SSH
+/// session.
+#[test]
+fn issue_17_a_run_opens_one_etcd_connection_per_member_for_every_step() {
+    let lab = Lab::up(157);
+    grow_etcd(&lab, 300, 4096);
+    let proxies: Vec<CountingProxy> = (1..=3)
+        .map(|i| CountingProxy::to(format!("{}:2379", lab.addr(i))))
+        .collect();
+    let mut inv = std::fs::read_to_string(lab.inv()).unwrap();
+    for (i, p) in (1..=3).zip(&proxies) {
+        let vars = format!("node_ip: {} }}", lab.addr(i));
+        assert!(inv.contains(&vars), "{inv}");
+        inv = inv.replace(
+            &vars,
+            &format!(
+                "node_ip: {}, etcd_endpoint: \"https://127.0.0.1:{}\" }}",
+                lab.addr(i),
+                p.port
+            ),
+        );
+    }
+    let counted = lab.dir.path().join("counted.yaml");
+    std::fs::write(&counted, inv).unwrap();
+    let snaps = lab.dir.path().join("snapshots");
+    let out = ok(&remedy(&[
+        "run",
+        "etcd-maintenance",
+        "-i",
+        counted.to_str().unwrap(),
+        "--yes",
+        "-p",
+        &format!("snapshot_dir={}", snaps.display()),
+    ]));
+    // Every step ran (the defragmentation too), each through the proxies.
+    for step in ["before", "snapshot", "compact", "defrag", "alarms", "after"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with('[')
+                    && l.split_whitespace().nth(1) == Some(step)),
+            "step {step} missing:\n{out}"
+        );
+    }
+    assert!(out.contains("defragment 3 of 3 etcd member(s)"), "{out}");
+    for (m, p) in MASTERS.iter().zip(&proxies) {
+        assert_eq!(p.accepted(), 1, "connections to {m}'s etcd\n{out}");
+    }
+}
+
 #[test]
 fn etcd_maintenance_with_a_member_down_changes_nothing_and_names_it() {
     let lab = Lab::up(131);

@@ -424,6 +424,7 @@ impl ActionKind {
             ActionKind::EtcdCompact => &[
                 arg!("retention", Int, false, "revisions to keep before the current one (default 0)"),
                 arg!("physical", Bool, false, "wait until the space is really freed in the backend (default true)"),
+                arg!("settle", Duration, false, "with physical: the longest wait for every member's size in use to hold still; it ends as soon as they do (default 10s)"),
             ],
             ActionKind::EtcdDefrag => &[
                 arg!("rule", Str, false, "Rhai over `member` (db_size, db_size_in_use, db_size_free, quota, quota_usage, fragmentation, leader, name) deciding per member; default: (fragmentation >= 0.25 and 1 MiB free) or quota_usage >= 0.8"),

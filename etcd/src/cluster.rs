@@ -126,33 +126,35 @@ pub struct StatusReport {
 }
 
 impl Cluster {
-    /// Each member's status, or why there is none.
+    /// Each member's status, or why there is none; asked of every member at
+    /// once.
     pub async fn statuses(&self) -> Vec<Answer> {
-        let mut out = Vec::new();
-        for c in &self.members {
-            out.push(match &c.member {
+        futures::future::join_all(self.members.iter().map(|c| async move {
+            match &c.member {
                 Ok(m) => m.status().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
-            });
-        }
-        out
+            }
+        }))
+        .await
     }
 
     /// Every member healthy (a linearizable read, no alarm but NOSPACE — a
     /// full member still serves reads, compaction and defragmentation, which
-    /// is how it is recovered), or the first that is not, named, with why.
+    /// is how it is recovered), or the first in member order that is not,
+    /// named, with why. Every member is asked at once.
     pub async fn all_healthy(&self) -> Result<(), String> {
-        for c in &self.members {
+        let verdicts = futures::future::join_all(self.members.iter().map(|c| async move {
             match &c.member {
-                Err(e) => return Err(format!("etcd member {} is unreachable: {e}", c.name)),
+                Err(e) => Err(format!("etcd member {} is unreachable: {e}", c.name)),
                 Ok(m) => match m.health().await {
-                    Ok(_) => {}
-                    Err(e) if e.is_nospace() => {}
-                    Err(e) => return Err(format!("etcd member {} is not healthy: {e}", c.name)),
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_nospace() => Ok(()),
+                    Err(e) => Err(format!("etcd member {} is not healthy: {e}", c.name)),
                 },
             }
-        }
-        Ok(())
+        }))
+        .await;
+        verdicts.into_iter().collect()
     }
 
     /// The statuses that answered, with their members, or a refusal naming
@@ -212,14 +214,15 @@ impl Cluster {
                 }
             }
         }
-        let mut members = Vec::new();
-        for (c, s) in self.members.iter().zip(&st) {
-            let mut v = c.status_value(s);
-            if let (Ok(m), Ok(_)) = (&c.member, s) {
-                v["healthy"] = json!(m.health().await.is_ok());
-            }
-            members.push(v);
-        }
+        let members: Vec<Value> =
+            futures::future::join_all(self.members.iter().zip(&st).map(|(c, s)| async move {
+                let mut v = c.status_value(s);
+                if let (Ok(m), Ok(_)) = (&c.member, s) {
+                    v["healthy"] = json!(m.health().await.is_ok());
+                }
+                v
+            }))
+            .await;
         let leader = ok.iter().find(|s| s.is_leader).map(|s| s.name.clone());
         let mut text = status_table(&ok);
         for (c, s) in self.members.iter().zip(&st) {

@@ -20,6 +20,14 @@ pub const WRITE_CHECK_KEY: &str = "/remedy/maintenance/write-check";
 /// Backend commits at most, to make the sizes current after a compaction.
 const REFRESH_ROUNDS: u32 = 5;
 
+/// How often the sizes are read while they settle: a backend commits every
+/// 100 ms by default (`--backend-batch-interval`), so a figure moves within
+/// a few polls.
+const REFRESH_POLL: Duration = Duration::from_millis(20);
+
+/// The longest one round waits for every member's figure to move.
+const ROUND_LIMIT: Duration = Duration::from_secs(2);
+
 /// A size in use that moved by no more than this after a write holds still
 /// (a write itself touches a few pages).
 const SETTLED_BYTES: u64 = 256 * 1024;
@@ -72,13 +80,14 @@ impl Cluster {
     }
 
     /// Compact history through the leader (else the first member) and, when
-    /// `physical`, wait until every member's size in use holds still, so a
-    /// defragmentation decided next sees the freed space. Whether anything
-    /// changed, and the target.
+    /// `physical`, wait (up to `settle`) until every member's size in use
+    /// holds still, so a defragmentation decided next sees the freed space.
+    /// Whether anything changed, and the target.
     pub async fn compact(
         &self,
         retention: i64,
         physical: bool,
+        settle: Duration,
         clock: &dyn Clock,
     ) -> Result<(bool, CompactionTarget), MaintenanceError> {
         let all = self.survey("compacted").await?;
@@ -100,7 +109,7 @@ impl Cluster {
             }
         };
         if changed && physical {
-            self.refresh_sizes(leader.client()?, clock).await;
+            self.refresh_sizes(leader.client()?, settle, clock).await;
         }
         Ok((changed, t))
     }
@@ -120,20 +129,23 @@ impl Cluster {
     /// reads as 17% fragmented) until two more writes come. So make the
     /// backends commit without touching a key or the revision (a lease
     /// granted and revoked: a compaction repeated right after still has
-    /// nothing to do), wait until every member's figure has moved, and
+    /// nothing to do), poll until every member's figure has moved, and
     /// again, until a round moves no member's figure by more than
-    /// [`SETTLED_BYTES`]. A write refused (NOSPACE) leaves the figures as
-    /// they are: nothing can commit then, and a defragmentation is what
-    /// frees the space.
-    async fn refresh_sizes(&self, via: &Member, clock: &dyn Clock) {
+    /// [`SETTLED_BYTES`] — or `settle` has passed. A write refused
+    /// (NOSPACE) leaves the figures as they are: nothing can commit then,
+    /// and a defragmentation is what frees the space.
+    async fn refresh_sizes(&self, via: &Member, settle: Duration, clock: &dyn Clock) {
+        let start = clock.now();
+        let waited = || clock.now().duration_since(start).unwrap_or_default();
         let mut last = self.sizes_in_use().await;
         for round in 1..=REFRESH_ROUNDS {
-            if via.touch_backend().await.is_err() {
+            if waited() >= settle || via.touch_backend().await.is_err() {
                 return;
             }
+            let round_start = waited();
             let mut now = last.clone();
-            for _ in 0..20 {
-                clock.sleep(Duration::from_millis(100)).await;
+            while waited() < settle && waited() - round_start < ROUND_LIMIT {
+                clock.sleep(REFRESH_POLL).await;
                 now = self.sizes_in_use().await;
                 if now.iter().zip(&last).all(|(n, l)| n != l) {
                     break;

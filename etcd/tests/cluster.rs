@@ -576,10 +576,16 @@ async fn cluster_maintenance_runs_in_plan_order_and_refuses_with_a_member_down()
     grow_and_delete(&members[0]).await;
     let cluster = remedy_cluster(&members);
     let clock = remedy_clock::SystemClock;
-    let (changed, target) = cluster.compact(0, true, &clock).await.expect("compact");
+    let (changed, target) = cluster
+        .compact(0, true, Duration::from_secs(10), &clock)
+        .await
+        .expect("compact");
     assert!(changed);
     assert_eq!(target.target, target.current);
-    let (again, _) = cluster.compact(0, true, &clock).await.expect("again");
+    let (again, _) = cluster
+        .compact(0, true, Duration::from_secs(10), &clock)
+        .await
+        .expect("again");
     assert!(!again, "a repeated compaction changes nothing");
     wait_until_compacted(&members).await;
 
@@ -671,7 +677,7 @@ async fn issue_13_sizes_are_current_right_after_a_compaction_on_a_quiet_cluster(
     let before = statuses(&members).await;
     println!("before:\n{}", status_table(&before));
     let (changed, _) = cluster
-        .compact(0, true, &remedy_clock::SystemClock)
+        .compact(0, true, Duration::from_secs(10), &remedy_clock::SystemClock)
         .await
         .expect("compact");
     assert!(changed);
@@ -692,7 +698,7 @@ async fn issue_13_sizes_are_current_right_after_a_compaction_on_a_quiet_cluster(
     let revision = |all: &[MemberStatus]| all.iter().map(|s| s.revision).max();
     assert_eq!(revision(&after), revision(&before));
     let (again, _) = cluster
-        .compact(0, true, &remedy_clock::SystemClock)
+        .compact(0, true, Duration::from_secs(10), &remedy_clock::SystemClock)
         .await
         .expect("compact again");
     assert!(!again, "a repeated compaction changes nothing");

@@ -294,6 +294,13 @@ pub trait Transport: Send + Sync {
 #[async_trait]
 pub trait StreamOpener: Send + Sync + 'static {
     async fn open(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>>;
+
+    /// The connection under it is gone: every stream it opens fails, and a
+    /// new transport from the connector (which reconnects) is needed. A
+    /// client kept for a whole run checks this before it is reused.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }
 
 /// Opens a transport to a host (one per host for a whole run).

@@ -3,17 +3,20 @@
 //! the member's client address on its own master and authenticated with the
 //! client certificate read from that master — so it works from a jump host
 //! that has only SSH — with the quota its manifest sets; Rhai rules over a
-//! member; arguments given as text; etcd's errors as the step's.
+//! member; arguments given as text; etcd's errors as the step's. The
+//! clients are the run's ([`EtcdClients`]), opened once per member.
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
 use async_trait::async_trait;
-use remedy_etcd::{Cluster, ClusterMember, MaintenanceError, Tls};
+use remedy_etcd::{Cluster, ClusterMember, MaintenanceError, Member, Tls};
 use remedy_pki::kubeadm;
 use remedy_transport::{StreamOpener, StreamTarget, Transport};
 use serde_json::Value;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// How long one member operation may take (connect, status, health).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -84,8 +87,84 @@ async fn read_quota(t: &dyn Transport, host: &Host) -> Option<u64> {
         .ok()
 }
 
-/// Connect to every member of group `etcd`. A member that cannot be reached
-/// is kept with its error: callers decide whether that stops them.
+/// The run's etcd clients, one per member (by host name). The first step
+/// that reaches a member — in a real run, its preview — opens the client
+/// (client certificate read over SSH, one direct-tcpip channel, one TLS
+/// handshake); the plan and the apply of every later step use the same one,
+/// so a run makes one connection per member instead of two per step. The
+/// channel reconnects through the same SSH session if etcd drops it (a
+/// member restarted). A member that could not be reached is not kept: the
+/// next step tries again. Clones share the clients; `RunOptions` carries
+/// them, so the preview and the run it approves share them too.
+#[derive(Clone, Default)]
+pub struct EtcdClients(Arc<Mutex<HashMap<String, Arc<OnceCell<Opened>>>>>);
+
+/// A member's client and the tunnel opener it dials through.
+struct Opened {
+    member: Member,
+    opener: Arc<dyn StreamOpener>,
+}
+
+impl std::fmt::Debug for EtcdClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.cells().keys().cloned().collect();
+        f.debug_tuple("EtcdClients").field(&names).finish()
+    }
+}
+
+impl EtcdClients {
+    fn cells(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Opened>>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `host`'s member: the run's client, else a new one opened through `t`
+    /// — also when the SSH connection the kept one dials through is gone
+    /// (the connector reconnects; the kept client could never dial again).
+    async fn member(
+        &self,
+        host: &Host,
+        endpoint: &str,
+        t: &dyn Transport,
+    ) -> Result<Member, String> {
+        let cell = {
+            let mut cells = self.cells();
+            let cell = cells.entry(host.name.clone()).or_default();
+            if cell.get().is_some_and(|o| o.opener.is_closed()) {
+                *cell = Arc::default();
+            }
+            cell.clone()
+        };
+        cell.get_or_try_init(|| open(host, endpoint, t))
+            .await
+            .map(|o| o.member.clone())
+    }
+}
+
+/// A new client to `host`'s member, through `t`'s tunnels, with the client
+/// certificate read from `host`.
+async fn open(host: &Host, endpoint: &str, t: &dyn Transport) -> Result<Opened, String> {
+    let Some(opener) = t.opener() else {
+        return Err(format!("{}: its transport cannot open tunnels", host.name));
+    };
+    let tls = read_tls(t, host).await?;
+    let member = remedy_etcd::connect(
+        &host.name,
+        endpoint,
+        Some(&tls),
+        Arc::new(Through(opener.clone())),
+        OP_TIMEOUT,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Opened { member, opener })
+}
+
+/// Every member of group `etcd`, reached at once (the run's clients, see
+/// [`EtcdClients`]). A member that cannot be reached is kept with its
+/// error: callers decide whether that stops them. The quota is read from
+/// each manifest every time: an earlier step may have changed it.
 pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
     if ctx.etcd.is_empty() {
         return Err(ActionError::precondition(
@@ -93,32 +172,42 @@ pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
             "put the masters that run etcd in group `etcd` (`groups: [masters, etcd]`)",
         ));
     }
-    let mut members = Vec::new();
-    for host in ctx.etcd {
-        let endpoint = endpoint(host);
-        let peer;
-        let t: &dyn Transport = if host.name == ctx.host.name {
-            ctx.transport
-        } else {
-            match ctx.connect_peer(host).await {
-                Ok(p) => {
-                    peer = p;
-                    peer.as_ref()
-                }
-                Err(e) => {
-                    members.push(ClusterMember {
-                        name: host.name.clone(),
-                        endpoint,
-                        member: Err(format!("cannot reach {} over SSH: {e}", host.name)),
-                        quota: None,
-                    });
-                    continue;
+    let members = futures::future::join_all(ctx.etcd.iter().map(|host| reach(ctx, host))).await;
+    Ok(Cluster { members })
+}
+
+/// One member: its quota and the run's client to it.
+async fn reach(ctx: &StepCtx<'_>, host: &Host) -> ClusterMember {
+    let endpoint = endpoint(host);
+    let peer;
+    let t: &dyn Transport = if host.name == ctx.host.name {
+        ctx.transport
+    } else {
+        match ctx.connect_peer(host).await {
+            Ok(p) => {
+                peer = p;
+                peer.as_ref()
+            }
+            Err(e) => {
+                return ClusterMember {
+                    name: host.name.clone(),
+                    endpoint,
+                    member: Err(format!("cannot reach {} over SSH: {e}", host.name)),
+                    quota: None,
                 }
             }
-        };
-        members.push(connect_member(t, host, OP_TIMEOUT).await);
+        }
+    };
+    let (quota, member) = futures::join!(
+        read_quota(t, host),
+        ctx.etcd_clients.member(host, &endpoint, t)
+    );
+    ClusterMember {
+        name: host.name.clone(),
+        endpoint,
+        member,
+        quota,
     }
-    Ok(Cluster { members })
 }
 
 /// One member through its master's transport (`t`), with its client

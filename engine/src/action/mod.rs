@@ -41,6 +41,8 @@ mod shell;
 mod static_pod_restart;
 mod wait_until;
 
+pub use etcd::EtcdClients;
+
 use crate::eval::{Bindings, EvalError};
 use crate::inventory::Host;
 use crate::plan::Plan;
@@ -79,6 +81,8 @@ pub struct StepCtx<'a> {
     /// Backups earlier runs took, every host's, oldest first (from the
     /// journal; empty where the caller has none): see [`StepCtx::backups_of`].
     pub backups: &'a [crate::backup::KnownBackup],
+    /// The run's clients to those members, shared by every step.
+    pub etcd_clients: &'a EtcdClients,
 }
 
 impl StepCtx<'_> {

@@ -14,7 +14,7 @@ mod rollback;
 mod rollout;
 mod step;
 
-use crate::action::{ActionError, StepCtx};
+use crate::action::{ActionError, EtcdClients, StepCtx};
 use crate::bind::BoundRun;
 use crate::eval::Bindings;
 use crate::event::{Event, EventKind, EventSink};
@@ -53,6 +53,10 @@ pub struct RunOptions {
     /// Backups earlier runs took (from the journal), for actions that
     /// restore one; each action sees its own host's (`StepCtx::backups`).
     pub known_backups: Vec<crate::backup::KnownBackup>,
+    /// The run's etcd clients. A caller that previews and then runs passes
+    /// the same ones (a clone) to both, so the run reuses the preview's
+    /// connections.
+    pub etcd_clients: EtcdClients,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -89,6 +93,7 @@ impl RunOptions {
             gate: None,
             kube: Default::default(),
             known_backups: Vec::new(),
+            etcd_clients: EtcdClients::default(),
         }
     }
 }
@@ -297,6 +302,7 @@ impl Executor<'_> {
             targets: &self.run.hosts,
             kube: &self.options.kube,
             backups: &self.options.known_backups,
+            etcd_clients: &self.options.etcd_clients,
         }
     }
 }

@@ -143,12 +143,7 @@ impl Session<'_> {
                 self.connector,
                 &MemorySink::default(),
                 self.cancel.clone(),
-                RunOptions {
-                    max_parallel: self.g.parallel as usize,
-                    kube: self.g.kube_access(),
-                    known_backups: self.known_backups.clone(),
-                    ..RunOptions::new(true)
-                },
+                self.options(true),
             )
             .await;
             let now = approval::plan_hash(&fresh);

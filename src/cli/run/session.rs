@@ -8,6 +8,7 @@ use crate::cli::journal::{self, JournalSink};
 use crate::cli::{progress::Progress, render, Exit, Global, Output};
 use remedy_chatops::NoticeKind;
 use remedy_engine::backup::KnownBackup;
+use remedy_engine::action::EtcdClients;
 use remedy_engine::event::{MemorySink, Tee};
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
@@ -46,6 +47,9 @@ pub(super) struct Session<'a> {
     /// restore one (read once: the preview, the approval and the apply
     /// must plan with the same).
     pub(super) known_backups: Vec<KnownBackup>,
+    /// The etcd clients of this run's preview, its re-plans and the run
+    /// itself: one connection per member for all of them.
+    etcd_clients: EtcdClients,
 }
 
 /// The run's host locks, held (and renewed) until this is dropped.
@@ -101,6 +105,7 @@ impl<'a> Session<'a> {
             cancel: Arc::new(AtomicBool::new(false)),
             interrupted: Arc::new(Notify::new()),
             changing: Arc::new(AtomicBool::new(false)),
+            etcd_clients: EtcdClients::default(),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
             known_backups: crate::cli::backup::known(journal).unwrap_or_else(|msg| {
@@ -191,13 +196,14 @@ impl<'a> Session<'a> {
 }
 
 impl Session<'_> {
-    fn options(&self, dry_run: bool) -> RunOptions {
+    pub(super) fn options(&self, dry_run: bool) -> RunOptions {
         RunOptions {
             max_parallel: self.g.parallel as usize,
             run_id: self.record.run_id.clone(),
             kube: self.g.kube_access(),
             inventory: Some(self.prepared.inventory_path.clone()),
             known_backups: self.known_backups.clone(),
+            etcd_clients: self.etcd_clients.clone(),
             ..RunOptions::new(dry_run)
         }
     }

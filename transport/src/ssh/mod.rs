@@ -301,6 +301,10 @@ pub struct SshConnector {
     /// Lines already reported, so each is said once per run.
     reported: std::sync::Mutex<HashSet<String>>,
     sessions: Mutex<HashMap<String, Arc<OnceCell<Arc<SshSession>>>>>,
+    /// Each inventory host's route, resolved once per run: resolving runs
+    /// `ssh -G`, a process, and a run asks again for every peer a step
+    /// reaches (each etcd member, each load balancer).
+    routes: std::sync::Mutex<HashMap<String, (Target, Proxy)>>,
 }
 
 impl SshConnector {
@@ -327,6 +331,7 @@ impl SshConnector {
             reporter: Arc::new(|line: &str| eprintln!("remedy: {line}")),
             reported: std::sync::Mutex::new(HashSet::new()),
             sessions: Mutex::new(HashMap::new()),
+            routes: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -407,6 +412,22 @@ impl SshConnector {
 
     /// Where and as whom to log in to an inventory host, and how to get there.
     pub async fn route_for_host(&self, host: &Host) -> Result<(Target, Proxy), SshError> {
+        let known = self.routes_known().get(&host.name).cloned();
+        if let Some(route) = known {
+            return Ok(route);
+        }
+        let route = self.resolve_route(host).await?;
+        self.routes_known().insert(host.name.clone(), route.clone());
+        Ok(route)
+    }
+
+    fn routes_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Target, Proxy)>> {
+        self.routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn resolve_route(&self, host: &Host) -> Result<(Target, Proxy), SshError> {
         let ask = Ask {
             name: host.name.clone(),
             hostname: host.explicit.address.then(|| host.address.clone()),
@@ -580,5 +601,9 @@ impl Connector for SshConnector {
 impl super::StreamOpener for SshTransport {
     async fn open(&self, target: &StreamTarget) -> TResult<Box<dyn AsyncStream>> {
         self.open_stream(target).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.session.is_closed()
     }
 }
