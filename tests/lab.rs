@@ -3675,6 +3675,10 @@ fn issue_16_inventory_discover_writes_an_inventory_cert_renew_plans_on() {
     for i in 1..=3 {
         assert!(plan.contains(&format!("master-{i}: to change")), "{plan}");
     }
+}
+
+// ---- issue 15: backups you can restore, apiserver-recover, etcd-restore ----
+
 /// `remedy` with this lab's own REMEDY_HOME and a site config, its output.
 fn remedy_in(lab: &Lab, config: &Path, args: &[&str]) -> Output {
     remedy_env(

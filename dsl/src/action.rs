@@ -491,6 +491,7 @@ impl ActionKind {
             ActionKind::ApiHealth => &[
                 arg!("all", Bool, false, "check every target master's API server, not only this host's (default false)"),
                 arg!("through_lb", Bool, false, "also check through the address in the master's admin.conf, the load balancer in a kubeadm cluster (default true)"),
+            ],
             ActionKind::ApiserverDiagnose => &[
                 arg!("lines", Int, false, "how many of the log's last lines to read (default 40)"),
                 arg!("health", Str, false, "the health URL on this master (default: from the manifest's flags)"),
@@ -659,6 +660,7 @@ impl ActionKind {
                 res!("healthy", "how many answered both livez and readyz with ok"),
                 res!("total", "how many were checked"),
                 res!("ok", "true when every one is healthy"),
+            ],
             ActionKind::ApiserverDiagnose => &[
                 res!("healthy", "true when the health endpoint answers 200"),
                 res!("cause", "healthy, stranded_manifest, unparseable_manifest, bad_flag, file_not_found, certificate_expired, etcd_unreachable, address_in_use or unknown"),
