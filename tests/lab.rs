@@ -3234,7 +3234,8 @@ fn is_stopped(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// An object as JSON, without the fields the server sets on every write.
+/// An object as JSON, without the fields the server sets on every write
+/// and without its status.
 fn object_without_server_fields(lab: &Lab, args: &[&str]) -> serde_json::Value {
     let mut args = args.to_vec();
     args.extend(["-o", "json", "--show-managed-fields"]);
@@ -3243,6 +3244,8 @@ fn object_without_server_fields(lab: &Lab, args: &[&str]) -> serde_json::Value {
     for f in ["resourceVersion", "generation", "managedFields"] {
         meta.remove(f);
     }
+    // What its controllers report, not what was written.
+    v.as_object_mut().unwrap().remove("status");
     v
 }
 
@@ -3408,6 +3411,96 @@ steps:
     // And with everything back, the same run patches it.
     ok(&remedy_env(&args, &env));
     assert!(rv().ends_with(":2"), "{}", rv());
+
+    // kube.apply (an annotation, server-side), kube.scale, kube.wait, then a
+    // step that fails: rollback puts the replicas back, then the object as it
+    // was, apart from server-set fields.
+    let offender = lab.dir.path().join("offender.yaml");
+    std::fs::write(
+        &offender,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: offender, namespace: default }\nspec:\n  replicas: 3\n  selector: { matchLabels: { app: offender } }\n  template:\n    metadata: { labels: { app: offender } }\n    spec: { containers: [ { name: c, image: \"registry.invalid/none:1\" } ] }\n",
+    )
+    .unwrap();
+    kubectl(&lab, &["create", "-f", offender.to_str().unwrap()]);
+    let deployment = ["get", "deployment", "offender", "-n", "default"];
+    // Its controllers write its status for a moment after it is created: a
+    // write then would be a conflict (the object changed after the plan),
+    // which the step would rightly refuse.
+    eventually(
+        "the Deployment's status settled",
+        Duration::from_secs(60),
+        || {
+            try_kubectl(
+                &lab,
+                &[
+                    "get",
+                    "deployment",
+                    "offender",
+                    "-n",
+                    "default",
+                    "-o",
+                    "jsonpath={.status.observedGeneration}/{.status.replicas}",
+                ],
+            )
+            .as_deref()
+                == Some("1/3")
+        },
+    );
+    let before = object_without_server_fields(&lab, &deployment);
+    let rb = lab.dir.path().join("kube-objects.yaml");
+    std::fs::write(
+        &rb,
+        r#"runbook: kube-objects
+summary: apply, scale, wait, then fail
+targets: masters
+run_once: true
+on_failure: rollback
+steps:
+  - id: apply
+    name: apply
+    action: kube.apply
+    with:
+      manifest:
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: { name: offender, namespace: default, annotations: { remedy.test/applied: "yes" } }
+  - id: scale
+    name: scale
+    action: kube.scale
+    with: { kind: Deployment, namespace: default, name: offender, replicas: 1 }
+  - id: wait
+    name: wait
+    action: kube.wait
+    with:
+      api_version: apps/v1
+      kind: Deployment
+      namespace: default
+      name: offender
+      condition: result.exists && result.object.spec.replicas == 1
+      timeout: 30s
+  - id: fail
+    name: fail
+    action: shell
+    with: { cmd: "test ${steps.scale.prior_replicas} = 3 && test ${steps.wait.exists} = true && false", modifies: [/tmp/remedy-never-written] }
+"#,
+    )
+    .unwrap();
+    let out = remedy_env(&["run", rb.to_str().unwrap(), "-i", &inv, "--yes"], &env);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("`test '3' = 3 && test 'true' = true && false` exited 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("master-1 › scale: restored put back Deployment default/offender"),
+        "{text}"
+    );
+    assert!(
+        text.contains("master-1 › apply: restored put back Deployment default/offender"),
+        "{text}"
+    );
+    assert_eq!(object_without_server_fields(&lab, &deployment), before);
 }
 
 #[test]

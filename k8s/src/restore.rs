@@ -38,8 +38,29 @@ pub fn same_object(a: &Value, b: &Value) -> bool {
     without_server_fields(a) == without_server_fields(b)
 }
 
-/// Put `r` back to `backup` (`None`: it did not exist), then check.
+/// How often a restore is tried again when the object changed between
+/// reading it and writing it back (a controller updating its status).
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Put `r` back to `backup` (`None`: it did not exist), then check. A
+/// conflict (the object changed between the read and the write, as when a
+/// controller writes its status) is read again and retried: putting the
+/// backup back is the point, whatever changed meanwhile.
 pub async fn restore(
+    kube: &Kube,
+    r: &ObjectRef,
+    backup: Option<&Value>,
+) -> Result<Restored, KubeError> {
+    let mut attempt = 1;
+    loop {
+        match restore_once(kube, r, backup).await {
+            Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn restore_once(
     kube: &Kube,
     r: &ObjectRef,
     backup: Option<&Value>,

@@ -288,8 +288,11 @@ impl Checker {
         };
         match kind {
             ArgKind::Expr(ctx) => {
+                // `kube.wait`'s condition reads its own result (the object);
+                // other conditions over `result` read a probe's.
                 let probe = RefScope {
-                    probe_result: ctx == Context::Result,
+                    probe_result: ctx == Context::Result
+                        && scope.result_of != Some(ActionKind::KubeWait),
                     ..*scope
                 };
                 self.expr(node, ctx, false, &probe, what)
