@@ -4,8 +4,8 @@
 mod approval;
 mod approve;
 mod audit;
-mod check;
 pub(crate) mod backup;
+mod check;
 mod config;
 mod daemon;
 mod exec;

@@ -9,6 +9,7 @@
 //! Nodes Ready, failing webhooks, APF rejections) is one more collector.
 //! Nothing here changes a host: commands go through `Transport::probe`.
 
+mod api;
 mod classify;
 mod etcd;
 mod lb;
@@ -134,12 +135,13 @@ pub trait Collector: Send + Sync {
     async fn collect(&self, ctx: &CheckCtx<'_>) -> Vec<Finding>;
 }
 
-/// The collectors `remedy check` runs: the masters, etcd, the LBs.
+/// The collectors `remedy check` runs: the masters, etcd, the LBs, the API.
 pub fn collectors() -> Vec<Box<dyn Collector>> {
     vec![
         Box::new(master::Masters),
         Box::new(etcd::Etcd),
         Box::new(lb::LoadBalancers),
+        Box::new(api::Api),
     ]
 }
 

@@ -1,0 +1,175 @@
+//! Through the Kubernetes API, when it answers: admission webhooks that can
+//! block every write (`failurePolicy: Fail` with a backend that cannot
+//! answer), and API Priority and Fairness rejections (clients seeing 429s).
+//! Reached like `kube.*` steps by default: through a master's SSH
+//! connection with its admin.conf, read-only (a probe write is a server-side
+//! dry run). The first master whose API server answers is asked; when none
+//! does, the masters' own findings already say why, and this says what was
+//! not checked.
+//!
+//! Control-plane Nodes' Ready is not judged here yet: the lab has no
+//! kubelet to report it (its Nodes are NotReady by construction), so no
+//! test could show such a finding right.
+
+use super::{within, CheckCtx, Collector, Finding, Severity};
+use crate::action::kube::{admin_access, api_server};
+use async_trait::async_trait;
+use remedy_k8s::webhooks::{self, UrlProbe};
+use remedy_k8s::{metrics, Kube};
+use remedy_transport::{shell, ReadOnly, Transport};
+use std::time::Duration;
+
+pub struct Api;
+
+/// The host the API-side findings are filed under.
+const HOST: &str = "api";
+
+/// A webhook URL answers when curl on the master gets any HTTP status.
+struct FromMaster<'a>(&'a dyn Transport);
+
+#[async_trait]
+impl UrlProbe for FromMaster<'_> {
+    async fn answers(&self, url: &str) -> Result<bool, String> {
+        let cmd = format!(
+            "curl -sk -m 3 -o /dev/null -w '%{{http_code}}' -- {} || true",
+            shell::quote(url)
+        );
+        let out = self
+            .0
+            .probe(&cmd, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        let code = out.stdout.trim();
+        Ok(!code.is_empty() && code != "000")
+    }
+}
+
+#[async_trait]
+impl Collector for Api {
+    fn name(&self) -> &'static str {
+        "the Kubernetes API"
+    }
+
+    async fn collect(&self, ctx: &CheckCtx<'_>) -> Vec<Finding> {
+        let mut why_not = Vec::new();
+        for host in ctx.masters {
+            let asked = within(ctx, &format!("the API server on {}", host.name), async {
+                let raw = ctx
+                    .connector
+                    .connect(host)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Commands and files read-only; a tunnel to the API server
+                // is not a change (ReadOnly does not forward tunnels).
+                let t = ReadOnly::new(raw.as_ref());
+                let access = admin_access(&t, host).await.map_err(|e| e.to_string())?;
+                let opener = raw
+                    .opener()
+                    .ok_or_else(|| format!("the transport to {} cannot open tunnels", host.name))?;
+                let kube = Kube::connect(
+                    &access.with_server(&api_server(host)),
+                    opener,
+                    ctx.left().min(Duration::from_secs(4)),
+                    true,
+                )
+                .map_err(|e| e.to_string())?;
+                // The cheapest call first: a server that does not answer
+                // it is skipped for the next master.
+                kube.get_text("/livez").await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(survey(ctx, &kube, &t, &host.name).await)
+            })
+            .await
+            .and_then(|r| r);
+            match asked {
+                Ok(found) => return found,
+                Err(e) => why_not.push(format!("{}: {e}", host.name)),
+            }
+        }
+        vec![Finding::new(
+            HOST,
+            "api",
+            Severity::Warn,
+            "no API server answered: webhooks and API Priority and Fairness were not checked",
+        )
+        .evidence(why_not)]
+    }
+}
+
+/// What the API says, asked through `host`'s API server.
+async fn survey(ctx: &CheckCtx<'_>, kube: &Kube, t: &dyn Transport, host: &str) -> Vec<Finding> {
+    let via = format!("asked through {host}'s API server");
+    let mut found = Vec::new();
+    match webhooks::find_broken(kube, "default", &FromMaster(t)).await {
+        Err(e) => found.push(
+            Finding::new(
+                HOST,
+                "api/webhooks",
+                Severity::Warn,
+                "cannot list the admission webhooks",
+            )
+            .evidence([e.to_string()]),
+        ),
+        Ok(s) if s.broken.is_empty() => found.push(
+            Finding::ok(
+                HOST,
+                "api/webhooks",
+                format!(
+                    "{} admission webhooks, none with failurePolicy Fail and a dead backend",
+                    s.webhooks.len()
+                ),
+            )
+            .evidence([via.clone()]),
+        ),
+        Ok(s) => {
+            for b in &s.broken {
+                let w = &b.webhook;
+                found.push(
+                    Finding::new(
+                        HOST,
+                        format!("api/webhook/{}", w.config.name),
+                        Severity::Critical,
+                        format!(
+                            "{} {} webhook {} (failurePolicy Fail) blocks the writes it matches: {}",
+                            w.config.kind,
+                            w.config.name,
+                            w.name,
+                            b.reasons.join("; ")
+                        ),
+                    )
+                    .evidence(s.probe_error.iter().cloned().chain([via.clone()]))
+                    .fix(ctx.run_fix("webhook-deadlock-break", "")),
+                );
+            }
+        }
+    }
+    match metrics::scrape(kube).await {
+        Err(e) => found.push(
+            Finding::new(
+                HOST,
+                "api/flowcontrol",
+                Severity::Warn,
+                "cannot read /metrics",
+            )
+            .evidence([e.to_string()]),
+        ),
+        Ok(m) => {
+            let rejected = metrics::apf_rejections(&m);
+            found.push(if rejected.is_empty() {
+                Finding::ok(HOST, "api/flowcontrol", "API Priority and Fairness rejected no request")
+                    .evidence([via])
+            } else {
+                let total: f64 = rejected.iter().map(|r| r.3).sum();
+                Finding::new(
+                    HOST,
+                    "api/flowcontrol",
+                    Severity::Warn,
+                    format!("API Priority and Fairness rejected {total} requests (429) since the API server started"),
+                )
+                .evidence(rejected.iter().take(5).map(|(p, f, r, v)| {
+                    format!("apiserver_flowcontrol_rejected_requests_total{{priority_level=\"{p}\",flow_schema=\"{f}\",reason=\"{r}\"}} {v}")
+                }))
+            });
+        }
+    }
+    found
+}
