@@ -1092,3 +1092,26 @@ fn issue_14_validate_warns_where_a_param_goes_into_a_command_as_shell_text() {
         .unwrap()
         .contains("params.x"));
 }
+
+/// `remedy check` with nothing to check is invalid input (exit 2), said
+/// before any connection: no master in the inventory, or none matching -l.
+#[test]
+fn check_without_masters_says_so_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inv.yaml");
+    std::fs::write(
+        &inv,
+        "hosts:\n  lb-1: { address: 127.0.0.1, groups: [lbs] }\n  master-1: { address: 127.0.0.1, groups: [masters] }\n",
+    )
+    .unwrap();
+    let inv = inv.to_str().unwrap();
+    let (_, err, code) = text(&remedy(&["check", "-i", inv, "-l", "lb-1"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no masters to check") && err.contains("matching --limit"),
+        "{err}"
+    );
+    let (_, err, code) = text(&remedy(&["check"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no inventory given"), "{err}");
+}

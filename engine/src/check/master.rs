@@ -600,24 +600,27 @@ fn resources(host: &str, facts: &BTreeMap<String, String>) -> Vec<Finding> {
     let df = facts.get("df").map(String::as_str).unwrap_or("");
     for (mount, line) in ["/var/lib/etcd", "/"].into_iter().zip(df.lines().skip(1)) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(size), Some(avail)) = (
-            f.get(1).and_then(|v| v.parse::<u64>().ok()),
-            f.get(3).and_then(|v| v.parse::<u64>().ok()),
-        ) else {
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        let (Some(used), Some(avail)) = (num(2), num(3)) else {
             continue;
         };
-        let pct = if size == 0 {
-            100.0
-        } else {
-            avail as f64 * 100.0 / size as f64
+        // As df's Use% counts: of what non-root users can have (the
+        // blocks reserved for root are not free for etcd either way).
+        let pct = avail as f64 * 100.0 / (used + avail).max(1) as f64;
+        let gib = avail as f64 / 1048576.0;
+        // A big disk keeps many GiB at a low percentage: both must be low.
+        let severity = match (level(pct, 5.0, 10.0), gib) {
+            (Severity::Critical, g) if g < 2.0 => Severity::Critical,
+            (Severity::Ok, _) => Severity::Ok,
+            (_, g) if g < 10.0 => Severity::Warn,
+            _ => Severity::Ok,
         };
-        let severity = level(pct, 5.0, 10.0);
         out.push(
             Finding::new(
                 host,
                 format!("disk {mount}"),
                 severity,
-                format!("{:.1} GiB free ({pct:.0}%)", avail as f64 / 1048576.0),
+                format!("{gib:.1} GiB free ({pct:.0}%)"),
             )
             .evidence([line.to_string()]),
         );
@@ -783,6 +786,35 @@ mod tests {
         assert!(!c.running);
         assert_eq!((c.exit_code, c.restarts), (1, 3));
         assert!(container("not json").is_none());
+    }
+
+    #[test]
+    fn disk_is_judged_as_df_counts_and_a_big_disk_is_not_full_at_8_percent() {
+        let df = |used: u64, avail: u64| {
+            let mut facts = BTreeMap::new();
+            facts.insert(
+                "df".to_string(),
+                format!("Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/vda 264212084 {used} {avail} 79% /var/lib/etcd\n/dev/vda 264212084 {used} {avail} 79% /\n"),
+            );
+            resources("m", &facts)
+                .into_iter()
+                .map(|f| (f.check, f.severity))
+                .collect::<Vec<_>>()
+        };
+        // 19 GiB free of a 264 GB disk, 21% as df counts: fine.
+        assert_eq!(
+            df(75436684, 20064580)[0],
+            ("disk /var/lib/etcd".to_string(), Severity::Ok)
+        );
+        // 3 GiB free, 4%: a warning; 1 GiB, 1%: critical.
+        assert_eq!(
+            df(75436684, 3 << 20)[1],
+            ("disk /".to_string(), Severity::Warn)
+        );
+        assert_eq!(
+            df(75436684, 1 << 20)[1],
+            ("disk /".to_string(), Severity::Critical)
+        );
     }
 
     #[test]
