@@ -35,6 +35,7 @@ pub enum ActionKind {
     EtcdAlarm,
     EtcdMoveLeader,
     ApiserverDiagnose,
+    EtcdRestore,
 }
 
 /// The type an argument's value must have.
@@ -143,7 +144,7 @@ const PRIOR_RESULT: ResultSpec = res!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 25] = [
+    pub const ALL: [ActionKind; 26] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -169,6 +170,7 @@ impl ActionKind {
         ActionKind::EtcdAlarm,
         ActionKind::EtcdMoveLeader,
         ActionKind::ApiserverDiagnose,
+        ActionKind::EtcdRestore,
     ];
 
     pub fn name(self) -> &'static str {
@@ -198,6 +200,7 @@ impl ActionKind {
             ActionKind::EtcdAlarm => "etcd.alarm",
             ActionKind::EtcdMoveLeader => "etcd.move_leader",
             ActionKind::ApiserverDiagnose => "apiserver.diagnose",
+            ActionKind::EtcdRestore => "etcd.restore",
         }
     }
 
@@ -239,6 +242,7 @@ impl ActionKind {
             ActionKind::EtcdDefrag => "defragment the members a rule picks, one at a time, followers first and the leader last, with health gates before and after each",
             ActionKind::EtcdAlarm => "list etcd's alarms; disarm them only when every member is under the quota threshold",
             ActionKind::EtcdMoveLeader => "move etcd leadership to another member",
+            ActionKind::EtcdRestore => "rebuild every etcd member from one snapshot: API servers and etcd stopped everywhere (manifests to staging), old data dirs moved aside (never deleted), `etcdutl snapshot restore` per member, etcd started everywhere and healthy with a leader, then the API servers",
             ActionKind::ApiserverDiagnose => "why this master's API server is not healthy (stranded or unparseable manifest, health endpoint, its log's last error quoted) and the remedy apiserver-recover may apply: a good backup of the manifest from the journal, or the one flag the log names (read-only)",
         }
     }
@@ -366,6 +370,13 @@ impl ActionKind {
                 arg!("prove_writes", Bool, false, "then write a remedy-owned key (/remedy/maintenance/write-check) and fail if etcd refuses it (default false)"),
             ],
             ActionKind::EtcdMoveLeader => &[arg!("to", Str, false, "the member to lead (default: the first follower)")],
+            ActionKind::EtcdRestore => &[
+                arg!("snapshot", Str, true, "the snapshot file on the jump host, or a directory: its newest *.db"),
+                arg!("etcdutl", Str, false, "etcdutl on the masters (default: etcdutl from the PATH)"),
+                arg!("local_etcdutl", Str, false, "etcdutl on the jump host, to read the snapshot's revision for the plan (default: etcdutl; without it the revision is unknown)"),
+                arg!("upload_dir", Str, false, "where the snapshot is copied on each master (default /var/lib/remedy/etcd-restore)"),
+                arg!("timeout", Duration, false, "how long each wait (stopped, leader and health, API servers healthy) may take (default 5m)"),
+            ],
             ActionKind::ApiserverDiagnose => &[
                 arg!("lines", Int, false, "how many of the log's last lines to read (default 40)"),
                 arg!("health", Str, false, "the health URL on this master (default: from the manifest's flags)"),
@@ -490,6 +501,14 @@ impl ActionKind {
                 res!("write_revision", "with prove_writes: the revision the proving write got (0 without)"),
             ],
             ActionKind::EtcdMoveLeader => &[res!("from", "the previous leader"), res!("to", "the new leader")],
+            ActionKind::EtcdRestore => &[
+                res!("snapshot", "the snapshot file restored from"),
+                res!("sha256", "its sha256"),
+                res!("snapshot_revision", "its revision (null when the jump host has no etcdutl)"),
+                res!("members_before", "each member's revision before the restore, or why it did not answer"),
+                res!("members", "per member: host, name, data_dir, moved_aside (where the old data is kept)"),
+                res!("revision", "the cluster's revision after the restore"),
+            ],
             ActionKind::ApiserverDiagnose => &[
                 res!("healthy", "true when the health endpoint answers 200"),
                 res!("cause", "healthy, stranded_manifest, unparseable_manifest, bad_flag, file_not_found, certificate_expired, etcd_unreachable, address_in_use or unknown"),

@@ -162,7 +162,7 @@ impl ApiserverDiagnose {
     }
 
     async fn diagnose(&self, ctx: &StepCtx<'_>) -> Result<(Finding, Parking), ActionError> {
-        let parking = parking(ctx)?;
+        let parking = parking(ctx.host)?;
         let t = ctx.transport;
         let (manifest, staging) = (parking.manifest(POD), parking.staging(POD));
         let host = &ctx.host.name;

@@ -84,17 +84,22 @@ async fn read_quota(t: &dyn Transport, host: &Host) -> Option<u64> {
         .ok()
 }
 
-/// Connect to every member of group `etcd`. A member that cannot be reached
-/// is kept with its error: callers decide whether that stops them.
-pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
+/// The hosts of group `etcd`, refused when there are none.
+pub fn etcd_hosts<'a>(ctx: &StepCtx<'a>) -> Result<&'a [Host], ActionError> {
     if ctx.etcd.is_empty() {
         return Err(ActionError::precondition(
             "the inventory has no etcd members",
             "put the masters that run etcd in group `etcd` (`groups: [masters, etcd]`)",
         ));
     }
+    Ok(ctx.etcd)
+}
+
+/// Connect to every member of group `etcd`. A member that cannot be reached
+/// is kept with its error: callers decide whether that stops them.
+pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
     let mut members = Vec::new();
-    for host in ctx.etcd {
+    for host in etcd_hosts(ctx)? {
         let endpoint = endpoint(host);
         let peer;
         let t: &dyn Transport = if host.name == ctx.host.name {

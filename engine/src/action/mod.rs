@@ -13,6 +13,7 @@ mod etcd_alarm;
 mod etcd_compact;
 mod etcd_defrag;
 mod etcd_move_leader;
+mod etcd_restore;
 mod etcd_snapshot;
 mod etcd_status;
 mod file_copy;
@@ -235,6 +236,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::EtcdMoveLeader => {
             Box::new(args::<etcd_move_leader::EtcdMoveLeader>(kind, with)?)
         }
+        ActionKind::EtcdRestore => Box::new(args::<etcd_restore::EtcdRestore>(kind, with)?),
         ActionKind::ApiserverDiagnose => {
             Box::new(args::<apiserver_diagnose::ApiserverDiagnose>(kind, with)?)
         }
@@ -268,6 +270,7 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::EtcdDefrag
         | ActionKind::EtcdAlarm
         | ActionKind::EtcdMoveLeader
+        | ActionKind::EtcdRestore
         | ActionKind::ApiserverDiagnose => false,
     }
 }
