@@ -3477,6 +3477,22 @@ fn issue_15_etcd_restore_brings_back_a_cluster_that_lost_quorum_and_keeps_the_ol
         },
     );
 
+    // apiserver-recover will not restart an API server into a dead etcd:
+    // it stops with the etcd finding, whatever the master.
+    for host in ["master-1", "master-3"] {
+        let out = remedy_env(
+            &["run", "apiserver-recover", "-i", &inv, "-l", host, "--yes"],
+            &env,
+        );
+        let text = both(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("cannot reach etcd") && text.contains("etcd_unreachable"),
+            "{host}: {text}"
+        );
+        assert!(!text.contains("[changed]"), "{host}: {text}");
+    }
+
     let restore = [
         "etcd-restore",
         "-i",

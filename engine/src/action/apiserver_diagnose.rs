@@ -3,8 +3,8 @@
 //! the finding and the log line it rests on.
 //!
 //! In order: a manifest stranded in staging (an interrupted restart); a
-//! manifest the kubelet cannot parse; the health endpoint on this node; then
-//! the last lines of the newest kube-apiserver container's log (`crictl
+//! manifest the kubelet cannot parse; the health endpoint on this node (and
+//! `/readyz?verbose`: a failing `[-]etcd` check); then the last lines of the newest kube-apiserver container's log (`crictl
 //! logs`), matched against known patterns ([`classify`]). A bad manifest is
 //! put right from the newest backup an earlier run took of it that is good
 //! (its copy still has the recorded sha256, parses, differs from the broken
@@ -161,6 +161,18 @@ impl ApiserverDiagnose {
         Ok(ctx.transport.probe(&cmd, ctx.command_timeout).await?.stdout)
     }
 
+    /// `/readyz?verbose` of a readyz URL (its failing checks), else nothing.
+    async fn readyz_verbose(&self, ctx: &StepCtx<'_>, url: &str) -> Result<String, ActionError> {
+        if !url.ends_with("/readyz") {
+            return Ok(String::new());
+        }
+        let cmd = format!(
+            "curl -sk --max-time 5 {} || true",
+            quote(&format!("{url}?verbose"))
+        );
+        Ok(ctx.transport.probe(&cmd, ctx.command_timeout).await?.stdout)
+    }
+
     async fn diagnose(&self, ctx: &StepCtx<'_>) -> Result<(Finding, Parking), ActionError> {
         let parking = parking(ctx.host)?;
         let t = ctx.transport;
@@ -204,8 +216,18 @@ impl ApiserverDiagnose {
                     ));
                 }
             }
+            // A running API server names a failing etcd in its own
+            // readiness report, more surely than in its log.
+            let readyz = match &url {
+                Some(u) => self.readyz_verbose(ctx, u).await?,
+                None => String::new(),
+            };
             let log = self.log(ctx).await?;
-            match classify(&log) {
+            let etcd_failing = readyz
+                .lines()
+                .find(|l| l.starts_with("[-]etcd "))
+                .map(|l| (LogCause::EtcdUnreachable, format!("readyz: {}", l.trim())));
+            match etcd_failing.or_else(|| classify(&log)) {
                 Some((c, line)) => {
                     let flag = match &c {
                         LogCause::UnknownFlag(f) => Some(f.clone()),
