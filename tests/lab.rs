@@ -3405,6 +3405,40 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
         3,
         "{again}"
     );
+
+    // A missing file and no backup of master-1's manifest: nothing to
+    // restore and no flag to remove, so it stops quoting the log.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "apiserver-bad-cert-path",
+        "--host",
+        "master-1",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    let broken_manifest = std::fs::read_to_string(manifest(1)).unwrap();
+    let mut text = String::new();
+    eventually(
+        "master-1 stops on the missing file",
+        Duration::from_secs(90),
+        || {
+            let out = run(&["run", "apiserver-recover", "-l", "master-1", "--yes"]);
+            text = both(&out);
+            out.status.code() == Some(1)
+                && text.contains("file_not_found")
+                && text.contains(remedy_lab::faults::MISSING_CERT_PATH)
+        },
+    );
+    assert!(
+        text.contains("a file the manifest names is missing")
+            && text.contains(remedy_lab::faults::MISSING_CERT_PATH),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manifest(1)).unwrap(),
+        broken_manifest
+    );
 }
 
 /// Issue 15 item 4: after `etcd-quorum-lost` (two of three members' data
@@ -3544,4 +3578,38 @@ fn issue_15_etcd_restore_brings_back_a_cluster_that_lost_quorum_and_keeps_the_ol
     assert!(good, "{text}");
     let destroyed = remedy_lab::faults::destroyed_dir(lab.dir.path());
     assert_eq!(std::fs::read_dir(destroyed).unwrap().count(), 2);
+}
+
+/// Issue 15 item 3: with expired certificates `apiserver-recover` changes
+/// nothing and names `remedy run cert-renew` for the master, naming the
+/// expired files — the API server's log only shows the symptom (etcd
+/// unreachable: the members refuse each other's expired certificates).
+#[test]
+fn issue_15_apiserver_recover_hands_expired_certificates_to_cert_renew() {
+    let lab = Lab::up_with(155, &["--cert-expiry", "-1h"]);
+    let before = tree(&lab.kube("master-1"));
+    let mut text = String::new();
+    eventually(
+        "master-1's API server diagnosed with expired certificates",
+        Duration::from_secs(90),
+        || {
+            let out = remedy(&[
+                "run",
+                "apiserver-recover",
+                "-i",
+                &lab.inv(),
+                "-l",
+                "master-1",
+                "--yes",
+            ]);
+            text = both(&out);
+            out.status.code() == Some(1) && text.contains("certificate_expired")
+        },
+    );
+    assert!(text.contains("remedy run cert-renew -l master-1"), "{text}");
+    assert!(
+        text.contains("/etc/kubernetes/pki/apiserver.crt expired"),
+        "{text}"
+    );
+    assert_eq!(tree(&lab.kube("master-1")), before, "nothing changed");
 }
