@@ -3396,6 +3396,28 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
     for i in 1..=3 {
         assert!(ready(i), "master-{i}");
     }
+    // A stranded manifest (an interrupted restart) is moved back.
+    let (good, text) = on_master(
+        &lab,
+        2,
+        "mkdir -p /var/lib/remedy/staging && mv /etc/kubernetes/manifests/kube-apiserver.yaml /var/lib/remedy/staging/",
+    );
+    assert!(good, "{text}");
+    eventually(
+        "master-2's API server stops",
+        Duration::from_secs(60),
+        || !ready(2),
+    );
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    assert!(out.contains("stranded_manifest"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(manifest(2)).unwrap(),
+        edited,
+        "{out}"
+    );
+    assert!(ready(2), "{out}");
+    lab.wait_lb_up(1, "master-2");
+
     // Nothing left to do: every master is skipped as healthy.
     let again = ok(&run(&["plan", "apiserver-recover"]));
     assert_eq!(
