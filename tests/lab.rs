@@ -3476,6 +3476,8 @@ fn issue_15_etcd_restore_brings_back_a_cluster_that_lost_quorum_and_keeps_the_ol
     let env = [("REMEDY_HOME", home.as_str())];
     let snapshots = remedy_lab::faults::snapshots_dir(lab.dir.path());
     let snapshots = snapshots.to_str().unwrap();
+    let ready =
+        |i: u8| curl(&format!("https://{}:6443/readyz", lab.addr(i))).as_deref() == Ok("ok");
     let etcdutl = lab.dir.path().join("bin/etcdutl");
     let etcdutl = etcdutl.to_str().unwrap();
 
@@ -3572,6 +3574,28 @@ fn issue_15_etcd_restore_brings_back_a_cluster_that_lost_quorum_and_keeps_the_ol
         "{plan}"
     );
     assert!(plan.contains("'etcdutl' snapshot restore"), "{plan}");
+    // A key the snapshot does not hold: etcd is restored but the API
+    // servers stay stopped, and the run says why.
+    let out = remedy_env(
+        &[
+            &["run"],
+            &restore[..],
+            &["-p", "expect_key=/registry/remedy/no-such-key", "--yes"],
+        ]
+        .concat(),
+        &env,
+    );
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("has no /registry/remedy/no-such-key"),
+        "{text}"
+    );
+    assert!(
+        !ready(1) && !ready(2) && !ready(3),
+        "API servers stopped: {text}"
+    );
+    // Run again with the default key: everything comes back.
     let started = Instant::now();
     let out = ok(&remedy_env(
         &[&["run"], &restore[..], &["--yes"]].concat(),

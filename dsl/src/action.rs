@@ -375,6 +375,7 @@ impl ActionKind {
                 arg!("etcdutl", Str, false, "etcdutl on the masters (default: etcdutl from the PATH)"),
                 arg!("local_etcdutl", Str, false, "etcdutl on the jump host, to read the snapshot's revision for the plan (default: etcdutl; without it the revision is unknown)"),
                 arg!("upload_dir", Str, false, "where the snapshot is copied on each master (default /var/lib/remedy/etcd-restore)"),
+                arg!("expect_key", Str, false, "a key the snapshot holds, read back once etcd is healthy, before the API servers start (default /registry/namespaces/kube-system)"),
                 arg!("timeout", Duration, false, "how long each wait (stopped, leader and health, API servers healthy) may take (default 5m)"),
             ],
             ActionKind::ApiserverDiagnose => &[
@@ -508,6 +509,7 @@ impl ActionKind {
                 res!("members_before", "each member's revision before the restore, or why it did not answer"),
                 res!("members", "per member: host, name, data_dir, moved_aside (where the old data is kept)"),
                 res!("revision", "the cluster's revision after the restore"),
+                res!("key_found", "the key read back after the restore"),
             ],
             ActionKind::ApiserverDiagnose => &[
                 res!("healthy", "true when the health endpoint answers 200"),

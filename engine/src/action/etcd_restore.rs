@@ -43,8 +43,13 @@ pub struct EtcdRestore {
     local_etcdutl: Option<String>,
     /// Where the snapshot is copied on each master.
     upload_dir: Option<String>,
+    /// A key the snapshot holds, read back after the restore.
+    expect_key: Option<String>,
     timeout: Option<Secs>,
 }
+
+/// What every kubeadm cluster's etcd holds.
+const DEFAULT_EXPECT_KEY: &str = "/registry/namespaces/kube-system";
 
 /// One member, from its master's etcd manifest.
 struct MemberPlan {
@@ -455,6 +460,19 @@ impl Action for EtcdRestore {
             },
         )
         .await?;
+        // The snapshot's data is there, not an empty new cluster.
+        let key = self.expect_key.as_deref().unwrap_or(DEFAULT_EXPECT_KEY);
+        let cluster = connect_all(ctx).await?;
+        let Some(first) = cluster.members.first() else {
+            return Err(ActionError::failed("no etcd member to read from"));
+        };
+        let member = first.client()?;
+        if !member.key_exists(key).await? {
+            return Err(ActionError::Failed {
+                message: format!("etcd is back but has no {key}: the snapshot does not hold this cluster's data"),
+                hint: Some("the API servers were left stopped (manifests in staging); the old data is in each <data-dir>/member.before-restore-*".into()),
+            });
+        }
         // 4. The API servers back, each healthy on its own master.
         for (m, t) in members.iter().zip(&peers) {
             Self::unstage(t.as_ref(), &m.host, "kube-apiserver").await?;
@@ -492,6 +510,7 @@ impl Action for EtcdRestore {
                 "members_before": loss["members"],
                 "members": restored,
                 "revision": revision,
+                "key_found": key,
             }),
         ))
     }
