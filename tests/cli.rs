@@ -1115,3 +1115,65 @@ fn check_without_masters_says_so_and_exits_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no inventory given"), "{err}");
 }
+
+/// Issue 15: `backup restore` acts on what the journal recorded, nothing
+/// else: an unknown ID and a --limit or --param (which would redirect it)
+/// are refused before anything runs.
+#[test]
+fn backup_restore_refuses_an_unknown_id_and_options_that_would_redirect_it() {
+    let m = Masters::new();
+    let home = tempfile::tempdir().unwrap();
+    let env = [("REMEDY_HOME", home.path().to_str().unwrap())];
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let out = remedy_with_env(
+        &[
+            "run",
+            "manifest-edit",
+            "-i",
+            inv,
+            "-l",
+            "master-1",
+            "-p",
+            "set=--v=3",
+            "-p",
+            "restart=false",
+            "--yes",
+        ],
+        &env,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value =
+        serde_json::from_slice(&remedy_with_env(&["backup", "list", "-o", "json"], &env).stdout)
+            .unwrap();
+    let id = listed[0]["id"].as_i64().unwrap().to_string();
+    let edited = std::fs::read(m.manifest("master-1")).unwrap();
+    for (args, says) in [
+        (vec!["backup", "restore", "999999"], "no backup 999999"),
+        (
+            vec!["backup", "restore", &id, "-l", "master-2"],
+            "takes no --limit",
+        ),
+        (
+            vec!["backup", "restore", &id, "-p", "path=/etc/passwd"],
+            "takes no --limit, --param",
+        ),
+    ] {
+        let (_, stderr, code) = text(&remedy_with_env(&args, &env));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(std::fs::read(m.manifest("master-1")).unwrap(), edited);
+    // The same ID, as recorded, puts the original back.
+    let (stdout, stderr, code) = text(&remedy_with_env(&["backup", "restore", &id, "--yes"], &env));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(m.manifest("master-1")).unwrap(),
+        MANIFEST
+    );
+}

@@ -4072,6 +4072,28 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
     for i in 1..=3 {
         assert!(ready(i), "master-{i}");
     }
+    // A stranded manifest (an interrupted restart) is moved back.
+    let (good, text) = on_master(
+        &lab,
+        2,
+        "mkdir -p /var/lib/remedy/staging && mv /etc/kubernetes/manifests/kube-apiserver.yaml /var/lib/remedy/staging/",
+    );
+    assert!(good, "{text}");
+    eventually(
+        "master-2's API server stops",
+        Duration::from_secs(60),
+        || !ready(2),
+    );
+    let out = ok(&run(&["run", "apiserver-recover", "--yes"]));
+    assert!(out.contains("stranded_manifest"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(manifest(2)).unwrap(),
+        edited,
+        "{out}"
+    );
+    assert!(ready(2), "{out}");
+    lab.wait_lb_up(1, "master-2");
+
     // Nothing left to do: every master is skipped as healthy.
     let again = ok(&run(&["plan", "apiserver-recover"]));
     assert_eq!(
@@ -4081,4 +4103,235 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
         3,
         "{again}"
     );
+
+    // A missing file and no backup of master-1's manifest: nothing to
+    // restore and no flag to remove, so it stops quoting the log.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "apiserver-bad-cert-path",
+        "--host",
+        "master-1",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    let broken_manifest = std::fs::read_to_string(manifest(1)).unwrap();
+    let mut text = String::new();
+    eventually(
+        "master-1 stops on the missing file",
+        Duration::from_secs(90),
+        || {
+            let out = run(&["run", "apiserver-recover", "-l", "master-1", "--yes"]);
+            text = both(&out);
+            out.status.code() == Some(1)
+                && text.contains("file_not_found")
+                && text.contains(remedy_lab::faults::MISSING_CERT_PATH)
+        },
+    );
+    assert!(
+        text.contains("a file the manifest names is missing")
+            && text.contains(remedy_lab::faults::MISSING_CERT_PATH),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(manifest(1)).unwrap(),
+        broken_manifest
+    );
+}
+
+/// Issue 15 item 4: after `etcd-quorum-lost` (two of three members' data
+/// destroyed), `etcd-restore` rebuilds every member from the snapshot
+/// etcd-snapshot took: the plan says what is lost, the API works again with
+/// the snapshot's data (a ConfigMap written before it is back, one written
+/// after is gone), and every master's old data dir is kept.
+#[test]
+fn issue_15_etcd_restore_brings_back_a_cluster_that_lost_quorum_and_keeps_the_old_data() {
+    let lab = Lab::up(154);
+    let inv = lab.inv();
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let snapshots = remedy_lab::faults::snapshots_dir(lab.dir.path());
+    let snapshots = snapshots.to_str().unwrap();
+    let ready =
+        |i: u8| curl(&format!("https://{}:6443/readyz", lab.addr(i))).as_deref() == Ok("ok");
+    let etcdutl = lab.dir.path().join("bin/etcdutl");
+    let etcdutl = etcdutl.to_str().unwrap();
+
+    kubectl(
+        &lab,
+        &[
+            "create",
+            "configmap",
+            "before-snapshot",
+            "--from-literal=k=1",
+        ],
+    );
+    ok(&remedy_env(
+        &[
+            "run",
+            "etcd-snapshot",
+            "-i",
+            &inv,
+            "-p",
+            &format!("dir={snapshots}"),
+            "--yes",
+        ],
+        &env,
+    ));
+    kubectl(
+        &lab,
+        &[
+            "create",
+            "configmap",
+            "after-snapshot",
+            "--from-literal=k=2",
+        ],
+    );
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "etcd-quorum-lost",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    eventually(
+        "the API fails without quorum",
+        Duration::from_secs(60),
+        || {
+            try_kubectl(
+                &lab,
+                &[
+                    "get",
+                    "configmap",
+                    "before-snapshot",
+                    "--request-timeout=3s",
+                ],
+            )
+            .is_none()
+        },
+    );
+
+    // apiserver-recover will not restart an API server into a dead etcd:
+    // it stops with the etcd finding, whatever the master.
+    for host in ["master-1", "master-3"] {
+        let out = remedy_env(
+            &["run", "apiserver-recover", "-i", &inv, "-l", host, "--yes"],
+            &env,
+        );
+        let text = both(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("cannot reach etcd") && text.contains("etcd_unreachable"),
+            "{host}: {text}"
+        );
+        assert!(!text.contains("[changed]"), "{host}: {text}");
+    }
+
+    let restore = [
+        "etcd-restore",
+        "-i",
+        &inv,
+        "-p",
+        &format!("snapshot={snapshots}"),
+        "-p",
+        &format!("local_etcdutl={etcdutl}"),
+    ];
+    let plan = ok(&remedy_env(&[&["plan"], &restore[..]].concat(), &env));
+    assert!(
+        plan.contains("data loss: the snapshot is at revision "),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("master-1 at revision "),
+        "the surviving member's revision: {plan}"
+    );
+    assert!(
+        plan.contains("revisions written after the snapshot are lost"),
+        "{plan}"
+    );
+    assert!(plan.contains("'etcdutl' snapshot restore"), "{plan}");
+    // A key the snapshot does not hold: etcd is restored but the API
+    // servers stay stopped, and the run says why.
+    let out = remedy_env(
+        &[
+            &["run"],
+            &restore[..],
+            &["-p", "expect_key=/registry/remedy/no-such-key", "--yes"],
+        ]
+        .concat(),
+        &env,
+    );
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("has no /registry/remedy/no-such-key"),
+        "{text}"
+    );
+    assert!(
+        !ready(1) && !ready(2) && !ready(3),
+        "API servers stopped: {text}"
+    );
+    // Run again with the default key: everything comes back.
+    let started = Instant::now();
+    let out = ok(&remedy_env(
+        &[&["run"], &restore[..], &["--yes"]].concat(),
+        &env,
+    ));
+    eprintln!("etcd-restore took {:?}", started.elapsed());
+
+    assert_eq!(kubectl(&lab, &["get", "--raw", "/readyz"]), "ok", "{out}");
+    kubectl(&lab, &["get", "configmap", "before-snapshot"]);
+    assert!(
+        try_kubectl(&lab, &["get", "configmap", "after-snapshot"]).is_none(),
+        "written after the snapshot, so lost"
+    );
+    for i in 1..=3 {
+        assert_eq!(
+            curl(&format!("https://{}:6443/readyz", lab.addr(i))).as_deref(),
+            Ok("ok"),
+            "master-{i}"
+        );
+        let (good, aside) = on_master(&lab, i, "ls -d /var/lib/etcd/member.before-restore-*");
+        assert!(good, "master-{i}: no old data dir kept: {aside}");
+    }
+    // The surviving member's old data is a real member dir; the destroyed
+    // ones' marker files were moved aside too, and the lab's copies remain.
+    let (good, text) = on_master(&lab, 1, "ls /var/lib/etcd/member.before-restore-*/snap");
+    assert!(good, "{text}");
+    let destroyed = remedy_lab::faults::destroyed_dir(lab.dir.path());
+    assert_eq!(std::fs::read_dir(destroyed).unwrap().count(), 2);
+}
+
+/// Issue 15 item 3: with expired certificates `apiserver-recover` changes
+/// nothing and names `remedy run cert-renew` for the master, naming the
+/// expired files — the API server's log only shows the symptom (etcd
+/// unreachable: the members refuse each other's expired certificates).
+#[test]
+fn issue_15_apiserver_recover_hands_expired_certificates_to_cert_renew() {
+    let lab = Lab::up_with(155, &["--cert-expiry", "-1h"]);
+    let before = tree(&lab.kube("master-1"));
+    let mut text = String::new();
+    eventually(
+        "master-1's API server diagnosed with expired certificates",
+        Duration::from_secs(90),
+        || {
+            let out = remedy(&[
+                "run",
+                "apiserver-recover",
+                "-i",
+                &lab.inv(),
+                "-l",
+                "master-1",
+                "--yes",
+            ]);
+            text = both(&out);
+            out.status.code() == Some(1) && text.contains("certificate_expired")
+        },
+    );
+    assert!(text.contains("remedy run cert-renew -l master-1"), "{text}");
+    assert!(
+        text.contains("/etc/kubernetes/pki/apiserver.crt expired"),
+        "{text}"
+    );
+    assert_eq!(tree(&lab.kube("master-1")), before, "nothing changed");
 }

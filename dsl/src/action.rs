@@ -44,6 +44,7 @@ pub enum ActionKind {
     KubeProbeWrite,
     ApiHealth,
     ApiserverDiagnose,
+    EtcdRestore,
 }
 
 /// The type an argument's value must have.
@@ -184,7 +185,7 @@ const KUBE_OBJECTS_ARG: ArgSpec = arg!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 34] = [
+    pub const ALL: [ActionKind; 35] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -219,6 +220,7 @@ impl ActionKind {
         ActionKind::KubeProbeWrite,
         ActionKind::ApiHealth,
         ActionKind::ApiserverDiagnose,
+        ActionKind::EtcdRestore,
     ];
 
     pub fn name(self) -> &'static str {
@@ -257,6 +259,7 @@ impl ActionKind {
             ActionKind::KubeProbeWrite => "kube.probe_write",
             ActionKind::ApiHealth => "api.health",
             ActionKind::ApiserverDiagnose => "apiserver.diagnose",
+            ActionKind::EtcdRestore => "etcd.restore",
         }
     }
 
@@ -307,6 +310,7 @@ impl ActionKind {
             ActionKind::KubeProbeWrite => "prove the API server takes writes: create a ConfigMap labelled remedy.io/probe=true, then delete it (leaves nothing behind)",
             ActionKind::KubeWebhooks => "list admission webhooks and find those with failurePolicy Fail whose backend cannot answer (read-only)",
             ActionKind::ApiHealth => "the API servers' /livez and /readyz?verbose as named checks, per API server and through the load balancer (read-only)",
+            ActionKind::EtcdRestore => "rebuild every etcd member from one snapshot: API servers and etcd stopped everywhere (manifests to staging), old data dirs moved aside (never deleted), `etcdutl snapshot restore` per member, etcd started everywhere and healthy with a leader, then the API servers",
             ActionKind::ApiserverDiagnose => "why this master's API server is not healthy (stranded or unparseable manifest, health endpoint, its log's last error quoted) and the remedy apiserver-recover may apply: a good backup of the manifest from the journal, or the one flag the log names (read-only)",
         }
     }
@@ -492,6 +496,14 @@ impl ActionKind {
                 arg!("all", Bool, false, "check every target master's API server, not only this host's (default false)"),
                 arg!("through_lb", Bool, false, "also check through the address in the master's admin.conf, the load balancer in a kubeadm cluster (default true)"),
             ],
+            ActionKind::EtcdRestore => &[
+                arg!("snapshot", Str, true, "the snapshot file on the jump host, or a directory: its newest *.db"),
+                arg!("etcdutl", Str, false, "etcdutl on the masters (default: etcdutl from the PATH)"),
+                arg!("local_etcdutl", Str, false, "etcdutl on the jump host, to read the snapshot's revision for the plan (default: etcdutl; without it the revision is unknown)"),
+                arg!("upload_dir", Str, false, "where the snapshot is copied on each master (default /var/lib/remedy/etcd-restore)"),
+                arg!("expect_key", Str, false, "a key the snapshot holds, read back once etcd is healthy, before the API servers start (default /registry/namespaces/kube-system)"),
+                arg!("timeout", Duration, false, "how long each wait (stopped, leader and health, API servers healthy) may take (default 5m)"),
+            ],
             ActionKind::ApiserverDiagnose => &[
                 arg!("lines", Int, false, "how many of the log's last lines to read (default 40)"),
                 arg!("health", Str, false, "the health URL on this master (default: from the manifest's flags)"),
@@ -660,6 +672,15 @@ impl ActionKind {
                 res!("healthy", "how many answered both livez and readyz with ok"),
                 res!("total", "how many were checked"),
                 res!("ok", "true when every one is healthy"),
+            ],
+            ActionKind::EtcdRestore => &[
+                res!("snapshot", "the snapshot file restored from"),
+                res!("sha256", "its sha256"),
+                res!("snapshot_revision", "its revision (null when the jump host has no etcdutl)"),
+                res!("members_before", "each member's revision before the restore, or why it did not answer"),
+                res!("members", "per member: host, name, data_dir, moved_aside (where the old data is kept)"),
+                res!("revision", "the cluster's revision after the restore"),
+                res!("key_found", "the key read back after the restore"),
             ],
             ActionKind::ApiserverDiagnose => &[
                 res!("healthy", "true when the health endpoint answers 200"),

@@ -408,6 +408,21 @@ impl Member {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
+    /// Whether `key` exists, read through this member (a count-only,
+    /// linearizable get): how a restore proves the data is back.
+    pub async fn key_exists(&self, key: &str) -> Result<bool, EtcdError> {
+        let mut client = self.client();
+        let key = key.to_string();
+        let resp = self
+            .call("get", self.timeout, async move {
+                client
+                    .get(key, Some(etcd_client::GetOptions::new().with_count_only()))
+                    .await
+            })
+            .await?;
+        Ok(resp.count() > 0)
+    }
+
     /// Makes every member's backend commit without changing any key or the
     /// revision: grants a lease and revokes it at once (a lease lives in the
     /// backend, outside the key space).

@@ -326,6 +326,10 @@ fn fetch(g: &Global, b: &Backup) -> Result<Vec<u8>, String> {
 }
 
 fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
+    if g.limit.is_some() || !g.params.is_empty() || g.params_file.is_some() {
+        eprintln!("error: `backup restore` takes no --limit, --param or --params-file: the backup names its host, file and copy\n  = hint: remedy backup show {id}");
+        return Exit::Invalid;
+    }
     let b = match find(id) {
         Ok(b) => b,
         Err(e) => return e,

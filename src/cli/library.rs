@@ -27,6 +27,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/etcd-nospace-recover.yaml"),
     ),
     (
+        "etcd-restore",
+        include_str!("../../runbooks/etcd-restore.yaml"),
+    ),
+    (
         "etcd-snapshot",
         include_str!("../../runbooks/etcd-snapshot.yaml"),
     ),

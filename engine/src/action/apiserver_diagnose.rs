@@ -3,8 +3,10 @@
 //! the finding and the log line it rests on.
 //!
 //! In order: a manifest stranded in staging (an interrupted restart); a
-//! manifest the kubelet cannot parse; the health endpoint on this node; then
-//! the last lines of the newest kube-apiserver container's log (`crictl
+//! manifest the kubelet cannot parse; the health endpoint on this node; the
+//! certificates it and its etcd use (expired ones are the cause, whatever
+//! the log shows); `/readyz?verbose` (a failing `[-]etcd` check); then the
+//! last lines of the newest kube-apiserver container's log (`crictl
 //! logs`), matched against known patterns ([`classify`]). A bad manifest is
 //! put right from the newest backup an earlier run took of it that is good
 //! (its copy still has the recorded sha256, parses, differs from the broken
@@ -152,17 +154,78 @@ impl ApiserverDiagnose {
         Ok(None)
     }
 
+    /// The last lines of the three newest containers' logs, oldest first:
+    /// a crash-looping container just started has logged nothing yet, and
+    /// [`classify`] prefers the newest matching line. A log crictl cannot
+    /// read (its file rotated away) is left out: crictl's own error would
+    /// read as the component's ("no such file or directory").
     async fn log(&self, ctx: &StepCtx<'_>) -> Result<String, ActionError> {
         let cmd = format!(
-            "command -v crictl >/dev/null 2>&1 || {{ echo 'no crictl on this host'; exit 0; }}; id=$(crictl ps -a -q --name {} 2>/dev/null | head -n1); [ -n \"$id\" ] || {{ echo 'no kube-apiserver container'; exit 0; }}; crictl logs --tail {} \"$id\" 2>&1",
+            "command -v crictl >/dev/null 2>&1 || {{ echo 'no crictl on this host'; exit 0; }}; ids=$(crictl ps -a -q --name {} 2>/dev/null | head -n3 | tac); [ -n \"$ids\" ] || {{ echo 'no kube-apiserver container'; exit 0; }}; for id in $ids; do out=$(crictl logs --tail {} \"$id\" 2>&1) && printf '%s\\n' \"$out\"; done",
             quote(&format!("^{POD}$")),
             self.lines.unwrap_or(40).max(1)
         );
         Ok(ctx.transport.probe(&cmd, ctx.command_timeout).await?.stdout)
     }
 
+    /// The certificates the API server and its etcd use that have expired
+    /// (its manifest's certificate flags, and etcd's server and peer
+    /// certificates in kubeadm's layout), as one line; None when none has.
+    async fn expired(
+        &self,
+        ctx: &StepCtx<'_>,
+        manifest: &str,
+    ) -> Result<Option<String>, ActionError> {
+        let pki = ctx
+            .host
+            .var("pki_dir")
+            .unwrap_or_else(|| "/etc/kubernetes/pki".into());
+        let mut paths: Vec<String> = [
+            "tls-cert-file",
+            "etcd-certfile",
+            "kubelet-client-certificate",
+            "proxy-client-cert-file",
+        ]
+        .iter()
+        .filter_map(|f| remedy_manifest::flag_value(manifest, f))
+        .collect();
+        paths.extend(["etcd/server.crt", "etcd/peer.crt"].map(|f| format!("{pki}/{f}")));
+        let now = ctx
+            .clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut expired = Vec::new();
+        for path in paths {
+            if ctx.transport.stat(&path).await?.is_none() {
+                continue;
+            }
+            let pem = ctx.transport.read_file(&path).await?;
+            if let Ok(info) = remedy_pki::parse_cert_pem(&pem) {
+                if info.not_after <= now {
+                    let days = (now - info.not_after) / 86_400;
+                    expired.push(format!("{path} expired {days} day(s) ago"));
+                }
+            }
+        }
+        Ok((!expired.is_empty()).then(|| expired.join(", ")))
+    }
+
+    /// `/readyz?verbose` of a readyz URL (its failing checks), else nothing.
+    async fn readyz_verbose(&self, ctx: &StepCtx<'_>, url: &str) -> Result<String, ActionError> {
+        if !url.ends_with("/readyz") {
+            return Ok(String::new());
+        }
+        let cmd = format!(
+            "curl -sk --max-time 5 {} || true",
+            quote(&format!("{url}?verbose"))
+        );
+        Ok(ctx.transport.probe(&cmd, ctx.command_timeout).await?.stdout)
+    }
+
     async fn diagnose(&self, ctx: &StepCtx<'_>) -> Result<(Finding, Parking), ActionError> {
-        let parking = parking(ctx)?;
+        let parking = parking(ctx.host)?;
         let t = ctx.transport;
         let (manifest, staging) = (parking.manifest(POD), parking.staging(POD));
         let host = &ctx.host.name;
@@ -204,8 +267,40 @@ impl ApiserverDiagnose {
                     ));
                 }
             }
+            // Expired certificates show in the log only as their symptom
+            // (etcd unreachable: its peers refuse each other); the files say
+            // it for certain.
+            if let Some(line) = self.expired(ctx, &text).await? {
+                return Ok((
+                    Finding {
+                        cause: "certificate_expired",
+                        remedy: "cert-renew",
+                        message: format!("certificates expired: {line}; renew them with `remedy run cert-renew -l {host}` (this runbook does not)"),
+                        line,
+                        ..Finding::default()
+                    },
+                    parking,
+                ));
+            }
+            // A running API server names a failing etcd in its own
+            // readiness report, more surely than in its log.
+            let readyz = match &url {
+                Some(u) => self.readyz_verbose(ctx, u).await?,
+                None => String::new(),
+            };
             let log = self.log(ctx).await?;
-            match classify(&log) {
+            let etcd_failing = readyz
+                .lines()
+                .find(|l| l.starts_with("[-]etcd "))
+                .map(|l| (LogCause::EtcdUnreachable, format!("readyz: {}", l.trim())));
+            // Expired certificates also fail the etcd check: the log's
+            // certificate error is the cause, the etcd check its symptom.
+            let from_log = classify(&log);
+            let found = match from_log {
+                Some((LogCause::CertificateExpired, _)) => from_log,
+                _ => etcd_failing.or(from_log),
+            };
+            match found {
                 Some((c, line)) => {
                     let flag = match &c {
                         LogCause::UnknownFlag(f) => Some(f.clone()),

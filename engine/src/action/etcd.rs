@@ -161,18 +161,24 @@ async fn open(host: &Host, endpoint: &str, t: &dyn Transport) -> Result<Opened, 
     Ok(Opened { member, opener })
 }
 
-/// Every member of group `etcd`, reached at once (the run's clients, see
-/// [`EtcdClients`]). A member that cannot be reached is kept with its
-/// error: callers decide whether that stops them. The quota is read from
-/// each manifest every time: an earlier step may have changed it.
-pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
+/// The hosts of group `etcd`, refused when there are none.
+pub fn etcd_hosts<'a>(ctx: &StepCtx<'a>) -> Result<&'a [Host], ActionError> {
     if ctx.etcd.is_empty() {
         return Err(ActionError::precondition(
             "the inventory has no etcd members",
             "put the masters that run etcd in group `etcd` (`groups: [masters, etcd]`)",
         ));
     }
-    let members = futures::future::join_all(ctx.etcd.iter().map(|host| reach(ctx, host))).await;
+    Ok(ctx.etcd)
+}
+
+/// Every member of group `etcd`, reached at once (the run's clients, see
+/// [`EtcdClients`]). A member that cannot be reached is kept with its
+/// error: callers decide whether that stops them. The quota is read from
+/// each manifest every time: an earlier step may have changed it.
+pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
+    let hosts = etcd_hosts(ctx)?;
+    let members = futures::future::join_all(hosts.iter().map(|host| reach(ctx, host))).await;
     Ok(Cluster { members })
 }
 

@@ -14,6 +14,7 @@ mod etcd_alarm;
 mod etcd_compact;
 mod etcd_defrag;
 mod etcd_move_leader;
+mod etcd_restore;
 mod etcd_snapshot;
 mod etcd_status;
 mod file_copy;
@@ -268,6 +269,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
             Box::new(args::<kube_probe_write::KubeProbeWrite>(kind, with)?)
         }
         ActionKind::ApiHealth => Box::new(args::<api_health::ApiHealth>(kind, with)?),
+        ActionKind::EtcdRestore => Box::new(args::<etcd_restore::EtcdRestore>(kind, with)?),
         ActionKind::ApiserverDiagnose => {
             Box::new(args::<apiserver_diagnose::ApiserverDiagnose>(kind, with)?)
         }
@@ -310,7 +312,8 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::KubeApply
         | ActionKind::KubePatch
         | ActionKind::KubeDelete
-        | ActionKind::KubeScale => false,
+        | ActionKind::KubeScale
+        | ActionKind::EtcdRestore
         | ActionKind::ApiserverDiagnose => false,
     }
 }

@@ -46,7 +46,7 @@ fn quote(s: &str) -> String {
 }
 
 /// The running container of `pod`, if any.
-async fn container(
+pub(super) async fn container(
     t: &dyn Transport,
     pod: &str,
     timeout: Duration,
@@ -70,10 +70,10 @@ async fn container(
     })
 }
 
-/// Where this host's manifests are and where a restart parks them (host
+/// Where `host`'s manifests are and where a restart parks them (host
 /// vars `manifests_dir`, `staging_dir`).
-pub(super) fn parking(ctx: &StepCtx<'_>) -> Result<Parking, ActionError> {
-    let var = |name, default: &str| ctx.host.var(name).unwrap_or_else(|| default.into());
+pub(super) fn parking(host: &crate::inventory::Host) -> Result<Parking, ActionError> {
+    let var = |name, default: &str| host.var(name).unwrap_or_else(|| default.into());
     Ok(Parking::new(
         var("manifests_dir", "/etc/kubernetes/manifests"),
         var("staging_dir", "/var/lib/remedy/staging"),
@@ -124,7 +124,7 @@ impl StaticPodRestart {
     }
 
     async fn inspect(&self, ctx: &StepCtx<'_>) -> Result<Vec<Pod>, ActionError> {
-        let parking = parking(ctx)?;
+        let parking = parking(ctx.host)?;
         let t = ctx.transport;
         let mut pods = Vec::new();
         for name in &self.pods {
