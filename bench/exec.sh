@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/exec.sh — a benchmark, not a test.
 #
-# Wall time (and the client's peak RSS) of one read-only command,
-# `cat /etc/hostname`, run on 3 and on 20 hosts by:
+# Wall time (and the client's CPU time and peak RSS) of one read-only command,
+# `cat /etc/hostname`, run on 3, 20 and 100 hosts by:
 #   1. remedy exec     (target/release/remedy; a fresh process: no connection reuse)
+#      and remedy run of a read-only runbook (one `shell` step, read_only, on
+#      every host at once: preview, locks, journal, the step, the report)
 #   2. parallel-ssh    (pssh, one OpenSSH client process per host), with OpenSSH's
 #                      default key exchange and again with curve25519-sha256, the
 #                      one remedy prefers (so the key exchange is not the difference)
@@ -17,19 +19,25 @@
 # with an empty file (root's real ones are slow here). All three tools use the
 # same client key and the same known_hosts, with strict host-key checking.
 #
+# Every tool works on all hosts of a size at once (remedy --parallel, pssh -p,
+# ansible -f: the size).
+#
 # Method: per size, one untimed warm-up round, then RUNS timed rounds; each round
-# runs every row once, interleaved (remedy, parallel-ssh, parallel-ssh x25519,
-# ansible cold, ansible warm) so that load from other work on the machine hits
-# them all alike. Every run's output is checked (each host's own hostname,
+# runs every row once, interleaved (remedy exec, remedy run, parallel-ssh,
+# parallel-ssh x25519, ansible cold, ansible warm) so that load from other work
+# on the machine hits them all alike. Every run's output is checked (each host's own hostname,
 # nothing else); any wrong output or non-zero exit stops the benchmark with an
 # error. Wall time is taken around `/usr/bin/time -f %M` (which gives the RSS),
-# so each row includes the same few milliseconds of wrapper.
+# so each row includes the same few milliseconds of wrapper; CPU time is user +
+# system of the client and the children it waited for (pssh's ssh processes;
+# not ansible's detached ControlPersist masters).
 #
 # Needs: root, scripts/setup (openssh-server, pssh), a release build
 # (cargo build --release --bin remedy), GNU time (/usr/bin/time). ansible-core is
 # pip-installed into $BENCH_VENV (default /tmp/bench-venv) if it is not there.
 #
-# Environment: REMEDY (binary), BENCH_VENV, RUNS (default 10), SIZES (default "3 20").
+# Environment: REMEDY (binary), BENCH_VENV, RUNS (default 10), SIZES (default
+# "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,7 +61,7 @@ done
 MAXN=0
 for s in $SIZES; do
   # (2 or more: remedy prefixes lines with the host only for several hosts)
-  [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 2 ] && [ "$s" -le 20 ] || die "SIZES: each 2..20"
+  [[ "$s" =~ ^[0-9]+$ ]] && [ "$s" -ge 2 ] && [ "$s" -le 100 ] || die "SIZES: each 2..100"
   [ "$s" -gt "$MAXN" ] && MAXN=$s
 done
 if [ ! -x "$VENV/bin/ansible" ]; then
@@ -159,7 +167,7 @@ ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=300s -o IdentitiesOnly
 cat >"$W/ansible.cfg" <<EOF
 [defaults]
 host_key_checking = True
-forks = 20
+forks = $MAXN
 interpreter_python = /usr/bin/python3
 local_tmp = $W/ansible-tmp
 nocolor = True
@@ -187,13 +195,26 @@ for s in $SIZES; do
   for n in $(seq 1 "$s"); do printf 'h%d bench-host-%02d\n' "$n" "$n"; done | sort >"$W/expected-$s"
 done
 
-export NO_COLOR=1 ANSIBLE_CONFIG=$W/ansible.cfg ANSIBLE_HOME=$W/ansible-home \
+# The read-only runbook `remedy run` runs.
+cat >"$W/read.yaml" <<EOF
+runbook: read-hostname
+summary: read /etc/hostname on every host
+targets: all
+strategy: parallel
+steps:
+  - id: read
+    action: shell
+    with: { cmd: "$CMD", read_only: true }
+EOF
+
+export REMEDY_HOME=$W/remedy-home NO_COLOR=1 ANSIBLE_CONFIG=$W/ansible.cfg ANSIBLE_HOME=$W/ansible-home \
   ANSIBLE_NOCOLOR=1 ANSIBLE_DEPRECATION_WARNINGS=0
 
 # cmd_<tool> SIZE MODE: the command line, one word per line (printed into the report).
-cmd_remedy() { printf '%s\n' "$REMEDY" exec -i "$W/inventory-$1.yaml" all -- cat /etc/hostname; }
+cmd_remedy() { printf '%s\n' "$REMEDY" exec --parallel "$1" -i "$W/inventory-$1.yaml" all -- cat /etc/hostname; }
+cmd_remedyrun() { printf '%s\n' "$REMEDY" run "$W/read.yaml" --parallel "$1" -i "$W/inventory-$1.yaml" --yes -o json; }
 cmd_pssh() {
-  printf '%s\n' parallel-ssh -i -h "$W/pssh-hosts-$1" -l root -p 32 -t 60 -x "-i $W/client_key" \
+  printf '%s\n' parallel-ssh -i -h "$W/pssh-hosts-$1" -l root -p "$1" -t 60 -x "-i $W/client_key" \
     -O "UserKnownHostsFile=$W/known_hosts" -O StrictHostKeyChecking=yes \
     -O IdentitiesOnly=yes -O BatchMode=yes
   # x25519: the key exchange remedy prefers, instead of OpenSSH 9.2's default
@@ -202,12 +223,17 @@ cmd_pssh() {
   printf '%s\n' "$CMD"
 }
 cmd_ansible() {
-  printf '%s\n' "$ANSIBLE" all -i "$W/inventory-$1.ini" -f 20 -m command -a "$CMD" \
+  printf '%s\n' "$ANSIBLE" all -i "$W/inventory-$1.ini" -f "$1" -m command -a "$CMD" \
     -e "ansible_ssh_common_args='-o UserKnownHostsFile=$W/known_hosts'"
 }
 
 # parse_<tool> < stdout: "hN value" pairs, sorted.
 parse_remedy() { awk '$2 == "|" { print $1, $3 }' | sort; }
+parse_remedyrun() {
+  python3 -c 'import json, sys
+for h in json.load(sys.stdin)["hosts"]:
+    print(h["host"], h["steps"][0]["result"]["stdout"].strip())' | sort
+}
 parse_pssh() {
   awk -v net="$NET." -v port=":$PORT" '
     /\[SUCCESS\]/ { h = $NF; sub(net, "", h); sub(port, "", h); getline; print "h" h, $0 }' | sort
@@ -228,7 +254,7 @@ run_one() {
   [ "$tool$mode" = ansiblewarm ] && before=$(find "$W/cp" -type s -printf '%i %p\n' | sort)
   rc=0
   t0=$(date +%s%N)
-  timeout 120 /usr/bin/time -f '%M' -o "$base.rss" "${cmd[@]}" >"$base.out" 2>"$base.err" </dev/null || rc=$?
+  timeout 300 /usr/bin/time -f '%M %U %S' -o "$base.rss" "${cmd[@]}" >"$base.out" 2>"$base.err" </dev/null || rc=$?
   t1=$(date +%s%N)
   if [ "$rc" -ne 0 ]; then
     cat "$base.out" "$base.err" >&2
@@ -246,7 +272,8 @@ run_one() {
   fi
   if [ "$round" != warmup ]; then
     echo $(((t1 - t0) / 1000)) >>"$W/$tool-$mode-$size.us"
-    tail -n1 "$base.rss" >>"$W/$tool-$mode-$size.kb"
+    tail -n1 "$base.rss" | awk '{ print $1 }' >>"$W/$tool-$mode-$size.kb"
+    tail -n1 "$base.rss" | awk '{ printf "%d\n", ($2 + $3) * 1000 }' >>"$W/$tool-$mode-$size.cpu"
   fi
 }
 
@@ -254,7 +281,7 @@ run_one() {
 stats() { sort -n "$1" | awk '{ v[NR] = $1 } END {
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
 
-TOOLS=("remedy plain" "pssh plain" "pssh x25519" "ansible cold" "ansible warm")
+TOOLS=("remedy plain" "remedyrun plain" "pssh plain" "pssh x25519" "ansible cold" "ansible warm")
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $MAXN sshd up on $NET.1-$MAXN:$PORT; load average: $LOAD_START" >&2
 for s in $SIZES; do
@@ -273,6 +300,7 @@ stop_masters
 label() {
   case "$1 $2" in
     "remedy plain") echo "remedy exec" ;;
+    "remedyrun plain") echo "remedy run, read-only runbook" ;;
     "pssh plain") echo "parallel-ssh -i" ;;
     "pssh x25519") echo "parallel-ssh -i, kex curve25519-sha256 (as remedy)" ;;
     "ansible cold") echo "ansible, cold (no ControlPersist master)" ;;
@@ -280,19 +308,20 @@ label() {
   esac
 }
 echo
-echo "$RUNS timed runs per row (after 1 warm-up round); wall time in ms; peak RSS = the largest single process of the client's tree."
+echo "$RUNS timed runs per row (after 1 warm-up round); wall time in ms; CPU = user + system of the client and its waited-for children; peak RSS = the largest single process of the client's tree."
 echo
-echo "| hosts | tool | median ms | min ms | max ms | median / remedy | peak RSS MiB (median) |"
-echo "|---:|---|---:|---:|---:|---:|---:|"
+echo "| hosts | tool | median ms | min ms | max ms | median / remedy exec | CPU ms (median) | peak RSS MiB (median) |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 for s in $SIZES; do
   read -r rmed _ _ < <(stats "$W/remedy-plain-$s.us")
   for tm in "${TOOLS[@]}"; do
     read -r tool mode <<<"$tm"
     read -r med min max < <(stats "$W/$tool-$mode-$s.us")
     read -r kb _ _ < <(stats "$W/$tool-$mode-$s.kb")
+    read -r cpu _ _ < <(stats "$W/$tool-$mode-$s.cpu")
     awk -v s="$s" -v l="$(label "$tool" "$mode")" -v med="$med" -v min="$min" -v max="$max" \
-      -v r="$rmed" -v kb="$kb" 'BEGIN {
-      printf "| %d | %s | %.1f | %.1f | %.1f | %.2fx | %.1f |\n", s, l, med/1000, min/1000, max/1000, med/r, kb/1024 }'
+      -v r="$rmed" -v kb="$kb" -v cpu="$cpu" 'BEGIN {
+      printf "| %d | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %.1f |\n", s, l, med/1000, min/1000, max/1000, med/r, cpu, kb/1024 }'
   done
 done
 echo
@@ -304,7 +333,7 @@ echo "Versions: remedy binary sha256 $(sha256sum "$REMEDY" | cut -c1-12) built $
   "Machine: $(nproc) cores; load average (1, 5, 15 min) $LOAD_START at the start, $LOAD_END at the end."
 echo
 echo "Commands (for the largest size; \$W = a temporary directory):"
-for tm in "remedy plain" "pssh plain" "pssh x25519" "ansible cold"; do
+for tm in "remedy plain" "remedyrun plain" "pssh plain" "pssh x25519" "ansible cold"; do
   read -r t mode <<<"$tm"
   echo
   printf '    '

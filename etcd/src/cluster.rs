@@ -205,24 +205,27 @@ impl Cluster {
     pub async fn status_report(&self) -> StatusReport {
         let st = self.statuses().await;
         let ok: Vec<MemberStatus> = st.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
-        let mut alarms = Vec::new();
-        for c in &self.members {
-            if let Ok(m) = &c.member {
-                if let Ok(a) = m.alarms().await {
-                    alarms = a;
-                    break;
+        // The alarm list goes through raft (a proposal, a WAL fsync on a
+        // quorum): ask it beside the health checks, not before them.
+        let alarms = async {
+            for c in &self.members {
+                if let Ok(m) = &c.member {
+                    if let Ok(a) = m.alarms().await {
+                        return a;
+                    }
                 }
             }
-        }
-        let members: Vec<Value> =
+            Vec::new()
+        };
+        let healths =
             futures::future::join_all(self.members.iter().zip(&st).map(|(c, s)| async move {
                 let mut v = c.status_value(s);
                 if let (Ok(m), Ok(_)) = (&c.member, s) {
                     v["healthy"] = json!(m.health().await.is_ok());
                 }
                 v
-            }))
-            .await;
+            }));
+        let (alarms, members): (Vec<_>, Vec<Value>) = futures::join!(alarms, healths);
         let leader = ok.iter().find(|s| s.is_leader).map(|s| s.name.clone());
         let mut text = status_table(&ok);
         for (c, s) in self.members.iter().zip(&st) {
