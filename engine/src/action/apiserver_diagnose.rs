@@ -218,7 +218,7 @@ impl ApiserverDiagnose {
             return Ok(String::new());
         }
         let cmd = format!(
-            "curl -sk --max-time 5 {} || true",
+            "curl -sk --max-time 5 -- {} || true",
             quote(&format!("{url}?verbose"))
         );
         Ok(ctx.transport.probe(&cmd, ctx.command_timeout).await?.stdout)

@@ -11,7 +11,7 @@
 //! kubelet to report it (its Nodes are NotReady by construction), so no
 //! test could show such a finding right.
 
-use super::{within, CheckCtx, Collector, Finding, Severity};
+use super::{CheckCtx, Collector, Finding, Severity};
 use crate::action::kube::{admin_access, api_server};
 use async_trait::async_trait;
 use remedy_k8s::webhooks::{self, UrlProbe};
@@ -20,6 +20,9 @@ use remedy_transport::{shell, ReadOnly, Transport};
 use std::time::Duration;
 
 pub struct Api;
+
+/// The most one master's API server is given before the next is asked.
+const PER_MASTER: Duration = Duration::from_secs(4);
 
 /// The host the API-side findings are filed under.
 const HOST: &str = "api";
@@ -53,7 +56,10 @@ impl Collector for Api {
     async fn collect(&self, ctx: &CheckCtx<'_>) -> Vec<Finding> {
         let mut why_not = Vec::new();
         for host in ctx.masters {
-            let asked = within(ctx, &format!("the API server on {}", host.name), async {
+            // Each master gets a slice of the budget, so one that hangs
+            // leaves time to ask the next.
+            let slice = ctx.left().min(PER_MASTER);
+            let asked = tokio::time::timeout(slice, async {
                 let raw = ctx
                     .connector
                     .connect(host)
@@ -66,19 +72,16 @@ impl Collector for Api {
                 let opener = raw
                     .opener()
                     .ok_or_else(|| format!("the transport to {} cannot open tunnels", host.name))?;
-                let kube = Kube::connect(
-                    &access.with_server(&api_server(host)),
-                    opener,
-                    ctx.left().min(Duration::from_secs(4)),
-                    true,
-                )
-                .map_err(|e| e.to_string())?;
+                let kube =
+                    Kube::connect(&access.with_server(&api_server(host)), opener, slice, true)
+                        .map_err(|e| e.to_string())?;
                 // The cheapest call first: a server that does not answer
                 // it is skipped for the next master.
                 kube.get_text("/livez").await.map_err(|e| e.to_string())?;
                 Ok::<_, String>(survey(ctx, &kube, &t, &host.name).await)
             })
             .await
+            .map_err(|_| format!("no answer within {:.1}s", slice.as_secs_f64()))
             .and_then(|r| r);
             match asked {
                 Ok(found) => return found,
