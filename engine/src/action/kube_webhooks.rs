@@ -23,14 +23,15 @@ pub struct KubeWebhooks {
     probe_namespace: Option<String>,
 }
 
-/// Asks from the master (where the API server calls from) with curl.
-struct FromMaster<'a>(&'a dyn Transport);
+/// Asks from the master (where the API server calls from) with curl: a
+/// URL answers when curl gets any HTTP status.
+pub(crate) struct FromMaster<'a>(pub(crate) &'a dyn Transport);
 
 #[async_trait]
 impl UrlProbe for FromMaster<'_> {
     async fn answers(&self, url: &str) -> Result<bool, String> {
         let cmd = format!(
-            "curl -sk -m 5 -o /dev/null -w '%{{http_code}}' {} || true",
+            "curl -sk -m 5 -o /dev/null -w '%{{http_code}}' -- {} || true",
             shell::quote(url)
         );
         let out = self

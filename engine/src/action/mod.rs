@@ -35,7 +35,7 @@ mod kube_patch;
 mod kube_probe_write;
 mod kube_scale;
 mod kube_wait;
-mod kube_webhooks;
+pub(crate) mod kube_webhooks;
 mod lb;
 mod script;
 mod shell;

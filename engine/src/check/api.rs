@@ -13,10 +13,11 @@
 
 use super::{CheckCtx, Collector, Finding, Severity};
 use crate::action::kube::{admin_access, api_server};
+use crate::action::kube_webhooks::FromMaster;
 use async_trait::async_trait;
-use remedy_k8s::webhooks::{self, UrlProbe};
+use remedy_k8s::webhooks;
 use remedy_k8s::{metrics, Kube};
-use remedy_transport::{shell, ReadOnly, Transport};
+use remedy_transport::{ReadOnly, Transport};
 use std::time::Duration;
 
 pub struct Api;
@@ -26,26 +27,6 @@ const PER_MASTER: Duration = Duration::from_secs(4);
 
 /// The host the API-side findings are filed under.
 const HOST: &str = "api";
-
-/// A webhook URL answers when curl on the master gets any HTTP status.
-struct FromMaster<'a>(&'a dyn Transport);
-
-#[async_trait]
-impl UrlProbe for FromMaster<'_> {
-    async fn answers(&self, url: &str) -> Result<bool, String> {
-        let cmd = format!(
-            "curl -sk -m 3 -o /dev/null -w '%{{http_code}}' -- {} || true",
-            shell::quote(url)
-        );
-        let out = self
-            .0
-            .probe(&cmd, Duration::from_secs(5))
-            .await
-            .map_err(|e| e.to_string())?;
-        let code = out.stdout.trim();
-        Ok(!code.is_empty() && code != "000")
-    }
-}
 
 #[async_trait]
 impl Collector for Api {
