@@ -4,8 +4,8 @@
 //! whether a wait is needed.
 
 use super::kube::connect;
+use super::wait_until;
 use super::{result, Action, ActionError, Secs, StepCtx};
-use crate::eval::{short, Resolved};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
 use remedy_dsl::runbook::ArgValue;
@@ -72,25 +72,11 @@ impl KubeWait {
         let Some(ArgValue::Expr(expr)) = ctx.step.arg("condition") else {
             return Ok((None, value));
         };
-        let holds = match ctx.bindings.eval(expr, Some(&value))? {
-            Resolved::Known(Value::Bool(b)) => Some(b),
-            Resolved::Known(other) => {
-                return Err(ActionError::failed(format!(
-                    "condition `{}` must be true or false, but is {}",
-                    expr.text,
-                    short(&other)
-                )))
-            }
-            Resolved::Unknown { .. } => None,
-        };
-        Ok((holds, value))
+        Ok((wait_until::holds(ctx, expr, &value)?, value))
     }
 
     fn limits(&self) -> (Duration, Duration) {
-        (
-            Duration::from_secs(self.interval.map_or(2, |s| s.0).max(1)),
-            Duration::from_secs(self.timeout.map_or(300, |s| s.0)),
-        )
+        wait_until::limits(self.interval, self.timeout)
     }
 }
 

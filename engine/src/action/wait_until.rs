@@ -41,26 +41,39 @@ impl WaitUntil {
             .probe(&self.command, ctx.command_timeout)
             .await?;
         let value = json!({ "rc": out.status, "stdout": out.stdout, "stderr": out.stderr });
-        let holds = match ctx.bindings.eval(self.condition(ctx)?, Some(&value))? {
-            Resolved::Known(Value::Bool(b)) => Some(b),
-            Resolved::Known(other) => {
-                return Err(ActionError::failed(format!(
-                    "condition `{}` must be true or false, but is {}",
-                    self.condition(ctx)?.text,
-                    short(&other)
-                )));
-            }
-            Resolved::Unknown { .. } => None,
-        };
+        let holds = holds(ctx, self.condition(ctx)?, &value)?;
         Ok((holds, value))
     }
 
     fn limits(&self) -> (Duration, Duration) {
-        (
-            Duration::from_secs(self.interval.map_or(2, |s| s.0).max(1)),
-            Duration::from_secs(self.timeout.map_or(300, |s| s.0)),
-        )
+        limits(self.interval, self.timeout)
     }
+}
+
+/// Whether a wait's Rhai `condition` holds over `value`: `None` while it
+/// cannot be known yet; an error when it is not a boolean.
+pub(super) fn holds(
+    ctx: &StepCtx<'_>,
+    condition: &Expr,
+    value: &Value,
+) -> Result<Option<bool>, ActionError> {
+    match ctx.bindings.eval(condition, Some(value))? {
+        Resolved::Known(Value::Bool(b)) => Ok(Some(b)),
+        Resolved::Known(other) => Err(ActionError::failed(format!(
+            "condition `{}` must be true or false, but is {}",
+            condition.text,
+            short(&other)
+        ))),
+        Resolved::Unknown { .. } => Ok(None),
+    }
+}
+
+/// A wait's poll interval (default 2 s, at least 1 s) and bound (default 5 min).
+pub(super) fn limits(interval: Option<Secs>, timeout: Option<Secs>) -> (Duration, Duration) {
+    (
+        Duration::from_secs(interval.map_or(2, |s| s.0).max(1)),
+        Duration::from_secs(timeout.map_or(300, |s| s.0)),
+    )
 }
 
 #[async_trait]
