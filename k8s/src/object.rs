@@ -22,6 +22,12 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
+    /// Its namespace, `default` when it names none (ignored for a
+    /// cluster-scoped kind: see `Kind::collection`).
+    pub fn namespace_or_default(&self) -> Option<&str> {
+        Some(self.namespace.as_deref().unwrap_or("default"))
+    }
+
     /// The reference an object (a manifest) carries. `default_namespace`
     /// fills in a namespaced object without one.
     pub fn of(obj: &Value) -> Result<ObjectRef, String> {
@@ -183,7 +189,7 @@ impl Kube {
     pub async fn get(&self, r: &ObjectRef) -> Result<Option<Value>, KubeError> {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let mut obj = self
-            .get_json(&kind.object(r.namespace.as_deref().or(Some("default")), &r.name))
+            .get_json(&kind.object(r.namespace_or_default(), &r.name))
             .await?;
         if let Some(o) = obj.as_mut() {
             // Some answers leave these out; backups and diffs want them.
@@ -233,7 +239,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}{}",
-            kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
+            kind.object(r.namespace_or_default(), &r.name),
             query(
                 dry_run,
                 &[
@@ -264,7 +270,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}{}",
-            kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
+            kind.object(r.namespace_or_default(), &r.name),
             query(dry_run, &[("fieldManager", FIELD_MANAGER)])
         );
         let body = serde_json::to_vec(&with_precondition(patch, ty, expect_rv)).unwrap_or_default();
@@ -284,7 +290,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}{}",
-            kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
+            kind.object(r.namespace_or_default(), &r.name),
             query(dry_run, &[])
         );
         let mut options = json!({
@@ -313,7 +319,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}{}",
-            kind.collection(r.namespace.as_deref().or(Some("default"))),
+            kind.collection(r.namespace_or_default()),
             query(dry_run, &[("fieldManager", FIELD_MANAGER)])
         );
         let body = serde_json::to_vec(&without_server_fields(obj)).unwrap_or_default();
@@ -337,7 +343,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}{}",
-            kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
+            kind.object(r.namespace_or_default(), &r.name),
             query(dry_run, &[("fieldManager", FIELD_MANAGER)])
         );
         let mut body = without_server_fields(obj);
@@ -366,7 +372,7 @@ impl Kube {
         let kind = self.kind(&r.api_version, &r.kind).await?;
         let path = format!(
             "{}/scale{}",
-            kind.object(r.namespace.as_deref().or(Some("default")), &r.name),
+            kind.object(r.namespace_or_default(), &r.name),
             query(dry_run, &[("fieldManager", FIELD_MANAGER)])
         );
         let patch = with_precondition(
