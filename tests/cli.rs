@@ -403,29 +403,65 @@ fn issue_13_inventory_lab_names_the_default_dir_and_how_to_use_another() {
 
 /// Issue 13, item 11: `remedy show … | head -1` and `remedy lab down |
 /// head` panicked (exit 101, a backtrace) when the reader closed the pipe.
-/// Here the reader is gone before remedy writes a byte.
+/// Here the reader is gone before remedy writes a byte. Each command runs
+/// twice: as a shell starts it, and with SIGPIPE blocked, as some CI
+/// runners and service managers start their children (signal masks are
+/// inherited across exec). Blocked, `remedy show` used to exit 0 with its
+/// output silently lost (CI stop 24).
 #[test]
 fn issue_13_a_closed_pipe_ends_show_and_lab_down_without_a_panic() {
-    use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let lab_dir = tempfile::tempdir().unwrap();
     let lab = lab_dir.path().display().to_string();
-    for args in [
+    for (args, block_sigpipe) in [
         vec!["show", "cert-renew"],
         vec!["audit", "list"],
         vec!["lab", "down", "--dir", &lab],
-    ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+    ]
+    .into_iter()
+    .flat_map(|a| [(a.clone(), false), (a, true)])
+    {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+        if block_sigpipe {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGPIPE);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                    Ok(())
+                });
+            }
+        }
+        // The pipe's read end is closed before remedy starts: with
+        // `Stdio::piped()` and a drop after spawn, a fast child could write
+        // into the still-open pipe first and exit 0 (a flaky failure, CI
+        // stop 24).
+        let stdout = {
+            use std::os::fd::{FromRawFd, OwnedFd};
+            let mut fds = [0; 2];
+            // SAFETY: pipe2 fills two fresh descriptors we then own.
+            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: as above; each is owned exactly once.
+            let (read, write) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            drop(read);
+            write
+        };
+        let out = cmd
             .args(&args)
             .env("REMEDY_HOME", home())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::from(stdout))
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "{args:?} (SIGPIPE blocked: {block_sigpipe}): {stderr}"
+        );
         // Reading commands end as cat does (SIGPIPE); lab down finishes.
         let expected = if args[0] == "lab" {
             (Some(0), None)
@@ -435,7 +471,7 @@ fn issue_13_a_closed_pipe_ends_show_and_lab_down_without_a_panic() {
         assert_eq!(
             (out.status.code(), out.status.signal()),
             expected,
-            "{args:?}: {stderr}"
+            "{args:?} (SIGPIPE blocked: {block_sigpipe}): {stderr}"
         );
     }
 }

@@ -354,9 +354,17 @@ pub fn main() -> i32 {
         // Like cat: `remedy show X | head -1` ends quietly when head
         // closes the pipe, not with a panic. Only commands that read local
         // state: a run must never die of SIGPIPE on a dropped connection.
-        // SAFETY: restoring a signal's default disposition, single-threaded.
+        // The signal is also unblocked: a blocked mask is inherited across
+        // exec (some CI runners and service managers start children so), and
+        // a blocked SIGPIPE would turn the closed pipe into EPIPE instead.
+        // SAFETY: restoring a signal's default disposition and unblocking it,
+        // before any thread is started.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         }
     }
     match &cli.command {
