@@ -258,11 +258,15 @@ impl Transport for Local {
                     .await
                     .map_err(|e| self.stream_error(target, e))?,
             ),
-            StreamTarget::Tcp(host, port) => Box::new(
-                tokio::net::TcpStream::connect((host.as_str(), *port))
+            StreamTarget::Tcp(host, port) => {
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map_err(|e| self.stream_error(target, e))?,
-            ),
+                    .map_err(|e| self.stream_error(target, e))?;
+                // Small request/response traffic (etcd's gRPC): no Nagle wait.
+                tcp.set_nodelay(true)
+                    .map_err(|e| self.stream_error(target, e))?;
+                Box::new(tcp)
+            }
         };
         Ok(stream)
     }

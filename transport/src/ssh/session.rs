@@ -230,10 +230,9 @@ impl SshSession {
         let handshake = async {
             match via {
                 Via::Direct => {
-                    let tcp =
-                        tokio::net::TcpStream::connect((target.hostname.as_str(), target.port))
-                            .await
-                            .map_err(|e| Err(connect_err(e.to_string())))?;
+                    let tcp = connect_tcp(&target.hostname, target.port)
+                        .await
+                        .map_err(|e| Err(connect_err(e.to_string())))?;
                     client::connect_stream(config, tcp, handler)
                         .await
                         .map_err(Ok)
@@ -579,4 +578,30 @@ async fn authenticate(handle: &mut Handle<HostKeyCheck>, target: &Target) -> Res
         }
     }
     Err(fail(tried))
+}
+
+/// The TCP connection an SSH session runs on, with Nagle's algorithm off.
+/// `client::connect_stream` does not apply `Config::nodelay` (only russh's
+/// own `connect` does); with Nagle on, each small request on an open
+/// connection waited for the previous segment's delayed ACK, about 40 ms
+/// per command (bench/steps.sh: 53.5 ms per step and host before, 25.8 ms
+/// after, against 24.9 ms for OpenSSH's ControlPath loop).
+async fn connect_tcp(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_ssh_socket_has_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = super::connect_tcp("127.0.0.1", port).await.unwrap();
+        assert!(
+            tcp.nodelay().unwrap(),
+            "TCP_NODELAY is off: every command waits for a delayed ACK"
+        );
+    }
 }
