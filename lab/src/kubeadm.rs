@@ -38,8 +38,9 @@
 //! - etcd's manifest names the release the lab built (`imageTag`), not
 //!   kubeadm's default etcd image: it is what runs.
 //! - No kubelet registers the masters: the lab creates their Node objects
-//!   (control-plane label and taint, InternalIP = the master's address); the
-//!   node controller soon reports them NotReady, as it would without kubelets.
+//!   (control-plane label and taint, InternalIP = the master's address), and
+//!   each master's kubelet stand-in posts its Node's Ready condition
+//!   ([`crate::node_status`]).
 
 use crate::layout::{Layout, API_PORT, ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT};
 use std::fs;

@@ -96,18 +96,25 @@ pub struct KubeletConfig {
     pub path: String,
     /// How often the manifests directory is listed and the pods checked.
     pub poll: Duration,
+    /// Posts the Node's Ready condition when set ([`crate::node_status`]).
+    pub node_status: Option<crate::node_status::NodeStatus>,
 }
 
 impl KubeletConfig {
     /// The kubeadm paths as a master sees them inside its mount namespace.
     pub fn standard(node: impl Into<String>, lab_dir: impl Into<PathBuf>) -> KubeletConfig {
+        let lab_dir: PathBuf = lab_dir.into();
         KubeletConfig {
+            node_status: Some(crate::node_status::NodeStatus {
+                kubectl: lab_dir.join("bin/kubectl"),
+                kubeconfig: lab_dir.join("admin.conf"),
+            }),
             node: node.into(),
             manifests_dir: "/etc/kubernetes/manifests".into(),
             pods_state_dir: "/var/lib/kubelet/pods".into(),
             faults_dir: "/var/lib/kubelet/lab-faults".into(),
             logs_dir: "/var/log/pods".into(),
-            lab_dir: lab_dir.into(),
+            lab_dir,
             path: container::CONTAINER_PATH.into(),
             poll: Duration::from_millis(500),
         }
@@ -128,6 +135,7 @@ impl KubeletConfig {
             lab_dir: root.join("lab"),
             path: "/usr/bin:/bin".into(),
             poll: Duration::from_millis(100),
+            node_status: None,
         }
     }
 }
@@ -167,6 +175,13 @@ pub fn run_until(cfg: KubeletConfig, stop: &AtomicBool) -> Result<(), KubeletErr
             source,
         })?;
     }
+    // The Node's heartbeats run beside the pods, so a slow API server never
+    // holds back a pod's restart.
+    let heartbeat_stop = std::sync::Arc::new(AtomicBool::new(false));
+    if let Some(status) = cfg.node_status.clone() {
+        let (node, done) = (cfg.node.clone(), heartbeat_stop.clone());
+        std::thread::spawn(move || status.run(&node, &done));
+    }
     let mut kubelet = Kubelet::new(cfg);
     kubelet.forget_previous_run();
     kubelet.say(&format!(
@@ -184,6 +199,7 @@ pub fn run_until(cfg: KubeletConfig, stop: &AtomicBool) -> Result<(), KubeletErr
             std::thread::sleep(STOP_CHECK.min(kubelet.cfg.poll));
         }
     }
+    heartbeat_stop.store(true, Ordering::SeqCst);
     kubelet.say("stopping: terminating all pods");
     let all: Vec<Pod> = std::mem::take(&mut kubelet.pods).into_values().collect();
     kubelet.stop_pods(all, Removal::KubeletExit);
