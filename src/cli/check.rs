@@ -65,6 +65,7 @@ pub fn check(g: &Global) -> i32 {
         etcd: &etcd,
         lbs: &lbs,
         inventory_arg,
+        etcd_snapshot: newest_snapshot(),
         deadline: started + BUDGET,
     };
     let findings = runtime.block_on(check::run(&ctx, &check::collectors()));
@@ -170,4 +171,26 @@ fn shorten(line: &str) -> String {
     } else {
         format!("{}…", line.chars().take(MAX).collect::<String>())
     }
+}
+
+/// The newest snapshot an `etcd.snapshot` step saved (its result: a `.db`
+/// path with the database's size) that is still on the jump host. Only an
+/// existing journal is read: a check creates nothing.
+fn newest_snapshot() -> Option<String> {
+    let path = remedy_journal::default_path();
+    if !path.is_file() {
+        return None;
+    }
+    let journal = remedy_journal::Journal::open(&path).ok()?;
+    let events = journal.events_of_kind("step_done").ok()?;
+    events
+        .iter()
+        .rev()
+        .filter_map(|e| {
+            let r = &e.payload["result"];
+            let file = r["path"].as_str()?;
+            (file.ends_with(".db") && r.get("db_bytes").is_some()).then_some(file)
+        })
+        .find(|file| std::path::Path::new(file).is_file())
+        .map(str::to_string)
 }

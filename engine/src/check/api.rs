@@ -7,14 +7,15 @@
 //! does, the masters' own findings already say why, and this says what was
 //! not checked.
 //!
-//! Control-plane Nodes' Ready is not judged here yet: the lab has no
-//! kubelet to report it (its Nodes are NotReady by construction), so no
-//! test could show such a finding right.
+//! Also the control-plane Nodes' Ready condition (a master whose kubelet
+//! stopped posting it, filed under that master), and the requests in flight
+//! against the server's concurrency limit.
 
 use super::{CheckCtx, Collector, Finding, Severity};
 use crate::action::kube::{admin_access, api_server};
 use crate::action::kube_webhooks::FromMaster;
 use async_trait::async_trait;
+use remedy_k8s::nodes::{control_plane_nodes, ControlPlaneNode};
 use remedy_k8s::webhooks;
 use remedy_k8s::{metrics, Kube};
 use remedy_transport::{ReadOnly, Transport};
@@ -126,6 +127,18 @@ async fn survey(ctx: &CheckCtx<'_>, kube: &Kube, t: &dyn Transport, host: &str) 
             }
         }
     }
+    match control_plane_nodes(kube).await {
+        Err(e) => found.push(
+            Finding::new(
+                HOST,
+                "api/nodes",
+                Severity::Warn,
+                "cannot list the control-plane Nodes",
+            )
+            .evidence([e.to_string()]),
+        ),
+        Ok(nodes) => found.extend(node_findings(ctx, &nodes, &via)),
+    }
     match metrics::scrape(kube).await {
         Err(e) => found.push(
             Finding::new(
@@ -137,6 +150,7 @@ async fn survey(ctx: &CheckCtx<'_>, kube: &Kube, t: &dyn Transport, host: &str) 
             .evidence([e.to_string()]),
         ),
         Ok(m) => {
+            found.push(inflight_finding(&m, &via));
             let rejected = metrics::apf_rejections(&m);
             found.push(if rejected.is_empty() {
                 Finding::ok(HOST, "api/flowcontrol", "API Priority and Fairness rejected no request")
@@ -156,4 +170,115 @@ async fn survey(ctx: &CheckCtx<'_>, kube: &Kube, t: &dyn Transport, host: &str) 
         }
     }
     found
+}
+
+/// Each control-plane Node's Ready, under its master when the inventory
+/// has it (only the masters asked for, with `--limit`), under `api` when
+/// the inventory does not know it.
+fn node_findings(ctx: &CheckCtx<'_>, nodes: &[ControlPlaneNode], via: &str) -> Vec<Finding> {
+    let known = |n: &str| ctx.masters.iter().chain(ctx.etcd).any(|h| h.name == n);
+    let asked = |n: &str| ctx.masters.iter().any(|h| h.name == n);
+    if nodes.is_empty() {
+        return vec![Finding::new(
+            HOST,
+            "api/nodes",
+            Severity::Warn,
+            format!(
+                "no Node has the {} label: the control plane's kubelets never registered",
+                remedy_k8s::nodes::CONTROL_PLANE_LABEL
+            ),
+        )
+        .evidence([via.to_string()])];
+    }
+    nodes
+        .iter()
+        .filter(|n| asked(&n.name) || !known(&n.name))
+        .map(|n| {
+            let host = if known(&n.name) { n.name.as_str() } else { HOST };
+            let check = if known(&n.name) {
+                "node".to_string()
+            } else {
+                format!("node/{}", n.name)
+            };
+            match n.ready {
+                Some(true) => Finding::ok(host, check, "the Node is Ready").evidence([via.to_string()]),
+                _ => Finding::new(
+                    host,
+                    check,
+                    Severity::Critical,
+                    format!(
+                        "Node {} is not Ready: its kubelet stopped posting status (static pods are not restarted, and its pods get evicted){}",
+                        n.name,
+                        if known(&n.name) { "" } else { " — and the inventory does not know this control-plane Node" }
+                    ),
+                )
+                .evidence(n.why_not_ready.iter().cloned().chain([via.to_string()]))
+                .fix(Some(format!(
+                    "on {}: systemctl status kubelet; journalctl -u kubelet -n 50; systemctl restart kubelet",
+                    n.name
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// At or above this share of the server's concurrency limit, a warning.
+const INFLIGHT_WARN: f64 = 0.8;
+
+/// Requests being served against the limit they share: with API Priority
+/// and Fairness (the default) the server's concurrency limit is
+/// `--max-requests-inflight` + `--max-mutating-requests-inflight`, split
+/// into the priority levels' nominal seats.
+fn inflight_finding(m: &metrics::Metrics, via: &str) -> Finding {
+    let inflight = m.sum("apiserver_current_inflight_requests", &[]);
+    let limit = m.sum("apiserver_flowcontrol_nominal_limit_seats", &[]);
+    let seen = format!(
+        "apiserver_current_inflight_requests {inflight}; apiserver_flowcontrol_nominal_limit_seats (summed) {limit}"
+    );
+    if limit <= 0.0 {
+        return Finding::ok(
+            HOST,
+            "api/inflight",
+            format!("{inflight} requests in flight (no concurrency limit reported)"),
+        )
+        .evidence([seen, via.to_string()]);
+    }
+    let share = inflight / limit;
+    let message = format!(
+        "{inflight} requests in flight of the server's {limit} ({:.0}%)",
+        share * 100.0
+    );
+    if share >= INFLIGHT_WARN {
+        Finding::new(HOST, "api/inflight", Severity::Warn, format!("{message}: close to the limit, new requests queue and then get 429s (--max-requests-inflight, --max-mutating-requests-inflight)"))
+            .evidence([seen, via.to_string()])
+    } else {
+        Finding::ok(HOST, "api/inflight", message).evidence([seen, via.to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflight_is_judged_against_the_summed_nominal_seats() {
+        let m = |inflight: u32| {
+            metrics::Metrics::parse(&format!(
+                "apiserver_current_inflight_requests{{request_kind=\"mutating\"}} 10\n\
+                 apiserver_current_inflight_requests{{request_kind=\"readOnly\"}} {inflight}\n\
+                 apiserver_flowcontrol_nominal_limit_seats{{priority_level=\"a\"}} 400\n\
+                 apiserver_flowcontrol_nominal_limit_seats{{priority_level=\"b\"}} 200\n"
+            ))
+        };
+        let calm = inflight_finding(&m(1), "v");
+        assert_eq!(calm.severity, Severity::Ok, "{calm:?}");
+        let busy = inflight_finding(&m(480), "v");
+        assert_eq!(busy.severity, Severity::Warn, "{busy:?}");
+        assert!(
+            busy.message
+                .starts_with("490 requests in flight of the server's 600 (82%)"),
+            "{}",
+            busy.message
+        );
+    }
 }

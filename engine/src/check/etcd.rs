@@ -194,7 +194,7 @@ impl Collector for Etcd {
                             .unwrap_or("")
                     )
                 }))
-                .fix(ctx.run_fix("etcd-restore", "")),
+                .fix(ctx.restore_fix()),
             );
         } else {
             let leader = statuses

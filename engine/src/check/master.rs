@@ -166,7 +166,7 @@ async fn master(ctx: &CheckCtx<'_>, host: &Host, t: &dyn Transport) -> Vec<Findi
         }
     };
     let script = probe_script(host);
-    let (facts, health, certs) = futures::join!(
+    let (facts, health, certs, served) = futures::join!(
         within(
             ctx,
             "the probe (kubelet, crictl, disk, memory)",
@@ -174,6 +174,11 @@ async fn master(ctx: &CheckCtx<'_>, host: &Host, t: &dyn Transport) -> Vec<Findi
         ),
         within(ctx, "the health endpoints", health(ctx, t, &manifests)),
         within(ctx, "the certificates", certificates(ctx, host, t)),
+        within(
+            ctx,
+            "the served certificate",
+            served_certificate(ctx, name, t, &manifests)
+        ),
     );
     let mut found = Vec::new();
     let mut facts = match facts.and_then(|r| r.map_err(|e| e.to_string())) {
@@ -201,6 +206,10 @@ async fn master(ctx: &CheckCtx<'_>, host: &Host, t: &dyn Transport) -> Vec<Findi
     match certs {
         Ok(c) => found.extend(c),
         Err(e) => found.push(Finding::new(name, "certificates", Severity::Warn, e)),
+    }
+    match served {
+        Ok(s) => found.extend(s),
+        Err(e) => found.push(Finding::new(name, "certificates/served", Severity::Warn, e)),
     }
     if facts.contains_key("kubelet") {
         found.extend(from_facts(ctx, host, &facts, &health));
@@ -261,6 +270,125 @@ fn from_facts(
     found.extend(stranded(ctx, host, &staged, facts));
     found.extend(resources(name, facts));
     found
+}
+
+/// The certificate the API server serves, read from the master itself with
+/// `openssl s_client` (never through a load balancer), against the file its
+/// manifest names: expired or expiring, or not the file's (renewed on disk,
+/// the API server not restarted). Nothing when nothing answers: the health
+/// findings say why.
+async fn served_certificate(
+    ctx: &CheckCtx<'_>,
+    name: &str,
+    t: &dyn Transport,
+    facts: &BTreeMap<String, String>,
+) -> Vec<Finding> {
+    let manifest = facts
+        .get("manifest kube-apiserver")
+        .map(String::as_str)
+        .unwrap_or("");
+    let Some(endpoint) =
+        remedy_manifest::default_health_url("kube-apiserver", manifest).and_then(|u| {
+            u.strip_prefix("https://")
+                .and_then(|r| r.split('/').next())
+                .map(str::to_string)
+        })
+    else {
+        return Vec::new();
+    };
+    let file = remedy_manifest::flag_value(manifest, "--tls-cert-file")
+        .unwrap_or_else(|| "/etc/kubernetes/pki/apiserver.crt".into());
+    let warn = CERT_WARN_DAYS * 86_400;
+    let script = format!(
+        "c=$(openssl s_client -connect {e} -servername kubernetes </dev/null 2>/dev/null | openssl x509 2>/dev/null) || exit 0
+         [ -n \"$c\" ] || exit 0
+         echo '@@@ served'; printf '%s\n' \"$c\" | openssl x509 -noout -enddate -fingerprint -sha256
+         echo '@@@ expired'; printf '%s\n' \"$c\" | openssl x509 -noout -checkend 0 >/dev/null && echo no || echo yes
+         echo '@@@ soon'; printf '%s\n' \"$c\" | openssl x509 -noout -checkend {warn} >/dev/null && echo no || echo yes
+         echo '@@@ file'; openssl x509 -in {f} -noout -fingerprint -sha256 2>&1
+",
+        e = quote(&endpoint),
+        f = quote(&file),
+    );
+    let out = match t.probe(&script, ctx.left()).await {
+        Ok(o) => sections(&o.stdout),
+        Err(e) => {
+            return vec![Finding::new(
+                name,
+                "certificates/served",
+                Severity::Warn,
+                format!("cannot read the served certificate: {e}"),
+            )]
+        }
+    };
+    let Some(served) = out.get("served") else {
+        return Vec::new();
+    };
+    let fingerprint = |text: &str| {
+        text.lines().find_map(|l| {
+            l.split_once("Fingerprint=")
+                .map(|(_, f)| f.trim().to_string())
+        })
+    };
+    let not_after = served
+        .lines()
+        .find_map(|l| l.strip_prefix("notAfter="))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let file_text = out.get("file").map(String::as_str).unwrap_or("");
+    let same = fingerprint(served).is_some() && fingerprint(served) == fingerprint(file_text);
+    let yes = |k: &str| out.get(k).map(|v| v.trim() == "yes").unwrap_or(false);
+    let evidence = [
+        format!("{endpoint} serves a certificate valid until {not_after}"),
+        if same {
+            format!("the same as {file}")
+        } else {
+            format!(
+                "{file}: {}",
+                fingerprint(file_text)
+                    .map(|f| format!("another certificate (SHA-256 {f})"))
+                    .unwrap_or_else(|| file_text.trim().to_string())
+            )
+        },
+    ];
+    let restart = ctx.run_fix(
+        "static-pod-restart",
+        &format!("-l {name} -p pods=kube-apiserver"),
+    );
+    let renew = ctx.run_fix("cert-renew", &format!("-l {name}"));
+    let finding = if yes("expired") {
+        Finding::new(
+            name,
+            "certificates/served",
+            Severity::Critical,
+            "the API server serves an EXPIRED certificate: clients refuse it",
+        )
+        .fix(if same { renew } else { restart })
+    } else if !same {
+        Finding::new(
+            name,
+            "certificates/served",
+            Severity::Warn,
+            format!("the API server does not serve {file}: renewed on disk and not restarted?"),
+        )
+        .fix(restart)
+    } else if yes("soon") {
+        Finding::new(
+            name,
+            "certificates/served",
+            Severity::Warn,
+            format!("the served certificate expires within {CERT_WARN_DAYS} days"),
+        )
+        .fix(renew)
+    } else {
+        Finding::ok(
+            name,
+            "certificates/served",
+            format!("serves {file}, valid until {not_after}"),
+        )
+    };
+    vec![finding.evidence(evidence)]
 }
 
 /// What each health endpoint answered: (HTTP code, body); `None` when
@@ -350,7 +478,7 @@ fn fix_for(ctx: &CheckCtx<'_>, host: &str, pod: &str, cause: &Cause) -> Option<S
     match (cause, pod) {
         (Cause::CertificateTime, _) => ctx.run_fix("cert-renew", &limit),
         (Cause::EtcdUnreachable, _) => Some(super::ETCD_FIRST.into()),
-        (Cause::EtcdDataUnusable, _) => ctx.run_fix("etcd-restore", ""),
+        (Cause::EtcdDataUnusable, _) => ctx.restore_fix(),
         (Cause::UnknownFlag(_) | Cause::FileNotFound(_), "kube-apiserver") => {
             ctx.run_fix("apiserver-recover", &limit)
         }

@@ -104,6 +104,9 @@ pub struct CheckCtx<'a> {
     pub lbs: &'a [Host],
     /// `-i PATH` as the fix commands should carry it ("" when the default).
     pub inventory_arg: String,
+    /// The newest etcd snapshot the journal knows and the jump host still
+    /// has, for the etcd-restore fix.
+    pub etcd_snapshot: Option<String>,
     /// When everything must have answered.
     pub deadline: Instant,
 }
@@ -117,6 +120,17 @@ impl CheckCtx<'_> {
             format!(" {args}")
         };
         Some(format!("remedy run {runbook}{}{args}", self.inventory_arg))
+    }
+    /// `remedy run etcd-restore`, from the newest snapshot the journal knows
+    /// (without one, the runbook's default directory, where it says what
+    /// is missing).
+    pub fn restore_fix(&self) -> Option<String> {
+        let args = self
+            .etcd_snapshot
+            .as_deref()
+            .map(|p| format!("-p snapshot={}", remedy_transport::shell::word(p)))
+            .unwrap_or_default();
+        self.run_fix("etcd-restore", &args)
     }
     /// Time left before the deadline (at least a little, so a late call
     /// still fails by itself rather than panicking).
