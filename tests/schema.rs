@@ -403,3 +403,150 @@ fn broken_inventories_and_site_configs_are_rejected_where_they_are_wrong() {
         }
     }
 }
+
+/// A lab of this test's own (address block 170 of this process's range,
+/// like tests/lab.rs's), stopped on drop even when the test fails.
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up(extra: &[&str]) -> Lab {
+        let lab = Lab {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let base = format!("127.{}.170.10", 20 + std::process::id() % 200);
+        let mut args = vec!["lab", "up", "--dir", lab.dir(), "--base-address", &base];
+        args.extend_from_slice(extra);
+        let out = lab.remedy(&args);
+        assert!(out.status.success(), "lab up: {out:?}");
+        lab
+    }
+    fn dir(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+    fn inv(&self) -> String {
+        self.dir.path().join("inventory.yaml").display().to_string()
+    }
+    fn remedy(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_remedy"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("REMEDY_HOME", self.dir.path().join("remedy-home"))
+            .env_remove("REMEDY_INVENTORY")
+            .env_remove("REMEDY_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    /// `remedy ARGS -o json`, exiting with one of `codes`: its JSON, also
+    /// written to DIR/NAME.json.
+    fn json(&self, name: &str, args: &[&str], codes: &[i32]) -> (PathBuf, serde_json::Value) {
+        let inv = self.inv();
+        let mut args = args.to_vec();
+        args.extend(["-i", &inv, "-o", "json"]);
+        let out = self.remedy(&args);
+        assert!(
+            out.status.code().is_some_and(|c| codes.contains(&c)),
+            "remedy {args:?}: {out:?}"
+        );
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        let value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("remedy {args:?} printed no JSON ({e}): {out:?}"));
+        (path, value)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.remedy(&["lab", "down", "--dir", self.dir()]);
+    }
+}
+
+/// Every change of kind `kind` in a plan or run report.
+fn changes_of<'a>(report: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| h["steps"].as_array().into_iter().flatten())
+        .flat_map(|s| s["plan"]["changes"].as_array().into_iter().flatten())
+        .filter(|c| c["kind"] == kind)
+        .collect()
+}
+
+/// Issue 19, item 3: real `-o json` outputs from the lab — a cert-renew
+/// plan and run, an LB drain plan, `remedy check` — against `remedy schema
+/// output-run|output-check`, and the changes carry their values.
+#[test]
+fn real_json_outputs_from_the_lab_match_their_schemas_and_carry_values() {
+    let lab = Lab::up(&["--cert-expiry", "1d"]);
+    let schemas = tempfile::tempdir().unwrap();
+    let run_schema = schema_file(schemas.path(), "output-run");
+    let check_schema = schema_file(schemas.path(), "output-check");
+
+    let (renew_plan, plan) = lab.json(
+        "renew-plan",
+        &["plan", "cert-renew", "-p", "method=native"],
+        &[0],
+    );
+    let certs = changes_of(&plan, "certificate");
+    assert_eq!(certs.len(), 3 * 11, "{plan:#}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for c in &certs {
+        let not_after = c["before"]["not_after"].as_i64().unwrap();
+        assert!(
+            (now..now + 2 * 86_400).contains(&not_after),
+            "expires within a day: {c}"
+        );
+        let (before, after) = (
+            c["before"]["expires_on"].as_str().unwrap(),
+            c["after"]["expires_on"].as_str().unwrap(),
+        );
+        assert!(after > before, "{c}");
+        assert!(c["text"].as_str().unwrap().contains(" → new key, expires "));
+    }
+
+    let (drain_plan, plan) = lab.json("drain-plan", &["plan", "lb-drain", "-l", "master-1"], &[0]);
+    let servers = changes_of(&plan, "server");
+    assert_eq!(servers.len(), 1, "{plan:#}");
+    assert_eq!(servers[0]["before"]["admin"], "ready", "{}", servers[0]);
+    assert_eq!(servers[0]["before"]["status"], "UP", "{}", servers[0]);
+    assert_eq!(servers[0]["after"]["admin"], "drain", "{}", servers[0]);
+    assert_eq!(servers[0]["after"]["sessions"], 0, "{}", servers[0]);
+
+    let (renew_run, run) = lab.json(
+        "renew-run",
+        &[
+            "run",
+            "cert-renew",
+            "-p",
+            "method=native",
+            "-l",
+            "master-1",
+            "--yes",
+        ],
+        &[0],
+    );
+    assert_eq!(run["status"], "ok", "{run:#}");
+    assert!(
+        run["hosts"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["backups"].as_array().is_some_and(|b| !b.is_empty())),
+        "a real run reports its backups: {run:#}"
+    );
+    assert_all_valid(&run_schema, &[renew_plan, drain_plan, renew_run]);
+
+    let (check, findings) = lab.json("check", &["check"], &[0, 1, 2]);
+    assert!(
+        findings.as_array().is_some_and(|f| f.len() > 10),
+        "{findings:#}"
+    );
+    assert_all_valid(&check_schema, &[check]);
+}

@@ -15,6 +15,10 @@ pub enum SchemaKind {
     Inventory,
     /// The site config ($REMEDY_HOME/config.yaml, --config).
     Config,
+    /// What `remedy plan|run -o json` prints.
+    OutputRun,
+    /// What `remedy check -o json` prints.
+    OutputCheck,
 }
 
 pub fn schema(kind: SchemaKind) -> Exit {
@@ -22,6 +26,8 @@ pub fn schema(kind: SchemaKind) -> Exit {
         SchemaKind::Runbook => remedy_dsl::schema::runbook(),
         SchemaKind::Inventory => remedy_engine::inventory::schema::inventory(),
         SchemaKind::Config => config(),
+        SchemaKind::OutputRun => remedy_engine::output_schema::run_report(),
+        SchemaKind::OutputCheck => remedy_engine::output_schema::check_findings(),
     };
     // A `Value` always serializes.
     println!("{:#}", value);
