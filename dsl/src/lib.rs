@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod expr;
 pub mod param;
 pub mod runbook;
+pub mod schema;
 pub mod source;
 pub mod template;
 pub mod yaml;

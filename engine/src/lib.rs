@@ -21,6 +21,7 @@ pub mod event;
 pub mod executor;
 pub mod inventory;
 pub mod object_backup;
+pub mod output_schema;
 pub mod plan;
 pub mod redact;
 pub mod report;

@@ -40,6 +40,9 @@ pub enum Change {
         server: String,
         from: String,
         to: String,
+        /// `from` and `to` as values, for scripts (`-o json`).
+        before: ServerValues,
+        after: ServerValues,
         /// A drain that takes the server out of this LB's rotation: what
         /// the whole rollout is checked against.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,8 +59,81 @@ pub enum Change {
         resource_version: Option<String>,
         diff: String,
     },
+    /// A certificate is renewed: a new key, a later expiry. `text` is the
+    /// line a plan shows; `before`/`after` the same as values.
+    Certificate {
+        file: String,
+        path: String,
+        text: String,
+        before: CertificateValues,
+        after: CertificateValues,
+    },
     /// Anything else worth telling (e.g. a wait).
     Note { text: String },
+}
+
+/// A server on one LB as a [`Change::Server`] finds it (`before`: every
+/// field) or leaves it (`after`: what the step sets or waits for; a field
+/// it neither sets nor waits for is absent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerValues {
+    /// HAProxy's admin state: ready, drain, maint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
+    /// HAProxy's status text: UP, DOWN, `UP 1/2`, MAINT…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Current sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+}
+
+impl ServerValues {
+    /// Every field, as HAProxy shows the server now.
+    pub fn of(s: &remedy_haproxy::ServerState) -> ServerValues {
+        ServerValues {
+            admin: Some(s.admin.to_string()),
+            status: Some(s.status.clone()),
+            weight: Some(s.weight),
+            sessions: Some(s.scur),
+        }
+    }
+}
+
+/// A certificate before or after a [`Change::Certificate`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertificateValues {
+    /// Lowercase hex; absent after (the new one is made at apply).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// End of validity, unix seconds; absent after (known to the day only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// The day it expires, `YYYY-MM-DD` (UTC).
+    pub expires_on: String,
+}
+
+impl Change {
+    /// The change a renewal makes to one certificate.
+    pub fn certificate(e: &remedy_pki::ExpiryChange) -> Change {
+        Change::Certificate {
+            file: e.file.clone(),
+            path: e.path.clone(),
+            text: e.note(),
+            before: CertificateValues {
+                serial: Some(e.serial.clone()),
+                not_after: Some(e.not_after),
+                expires_on: remedy_pki::renewal::expiry_day(e.not_after),
+            },
+            after: CertificateValues {
+                serial: None,
+                not_after: None,
+                expires_on: e.renewed_expires_on.clone(),
+            },
+        }
+    }
 }
 
 /// What a drain of one server on one LB must leave: `min_up` other servers

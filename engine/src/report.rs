@@ -64,7 +64,7 @@ impl HostStatus {
     }
 }
 
-const ALL_HOST_STATUSES: [HostStatus; 9] = [
+pub const ALL_HOST_STATUSES: [HostStatus; 9] = [
     HostStatus::Unchanged,
     HostStatus::Changed,
     HostStatus::WouldChange,

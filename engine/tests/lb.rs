@@ -360,6 +360,16 @@ steps:
             "lb-2: k8s/m2 ready (UP, weight 5, 0 sessions) → drain, wait up to 2m for 0 sessions (else fail and put it back)",
         ]
     );
+    // The same transition as values, for `-o json` (issue 19, item 3).
+    let json = serde_json::to_value(&drain.plan.as_ref().unwrap().changes[1]).unwrap();
+    assert_eq!(
+        (&json["before"], &json["after"]),
+        (
+            &serde_json::json!({ "admin": "ready", "status": "UP", "weight": 5, "sessions": 0 }),
+            &serde_json::json!({ "admin": "drain", "sessions": 0 })
+        ),
+        "{json}"
+    );
     for lb in 0..2 {
         assert_eq!(f.server(lb, "m2").await.admin, AdminState::Ready);
     }

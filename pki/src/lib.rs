@@ -40,7 +40,7 @@ pub use kubeconfig::{
 };
 pub use layout::{Found, Layout};
 pub use renew::{renew_leaf, Ca, Renewed, BACKDATE_SECS, KUBEADM_LEAF_VALIDITY_SECS};
-pub use renewal::{NewFile, Renewal, Target};
+pub use renewal::{ExpiryChange, NewFile, Renewal, Target};
 
 /// Why a certificate, key or kubeconfig could not be read, renewed or
 /// rewritten. Nothing here is retryable: the inputs are wrong or unsupported,

@@ -36,10 +36,76 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct Renewal {
     pub targets: Vec<Target>,
-    /// One line per target: what it expires now, and after.
-    pub notes: Vec<String>,
+    /// One per target: what its certificate expires now, and after.
+    pub expiries: Vec<ExpiryChange>,
     /// Every file a renewal rewrites.
     pub modifies: Vec<String>,
+}
+
+/// One certificate's expiry before and after a renewal, as values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryChange {
+    /// The file as kubeadm names it: `apiserver.crt`, `admin.conf`.
+    pub file: String,
+    pub path: String,
+    /// Set for a kubeconfig's client certificate: its subject CN.
+    pub client_cn: Option<String>,
+    /// The certificate now: serial (lowercase hex) and end of validity
+    /// (unix seconds).
+    pub serial: String,
+    pub not_after: i64,
+    /// The renewed certificate's end of validity, to the day (`2027-12-05`):
+    /// a plan is hashed for approval, and an expiry to the minute would make
+    /// every plan differ from the one approved.
+    pub renewed_expires_on: String,
+}
+
+impl ExpiryChange {
+    /// One line, as a plan shows it.
+    pub fn note(&self) -> String {
+        let now = expiry_date(self.not_after);
+        let after = expiry_day_shown(&self.renewed_expires_on);
+        match &self.client_cn {
+            None => format!(
+                "{}: serial {}…, expires {now} → new key, expires {after}",
+                self.file,
+                &self.serial[..self.serial.len().min(12)],
+            ),
+            Some(cn) => format!(
+                "{}: client certificate {cn} expires {now} → new key, expires {after}",
+                self.file
+            ),
+        }
+    }
+}
+
+/// `2027-12-05` → `Dec 05, 2027`, as kubeadm prints a date.
+fn expiry_day_shown(day: &str) -> String {
+    day_start(day)
+        .map(|unix| {
+            expiry_date(unix)
+                .split(' ')
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| day.to_string())
+}
+
+/// `YYYY-MM-DD` of a unix time, in UTC.
+pub fn expiry_day(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+        Err(_) => unix.to_string(),
+    }
+}
+
+fn day_start(day: &str) -> Option<i64> {
+    let mut parts = day.splitn(3, '-').map(|p| p.parse::<i32>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(y, month, u8::try_from(d).ok()?).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp())
 }
 
 /// A file's new contents.
@@ -72,14 +138,10 @@ impl Layout {
     pub fn renewal(&self, found: &Found, now: i64) -> Result<Renewal, PkiError> {
         // To the day: a plan is hashed for approval, and a new expiry to
         // the minute would make every plan differ from the one approved.
-        let new_expiry = expiry_date(now + KUBEADM_LEAF_VALIDITY_SECS)
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let renewed_expires_on = expiry_day(now + KUBEADM_LEAF_VALIDITY_SECS);
         let mut r = Renewal {
             targets: Vec::new(),
-            notes: Vec::new(),
+            expiries: Vec::new(),
             modifies: Vec::new(),
         };
         for (name, crt, key, ca) in LEAVES {
@@ -88,11 +150,14 @@ impl Layout {
                 continue;
             };
             let info = cert_at(pem, &crt_path)?;
-            r.notes.push(format!(
-                "{crt}: serial {}…, expires {} → new key, expires {new_expiry}",
-                &info.serial_hex[..info.serial_hex.len().min(12)],
-                expiry_date(info.not_after)
-            ));
+            r.expiries.push(ExpiryChange {
+                file: crt.to_string(),
+                path: crt_path.clone(),
+                client_cn: None,
+                serial: info.serial_hex.clone(),
+                not_after: info.not_after,
+                renewed_expires_on: renewed_expires_on.clone(),
+            });
             r.modifies.push(crt_path.clone());
             r.modifies.push(self.path(key));
             r.targets.push(Target::Leaf {
@@ -112,11 +177,14 @@ impl Layout {
             {
                 let info = cert_at(&cert_pem, conf)?;
                 let name = base_name(conf).to_string();
-                r.notes.push(format!(
-                    "{name}: client certificate {} expires {} → new key, expires {new_expiry}",
-                    info.subject_cn,
-                    expiry_date(info.not_after)
-                ));
+                r.expiries.push(ExpiryChange {
+                    file: name.clone(),
+                    path: conf.clone(),
+                    client_cn: Some(info.subject_cn.clone()),
+                    serial: info.serial_hex.clone(),
+                    not_after: info.not_after,
+                    renewed_expires_on: renewed_expires_on.clone(),
+                });
                 r.modifies.push(conf.clone());
                 r.targets.push(Target::Kubeconfig {
                     name,
@@ -239,12 +307,26 @@ mod tests {
                 "/k/admin.conf"
             ]
         );
+        let notes: Vec<String> = r.expiries.iter().map(ExpiryChange::note).collect();
+        assert!(notes[0].starts_with("apiserver.crt: serial "), "{notes:?}");
+        assert!(notes[2].starts_with("admin.conf: client certificate kubernetes-admin expires "));
+        // The same day in words and as a value.
+        let day = &r.expiries[0].renewed_expires_on;
+        let shown = expiry_date(now + KUBEADM_LEAF_VALIDITY_SECS);
         assert!(
-            r.notes[0].starts_with("apiserver.crt: serial "),
-            "{:?}",
-            r.notes
+            notes[0].ends_with(&format!(
+                "new key, expires {}",
+                shown.split(' ').take(3).collect::<Vec<_>>().join(" ")
+            )),
+            "{notes:?}"
         );
-        assert!(r.notes[2].starts_with("admin.conf: client certificate kubernetes-admin expires "));
+        assert_eq!(day, &expiry_day(now + KUBEADM_LEAF_VALIDITY_SECS));
+        assert_eq!(
+            r.expiries[0].not_after,
+            parse_cert_pem(found.get("/pki/apiserver.crt").unwrap())
+                .unwrap()
+                .not_after
+        );
         assert_eq!(
             r.ca_files(&layout),
             [

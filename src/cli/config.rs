@@ -33,7 +33,7 @@ pub struct SiteConfig {
     pub chat: ChatConfig,
 }
 
-const KEYS: &[&str] = &["groups", "allow_as", "approval", "chat", "daemon"];
+pub(super) const KEYS: &[&str] = &["groups", "allow_as", "approval", "chat", "daemon"];
 
 pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
     let (path, required) = match &g.config {

@@ -20,6 +20,7 @@ mod progress;
 mod render;
 mod request;
 mod run;
+mod schema;
 mod show;
 mod validate;
 
@@ -304,6 +305,15 @@ enum Command {
     /// Inventories: `discover` writes one from what the Kubernetes API knows.
     #[command(subcommand)]
     Inventory(inventory::InventoryCommand),
+    /// Print a JSON Schema, for editors (the YAML language server) and other tools.
+    ///
+    /// Example: `remedy schema runbook > runbook.schema.json`, then put
+    /// `# yaml-language-server: $schema=runbook.schema.json` on a runbook's first line.
+    Schema {
+        /// What the schema describes.
+        #[arg(value_enum)]
+        kind: schema::SchemaKind,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +342,7 @@ impl Command {
                 | Command::Backup(backup::BackupCommand::List(_))
                 | Command::Lock(audit::LockCommand::List)
                 | Command::Schedule(_)
+                | Command::Schema { .. }
         )
     }
 }
@@ -422,6 +433,7 @@ pub fn main() -> i32 {
         Command::Lab(cmd) => lab::lab(g, cmd),
         Command::Inventory(cmd) => inventory::inventory(g, cmd),
         Command::Check => check::check(g),
+        Command::Schema { kind } => schema::schema(*kind).into(),
         Command::Resume { run, force } => run::resume(g, run, *force).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),

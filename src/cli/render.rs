@@ -161,7 +161,7 @@ fn step(out: &mut String, s: &StepReport, p: &Paint, id_w: usize, act_w: usize) 
                 Change::Move { from, to } => {
                     let _ = writeln!(out, "{pad}mv {from} {to}");
                 }
-                Change::Note { text } => {
+                Change::Note { text } | Change::Certificate { text, .. } => {
                     let _ = writeln!(out, "{pad}{text}");
                 }
                 Change::Restart { pod, detail } => {

@@ -22,7 +22,7 @@ mod params;
 mod policy;
 mod steps;
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "runbook",
     "summary",
     "description",
@@ -34,7 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "on_failure",
     "run_once",
 ];
-const STEP_KEYS: &[&str] = &[
+pub(crate) const STEP_KEYS: &[&str] = &[
     "id",
     "name",
     "action",
@@ -48,7 +48,18 @@ const STEP_KEYS: &[&str] = &[
     "assert",
     "on_failure",
 ];
-const PARAM_KEYS: &[&str] = &["type", "default", "enum", "required", "doc"];
+pub(crate) const PARAM_KEYS: &[&str] = &["type", "default", "enum", "required", "doc"];
+pub(crate) const STRATEGY_KEYS: &[&str] = &["serial", "parallel", "max_failed"];
+pub(crate) const APPROVAL_KEYS: &[&str] = &[
+    "quorum",
+    "approvers",
+    "forbid_requester",
+    "ttl",
+    "scope",
+    "auto_approve",
+];
+/// `approval: { scope: … }`.
+pub(crate) const APPROVAL_SCOPES: &[&str] = &["run", "host", "step"];
 const HOST_FIELDS: &[&str] = &["name", "address", "port", "user", "groups", "vars", "lbs"];
 
 /// Check a runbook completely. Nothing that fails here can run.

@@ -21,8 +21,7 @@ impl Checker {
             }
             return s;
         }
-        let Some(entries) = self.mapping(node, "`strategy`", &["serial", "parallel", "max_failed"])
-        else {
+        let Some(entries) = self.mapping(node, "`strategy`", STRATEGY_KEYS) else {
             return s;
         };
         let get = |k: &str| {
@@ -89,18 +88,7 @@ impl Checker {
         if node.as_str() == Some("none") {
             return Approval::None;
         }
-        let Some(entries) = self.mapping(
-            node,
-            "`approval`",
-            &[
-                "quorum",
-                "approvers",
-                "forbid_requester",
-                "ttl",
-                "scope",
-                "auto_approve",
-            ],
-        ) else {
+        let Some(entries) = self.mapping(node, "`approval`", APPROVAL_KEYS) else {
             return Approval::None;
         };
         let get = |k: &str| {
@@ -180,7 +168,7 @@ impl Checker {
                             "unknown approval scope `{}`",
                             n.scalar_text().unwrap_or_default()
                         ),
-                        Some("one of: run, host, step".into()),
+                        Some(format!("one of: {}", APPROVAL_SCOPES.join(", "))),
                     );
                     ApprovalScope::Run
                 }

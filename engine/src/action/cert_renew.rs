@@ -88,9 +88,7 @@ impl CertRenew {
 impl Action for CertRenew {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
         let w = self.work(ctx).await?;
-        let mut changes: Vec<Change> = (w.renewal.notes.iter())
-            .map(|text| Change::Note { text: text.clone() })
-            .collect();
+        let mut changes: Vec<Change> = w.renewal.expiries.iter().map(Change::certificate).collect();
         if w.method == "kubeadm" {
             let cmd = "kubeadm certs renew all".into();
             changes.insert(0, Change::Command { cmd });

@@ -10,7 +10,7 @@
 
 use super::lb;
 use super::{result, Action, ActionError, Secs, StepCtx};
-use crate::plan::{Change, DrainGuard, Plan};
+use crate::plan::{Change, DrainGuard, Plan, ServerValues};
 use async_trait::async_trait;
 use remedy_haproxy::{AdminState, Drain};
 use serde::Deserialize;
@@ -73,6 +73,13 @@ impl Action for HaproxyDrain {
                 to.push_str(&format!(
                     ", wait up to {limit} for 0 sessions ({at_deadline})"
                 ));
+                let admin = if self.maint {
+                    AdminState::Maint.to_string()
+                } else if Drain::sets_drain(s) {
+                    "drain".to_string()
+                } else {
+                    s.admin.to_string()
+                };
                 if self.maint && s.admin != AdminState::Maint {
                     to.push_str(", then maint");
                 }
@@ -82,6 +89,12 @@ impl Action for HaproxyDrain {
                     server: server.clone(),
                     from: s.shown(),
                     to,
+                    before: ServerValues::of(s),
+                    after: ServerValues {
+                        admin: Some(admin),
+                        sessions: Some(0),
+                        ..ServerValues::default()
+                    },
                     guard: up.map(|up| DrainGuard {
                         min_up: spec.min_up,
                         up,

@@ -7,7 +7,7 @@
 
 use super::lb;
 use super::{result, Action, ActionError, Secs, StepCtx};
-use crate::plan::{Change, Plan};
+use crate::plan::{Change, Plan, ServerValues};
 use async_trait::async_trait;
 use remedy_haproxy::AdminState;
 use serde::Deserialize;
@@ -53,6 +53,12 @@ impl Action for HaproxyReady {
                 server: server.clone(),
                 from: s.shown(),
                 to: format!("ready, wait up to {limit} for status UP"),
+                before: ServerValues::of(s),
+                after: ServerValues {
+                    admin: Some("ready".into()),
+                    status: Some("UP".into()),
+                    ..ServerValues::default()
+                },
                 guard: None,
             })
             .collect();

@@ -5,7 +5,7 @@
 
 use super::lb;
 use super::{result, Action, ActionError, StepCtx};
-use crate::plan::{Change, Plan};
+use crate::plan::{Change, Plan, ServerValues};
 use async_trait::async_trait;
 use remedy_haproxy::{Fleet, ServerState};
 use serde::Deserialize;
@@ -51,6 +51,11 @@ impl Action for HaproxyWeight {
                 server: server.clone(),
                 from: s.shown(),
                 to: format!("weight {}", self.weight),
+                before: ServerValues::of(s),
+                after: ServerValues {
+                    weight: Some(self.weight),
+                    ..ServerValues::default()
+                },
                 guard: None,
             })
             .collect();

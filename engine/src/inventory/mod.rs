@@ -5,6 +5,7 @@
 //! in an inventory is reported with `file:line:col` too.
 
 mod parse;
+pub mod schema;
 
 use remedy_dsl::diagnostic::did_you_mean;
 use remedy_dsl::Source;

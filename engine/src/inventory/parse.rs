@@ -10,8 +10,8 @@ use remedy_transport::host::{Explicit, Host, HostSsh, SshSettings, TransportKind
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "ssh", "approval"];
-const HOST_KEYS: &[&str] = &[
+pub(super) const TOP_KEYS: &[&str] = &["vars", "groups", "hosts", "ssh", "approval"];
+pub(super) const HOST_KEYS: &[&str] = &[
     "address",
     "port",
     "user",
@@ -22,7 +22,7 @@ const HOST_KEYS: &[&str] = &[
     "proxy_jump",
     "become",
 ];
-const SSH_KEYS: &[&str] = &[
+pub(super) const SSH_KEYS: &[&str] = &[
     "user",
     "port",
     "identity_file",
