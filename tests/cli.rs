@@ -65,6 +65,8 @@ fn remedy_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("REMEDY_INVENTORY")
         .env("NO_COLOR", "1")
         .env("REMEDY_HOME", home())
+        // No inventory of the developer's found by default (~/.config/remedy).
+        .env("XDG_CONFIG_HOME", home())
         .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -380,6 +382,94 @@ fn list_and_show_teach_the_runbooks_and_actions() {
     for (fault, _) in remedy_lab::faults::FAULTS {
         assert!(out.contains(&format!("- {fault}:")), "{fault}: {out}");
     }
+}
+
+/// Issue 19, item 1: each command's --help shows the options it takes and
+/// no other, with examples; options before the command's name (every option
+/// was global once) still work.
+#[test]
+fn issue_19_help_shows_only_what_a_command_takes() {
+    let options = |args: &[&str]| -> String {
+        let (out, err, code) = text(&remedy(args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("Example"), "{args:?} has no example: {out}");
+        out
+    };
+    let approve = options(&["approve", "--help"]);
+    for takes in ["--host", "--step", "--comment", "--as", "--config"] {
+        assert!(approve.contains(takes), "{takes}: {approve}");
+    }
+    for not in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--limit",
+        "--output",
+        "-p,",
+        "-y,",
+        "-i,",
+        "--kubeconfig",
+    ] {
+        assert!(
+            !approve.contains(not),
+            "approve --help shows {not}: {approve}"
+        );
+    }
+    let down = options(&["lab", "down", "--help"]);
+    for not in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--config",
+        "--as",
+    ] {
+        assert!(!down.contains(not), "lab down --help shows {not}: {down}");
+    }
+    let run = options(&["run", "--help"]);
+    for takes in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--limit",
+        "--kubeconfig",
+    ] {
+        assert!(run.contains(takes), "{takes}: {run}");
+    }
+    assert!(!options(&["plan", "--help"]).contains("--yes"));
+    // Every subcommand has an example (hidden ones aside).
+    for cmd in [
+        "run",
+        "plan",
+        "validate",
+        "list",
+        "exec",
+        "show",
+        "resume",
+        "approvals",
+        "approve",
+        "deny",
+        "serve",
+        "daemon",
+        "runs",
+        "check",
+        "completions",
+        "man",
+    ] {
+        options(&[cmd, "--help"]);
+    }
+    // An option the command does not take is refused by name, exit 2.
+    let (_, err, code) = text(&remedy(&["approve", "last", "--yes"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    // Options before the command's name mean what they meant.
+    let before = remedy(&["-o", "json", "list"]);
+    let after = remedy(&["list", "-o", "json"]);
+    assert_eq!(before.status.code(), Some(0));
+    assert_eq!(before.stdout, after.stdout);
+    assert!(String::from_utf8_lossy(&after.stdout).starts_with('['));
 }
 
 /// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only

@@ -1,6 +1,7 @@
 //! `remedy lab up | status | down | break`: the practice control plane, and
 //! the hidden entry points its processes run (`lab kubelet`, `lab crictl`).
 
+use super::flags::{OutputArg, Overlay};
 use super::{Exit, Global, Output};
 use clap::Subcommand;
 use remedy_lab::faults::{self, FAULTS};
@@ -29,6 +30,10 @@ pub enum LabCommand {
     /// Master i listens on base+i (master-1 on 127.0.0.11): sshd :2222, API server
     /// :6443, etcd :2379/:2380. The base address is HAProxy's VIP (:6443) and lb-1's sshd.
     /// Needs root, the packages scripts/setup installs and the binaries it builds.
+    #[command(after_help = "\
+Examples:
+  remedy lab up
+  remedy lab up --cert-expiry 1d --dir /tmp/lab --base-address 127.1.0.10")]
     Up {
         /// How many masters.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
@@ -51,16 +56,26 @@ pub enum LabCommand {
         lbs: u16,
     },
     /// Show each lab process and health check.
+    #[command(after_help = "Example:\n  remedy lab status --dir /tmp/lab -o json")]
     Status {
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Stop everything the lab started (also after a failed `up`).
+    #[command(after_help = "Example:\n  remedy lab down --dir /tmp/lab")]
     Down {
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Inject an incident to rehearse on (`remedy lab break --help` lists them).
+    #[command(after_help = "\
+Examples:
+  remedy lab break apiserver-bad-flag --host master-2
+  remedy lab break etcd-member-down --dir /tmp/lab")]
     Break {
         /// The fault.
         #[arg(value_parser = fault_names())]
@@ -68,6 +83,7 @@ pub enum LabCommand {
         /// The master to break [default: the last one].
         #[arg(long)]
         host: Option<String>,
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -86,6 +102,14 @@ pub enum LabCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+impl Overlay for LabCommand {
+    fn overlay(&self, g: &mut Global) {
+        if let LabCommand::Status { output, .. } = self {
+            output.overlay(g);
+        }
+    }
 }
 
 fn dir_or_default(dir: &Option<PathBuf>) -> PathBuf {
@@ -173,7 +197,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 }
             }
         }
-        LabCommand::Status { dir } => match remedy_lab::status::status(&dir_or_default(dir)) {
+        LabCommand::Status { dir, .. } => match remedy_lab::status::status(&dir_or_default(dir)) {
             Ok((_, checks)) => {
                 if g.output == Output::Json {
                     println!(
