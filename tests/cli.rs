@@ -472,6 +472,84 @@ fn issue_19_help_shows_only_what_a_command_takes() {
     assert!(String::from_utf8_lossy(&after.stdout).starts_with('['));
 }
 
+/// Issue 19, item 4: `remedy completions bash`, sourced in a real bash,
+/// completes subcommands, runbook names, the inventory's hosts and groups
+/// (as typed with -i, or the default inventory) and a runbook's params, by
+/// calling remedy back the way bash's `complete -F` does.
+#[test]
+fn issue_19_bash_completes_runbooks_hosts_and_params() {
+    let m = Masters::new();
+    let script = r#"
+set -u
+source <("$REMEDY" completions bash)
+complete -p remedy
+comp() {
+    COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+    COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMP_TYPE=9; COMPREPLY=()
+    _clap_complete_remedy remedy "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+    echo "$(IFS=' '; echo "${COMPREPLY[*]:-}")"
+}
+comp remedy run cert-
+comp remedy plan cert-renew -i "$INV" -l master-
+comp remedy exec -i "$INV" 'master-1,!m'
+comp remedy run manifest-edit -p re
+comp remedy appr
+cd "$(dirname "$INV")" && comp remedy check -l mas
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .env("REMEDY", env!("CARGO_BIN_EXE_remedy"))
+        .env("INV", m.inventory())
+        .env_remove("REMEDY_INVENTORY")
+        .env("XDG_CONFIG_HOME", home())
+        .env("REMEDY_HOME", home())
+        .output()
+        .unwrap();
+    let (out, err, code) = text(&out);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("-F _clap_complete_remedy remedy"),
+        "{out}"
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "cert-renew",
+            "master-1 master-2",
+            "master-1,!masters master-1,!master-1 master-1,!master-2",
+            "resources= restart=",
+            "approvals approve",
+            // No -i: ./inventory.yaml, as a run would find it.
+            "masters master-1 master-2",
+        ],
+        "{err}"
+    );
+}
+
+/// Issue 19, item 4: man pages, for the whole tool and each command.
+#[test]
+fn issue_19_man_pages_for_remedy_and_each_command() {
+    let (out, err, code) = text(&remedy(&["man"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(".TH remedy 1"), "{out}");
+    assert!(out.contains(r"remedy\-run(1)"), "{out}");
+    // The hidden options before a command's name are not documented.
+    assert!(!out.contains(r"\-\-inventory"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err, code) = text(&remedy(&["man", "--dir", dir.path().to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "remedy.1",
+        "remedy-run.1",
+        "remedy-lab-up.1",
+        "remedy-audit-show.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".SH"), "{page}: {text}");
+    }
+}
+
 /// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only
 /// "no lab is up".
 #[test]

@@ -37,7 +37,9 @@ pub struct Global {
     #[arg(long = "as", hide = true)]
     pub as_name: Option<String>,
     // The environment is read here, once, whichever subcommand follows.
-    #[arg(long, hide = true, env = "REMEDY_CONFIG")]
+    // Global: scripts pass the site config to every command they run (a
+    // subcommand that reads it shows its own --config in its help).
+    #[arg(long, hide = true, global = true, env = "REMEDY_CONFIG")]
     pub config: Option<PathBuf>,
     #[arg(long, hide = true, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
