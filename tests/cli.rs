@@ -550,6 +550,190 @@ fn issue_19_man_pages_for_remedy_and_each_command() {
     }
 }
 
+/// Issue 19, item 6: `remedy config check` reports every problem of a site
+/// config at once, each at its file:line, with what to do.
+#[test]
+fn issue_19_config_check_locates_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = Masters::new();
+    let check = |yaml: &str| {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        text(&remedy_with_env(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[("REMEDY_TEST_SET_SECRET", "s3cret")],
+        ))
+    };
+    let good = format!(
+        "groups:\n  sre: [alice, bob]\napproval:\n  approvers: [group:sre]\n  quorum: 2\nchat:\n  webhook_secret: env:REMEDY_TEST_SET_SECRET\n  notify:\n    - {{ type: slack, url: \"https://hooks.example.net/x\" }}\ndaemon:\n  schedules:\n    - name: nightly\n      cron: \"0 3 * * *\"\n      runbook: cert-renew\n      inventory: {}\n",
+        inv.inventory().display()
+    );
+    let (out, err, code) = check(&good);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("ok  ")
+            && out.contains("1 secret(s) resolved")
+            && out.contains("daemon: 1 schedule(s)"),
+        "{out}"
+    );
+    // A notifier URL that is no URL: located at that notifier.
+    let (_, err, code) = check(&good.replace("https://hooks.example.net/x", "hooks.example.net"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("config.yaml:9:") && err.contains("chat.notify[0]"),
+        "{err}"
+    );
+    // What only this environment tells, all at once, each at its line.
+    let bad = good
+        .replace("[group:sre]", "[group:oncall]")
+        .replace("env:REMEDY_TEST_SET_SECRET", "env:REMEDY_TEST_UNSET_SECRET")
+        .replace("runbook: cert-renew", "runbook: cert-renw");
+    let (_, err, code) = check(&bad);
+    assert_eq!(code, 2, "{err}");
+    for (says, line) in [
+        ("approver group `oncall` is not defined", "config.yaml:4:"),
+        ("REMEDY_TEST_UNSET_SECRET is not set", "config.yaml:7:"),
+        (
+            "schedule `nightly`: no runbook named `cert-renw`",
+            "config.yaml:12:",
+        ),
+    ] {
+        let at = err.find(says).unwrap_or_else(|| panic!("{says}: {err}"));
+        assert!(
+            err[at..].lines().nth(1).unwrap_or("").contains(line),
+            "{says} at {line}: {err}"
+        );
+    }
+    assert!(err.contains("3 errors found"), "{err}");
+    // Nothing to check: said, with where it looked.
+    let (_, err, code) = text(&remedy_with_env(
+        &["config", "check"],
+        &[("REMEDY_HOME", dir.path().join("none").to_str().unwrap())],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no site config to check") && err.contains("none/config.yaml"),
+        "{err}"
+    );
+}
+
+/// Issue 19, item 6: without -i the inventory is found in the usual places,
+/// and remedy says which it used; with none, it lists where it looked.
+#[test]
+fn issue_19_the_default_inventory_is_found_and_named() {
+    let m = Masters::new();
+    let config_home = tempfile::tempdir().unwrap();
+    let run_in = |cwd: &Path, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+        cmd.args(["plan", "manifest-edit", "-p", "set=--v=3", "-l", "master-1"])
+            .current_dir(cwd)
+            .env_remove("REMEDY_INVENTORY")
+            .env("XDG_CONFIG_HOME", config_home.path())
+            .env("REMEDY_HOME", home())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        text(&cmd.output().unwrap())
+    };
+    // ./inventory.yaml
+    let (out, err, code) = run_in(m.dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "remedy: inventory ./inventory.yaml (in the current directory; -i PATH to use another)"
+        ),
+        "{err}"
+    );
+    // ~/.config/remedy/inventory.yaml, from anywhere else.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (_, err, code) = run_in(elsewhere.path(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no inventory given")
+            && err.contains("./inventory.yaml")
+            && err.contains(&format!(
+                "{}/remedy/inventory.yaml",
+                config_home.path().display()
+            ))
+            && err.contains("/etc/remedy/inventory.yaml"),
+        "{err}"
+    );
+    std::fs::create_dir_all(config_home.path().join("remedy")).unwrap();
+    std::fs::copy(
+        m.inventory(),
+        config_home.path().join("remedy/inventory.yaml"),
+    )
+    .unwrap();
+    let (out, err, code) = run_in(elsewhere.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("remedy/inventory.yaml (your default;"),
+        "{err}"
+    );
+    // REMEDY_INVENTORY wins over the files.
+    let (_, err, code) = run_in(
+        m.dir.path(),
+        &[("REMEDY_INVENTORY", m.inventory().to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(from REMEDY_INVENTORY;"), "{err}");
+}
+
+/// Issue 19, item 8: `remedy runs last` and `remedy audit show last` name
+/// the newest real run.
+#[test]
+fn issue_19_runs_last_and_audit_show_last() {
+    let m = Masters::new();
+    let h = tempfile::tempdir().unwrap();
+    let env = [("REMEDY_HOME", h.path().to_str().unwrap())];
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let (_, err, code) = text(&remedy_with_env(&["runs", "last"], &env));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run"), "{err}");
+    for limit in ["master-1", "master-2"] {
+        let args = [
+            "run",
+            "manifest-edit",
+            "-i",
+            inv,
+            "-l",
+            limit,
+            "-p",
+            "set=--v=3",
+            "-p",
+            "restart=false",
+            "--yes",
+        ];
+        let (_, err, code) = text(&remedy_with_env(&args, &env));
+        assert_eq!(code, 0, "{err}");
+    }
+    // A dry run after them is not `last`.
+    let (_, err, code) = text(&remedy_with_env(
+        &["plan", "manifest-edit", "-i", inv, "-p", "set=--v=4"],
+        &env,
+    ));
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value =
+        serde_json::from_slice(&remedy_with_env(&["runs", "last", "-o", "json"], &env).stdout)
+            .unwrap();
+    assert_eq!(last["hosts"], serde_json::json!(["master-2"]), "{last}");
+    assert_eq!(last["dry_run"], false, "{last}");
+    let id = last["run_id"].as_str().unwrap();
+    let (out, _, code) = text(&remedy_with_env(&["runs", "last"], &env));
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains(&format!("details: remedy audit show {id}")),
+        "{out}"
+    );
+    let (out, err, code) = text(&remedy_with_env(&["audit", "show", "last"], &env));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("run {id}")), "{out}");
+}
+
 /// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only
 /// "no lab is up".
 #[test]

@@ -335,6 +335,9 @@ Examples:
     /// Inventories: `discover` writes one from what the Kubernetes API knows.
     #[command(subcommand)]
     Inventory(inventory::InventoryCommand),
+    /// The site config: `config check` validates it.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script: subcommands, options, runbook names,
     /// the inventory's hosts and groups (-l, exec), the runbook's params (-p).
     #[command(after_help = "\
@@ -379,6 +382,22 @@ enum ScheduleCommand {
         config: ConfigArg,
         #[command(flatten)]
         output: OutputArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check the site config (--config, REMEDY_CONFIG or $REMEDY_HOME/config.yaml):
+    /// keys, groups, allow_as, the approval policy and its groups, chat users,
+    /// notifier URLs, chat secrets resolvable here, the daemon's schedules.
+    /// Every problem at once, with its file:line; exit 2 if any.
+    #[command(after_help = "\
+Examples:
+  remedy config check
+  remedy config check --config /etc/remedy/config.yaml")]
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -428,6 +447,7 @@ impl Overlay for Command {
             Command::Check { hosts } => hosts.overlay(g),
             Command::Lab(cmd) => cmd.overlay(g),
             Command::Inventory(cmd) => cmd.overlay(g),
+            Command::Config(ConfigCommand::Check { config }) => config.overlay(g),
             Command::Completions { .. } | Command::Man { .. } => {}
         }
     }
@@ -447,6 +467,7 @@ impl Command {
                 | Command::Backup(backup::BackupCommand::List { .. })
                 | Command::Lock(audit::LockCommand::List { .. })
                 | Command::Schedule(_)
+                | Command::Config(_)
                 | Command::Completions { .. }
                 | Command::Man { .. }
         )
@@ -547,6 +568,7 @@ pub fn main() -> i32 {
         Command::Audit(cmd) => audit::audit(g, cmd).into(),
         Command::Backup(cmd) => backup::backup_command(g, cmd).into(),
         Command::Lock(cmd) => audit::lock(g, cmd).into(),
+        Command::Config(ConfigCommand::Check { .. }) => config::check(g).into(),
         Command::Completions { shell } => complete::script(*shell).into(),
         Command::Man { dir } => complete::man(dir.as_deref()).into(),
         Command::Exec {
