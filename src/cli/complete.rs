@@ -250,6 +250,22 @@ pub fn limit() -> ArgValueCompleter {
     })
 }
 
+/// The control plane's static pods, for `remedy logs` and `lab restart`.
+pub fn components() -> ArgValueCompleter {
+    ArgValueCompleter::new(|current: &OsStr| {
+        candidates(
+            current,
+            [
+                "kube-apiserver",
+                "etcd",
+                "kube-controller-manager",
+                "kube-scheduler",
+            ]
+            .map(|c| (c.to_string(), "static pod")),
+        )
+    })
+}
+
 /// `NAME=` for each param of the runbook typed after `run`/`plan`.
 pub fn params() -> ArgValueCompleter {
     ArgValueCompleter::new(|current: &OsStr| {

@@ -1,4 +1,4 @@
-//! `remedy lab up | status | down | break`: the practice control plane, and
+//! `remedy lab up | status | down | break | restart`: the practice control plane, and
 //! the hidden entry points its processes run (`lab kubelet`, `lab crictl`).
 
 use super::flags::{OutputArg, Overlay};
@@ -83,6 +83,24 @@ Examples:
         /// The master to break [default: the last one].
         #[arg(long)]
         host: Option<String>,
+        /// The lab's directory [default: $REMEDY_HOME/lab].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Restart a static pod on a lab master, as `remedy run static-pod-restart`
+    /// does on a real one (journaled; it must come back as a new container
+    /// and answer its health check).
+    #[command(after_help = "\
+Examples:
+  remedy lab restart kube-apiserver --host master-2
+  remedy lab restart etcd --host master-1 --dir /tmp/lab")]
+    Restart {
+        /// The static pod: kube-apiserver, etcd, kube-controller-manager, kube-scheduler.
+        #[arg(add = super::complete::components())]
+        component: String,
+        /// The master.
+        #[arg(long)]
+        host: String,
         /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -264,6 +282,33 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                     Exit::Invalid.into()
                 }
             }
+        }
+        LabCommand::Restart {
+            component,
+            host,
+            dir,
+        } => {
+            // The inventory `lab up` wrote (Layout::inventory).
+            let inventory = dir_or_default(dir).join("inventory.yaml");
+            if !inventory.is_file() {
+                eprintln!(
+                    "error: no lab is up in {} (no {})\n  = hint: remedy lab up{}",
+                    dir_or_default(dir).display(),
+                    inventory.display(),
+                    dir.as_ref()
+                        .map(|d| format!(" --dir {}", d.display()))
+                        .unwrap_or_default()
+                );
+                return Exit::Invalid.into();
+            }
+            let g = Global {
+                inventory: Some(inventory),
+                limit: Some(host.clone()),
+                params: vec![format!("pods={component}")],
+                yes: true,
+                ..g.clone()
+            };
+            super::run::run(&g, &[], "static-pod-restart", false, None).into()
         }
         LabCommand::Kubelet { node, lab_dir } => {
             let cfg = remedy_lab::kubelet::KubeletConfig::standard(node.clone(), lab_dir.clone());

@@ -29,7 +29,7 @@ use clap::{Args, Parser, Subcommand};
 pub use exit::Exit;
 use flags::{
     ActorArgs, ApplyArgs, ConfigArg, HostArgs, InventoryArg, OutputArg, Overlay, ParallelArg,
-    RunbookArgs, YesArg,
+    RunbookArgs, SshArgs, YesArg,
 };
 pub use flags::{Global, Output};
 use std::path::PathBuf;
@@ -203,6 +203,31 @@ Examples:
         force: bool,
         #[command(flatten)]
         apply: ApplyArgs,
+    },
+    /// A static pod's log on a host, like `crictl logs` there: the newest
+    /// container of COMPONENT (running or exited, so a crash-looping one's
+    /// last words too), over SSH.
+    ///
+    /// Output passes through byte for byte; the exit status is crictl's (255
+    /// when the host cannot be reached, 3 when it has no such container).
+    #[command(after_help = "\
+Examples:
+  remedy logs master-2 kube-apiserver --tail 50
+  remedy logs master-1 etcd -i inventory.yaml | grep -i slow")]
+    Logs {
+        /// The host (a name from the inventory).
+        #[arg(add = complete::limit())]
+        host: String,
+        /// The static pod: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, ...
+        #[arg(add = complete::components())]
+        component: String,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
     /// Approval requests waiting for a decision, with their plan summary and age.
     #[command(after_help = "\
@@ -438,6 +463,10 @@ impl Overlay for Command {
                 parallel.overlay(g);
             }
             Command::Resume { apply, .. } => apply.overlay(g),
+            Command::Logs { inventory, ssh, .. } => {
+                inventory.overlay(g);
+                ssh.overlay(g);
+            }
             Command::Approve { actor, .. } | Command::Deny { actor, .. } => actor.overlay(g),
             Command::Serve { config, .. } | Command::Daemon { config } => config.overlay(g),
             Command::Schedule(cmd) => cmd.overlay(g),
@@ -569,6 +598,12 @@ pub fn main() -> i32 {
         Command::Backup(cmd) => backup::backup_command(g, cmd).into(),
         Command::Lock(cmd) => audit::lock(g, cmd).into(),
         Command::Config(ConfigCommand::Check { .. }) => config::check(g).into(),
+        Command::Logs {
+            host,
+            component,
+            tail,
+            ..
+        } => exec::logs(g, host, component, *tail),
         Command::Completions { shell } => complete::script(*shell).into(),
         Command::Man { dir } => complete::man(dir.as_deref()).into(),
         Command::Exec {
