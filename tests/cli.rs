@@ -379,8 +379,13 @@ fn list_and_show_teach_the_runbooks_and_actions() {
     // Issue 13, item 11: every fault the lab knows is in `lab break --help`.
     let (out, _, code) = text(&remedy(&["lab", "break", "--help"]));
     assert_eq!(code, 0);
-    for (fault, _) in remedy_lab::faults::FAULTS {
-        assert!(out.contains(&format!("- {fault}:")), "{fault}: {out}");
+    // Issue 19, item 1: one line each, within 100 columns.
+    for (fault, summary, _) in remedy_lab::faults::FAULTS {
+        let line = out.lines().find(|l| l.trim_start().starts_with(fault));
+        assert!(
+            line.is_some_and(|l| l.contains(summary) && l.len() <= 100),
+            "{fault}: {out}"
+        );
     }
 }
 

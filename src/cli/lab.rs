@@ -10,14 +10,22 @@ use remedy_lab::layout;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-/// Every fault `lab break` knows, with what it does, for --help (the list
+/// Every fault `lab break` knows, for the command line to accept (the list
 /// is the lab's, so a new fault cannot be missing here).
 fn fault_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(
-        FAULTS
-            .iter()
-            .map(|(name, what)| clap::builder::PossibleValue::new(*name).help(*what)),
-    )
+    clap::builder::PossibleValuesParser::new(FAULTS.iter().map(|(name, _, _)| *name))
+}
+
+/// `lab break --help`'s list: one line per fault, its summary.
+fn fault_list() -> String {
+    let mut out = String::from("Faults:\n");
+    for (name, summary, _) in FAULTS {
+        out.push_str(&format!("  {name:25}{summary}\n"));
+    }
+    out.push_str(
+        "\nExamples:\n  remedy lab break apiserver-bad-flag --host master-2\n  remedy lab break etcd-member-down --dir /tmp/lab",
+    );
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,13 +80,10 @@ Examples:
         dir: Option<PathBuf>,
     },
     /// Inject an incident to rehearse on (`remedy lab break --help` lists them).
-    #[command(after_help = "\
-Examples:
-  remedy lab break apiserver-bad-flag --host master-2
-  remedy lab break etcd-member-down --dir /tmp/lab")]
+    #[command(after_help = fault_list())]
     Break {
-        /// The fault.
-        #[arg(value_parser = fault_names())]
+        /// The fault (listed below).
+        #[arg(value_parser = fault_names(), hide_possible_values = true)]
         fault: String,
         /// The master to break [default: the last one].
         #[arg(long)]
@@ -275,7 +280,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 Err(e) => {
                     eprintln!("error: {e}");
                     if matches!(e, lab::LabError::UnknownFault(_)) {
-                        for (name, what) in FAULTS {
+                        for (name, what, _) in FAULTS {
                             eprintln!("  {name:18} {what}");
                         }
                     }
