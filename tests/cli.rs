@@ -532,6 +532,49 @@ cd "$(dirname "$INV")" && comp remedy check -l mas
     );
 }
 
+/// Issue 19, item 4: zsh and fish (not installed here) get the same answers
+/// through their scripts' calls, with descriptions.
+#[test]
+fn issue_19_zsh_and_fish_scripts_call_remedy_for_the_same_answers() {
+    let m = Masters::new();
+    let inv = m.inventory();
+    let bin = env!("CARGO_BIN_EXE_remedy");
+    for shell in ["zsh", "fish"] {
+        let (script, err, code) = text(&remedy(&["completions", shell]));
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            script.contains(&format!("REMEDY_COMPLETE=\"{shell}\""))
+                || script.contains(&format!("REMEDY_COMPLETE={shell} {bin}")),
+            "{script}"
+        );
+    }
+    let ask = |shell: &str, index: &str, words: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--")
+            .args(words)
+            .env("REMEDY_COMPLETE", shell)
+            .env("_CLAP_COMPLETE_INDEX", index)
+            .env_remove("REMEDY_INVENTORY")
+            .env("XDG_CONFIG_HOME", home())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        ask("zsh", "2", &["remedy", "run", "cert-"]),
+        "cert-renew:built-in runbook"
+    );
+    let inv = inv.to_str().unwrap();
+    assert_eq!(
+        ask(
+            "fish",
+            "0",
+            &["remedy", "plan", "cert-renew", "-i", inv, "-l", "master-"]
+        ),
+        "master-1\thost\nmaster-2\thost\n"
+    );
+}
+
 /// Issue 19, item 4: man pages, for the whole tool and each command.
 #[test]
 fn issue_19_man_pages_for_remedy_and_each_command() {

@@ -1,9 +1,9 @@
 //! Shell completion: `remedy completions bash|zsh|fish` prints a script that
-//! asks remedy itself for each completion (clap_complete's `COMPLETE=SHELL`
-//! protocol), so runbook names, the inventory's hosts and groups (for `-l`
-//! and `exec`'s targets) and the params of the runbook being typed (for
-//! `-p`) come from the same files a run would read. `remedy man` writes the
-//! man pages.
+//! asks remedy itself for each completion (clap_complete's dynamic protocol,
+//! through the variable `REMEDY_COMPLETE`), so runbook names, the
+//! inventory's hosts and groups (for `-l` and `exec`'s targets) and the
+//! params of the runbook being typed (for `-p`) come from the same files a
+//! run would read. `remedy man` writes the man pages.
 
 use super::{library, request, Cli, Exit, Global};
 use clap::{CommandFactory, ValueEnum};
@@ -20,11 +20,13 @@ pub enum Shell {
     Fish,
 }
 
-/// The environment variable that turns a `remedy` call into a completion request.
-const VAR: &str = "COMPLETE";
+/// The environment variable that turns a `remedy` call into a completion
+/// request (its own name: a `COMPLETE` set for something else in a cron job
+/// must not turn a run into a completion).
+const VAR: &str = "REMEDY_COMPLETE";
 
 /// Answers a completion request and exits when the shell's script made one
-/// (`COMPLETE=bash remedy -- remedy run cert-`); returns otherwise.
+/// (`REMEDY_COMPLETE=bash remedy -- remedy run cert-`); returns otherwise.
 pub fn answer_if_asked() {
     clap_complete::CompleteEnv::with_factory(Cli::command)
         .var(VAR)
@@ -35,7 +37,7 @@ pub fn answer_if_asked() {
 /// in fish's completions directory.
 pub fn script(shell: Shell) -> Exit {
     // The script calls this program back by the name it was run as, as
-    // clap's `COMPLETE=SHELL remedy` does: `remedy` through $PATH, or the
+    // clap_complete's registration does: `remedy` through $PATH, or the
     // path given.
     let argv0 = std::env::args_os()
         .next()
