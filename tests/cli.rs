@@ -460,10 +460,24 @@ fn issue_19_help_shows_only_what_a_command_takes() {
         "daemon",
         "runs",
         "check",
+        "logs",
         "completions",
         "man",
     ] {
         options(&[cmd, "--help"]);
+    }
+    for (group, subs) in [
+        ("audit", &["list", "show", "verify", "head", "export"][..]),
+        ("backup", &["list", "show", "restore"]),
+        ("lock", &["list", "break"]),
+        ("schedule", &["list", "next"]),
+        ("lab", &["up", "status", "down", "break", "restart"]),
+        ("inventory", &["discover"]),
+        ("config", &["check"]),
+    ] {
+        for sub in subs {
+            options(&[group, sub, "--help"]);
+        }
     }
     // An option the command does not take is refused by name, exit 2.
     let (_, err, code) = text(&remedy(&["approve", "last", "--yes"]));

@@ -14,6 +14,10 @@ use std::sync::Arc;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Runs recorded in the journal, newest first, filtered.
+    #[command(after_help = "\
+Examples:
+  remedy audit list --since 7d --status failed
+  remedy audit list --host master-2 -o json")]
     List(ListArgs),
     /// One run's timeline: who ran and approved it, what changed (diffs), backups.
     #[command(after_help = "\
@@ -28,6 +32,10 @@ Examples:
         output: OutputArg,
     },
     /// Check the hash chain and the run records; exits 1 naming the first edited, deleted or reordered event.
+    #[command(after_help = "\
+Examples:
+  remedy audit verify
+  remedy audit verify --head 9f2c…   # a head kept elsewhere (remedy audit head)")]
     Verify {
         /// Only this run's events (the whole chain is still walked).
         run: Option<String>,
@@ -41,11 +49,16 @@ Examples:
     },
     /// Print the chain head (the last event's hash): keep it elsewhere and check
     /// it later with `remedy audit verify --head HASH`.
+    #[command(after_help = "Example:\n  remedy audit head >> /var/backups/remedy-heads")]
     Head {
         #[command(flatten)]
         output: OutputArg,
     },
     /// Every event (or one run's) as JSON lines, for shipping to a SIEM.
+    #[command(after_help = "\
+Examples:
+  remedy audit export > remedy-events.jsonl
+  remedy audit export last")]
     Export {
         /// Only this run.
         run: Option<String>,
@@ -83,11 +96,15 @@ pub struct ListArgs {
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Locks held on targets (host@inventory), with their holder and whether it is stale.
+    #[command(after_help = "Example:\n  remedy lock list -o json")]
     List {
         #[command(flatten)]
         output: OutputArg,
     },
     /// Remove a lock whose holder is gone (journaled). Prefer `remedy resume RUN`.
+    #[command(
+        after_help = "Example:\n  remedy lock break master-2 --reason 'run 4d5e died with its jump host'"
+    )]
     Break {
         /// The target as `remedy lock list` shows it, or just the host name when unique.
         target: String,
