@@ -50,7 +50,8 @@ Start here:
   remedy plan manifest-edit -i inv.yaml -p set=--max-requests-inflight=800
   remedy run  manifest-edit -i inv.yaml -p set=--max-requests-inflight=800
 
-Each command's --help shows the options it takes, with examples.";
+Each command's --help shows the options it takes, with examples. Tab completion:
+  source <(remedy completions bash)        (zsh, fish too; see `remedy completions --help`)";
 
 #[derive(Debug, Parser)]
 #[command(name = "remedy", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit::TABLE)]
