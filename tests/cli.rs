@@ -65,6 +65,8 @@ fn remedy_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("REMEDY_INVENTORY")
         .env("NO_COLOR", "1")
         .env("REMEDY_HOME", home())
+        // No inventory of the developer's found by default (~/.config/remedy).
+        .env("XDG_CONFIG_HOME", home())
         .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -377,9 +379,421 @@ fn list_and_show_teach_the_runbooks_and_actions() {
     // Issue 13, item 11: every fault the lab knows is in `lab break --help`.
     let (out, _, code) = text(&remedy(&["lab", "break", "--help"]));
     assert_eq!(code, 0);
-    for (fault, _) in remedy_lab::faults::FAULTS {
-        assert!(out.contains(&format!("- {fault}:")), "{fault}: {out}");
+    // Issue 19, item 1: one line each, within 100 columns.
+    for (fault, summary, _) in remedy_lab::faults::FAULTS {
+        let line = out.lines().find(|l| l.trim_start().starts_with(fault));
+        assert!(
+            line.is_some_and(|l| l.contains(summary) && l.len() <= 100),
+            "{fault}: {out}"
+        );
     }
+}
+
+/// Issue 19, item 1: each command's --help shows the options it takes and
+/// no other, with examples; options before the command's name (every option
+/// was global once) still work.
+#[test]
+fn issue_19_help_shows_only_what_a_command_takes() {
+    let options = |args: &[&str]| -> String {
+        let (out, err, code) = text(&remedy(args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("Example"), "{args:?} has no example: {out}");
+        out
+    };
+    let approve = options(&["approve", "--help"]);
+    for takes in ["--host", "--step", "--comment", "--as", "--config"] {
+        assert!(approve.contains(takes), "{takes}: {approve}");
+    }
+    for not in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--limit",
+        "--output",
+        "-p,",
+        "-y,",
+        "-i,",
+        "--kubeconfig",
+    ] {
+        assert!(
+            !approve.contains(not),
+            "approve --help shows {not}: {approve}"
+        );
+    }
+    let down = options(&["lab", "down", "--help"]);
+    for not in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--config",
+        "--as",
+    ] {
+        assert!(!down.contains(not), "lab down --help shows {not}: {down}");
+    }
+    let run = options(&["run", "--help"]);
+    for takes in [
+        "--param",
+        "--yes",
+        "--parallel",
+        "--inventory",
+        "--limit",
+        "--kubeconfig",
+    ] {
+        assert!(run.contains(takes), "{takes}: {run}");
+    }
+    assert!(!options(&["plan", "--help"]).contains("--yes"));
+    // Every subcommand has an example (hidden ones aside).
+    for cmd in [
+        "run",
+        "plan",
+        "validate",
+        "list",
+        "exec",
+        "show",
+        "resume",
+        "approvals",
+        "approve",
+        "deny",
+        "serve",
+        "daemon",
+        "runs",
+        "check",
+        "logs",
+        "completions",
+        "man",
+    ] {
+        options(&[cmd, "--help"]);
+    }
+    for (group, subs) in [
+        ("audit", &["list", "show", "verify", "head", "export"][..]),
+        ("backup", &["list", "show", "restore"]),
+        ("lock", &["list", "break"]),
+        ("schedule", &["list", "next"]),
+        ("lab", &["up", "status", "down", "break", "restart"]),
+        ("inventory", &["discover"]),
+        ("config", &["check"]),
+    ] {
+        for sub in subs {
+            options(&[group, sub, "--help"]);
+        }
+    }
+    // An option the command does not take is refused by name, exit 2.
+    let (_, err, code) = text(&remedy(&["approve", "last", "--yes"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    // Options before the command's name mean what they meant.
+    let before = remedy(&["-o", "json", "list"]);
+    let after = remedy(&["list", "-o", "json"]);
+    assert_eq!(before.status.code(), Some(0));
+    assert_eq!(before.stdout, after.stdout);
+    assert!(String::from_utf8_lossy(&after.stdout).starts_with('['));
+}
+
+/// Issue 19, item 4: `remedy completions bash`, sourced in a real bash,
+/// completes subcommands, runbook names, the inventory's hosts and groups
+/// (as typed with -i, or the default inventory) and a runbook's params, by
+/// calling remedy back the way bash's `complete -F` does.
+#[test]
+fn issue_19_bash_completes_runbooks_hosts_and_params() {
+    let m = Masters::new();
+    let script = r#"
+set -u
+source <("$REMEDY" completions bash)
+complete -p remedy
+comp() {
+    COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+    COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMP_TYPE=9; COMPREPLY=()
+    _clap_complete_remedy remedy "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+    echo "$(IFS=' '; echo "${COMPREPLY[*]:-}")"
+}
+comp remedy run cert-
+comp remedy plan cert-renew -i "$INV" -l master-
+comp remedy exec -i "$INV" 'master-1,!m'
+comp remedy run manifest-edit -p re
+comp remedy appr
+cd "$(dirname "$INV")" && comp remedy check -l mas
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .env("REMEDY", env!("CARGO_BIN_EXE_remedy"))
+        .env("INV", m.inventory())
+        .env_remove("REMEDY_INVENTORY")
+        .env("XDG_CONFIG_HOME", home())
+        .env("REMEDY_HOME", home())
+        .output()
+        .unwrap();
+    let (out, err, code) = text(&out);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("-F _clap_complete_remedy remedy"),
+        "{out}"
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "cert-renew",
+            "master-1 master-2",
+            "master-1,!masters master-1,!master-1 master-1,!master-2",
+            "resources= restart=",
+            "approvals approve",
+            // No -i: ./inventory.yaml, as a run would find it.
+            "masters master-1 master-2",
+        ],
+        "{err}"
+    );
+}
+
+/// Issue 19, item 4: zsh and fish (not installed here) get the same answers
+/// through their scripts' calls, with descriptions.
+#[test]
+fn issue_19_zsh_and_fish_scripts_call_remedy_for_the_same_answers() {
+    let m = Masters::new();
+    let inv = m.inventory();
+    let bin = env!("CARGO_BIN_EXE_remedy");
+    for shell in ["zsh", "fish"] {
+        let (script, err, code) = text(&remedy(&["completions", shell]));
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            script.contains(&format!("REMEDY_COMPLETE=\"{shell}\""))
+                || script.contains(&format!("REMEDY_COMPLETE={shell} {bin}")),
+            "{script}"
+        );
+    }
+    let ask = |shell: &str, index: &str, words: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--")
+            .args(words)
+            .env("REMEDY_COMPLETE", shell)
+            .env("_CLAP_COMPLETE_INDEX", index)
+            .env_remove("REMEDY_INVENTORY")
+            .env("XDG_CONFIG_HOME", home())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        ask("zsh", "2", &["remedy", "run", "cert-"]),
+        "cert-renew:built-in runbook"
+    );
+    let inv = inv.to_str().unwrap();
+    assert_eq!(
+        ask(
+            "fish",
+            "0",
+            &["remedy", "plan", "cert-renew", "-i", inv, "-l", "master-"]
+        ),
+        "master-1\thost\nmaster-2\thost\n"
+    );
+}
+
+/// Issue 19, item 4: man pages, for the whole tool and each command.
+#[test]
+fn issue_19_man_pages_for_remedy_and_each_command() {
+    let (out, err, code) = text(&remedy(&["man"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(".TH remedy 1"), "{out}");
+    assert!(out.contains(r"remedy\-run(1)"), "{out}");
+    // The hidden options before a command's name are not documented.
+    assert!(!out.contains(r"\-\-inventory"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, err, code) = text(&remedy(&["man", "--dir", dir.path().to_str().unwrap()]));
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "remedy.1",
+        "remedy-run.1",
+        "remedy-lab-up.1",
+        "remedy-audit-show.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".SH"), "{page}: {text}");
+    }
+}
+
+/// Issue 19, item 6: `remedy config check` reports every problem of a site
+/// config at once, each at its file:line, with what to do.
+#[test]
+fn issue_19_config_check_locates_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = Masters::new();
+    let check = |yaml: &str| {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        text(&remedy_with_env(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            &[("REMEDY_TEST_SET_SECRET", "s3cret")],
+        ))
+    };
+    let good = format!(
+        "groups:\n  sre: [alice, bob]\napproval:\n  approvers: [group:sre]\n  quorum: 2\nchat:\n  webhook_secret: env:REMEDY_TEST_SET_SECRET\n  notify:\n    - {{ type: slack, url: \"https://hooks.example.net/x\" }}\ndaemon:\n  schedules:\n    - name: nightly\n      cron: \"0 3 * * *\"\n      runbook: cert-renew\n      inventory: {}\n",
+        inv.inventory().display()
+    );
+    let (out, err, code) = check(&good);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("ok  ")
+            && out.contains("1 secret(s) resolved")
+            && out.contains("daemon: 1 schedule(s)"),
+        "{out}"
+    );
+    // A notifier URL that is no URL: located at that notifier.
+    let (_, err, code) = check(&good.replace("https://hooks.example.net/x", "hooks.example.net"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("config.yaml:9:") && err.contains("chat.notify[0]"),
+        "{err}"
+    );
+    // What only this environment tells, all at once, each at its line.
+    let bad = good
+        .replace("[group:sre]", "[group:oncall]")
+        .replace("env:REMEDY_TEST_SET_SECRET", "env:REMEDY_TEST_UNSET_SECRET")
+        .replace("runbook: cert-renew", "runbook: cert-renw");
+    let (_, err, code) = check(&bad);
+    assert_eq!(code, 2, "{err}");
+    for (says, line) in [
+        ("approver group `oncall` is not defined", "config.yaml:4:"),
+        ("REMEDY_TEST_UNSET_SECRET is not set", "config.yaml:7:"),
+        (
+            "schedule `nightly`: no runbook named `cert-renw`",
+            "config.yaml:12:",
+        ),
+    ] {
+        let at = err.find(says).unwrap_or_else(|| panic!("{says}: {err}"));
+        assert!(
+            err[at..].lines().nth(1).unwrap_or("").contains(line),
+            "{says} at {line}: {err}"
+        );
+    }
+    assert!(err.contains("3 errors found"), "{err}");
+    // Nothing to check: said, with where it looked.
+    let (_, err, code) = text(&remedy_with_env(
+        &["config", "check"],
+        &[("REMEDY_HOME", dir.path().join("none").to_str().unwrap())],
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no site config to check") && err.contains("none/config.yaml"),
+        "{err}"
+    );
+}
+
+/// Issue 19, item 6: without -i the inventory is found in the usual places,
+/// and remedy says which it used; with none, it lists where it looked.
+#[test]
+fn issue_19_the_default_inventory_is_found_and_named() {
+    let m = Masters::new();
+    let config_home = tempfile::tempdir().unwrap();
+    let run_in = |cwd: &Path, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+        cmd.args(["plan", "manifest-edit", "-p", "set=--v=3", "-l", "master-1"])
+            .current_dir(cwd)
+            .env_remove("REMEDY_INVENTORY")
+            .env("XDG_CONFIG_HOME", config_home.path())
+            .env("REMEDY_HOME", home())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        text(&cmd.output().unwrap())
+    };
+    // ./inventory.yaml
+    let (out, err, code) = run_in(m.dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(
+            "remedy: inventory ./inventory.yaml (in the current directory; -i PATH to use another)"
+        ),
+        "{err}"
+    );
+    // ~/.config/remedy/inventory.yaml, from anywhere else.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (_, err, code) = run_in(elsewhere.path(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no inventory given")
+            && err.contains("./inventory.yaml")
+            && err.contains(&format!(
+                "{}/remedy/inventory.yaml",
+                config_home.path().display()
+            ))
+            && err.contains("/etc/remedy/inventory.yaml"),
+        "{err}"
+    );
+    std::fs::create_dir_all(config_home.path().join("remedy")).unwrap();
+    std::fs::copy(
+        m.inventory(),
+        config_home.path().join("remedy/inventory.yaml"),
+    )
+    .unwrap();
+    let (out, err, code) = run_in(elsewhere.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("remedy/inventory.yaml (your default;"),
+        "{err}"
+    );
+    // REMEDY_INVENTORY wins over the files.
+    let (_, err, code) = run_in(
+        m.dir.path(),
+        &[("REMEDY_INVENTORY", m.inventory().to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("(from REMEDY_INVENTORY;"), "{err}");
+}
+
+/// Issue 19, item 8: `remedy runs last` and `remedy audit show last` name
+/// the newest real run.
+#[test]
+fn issue_19_runs_last_and_audit_show_last() {
+    let m = Masters::new();
+    let h = tempfile::tempdir().unwrap();
+    let env = [("REMEDY_HOME", h.path().to_str().unwrap())];
+    let inv = m.inventory();
+    let inv = inv.to_str().unwrap();
+    let (_, err, code) = text(&remedy_with_env(&["runs", "last"], &env));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run"), "{err}");
+    for limit in ["master-1", "master-2"] {
+        let args = [
+            "run",
+            "manifest-edit",
+            "-i",
+            inv,
+            "-l",
+            limit,
+            "-p",
+            "set=--v=3",
+            "-p",
+            "restart=false",
+            "--yes",
+        ];
+        let (_, err, code) = text(&remedy_with_env(&args, &env));
+        assert_eq!(code, 0, "{err}");
+    }
+    // A dry run after them is not `last`.
+    let (_, err, code) = text(&remedy_with_env(
+        &["plan", "manifest-edit", "-i", inv, "-p", "set=--v=4"],
+        &env,
+    ));
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value =
+        serde_json::from_slice(&remedy_with_env(&["runs", "last", "-o", "json"], &env).stdout)
+            .unwrap();
+    assert_eq!(last["hosts"], serde_json::json!(["master-2"]), "{last}");
+    assert_eq!(last["dry_run"], false, "{last}");
+    let id = last["run_id"].as_str().unwrap();
+    let (out, _, code) = text(&remedy_with_env(&["runs", "last"], &env));
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains(&format!("details: remedy audit show {id}")),
+        "{out}"
+    );
+    let (out, err, code) = text(&remedy_with_env(&["audit", "show", "last"], &env));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("run {id}")), "{out}");
 }
 
 /// Issue 13, item 11: `-i lab` with the lab in another `--dir` said only

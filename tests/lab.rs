@@ -4335,3 +4335,78 @@ fn issue_15_apiserver_recover_hands_expired_certificates_to_cert_renew() {
     );
     assert_eq!(tree(&lab.kube("master-1")), before, "nothing changed");
 }
+
+/// Issue 19, item 8: `remedy logs HOST COMPONENT` is `crictl logs` of the
+/// static pod's newest container there (a crash-looping one's last words
+/// too), and `remedy lab restart` restarts one as a journaled run.
+#[test]
+fn issue_19_logs_show_a_static_pods_log_and_lab_restart_restarts_it() {
+    let lab = Lab::up_with(170, &["--masters", "2"]);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    let log = ok(&remedy(&[
+        "logs",
+        "master-2",
+        "kube-apiserver",
+        "--tail",
+        "3",
+        "-i",
+        &inv,
+    ]));
+    let lines = log.lines().count();
+    assert!((1..=3).contains(&lines), "{log}");
+    let out = remedy(&["logs", "master-1", "kube-nothing", "-i", &inv]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no container of kube-nothing on master-1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // lab restart: a new container, recorded as a run of static-pod-restart.
+    let id = |host| lab.pod_state(host, "kube-scheduler").unwrap()["container_id"].clone();
+    let before = id("master-1");
+    ok(&remedy_env(
+        &[
+            "lab",
+            "restart",
+            "kube-scheduler",
+            "--host",
+            "master-1",
+            "--dir",
+            lab.dir_str(),
+        ],
+        &env,
+    ));
+    assert_ne!(id("master-1"), before);
+    let last: serde_json::Value =
+        serde_json::from_str(&ok(&remedy_env(&["runs", "last", "-o", "json"], &env))).unwrap();
+    assert_eq!(last["runbook"], "static-pod-restart", "{last}");
+    assert_eq!(last["hosts"], serde_json::json!(["master-1"]), "{last}");
+    // A crash-looping API server: its log says why.
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "apiserver-bad-flag",
+        "--host",
+        "master-2",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    eventually(
+        "the crash-looping API server's log",
+        Duration::from_secs(60),
+        || {
+            let out = remedy(&[
+                "logs",
+                "master-2",
+                "kube-apiserver",
+                "--tail",
+                "5",
+                "-i",
+                &inv,
+            ]);
+            String::from_utf8_lossy(&out.stdout).contains("unknown flag: --lab-bogus-flag")
+        },
+    );
+}

@@ -7,17 +7,18 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Faults `remedy lab break` can inject.
-pub const FAULTS: &[(&str, &str)] = &[
-    ("cert-expired", "re-sign the host's leaf certificates (and kubeconfigs' client certificates) as expired an hour ago; the real API server reloads its serving certificate from disk, the other uses of them need a restart"),
-    ("etcd-member-down", "put a flag etcd rejects into the host's etcd manifest: the member crash-loops until the manifest is fixed"),
-    ("lb-backend-down", "put the host's server in HAProxy's backend into maintenance"),
-    ("etcd-nospace", "write the same few keys over and over until etcd refuses writes with NOSPACE, as when compaction stopped (the lab must be up with a small --etcd-quota, e.g. 16MiB)"),
-    ("webhook-deadlock", "a ValidatingWebhookConfiguration `lab-deadlock` with failurePolicy Fail on every CREATE/UPDATE (*/*, outside kube-system and kube-node-lease) whose service lab-webhook/lab-webhook has no endpoints: creating a ConfigMap fails with the API server's \"failed calling webhook\" error (not per host)"),
-    ("manifest-stranded", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
-    ("apiserver-bad-flag", "put a flag kube-apiserver rejects (--lab-bogus-flag=1) into the host's API server manifest: it crash-loops with `unknown flag`"),
-    ("apiserver-bad-cert-path", "point the host's API server manifest's --tls-cert-file at a file that does not exist: it crash-loops"),
-    ("etcd-quorum-lost", "destroy the data of a majority of etcd members (the host and the masters before it): their data dirs' contents are moved into <lab>/destroyed, a file etcd cannot use is left in their place, and the members crash-loop; refused unless an etcd snapshot is in <lab>/snapshots"),
+/// Faults `remedy lab break` can inject: name, a one-line summary (at most
+/// 70 characters, for `--help`), and what it does.
+pub const FAULTS: &[(&str, &str, &str)] = &[
+    ("cert-expired", "leaf and kubeconfig client certificates expired an hour ago", "re-sign the host's leaf certificates (and kubeconfigs' client certificates) as expired an hour ago; the real API server reloads its serving certificate from disk, the other uses of them need a restart"),
+    ("etcd-member-down", "a flag etcd rejects in the etcd manifest: the member crash-loops", "put a flag etcd rejects into the host's etcd manifest: the member crash-loops until the manifest is fixed"),
+    ("lb-backend-down", "the host's server in HAProxy's backend put into maintenance", "put the host's server in HAProxy's backend into maintenance"),
+    ("etcd-nospace", "etcd full (NOSPACE alarm); needs a lab up with a small --etcd-quota", "write the same few keys over and over until etcd refuses writes with NOSPACE, as when compaction stopped (the lab must be up with a small --etcd-quota, e.g. 16MiB)"),
+    ("webhook-deadlock", "a fail-closed webhook without endpoints blocks every write", "a ValidatingWebhookConfiguration `lab-deadlock` with failurePolicy Fail on every CREATE/UPDATE (*/*, outside kube-system and kube-node-lease) whose service lab-webhook/lab-webhook has no endpoints: creating a ConfigMap fails with the API server's \"failed calling webhook\" error (not per host)"),
+    ("manifest-stranded", "kube-scheduler.yaml left in the staging dir, as after a cut restart", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
+    ("apiserver-bad-flag", "a flag kube-apiserver rejects: it crash-loops with `unknown flag`", "put a flag kube-apiserver rejects (--lab-bogus-flag=1) into the host's API server manifest: it crash-loops with `unknown flag`"),
+    ("apiserver-bad-cert-path", "--tls-cert-file points at a missing file: the API server crash-loops", "point the host's API server manifest's --tls-cert-file at a file that does not exist: it crash-loops"),
+    ("etcd-quorum-lost", "a majority of etcd members lose their data (needs a snapshot first)", "destroy the data of a majority of etcd members (the host and the masters before it): their data dirs' contents are moved into <lab>/destroyed, a file etcd cannot use is left in their place, and the members crash-loop; refused unless an etcd snapshot is in <lab>/snapshots"),
 ];
 
 /// The flag `apiserver-bad-flag` adds: kube-apiserver refuses to start with it.
@@ -42,7 +43,7 @@ pub fn destroyed_dir(lab: &Path) -> std::path::PathBuf {
 pub(crate) fn fault_names() -> String {
     FAULTS
         .iter()
-        .map(|(n, _)| *n)
+        .map(|(n, _, _)| *n)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -65,7 +66,7 @@ pub fn haproxy_command(socket: &Path, command: &str) -> Result<String, LabError>
 pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, LabError> {
     let state = LabState::load(dir)?;
     let layout = state.layout();
-    if !FAULTS.iter().any(|(n, _)| *n == fault) {
+    if !FAULTS.iter().any(|(n, _, _)| *n == fault) {
         return Err(LabError::UnknownFault(fault.to_string()));
     }
     let names = layout.master_names();

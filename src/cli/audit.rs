@@ -2,6 +2,7 @@
 //! and `remedy lock list|break`. All work from any shell while a run is going
 //! (SQLite in WAL mode lets readers in beside the writer).
 
+use super::flags::{ActorArgs, OutputArg, Overlay};
 use super::journal::{self, now_ms};
 use super::{Exit, Global, Output};
 use clap::{Subcommand, ValueEnum};
@@ -13,13 +14,28 @@ use std::sync::Arc;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Runs recorded in the journal, newest first, filtered.
+    #[command(after_help = "\
+Examples:
+  remedy audit list --since 7d --status failed
+  remedy audit list --host master-2 -o json")]
     List(ListArgs),
     /// One run's timeline: who ran and approved it, what changed (diffs), backups.
+    #[command(after_help = "\
+Examples:
+  remedy audit show last
+  remedy audit show 4d5e -o json")]
     Show {
-        /// Run id (or a unique prefix or suffix of it, or `last`).
+        /// Run id (or a unique prefix or suffix of it, or `last`: the newest
+        /// real, not dry-run, run).
         run: String,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Check the hash chain and the run records; exits 1 naming the first edited, deleted or reordered event.
+    #[command(after_help = "\
+Examples:
+  remedy audit verify
+  remedy audit verify --head 9f2c…   # a head kept elsewhere (remedy audit head)")]
     Verify {
         /// Only this run's events (the whole chain is still walked).
         run: Option<String>,
@@ -28,11 +44,21 @@ pub enum AuditCommand {
         /// which catches events cut off the end.
         #[arg(long, value_name = "HASH")]
         head: Vec<String>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Print the chain head (the last event's hash): keep it elsewhere and check
     /// it later with `remedy audit verify --head HASH`.
-    Head,
+    #[command(after_help = "Example:\n  remedy audit head >> /var/backups/remedy-heads")]
+    Head {
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Every event (or one run's) as JSON lines, for shipping to a SIEM.
+    #[command(after_help = "\
+Examples:
+  remedy audit export > remedy-events.jsonl
+  remedy audit export last")]
     Export {
         /// Only this run.
         run: Option<String>,
@@ -63,13 +89,22 @@ pub struct ListArgs {
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
     pub last: usize,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Locks held on targets (host@inventory), with their holder and whether it is stale.
-    List,
+    #[command(after_help = "Example:\n  remedy lock list -o json")]
+    List {
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Remove a lock whose holder is gone (journaled). Prefer `remedy resume RUN`.
+    #[command(
+        after_help = "Example:\n  remedy lock break master-2 --reason 'run 4d5e died with its jump host'"
+    )]
     Break {
         /// The target as `remedy lock list` shows it, or just the host name when unique.
         target: String,
@@ -79,7 +114,30 @@ pub enum LockCommand {
         /// Break it even though its holder looks alive.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        actor: ActorArgs,
     },
+}
+
+impl Overlay for AuditCommand {
+    fn overlay(&self, g: &mut Global) {
+        match self {
+            AuditCommand::List(ListArgs { output, .. })
+            | AuditCommand::Show { output, .. }
+            | AuditCommand::Verify { output, .. }
+            | AuditCommand::Head { output } => output.overlay(g),
+            AuditCommand::Export { .. } => {}
+        }
+    }
+}
+
+impl Overlay for LockCommand {
+    fn overlay(&self, g: &mut Global) {
+        match self {
+            LockCommand::List { output } => output.overlay(g),
+            LockCommand::Break { actor, .. } => actor.overlay(g),
+        }
+    }
 }
 
 pub(super) fn open() -> Result<Arc<Journal>, Exit> {
@@ -191,16 +249,37 @@ pub fn runs(g: &Global, last: usize) -> Exit {
             host: None,
             status: None,
             last,
+            output: OutputArg { output: None },
         },
     )
+}
+
+/// `remedy runs last`: the newest real run (what `resume last` and `audit
+/// show last` take), as one row of `remedy runs` or one JSON object.
+pub fn last_run(g: &Global) -> Exit {
+    let j = match open() {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let record = match j.run("last") {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if g.output == Output::Json {
+        print_json(&run_json(&record));
+    } else {
+        runs_table(std::slice::from_ref(&record));
+        println!("details: remedy audit show {}", record.run_id);
+    }
+    Exit::Ok
 }
 
 pub fn audit(g: &Global, cmd: &AuditCommand) -> Exit {
     match cmd {
         AuditCommand::List(args) => list(g, args),
-        AuditCommand::Show { run } => show(g, run),
-        AuditCommand::Verify { run, head } => verify(g, run.as_deref(), head),
-        AuditCommand::Head => head(g),
+        AuditCommand::Show { run, .. } => show(g, run),
+        AuditCommand::Verify { run, head, .. } => verify(g, run.as_deref(), head),
+        AuditCommand::Head { .. } => head(g),
         AuditCommand::Export { run, format: _ } => export(run.as_deref()),
     }
 }
@@ -579,7 +658,7 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
         Err(e) => return fail(e),
     };
     match cmd {
-        LockCommand::List => {
+        LockCommand::List { .. } => {
             if g.output == Output::Json {
                 print_json(&locks);
             } else if locks.is_empty() {
@@ -609,6 +688,7 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
             target,
             reason,
             force,
+            ..
         } => {
             let matching: Vec<&remedy_journal::LockRecord> = locks
                 .iter()

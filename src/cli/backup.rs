@@ -9,6 +9,7 @@
 //! changed copy is refused before anything is written.
 
 use super::audit::{open, print_json};
+use super::flags::{ApplyArgs, InventoryArg, OutputArg, Overlay, SshArgs};
 use super::{request, Exit, Global, Output};
 use clap::{Args, Subcommand};
 use remedy_engine::backup::{sha256_hex, BackupRecord, KnownBackup};
@@ -22,23 +23,96 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
     /// Every backup in the journal, oldest first: ID, time, run, step, host, path, sha256.
-    List(Filter),
+    #[command(after_help = "\
+Examples:
+  remedy backup list --host master-1
+  remedy backup list --path kube-apiserver.yaml -o json")]
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// One backup in full; with --content, the copy itself, read over SSH and checked.
+    #[command(after_help = "Example:\n  remedy backup show 42 --content")]
     Show {
         /// The backup's ID (first column of `remedy backup list`).
         id: i64,
         /// Also fetch the copy from its host (needs the inventory: -i, or the run's).
         #[arg(long)]
         content: bool,
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        output: OutputArg,
+        #[command(flatten)]
+        ssh: SshArgs,
     },
     /// Put a backup back on its host, as a run of `backup-restore` (plan, approval, journal).
+    #[command(after_help = "\
+Examples:
+  remedy backup restore 42 --dry-run
+  remedy backup restore 42")]
     Restore {
         /// The backup's ID (first column of `remedy backup list`).
         id: i64,
         /// Plan only: show the diff from what is there now to the backup; write nothing.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        inventory: InventoryArg,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Refused with a reason (the backup names its host and file), not
+        /// with clap's bare "unexpected argument".
+        #[command(flatten)]
+        refused: RefusedRunArgs,
     },
+}
+
+/// What `backup restore` refuses, accepted so the refusal can say why.
+#[derive(Debug, Args)]
+pub struct RefusedRunArgs {
+    #[arg(long, short = 'l', hide = true)]
+    limit: Option<String>,
+    #[arg(long = "param", short = 'p', hide = true)]
+    params: Vec<String>,
+    #[arg(long, hide = true)]
+    params_file: Option<PathBuf>,
+}
+
+impl Overlay for BackupCommand {
+    fn overlay(&self, g: &mut Global) {
+        match self {
+            BackupCommand::List { output, .. } => output.overlay(g),
+            BackupCommand::Show {
+                inventory,
+                output,
+                ssh,
+                ..
+            } => {
+                inventory.overlay(g);
+                output.overlay(g);
+                ssh.overlay(g);
+            }
+            BackupCommand::Restore {
+                inventory,
+                apply,
+                refused,
+                ..
+            } => {
+                inventory.overlay(g);
+                apply.overlay(g);
+                if refused.limit.is_some() {
+                    g.limit = refused.limit.clone();
+                }
+                g.params.extend(refused.params.iter().cloned());
+                if refused.params_file.is_some() {
+                    g.params_file = refused.params_file.clone();
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -147,9 +221,9 @@ fn find(id: i64) -> Result<Backup, Exit> {
 
 pub fn backup_command(g: &Global, cmd: &BackupCommand) -> Exit {
     match cmd {
-        BackupCommand::List(filter) => list(g, filter),
-        BackupCommand::Show { id, content } => show(g, *id, *content),
-        BackupCommand::Restore { id, dry_run } => restore(g, *id, *dry_run),
+        BackupCommand::List { filter, .. } => list(g, filter),
+        BackupCommand::Show { id, content, .. } => show(g, *id, *content),
+        BackupCommand::Restore { id, dry_run, .. } => restore(g, *id, *dry_run),
     }
 }
 
@@ -221,7 +295,7 @@ fn list(g: &Global, filter: &Filter) -> Exit {
 /// `g` with the inventory the backup's run used, unless one is given.
 fn with_inventory(g: &Global, b: &Backup) -> Global {
     let mut g = g.clone();
-    if g.inventory.is_none() && !b.inventory.is_empty() {
+    if !request::inventory_named(&g) && !b.inventory.is_empty() {
         g.inventory = Some(PathBuf::from(&b.inventory));
     }
     g

@@ -18,8 +18,9 @@
 //!     - { type: slack, url: "https://hooks.slack.com/services/…" }
 //! ```
 
-use super::{input, Global};
+use super::{input, Exit, Global};
 use remedy_chatops::ChatConfig;
+use remedy_dsl::yaml::Node;
 use remedy_dsl::{Approval, Diagnostic, Diagnostics};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -94,7 +95,8 @@ pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
             "chat" => match serde_json::from_value::<ChatConfig>(v.to_json()) {
                 Ok(c) => {
                     for problem in c.check() {
-                        diags.push(Diagnostic::at(&src, v.span, format!("`chat`: {problem}")));
+                        let span = chat_node(v, &problem).span;
+                        diags.push(Diagnostic::at(&src, span, format!("`chat`: {problem}")));
                     }
                     cfg.chat = c;
                 }
@@ -116,6 +118,187 @@ pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
         }
     }
     diags.into_result(cfg)
+}
+
+/// The node a chat problem names (`chat.public_url: …`, `chat.notify[1]
+/// (slack): …`, `chat.users: …`), or the whole `chat:` block.
+fn chat_node<'a>(chat: &'a Node, problem: &str) -> &'a Node {
+    let Some(rest) = problem.strip_prefix("chat.") else {
+        return chat;
+    };
+    let key: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let Some(node) = chat.get(&key) else {
+        return chat;
+    };
+    let index = rest[key.len()..]
+        .strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .and_then(|i| i.parse::<usize>().ok());
+    match (index, node.as_seq()) {
+        (Some(i), Some(items)) => items.get(i).unwrap_or(node),
+        _ => node,
+    }
+}
+
+/// The schedule a daemon problem names (`schedule `NAME`: …`).
+fn schedule_named(message: &str) -> Option<&str> {
+    message
+        .split_once("schedule `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name)
+}
+
+/// `remedy config check`: the site config read as every command reads it
+/// (keys, groups, allow_as, approval, chat), then what only the running
+/// environment can tell: approver groups defined, chat secrets resolvable
+/// here, and the daemon's schedules (cron, runbook, inventory). Every
+/// problem at once, located; exit 2 if any.
+pub fn check(g: &Global) -> Exit {
+    let path = g
+        .config
+        .clone()
+        .unwrap_or_else(|| remedy_journal::remedy_home().join("config.yaml"));
+    if g.config.is_none() && !path.exists() {
+        eprintln!(
+            "error: no site config to check: none given with --config or REMEDY_CONFIG, and {} does not exist\n  = hint: pass --config PATH; examples/config.yaml is one to start from",
+            path.display()
+        );
+        return Exit::Invalid;
+    }
+    let cfg = match load(g) {
+        Ok(cfg) => cfg,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return Exit::Invalid;
+        }
+    };
+    // It parsed, so it can be read again for the places of what follows.
+    let located = input::read(&path, "site config")
+        .ok()
+        .and_then(|src| Some((remedy_dsl::yaml::parse(&src).ok()?, src)));
+    let at = |keys: &[&str], index: Option<usize>, message: String| -> Diagnostic {
+        let node = located.as_ref().and_then(|(root, src)| {
+            let mut node = root;
+            for k in keys {
+                node = node.get(k)?;
+            }
+            if let Some(i) = index {
+                node = node.as_seq()?.get(i)?;
+            }
+            Some((node.span, src))
+        });
+        match node {
+            Some((span, src)) => Diagnostic::at(src, span, message),
+            None => Diagnostic::new(message),
+        }
+    };
+    let mut diags = Diagnostics::default();
+    if let Some(Approval::Required(policy)) = &cfg.approval {
+        if let Err(e) = cfg.expand(&policy.approvers) {
+            diags.push(
+                at(&["approval", "approvers"], None, e)
+                    .with_hint("define the group under `groups:`, or name the approvers"),
+            );
+        }
+    }
+    let secrets = [
+        ("slack_signing_secret", &cfg.chat.slack_signing_secret),
+        ("mattermost_token", &cfg.chat.mattermost_token),
+        ("webhook_secret", &cfg.chat.webhook_secret),
+    ];
+    let mut resolved = 0;
+    for (field, reference) in secrets {
+        if let Some(r) = reference {
+            match remedy_chatops::resolve_secret(r) {
+                Ok(_) => resolved += 1,
+                Err(e) => diags.push(at(&["chat", field], None, format!("chat.{field}: {e}")).with_hint(
+                    "set it in the environment `remedy serve` and `remedy daemon` run in (their systemd unit's EnvironmentFile), or point file: at a readable file",
+                )),
+            }
+        }
+    }
+    for (i, n) in cfg.chat.notify.iter().enumerate() {
+        if let remedy_chatops::NotifierConfig::Webhook {
+            secret: Some(r), ..
+        } = n
+        {
+            match remedy_chatops::resolve_secret(r) {
+                Ok(_) => resolved += 1,
+                Err(e) => diags.push(
+                    at(
+                        &["chat", "notify"],
+                        Some(i),
+                        format!("chat.notify[{i}] (webhook): {e}"),
+                    )
+                    .with_hint("set it where remedy runs, or point file: at a readable file"),
+                ),
+            }
+        }
+    }
+    let mut schedules = None;
+    if located
+        .as_ref()
+        .is_some_and(|(root, _)| root.get("daemon").is_some())
+    {
+        match super::daemon::load(g) {
+            Ok(d) => schedules = Some(d.schedule_count()),
+            Err(e) => {
+                // One problem a line, each at its schedule when it names one.
+                let prefix = format!("{}: ", path.display());
+                for line in e.lines() {
+                    if let Some(hint) = line.trim_start().strip_prefix("= hint: ") {
+                        if let Some(last) = diags.0.last_mut() {
+                            last.hint = Some(hint.to_string());
+                        }
+                        continue;
+                    }
+                    let message = line.strip_prefix(&prefix).unwrap_or(line).to_string();
+                    let index = schedule_named(&message).and_then(|name| {
+                        let (root, _) = located.as_ref()?;
+                        root.get("daemon")?
+                            .get("schedules")?
+                            .as_seq()?
+                            .iter()
+                            .position(|s| s.get("name").and_then(Node::as_str) == Some(name))
+                    });
+                    diags.push(match index {
+                        Some(i) => at(&["daemon", "schedules"], Some(i), message),
+                        None => at(&["daemon"], None, message),
+                    });
+                }
+            }
+        }
+    }
+    if !diags.is_empty() {
+        eprint!("{}", diags.render());
+        return Exit::Invalid;
+    }
+    let mut parts = vec![
+        format!("{} approver group(s)", cfg.groups.len()),
+        format!("allow_as {}", cfg.allow_as.len()),
+        match &cfg.approval {
+            None => "approval: the runbooks' and inventories' own".to_string(),
+            Some(Approval::None) => "approval: none".to_string(),
+            Some(Approval::Required(p)) => format!(
+                "approval: quorum {} of {}",
+                p.quorum,
+                p.approvers.join(", ")
+            ),
+        },
+        format!(
+            "chat: {} user(s), {} notifier(s), {resolved} secret(s) resolved",
+            cfg.chat.users.len(),
+            cfg.chat.notify.len()
+        ),
+    ];
+    if let Some(n) = schedules {
+        parts.push(format!("daemon: {n} schedule(s)"));
+    }
+    println!("ok  {}: {}", path.display(), parts.join("; "));
+    Exit::Ok
 }
 
 impl SiteConfig {

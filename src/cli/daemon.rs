@@ -78,7 +78,7 @@ struct Schedule {
     dirs: Vec<PathBuf>,
 }
 
-struct Config {
+pub(super) struct Config {
     path: PathBuf,
     /// `--config` given to the daemon, passed on to each run.
     site_config: Option<PathBuf>,
@@ -86,6 +86,13 @@ struct Config {
     kill_switch: Option<PathBuf>,
     catch_up: CatchUp,
     schedules: Vec<Schedule>,
+}
+
+impl Config {
+    /// How many schedules it holds.
+    pub(super) fn schedule_count(&self) -> usize {
+        self.schedules.len()
+    }
 }
 
 fn parse_window(text: &str) -> Option<(u32, u32)> {
@@ -98,7 +105,8 @@ fn parse_window(text: &str) -> Option<(u32, u32)> {
     Some((minutes(a)?, minutes(b)?))
 }
 
-fn load(g: &Global) -> Result<Config, String> {
+/// The `daemon:` block, checked (with the rest of the site config).
+pub(super) fn load(g: &Global) -> Result<Config, String> {
     let path = g
         .config
         .clone()

@@ -12,6 +12,27 @@ use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 
+/// `remedy logs HOST COMPONENT [--tail N]`: `crictl logs` of the newest
+/// container of the static pod on the host, through `exec` on that one host
+/// (so its output and exit status pass through as crictl's).
+pub fn logs(g: &Global, host: &str, component: &str, tail: Option<u32>) -> i32 {
+    if host.contains([',', '*', '!']) {
+        eprintln!("error: `remedy logs` reads one host's log; `{host}` is a pattern\n  = hint: name one host, or use `remedy exec {host} -- crictl ps` to see several");
+        return Exit::Invalid.into();
+    }
+    exec(g, host, &logs_command(component, tail), 600, 1)
+}
+
+/// The shell command `remedy logs` runs on the host.
+fn logs_command(component: &str, tail: Option<u32>) -> String {
+    let name = remedy_transport::shell::word(&format!("^{component}$"));
+    let said = remedy_transport::shell::word(component);
+    let tail = tail.map(|n| format!("--tail {n} ")).unwrap_or_default();
+    format!(
+        "id=$(crictl ps -a -q --name {name} | head -n1); [ -n \"$id\" ] || {{ echo \"no container of {said} on $(hostname) (crictl ps -a shows the static pods there)\" >&2; exit 3; }}; exec crictl logs {tail}\"$id\""
+    )
+}
+
 /// What happened on one host.
 struct HostResult {
     host: String,

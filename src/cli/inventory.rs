@@ -4,6 +4,7 @@
 //! user with a comment, and SSH defaults from `~/.ssh/config`. Dry by
 //! default (prints the YAML); `--write FILE` writes it, never over a file.
 
+use super::flags::{KubeArgs, Overlay};
 use super::{Exit, Global};
 use clap::Subcommand;
 use remedy_k8s::nodes::{self, ControlPlaneNode, EtcdMember};
@@ -19,15 +20,28 @@ pub enum InventoryCommand {
     /// Write an inventory from a kubeconfig (--kubeconfig or KUBECONFIG): masters
     /// from the control-plane Nodes, etcd from the etcd static pods, SSH defaults
     /// from ~/.ssh/config; load balancers are left for you. Prints it unless --write.
+    #[command(after_help = "\
+Examples:
+  remedy inventory discover --kubeconfig admin.conf
+  remedy inventory discover --kubeconfig admin.conf --write inventory.yaml")]
     Discover {
         /// Write it to FILE (refused when FILE exists) instead of printing it.
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
 }
 
+impl Overlay for InventoryCommand {
+    fn overlay(&self, g: &mut Global) {
+        let InventoryCommand::Discover { kube, .. } = self;
+        kube.overlay(g);
+    }
+}
+
 pub fn inventory(g: &Global, cmd: &InventoryCommand) -> i32 {
-    let InventoryCommand::Discover { write } = cmd;
+    let InventoryCommand::Discover { write, .. } = cmd;
     if let Some(path) = write.as_ref().filter(|p| p.exists()) {
         eprintln!(
             "error: {} exists; remedy inventory discover never overwrites a file: pick another name, or move it away first",

@@ -1,6 +1,7 @@
-//! `remedy lab up | status | down | break`: the practice control plane, and
+//! `remedy lab up | status | down | break | restart`: the practice control plane, and
 //! the hidden entry points its processes run (`lab kubelet`, `lab crictl`).
 
+use super::flags::{OutputArg, Overlay};
 use super::{Exit, Global, Output};
 use clap::Subcommand;
 use remedy_lab::faults::{self, FAULTS};
@@ -9,14 +10,22 @@ use remedy_lab::layout;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-/// Every fault `lab break` knows, with what it does, for --help (the list
+/// Every fault `lab break` knows, for the command line to accept (the list
 /// is the lab's, so a new fault cannot be missing here).
 fn fault_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(
-        FAULTS
-            .iter()
-            .map(|(name, what)| clap::builder::PossibleValue::new(*name).help(*what)),
-    )
+    clap::builder::PossibleValuesParser::new(FAULTS.iter().map(|(name, _, _)| *name))
+}
+
+/// `lab break --help`'s list: one line per fault, its summary.
+fn fault_list() -> String {
+    let mut out = String::from("Faults:\n");
+    for (name, summary, _) in FAULTS {
+        out.push_str(&format!("  {name:25}{summary}\n"));
+    }
+    out.push_str(
+        "\nExamples:\n  remedy lab break apiserver-bad-flag --host master-2\n  remedy lab break etcd-member-down --dir /tmp/lab",
+    );
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +38,10 @@ pub enum LabCommand {
     /// Master i listens on base+i (master-1 on 127.0.0.11): sshd :2222, API server
     /// :6443, etcd :2379/:2380. The base address is HAProxy's VIP (:6443) and lb-1's sshd.
     /// Needs root, the packages scripts/setup installs and the binaries it builds.
+    #[command(after_help = "\
+Examples:
+  remedy lab up
+  remedy lab up --cert-expiry 1d --dir /tmp/lab --base-address 127.1.0.10")]
     Up {
         /// How many masters.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
@@ -51,23 +64,49 @@ pub enum LabCommand {
         lbs: u16,
     },
     /// Show each lab process and health check.
+    #[command(after_help = "Example:\n  remedy lab status --dir /tmp/lab -o json")]
     Status {
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Stop everything the lab started (also after a failed `up`).
+    #[command(after_help = "Example:\n  remedy lab down --dir /tmp/lab")]
     Down {
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Inject an incident to rehearse on (`remedy lab break --help` lists them).
+    #[command(after_help = fault_list())]
     Break {
-        /// The fault.
-        #[arg(value_parser = fault_names())]
+        /// The fault (listed below).
+        #[arg(value_parser = fault_names(), hide_possible_values = true)]
         fault: String,
         /// The master to break [default: the last one].
         #[arg(long)]
         host: Option<String>,
+        /// The lab's directory [default: $REMEDY_HOME/lab].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Restart a static pod on a lab master, as `remedy run static-pod-restart`
+    /// does on a real one (journaled; it must come back as a new container
+    /// and answer its health check).
+    #[command(after_help = "\
+Examples:
+  remedy lab restart kube-apiserver --host master-2
+  remedy lab restart etcd --host master-1 --dir /tmp/lab")]
+    Restart {
+        /// The static pod: kube-apiserver, etcd, kube-controller-manager, kube-scheduler.
+        #[arg(add = super::complete::components())]
+        component: String,
+        /// The master.
+        #[arg(long)]
+        host: String,
+        /// The lab's directory [default: $REMEDY_HOME/lab].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -86,6 +125,14 @@ pub enum LabCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+impl Overlay for LabCommand {
+    fn overlay(&self, g: &mut Global) {
+        if let LabCommand::Status { output, .. } = self {
+            output.overlay(g);
+        }
+    }
 }
 
 fn dir_or_default(dir: &Option<PathBuf>) -> PathBuf {
@@ -173,7 +220,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 }
             }
         }
-        LabCommand::Status { dir } => match remedy_lab::status::status(&dir_or_default(dir)) {
+        LabCommand::Status { dir, .. } => match remedy_lab::status::status(&dir_or_default(dir)) {
             Ok((_, checks)) => {
                 if g.output == Output::Json {
                     println!(
@@ -233,13 +280,40 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 Err(e) => {
                     eprintln!("error: {e}");
                     if matches!(e, lab::LabError::UnknownFault(_)) {
-                        for (name, what) in FAULTS {
+                        for (name, what, _) in FAULTS {
                             eprintln!("  {name:18} {what}");
                         }
                     }
                     Exit::Invalid.into()
                 }
             }
+        }
+        LabCommand::Restart {
+            component,
+            host,
+            dir,
+        } => {
+            // The inventory `lab up` wrote (Layout::inventory).
+            let inventory = dir_or_default(dir).join("inventory.yaml");
+            if !inventory.is_file() {
+                eprintln!(
+                    "error: no lab is up in {} (no {})\n  = hint: remedy lab up{}",
+                    dir_or_default(dir).display(),
+                    inventory.display(),
+                    dir.as_ref()
+                        .map(|d| format!(" --dir {}", d.display()))
+                        .unwrap_or_default()
+                );
+                return Exit::Invalid.into();
+            }
+            let g = Global {
+                inventory: Some(inventory),
+                limit: Some(host.clone()),
+                params: vec![format!("pods={component}")],
+                yes: true,
+                ..g.clone()
+            };
+            super::run::run(&g, &[], "static-pod-restart", false, None).into()
         }
         LabCommand::Kubelet { node, lab_dir } => {
             let cfg = remedy_lab::kubelet::KubeletConfig::standard(node.clone(), lab_dir.clone());

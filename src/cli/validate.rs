@@ -71,7 +71,7 @@ pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
             }
         }
     }
-    if g.inventory.is_some() {
+    if request::inventory_named(g) {
         match request::inventory(g) {
             Ok(inv) => {
                 if g.output == Output::Text {
@@ -87,7 +87,7 @@ pub fn validate(g: &Global, dirs: &[PathBuf], files: &[PathBuf]) -> Exit {
                 if g.output == Output::Text {
                     eprint!("{}", d.render());
                 }
-                results.push(json!({ "file": g.inventory.as_ref().map(|p| p.display().to_string()), "ok": false, "errors": d.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect::<Vec<_>>() }));
+                results.push(json!({ "file": g.inventory.as_ref().map(|p| p.display().to_string()).or_else(|| std::env::var("REMEDY_INVENTORY").ok()), "ok": false, "errors": d.iter().map(|d| json!({ "message": d.message, "location": d.location(), "hint": d.hint })).collect::<Vec<_>>() }));
             }
         }
     }
