@@ -16,6 +16,7 @@ pub mod kubeadm;
 pub mod kubelet;
 pub mod lab;
 pub mod layout;
+pub mod ops_etcd;
 pub mod pod_state;
 pub mod process;
 pub mod redate;
