@@ -7,8 +7,9 @@
 
 use remedy_lab::ops_etcd::{self, OpsEtcd};
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The lab's ops etcd for one test, stopped (by its recorded PIDs) on drop.
 struct Ops {
@@ -134,4 +135,325 @@ fn remedy_in(dir: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+const MANIFEST: &str = include_str!("../examples/manifests/kube-apiserver.yaml");
+
+/// Two jump hosts, `jump-a` and `jump-b` (each its own REMEDY_HOME and site
+/// config: the lab's fragment plus its name and a short lease), one
+/// local-transport master `m1`, one ops etcd.
+struct Site {
+    ops: Ops,
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new(test: u8, lease_ttl: &str) -> Site {
+        let ops = Ops::start(test);
+        let dir = tempfile::tempdir().unwrap();
+        let kube = dir.path().join("m1/kubernetes");
+        std::fs::create_dir_all(kube.join("manifests")).unwrap();
+        std::fs::write(kube.join("manifests/kube-apiserver.yaml"), MANIFEST).unwrap();
+        std::fs::write(
+            dir.path().join("inventory.yaml"),
+            format!(
+                "hosts:\n  m1:\n    transport: local\n    groups: [masters]\n    vars: {{ kube_dir: {}, backup_dir: {}, staging_dir: {} }}\n",
+                kube.display(),
+                dir.path().join("m1/backups").display(),
+                dir.path().join("m1/staging").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("edit.yaml"),
+            "runbook: edit\nsummary: set a flag\nparams:\n  flag: { type: string }\ntargets: masters\nsteps:\n  - id: edit\n    action: file.edit\n    with:\n      path: \"${host.vars.manifests_dir}/kube-apiserver.yaml\"\n      set_flags: [\"${params.flag}\"]\n",
+        )
+        .unwrap();
+        let fragment = std::fs::read_to_string(&ops.etcd.fragment).unwrap();
+        for jump in ["jump-a", "jump-b"] {
+            std::fs::create_dir_all(dir.path().join(jump)).unwrap();
+            std::fs::write(
+                dir.path().join(jump).join("config.yaml"),
+                format!("{fragment}  jump_host: {jump}\n  lease_ttl: {lease_ttl}\n"),
+            )
+            .unwrap();
+        }
+        Site { ops, dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn manifest(&self) -> String {
+        std::fs::read_to_string(self.path("m1/kubernetes/manifests/kube-apiserver.yaml")).unwrap()
+    }
+
+    /// `remedy ARGS` on jump host `jump`.
+    fn cmd(&self, jump: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_remedy"));
+        c.args(args)
+            .env_remove("REMEDY_INVENTORY")
+            .env_remove("REMEDY_CONFIG")
+            .env_remove("REMEDY_STOP_AFTER")
+            .env("NO_COLOR", "1")
+            .env("REMEDY_HOME", self.path(jump))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// `remedy run edit --yes -p flag=FLAG` on jump host `jump`.
+    fn run(&self, jump: &str, flag: &str, extra: &[&str]) -> Command {
+        let rb = self.path("edit.yaml");
+        let inv = self.path("inventory.yaml");
+        let param = format!("flag={flag}");
+        let mut args = vec![
+            "run",
+            rb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "--yes",
+            "-p",
+            &param,
+        ];
+        args.extend(extra);
+        self.cmd(jump, &args)
+    }
+
+    /// A run on `jump` that stops itself (SIGSTOP) right after the event
+    /// `after` (REMEDY_STOP_AFTER's syntax), once it has.
+    fn stopped_run(&self, jump: &str, flag: &str, after: &str) -> Child {
+        let child = Child(
+            self.run(jump, flag, &[])
+                .env("REMEDY_STOP_AFTER", after)
+                .spawn()
+                .unwrap(),
+        );
+        child.wait_stopped();
+        child
+    }
+
+    /// The ops etcd's lock keys as etcdctl sees them.
+    fn lock_keys(&self) -> String {
+        let out = self
+            .ops
+            .etcdctl(&["get", "--prefix", "--keys-only", "/remedy/locks/"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A child that is SIGKILLed (and reaped) when dropped, panicking test or not.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: signalling a child we started and have not reaped.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Child {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: as in drop.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits until the process has stopped itself (REMEDY_STOP_AFTER).
+    fn wait_stopped(&self) {
+        let stat = format!("/proc/{}/stat", self.pid());
+        remedy_testkit::poll::eventually("the run stopped itself", Duration::from_secs(60), || {
+            std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                })
+                .unwrap_or(false)
+        });
+    }
+
+    fn finish(mut self) -> (Option<i32>, String) {
+        let mut err = String::new();
+        use std::io::Read;
+        if let Some(mut e) = self.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let status = self.0.wait().unwrap();
+        (status.code(), err)
+    }
+}
+
+fn output(c: &mut Command) -> (Option<i32>, String, String) {
+    let o = c.output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A run on jump-a holds m1; a run from jump-b is refused naming the run
+/// and jump-a, and `remedy lock list` on jump-b shows the lock. Killed
+/// (-9), jump-a's run leaves its lock until its lease ends: jump-b is still
+/// refused right after the kill, and takes m1 over only once the lease has
+/// expired.
+#[test]
+fn a_second_jump_host_is_refused_until_the_killed_holders_lease_expires() {
+    let site = Site::new(1, "8s");
+    let a = site.stopped_run("jump-a", "--v=4", "step_planned@m1/edit");
+    let (code, _, err) = output(&mut site.run("jump-b", "--v=6", &[]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("m1 is locked by run"), "{err}");
+    assert!(err.contains("@jump-a, pid"), "{err}");
+    let (code, list, err) = output(&mut site.cmd("jump-b", &["lock", "list"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        list.contains("Locks in the ops etcd (every jump host):"),
+        "{list}"
+    );
+    assert!(list.contains("@jump-a pid"), "{list}");
+    let (_, json, _) = output(&mut site.cmd("jump-b", &["lock", "list", "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let held = &v["ops_etcd"][0];
+    assert_eq!(held["host"], "m1", "{v}");
+    assert_eq!(held["jump_host"], "jump-a", "{v}");
+    let a_run = held["run_id"].as_str().unwrap().to_string();
+
+    a.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    drop(a);
+    let (code, _, err) = output(&mut site.run("jump-b", "--v=6", &[]));
+    assert_eq!(code, Some(3), "refused while the lease lives: {err}");
+    assert!(err.contains(&a_run), "{err}");
+    // The lease runs out (8 s at most after the last renewal): then jump-b runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let took_over = loop {
+        let (code, _, err) = output(&mut site.run("jump-b", "--v=6", &[]));
+        if code == Some(0) {
+            break killed.elapsed();
+        }
+        assert_eq!(code, Some(3), "{err}");
+        assert!(Instant::now() < deadline, "never taken over: {err}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(site.manifest().contains("--v=6"));
+    assert!(
+        site.lock_keys().is_empty(),
+        "jump-b's run released its lock: {}",
+        site.lock_keys()
+    );
+    eprintln!("jump-b took over {took_over:?} after the kill (lease 8 s)");
+}
+
+/// Fencing: jump-a's run is paused (SIGSTOP) after planning for longer
+/// than its lease; jump-b takes m1 and changes it; resumed (SIGCONT),
+/// jump-a's next intent is refused by the ops etcd's lock revision, so its
+/// write never happens.
+#[test]
+fn a_run_paused_past_its_lease_cannot_write_after_it_resumes() {
+    let site = Site::new(2, "5s");
+    let a = site.stopped_run("jump-a", "--v=4", "step_planned@m1/edit");
+    assert!(
+        site.lock_keys().contains("/remedy/locks/m1"),
+        "{}",
+        site.lock_keys()
+    );
+    remedy_testkit::poll::eventually("jump-a's lease expired", Duration::from_secs(30), || {
+        site.lock_keys().is_empty()
+    });
+    // jump-b holds m1 while jump-a wakes up.
+    let b = site.stopped_run("jump-b", "--v=6", "step_done@m1/edit");
+    assert!(site.manifest().contains("--v=6"));
+    a.signal(libc::SIGCONT);
+    let (code, err) = a.finish();
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("no longer holds its lock on m1 in the ops etcd"),
+        "{err}"
+    );
+    let manifest = site.manifest();
+    assert!(
+        manifest.contains("--v=6") && !manifest.contains("--v=4"),
+        "{manifest}"
+    );
+    b.signal(libc::SIGCONT);
+    let (code, err) = b.finish();
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// Fail closed: with the ops etcd down a run refuses to change anything and
+/// says why, planning still works, and break-glass runs on local locks,
+/// journaled as such.
+#[test]
+fn with_the_ops_etcd_down_a_run_refuses_unless_break_glass() {
+    let site = Site::new(3, "10s");
+    let stopped = ops_etcd::stop(site.ops.lab.path());
+    assert_eq!(stopped.len(), 3);
+    let before = site.manifest();
+    let started = Instant::now();
+    let (code, _, err) = output(&mut site.run("jump-a", "--v=4", &[]));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("the ops etcd (https://"), "{err}");
+    assert!(err.contains("cannot be reached"), "{err}");
+    assert!(
+        err.contains("nothing was changed (`remedy plan` still works)"),
+        "{err}"
+    );
+    assert!(err.contains("--break-glass --reason"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(site.manifest(), before);
+
+    let rb = site.path("edit.yaml");
+    let inv = site.path("inventory.yaml");
+    let (code, out, err) = output(&mut site.cmd(
+        "jump-a",
+        &[
+            "plan",
+            rb.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            "-p",
+            "flag=--v=4",
+        ],
+    ));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("--v=4"), "{out}");
+
+    let (code, _, err) = output(&mut site.run(
+        "jump-a",
+        "--v=4",
+        &[
+            "--break-glass",
+            "--reason",
+            "ops etcd down, API server crashlooping",
+        ],
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("BREAK-GLASS"), "{err}");
+    assert!(site.manifest().contains("--v=4"));
+    let (_, events, _) = output(&mut site.cmd("jump-a", &["audit", "export"]));
+    let bypassed = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["kind"] == "coordination_bypassed")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(
+        bypassed["payload"]["reason"],
+        "ops etcd down, API server crashlooping"
+    );
 }

@@ -2,10 +2,23 @@
 //! coordinated through an etcd the team runs for operations (never the
 //! cluster's own etcd: that is what remedy may be repairing).
 //!
+//! What lives there, under one key prefix:
+//! - `locks/<host>`: a run's lock on a host, attached to the run's lease and
+//!   kept alive while the run lives ([`Coordinator::acquire`]). The lock
+//!   key's create revision is the fencing token: [`Coordinator::still_holds`]
+//!   compares it (and the lease) in one transaction before every intent, so a
+//!   run that lost its lease — paused, cut off — cannot change the host.
+//!
 //! The site config's `coordination:` block is parsed by the CLI into
 //! [`Coordination`]; this crate knows nothing of runbooks, runs or the
 //! journal.
 
+mod client;
 mod config;
+mod error;
+mod lock;
 
+pub use client::Coordinator;
 pub use config::{Coordination, EtcdBackend, DEFAULT_LEASE_TTL, DEFAULT_PREFIX};
+pub use error::CoordinationError;
+pub use lock::{HeldLocks, LockEntry, LockHolder};

@@ -5,6 +5,7 @@
 use super::journal::{self, now_ms};
 use super::{Exit, Global, Output};
 use clap::{Subcommand, ValueEnum};
+use remedy_coordination::{CoordinationError, Coordinator, LockEntry};
 use remedy_journal::{Journal, RunFilter, RunRecord, StoredEvent};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -483,6 +484,28 @@ fn head(g: &Global) -> Exit {
     }
 }
 
+/// `op` on the ops etcd when the site config coordinates jump hosts
+/// (None when it does not); its outcome, connecting included.
+fn in_ops_etcd<T, Fut>(
+    g: &Global,
+    op: impl FnOnce(Coordinator) -> Fut,
+) -> Result<Option<Result<T, CoordinationError>>, Exit>
+where
+    Fut: std::future::Future<Output = Result<T, CoordinationError>>,
+{
+    let config = super::config::load(g).map_err(|d| {
+        eprint!("{}", d.render());
+        Exit::Invalid
+    })?;
+    let Some(coordination) = config.coordination else {
+        return Ok(None);
+    };
+    let runtime = super::run::runtime()?;
+    Ok(Some(runtime.block_on(async {
+        op(Coordinator::connect(&coordination).await?).await
+    })))
+}
+
 fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -569,6 +592,18 @@ fn export(run: Option<&str>) -> Exit {
     Exit::Ok
 }
 
+/// The ops etcd's locks when the site config coordinates jump hosts (None
+/// when it does not). An unreachable ops etcd is an error: a list without
+/// the other jump hosts' locks would say the hosts are free.
+fn coordinated_locks(g: &Global) -> Result<Option<Vec<LockEntry>>, Exit> {
+    in_ops_etcd(g, |c| async move { c.locks().await })?
+        .transpose()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::StepFailed
+        })
+}
+
 pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -580,8 +615,15 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
     };
     match cmd {
         LockCommand::List => {
+            let coordinated = match coordinated_locks(g) {
+                Ok(c) => c,
+                Err(exit) => return exit,
+            };
             if g.output == Output::Json {
-                print_json(&locks);
+                match &coordinated {
+                    None => print_json(&locks),
+                    Some(c) => print_json(&json!({ "local": locks, "ops_etcd": c })),
+                }
             } else if locks.is_empty() {
                 println!("No locks held.");
             } else {
@@ -601,6 +643,33 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
                             _ => "held".into(),
                         }
                     );
+                }
+            }
+            if let (Some(c), Output::Text) = (&coordinated, g.output) {
+                println!();
+                if c.is_empty() {
+                    println!("No locks in the ops etcd.");
+                } else {
+                    println!("Locks in the ops etcd (every jump host):");
+                    println!(
+                        "{:<24}  {:<36}  {:<32}  {:<8}  LEASE",
+                        "HOST", "RUN", "HOLDER", "TOKEN"
+                    );
+                    for l in c {
+                        println!(
+                            "{:<24}  {:<36}  {:<32}  {:<8}  {}",
+                            l.host,
+                            l.holder.run_id,
+                            format!(
+                                "{}@{} pid {}",
+                                l.holder.user, l.holder.jump_host, l.holder.pid
+                            ),
+                            l.revision,
+                            l.lease_remaining_s
+                                .map(|s| format!("{s}s left"))
+                                .unwrap_or_else(|| "?".into())
+                        );
+                    }
                 }
             }
             Exit::Ok
