@@ -457,3 +457,37 @@ fn with_the_ops_etcd_down_a_run_refuses_unless_break_glass() {
         "ops etcd down, API server crashlooping"
     );
 }
+
+/// The audit witness: a run publishes jump-a's chain head; the journal's
+/// tail cut off with its head row set to match passes a local check, and
+/// `remedy audit verify` with the ops etcd finds the published head gone.
+#[test]
+fn a_journal_cut_back_is_caught_against_the_head_published_in_the_ops_etcd() {
+    let site = Site::new(4, "10s");
+    let (code, _, err) = output(&mut site.run("jump-a", "--v=4", &[]));
+    assert_eq!(code, Some(0), "{err}");
+    let published = site
+        .ops
+        .etcdctl(&["get", "--print-value-only", "/remedy/audit/jump-a"]);
+    let published: serde_json::Value = serde_json::from_slice(&published.stdout).unwrap();
+    let (_, head, _) = output(&mut site.cmd("jump-a", &["audit", "head"]));
+    assert_eq!(published["hash"], head.trim());
+    let (code, out, err) = output(&mut site.cmd("jump-a", &["audit", "verify"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let db = rusqlite::Connection::open(site.path("jump-a/remedy.db")).unwrap();
+    db.execute_batch(
+        "DELETE FROM events WHERE id = (SELECT MAX(id) FROM events);
+         UPDATE chain_head SET last_id = (SELECT MAX(id) FROM events), last_hash = (SELECT hash FROM events ORDER BY id DESC LIMIT 1);",
+    )
+    .unwrap();
+    let (code, out, err) = output(&mut site.cmd("jump-a", &["audit", "verify"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "the chain head {} recorded outside this journal is not in it",
+            head.trim()
+        )),
+        "{out}"
+    );
+}

@@ -8,17 +8,22 @@
 //!   key's create revision is the fencing token: [`Coordinator::still_holds`]
 //!   compares it (and the lease) in one transaction before every intent, so a
 //!   run that lost its lease — paused, cut off — cannot change the host.
+//! - `audit/<jump host>`: the journal's chain head after each run
+//!   ([`Coordinator::publish_head`]), so a journal cut back on one jump host
+//!   is caught by `remedy audit verify` against it.
 //!
 //! The site config's `coordination:` block is parsed by the CLI into
 //! [`Coordination`]; this crate knows nothing of runbooks, runs or the
-//! journal.
+//! journal — it stores JSON it is given.
 
 mod client;
 mod config;
 mod error;
 mod lock;
+mod witness;
 
 pub use client::Coordinator;
 pub use config::{Coordination, EtcdBackend, DEFAULT_LEASE_TTL, DEFAULT_PREFIX};
 pub use error::CoordinationError;
 pub use lock::{HeldLocks, LockEntry, LockHolder};
+pub use witness::PublishedHead;

@@ -506,6 +506,20 @@ where
     })))
 }
 
+/// The head this jump host last published in the ops etcd (the audit
+/// witness), if any. An unreachable ops etcd is said, and the journal is
+/// checked without it.
+fn published_head(g: &Global) -> Result<Option<String>, Exit> {
+    match in_ops_etcd(g, |c| async move { c.published_head().await })? {
+        Some(Ok(head)) => Ok(head.map(|h| h.hash)),
+        Some(Err(e)) => {
+            eprintln!("warning: not checked against the chain head published in the ops etcd: {e}");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
 fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -522,7 +536,13 @@ fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    for h in heads {
+    let mut heads = heads.to_vec();
+    match published_head(g) {
+        Ok(Some(head)) => heads.push(head),
+        Ok(None) => {}
+        Err(exit) => return exit,
+    }
+    for h in &heads {
         match j.witness(h) {
             Ok(None) => {}
             Ok(Some(problem)) => {

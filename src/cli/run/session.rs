@@ -2,13 +2,16 @@
 //! stages: a dry-run is recorded and reported; a real run is confirmed
 //! possible, locks its hosts (here, and in the ops etcd when jump hosts are
 //! coordinated), previews every host and obtains consent (or confirms the
-//! resume), records its locks, executes, notifies, reports.
+//! resume), records its locks, executes, publishes the journal's head,
+//! notifies, reports.
 
 use super::{execute, finish, status_name, strategy_words, Prepared, Who};
 use crate::cli::journal::{self, CoordFence, JournalSink};
 use crate::cli::{progress::Progress, render, Exit, Global, Output};
 use remedy_chatops::NoticeKind;
-use remedy_coordination::{Coordination, CoordinationError, Coordinator, LockHolder};
+use remedy_coordination::{
+    Coordination, CoordinationError, Coordinator, LockHolder, PublishedHead,
+};
 use remedy_engine::action::EtcdClients;
 use remedy_engine::backup::KnownBackup;
 use remedy_engine::event::{MemorySink, Tee};
@@ -290,8 +293,31 @@ impl Session<'_> {
                 self.journal.path().display()
             );
         }
+        self.publish_head(locks).await;
         self.notify_finished(&report).await;
         Ok(self.finish(&report, false))
+    }
+
+    /// The audit witness: the journal's head after this run, published in
+    /// the ops etcd for `remedy audit verify` to hold the journal to.
+    async fn publish_head(&self, locks: &Locks) {
+        let Some(c) = &locks.coordinated else {
+            return;
+        };
+        let head = match self.journal.head() {
+            Ok((event_id, hash)) => PublishedHead {
+                event_id,
+                hash,
+                time_ms: journal::now_ms(),
+            },
+            Err(e) => {
+                eprintln!("warning: the journal's head could not be read to publish it: {e}");
+                return;
+            }
+        };
+        if let Err(e) = c.coordinator.publish_head(&head).await {
+            eprintln!("warning: the journal's head (event {}) was not published in the ops etcd: {e}\n  = `remedy audit verify` checks against the last head published", head.event_id);
+        }
     }
 
     async fn execute(
