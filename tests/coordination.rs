@@ -491,3 +491,93 @@ fn a_journal_cut_back_is_caught_against_the_head_published_in_the_ops_etcd() {
         "{out}"
     );
 }
+
+/// Daemon leadership: two daemons (jump-a, jump-b) share a schedule firing
+/// every 2 s. Each slot is run by one of them; the leader is killed (-9)
+/// mid-way, the other takes over once its lease has ended, and over the
+/// first 10 slots each ran exactly once.
+#[test]
+fn two_daemons_run_each_slot_exactly_once_across_a_leader_killed_mid_way() {
+    let site = Site::new(5, "5s");
+    std::fs::write(
+        site.path("stamp.yaml"),
+        "runbook: stamp\nsummary: write a stamp\ntargets: masters\nsteps:\n  - id: stamp\n    action: file.write\n    with: { path: \"${host.vars.kube_dir}/stamp\", content: \"scheduled\\n\" }\n",
+    )
+    .unwrap();
+    for jump in ["jump-a", "jump-b"] {
+        let config = site.path(jump).join("config.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "{text}daemon:\n  schedules:\n    - name: stamp\n      cron: \"*/2 * * * * *\"\n      runbook: {}\n      inventory: {}\n",
+                site.path("stamp.yaml").display(),
+                site.path("inventory.yaml").display()
+            ),
+        )
+        .unwrap();
+    }
+    let daemon = |jump: &str| {
+        let mut c = site.cmd(jump, &["daemon"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        Child(c.spawn().unwrap())
+    };
+    let mut daemons = vec![
+        ("jump-a", Some(daemon("jump-a"))),
+        ("jump-b", Some(daemon("jump-b"))),
+    ];
+    // Each slot's runs, from both journals: (slot, in whole seconds; jump host).
+    let fired = || -> Vec<(i64, String)> {
+        let mut all = Vec::new();
+        for jump in ["jump-a", "jump-b"] {
+            let (_, events, _) = output(&mut site.cmd(jump, &["audit", "export"]));
+            all.extend(
+                events
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter(|e| e["kind"] == "schedule_fired")
+                    .filter_map(|e| e["payload"]["scheduled_ms"].as_i64())
+                    .map(|ms| (ms / 1000, jump.to_string())),
+            );
+        }
+        all.sort();
+        all
+    };
+    remedy_testkit::poll::eventually("3 slots ran", Duration::from_secs(60), || {
+        fired().len() >= 3
+    });
+    let leader = site
+        .ops
+        .etcdctl(&["get", "--print-value-only", "/remedy/daemon/leader"]);
+    let leader = String::from_utf8_lossy(&leader.stdout).to_string();
+    let (killed, _) = daemons
+        .iter_mut()
+        .find(|(jump, _)| leader.starts_with(jump))
+        .unwrap_or_else(|| panic!("leader {leader:?}"));
+    let killed = killed.to_string();
+    for (jump, child) in daemons.iter_mut() {
+        if *jump == killed {
+            drop(child.take());
+        }
+    }
+    remedy_testkit::poll::eventually("10 slots ran", Duration::from_secs(90), || {
+        fired().len() >= 11
+    });
+    drop(daemons);
+    let runs = fired();
+    let first: Vec<(i64, String)> = runs.iter().take(10).cloned().collect();
+    for pair in first.windows(2) {
+        assert_eq!(
+            pair[1].0 - pair[0].0,
+            2,
+            "a slot missed or run twice: {runs:?}"
+        );
+    }
+    let survivor = if killed == "jump-a" {
+        "jump-b"
+    } else {
+        "jump-a"
+    };
+    assert!(first.iter().any(|(_, j)| *j == killed), "{runs:?}");
+    assert!(first.iter().any(|(_, j)| j == survivor), "{runs:?}");
+}

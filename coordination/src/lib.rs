@@ -8,6 +8,9 @@
 //!   key's create revision is the fencing token: [`Coordinator::still_holds`]
 //!   compares it (and the lease) in one transaction before every intent, so a
 //!   run that lost its lease — paused, cut off — cannot change the host.
+//! - `daemon/leader` and `schedules/<name>/<slot>`: one `remedy daemon`
+//!   leads; each schedule slot is settled (run or skipped) by exactly one
+//!   daemon ([`Coordinator::claim_slot`]), also when a leader dies.
 //! - `audit/<jump host>`: the journal's chain head after each run
 //!   ([`Coordinator::publish_head`]), so a journal cut back on one jump host
 //!   is caught by `remedy audit verify` against it.
@@ -18,12 +21,14 @@
 
 mod client;
 mod config;
+mod election;
 mod error;
 mod lock;
 mod witness;
 
 pub use client::Coordinator;
 pub use config::{Coordination, EtcdBackend, DEFAULT_LEASE_TTL, DEFAULT_PREFIX};
+pub use election::{Candidate, SlotClaim};
 pub use error::CoordinationError;
 pub use lock::{HeldLocks, LockEntry, LockHolder};
 pub use witness::PublishedHead;

@@ -245,7 +245,7 @@ impl Coordinator {
 /// locks are gone: `lost` is set and renewing stops — a lease never comes
 /// back) or the run ends. A renewal that fails to reach etcd is retried at
 /// the next tick: the lease may still be alive, and fencing decides.
-async fn keep_alive(
+pub(crate) async fn keep_alive(
     client: remedy_etcd::etcd_client::Client,
     lease: i64,
     ttl: std::time::Duration,

@@ -14,6 +14,7 @@ mod input;
 mod inventory;
 mod journal;
 mod lab;
+mod leadership;
 mod library;
 mod list;
 mod progress;
