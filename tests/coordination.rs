@@ -564,13 +564,30 @@ fn two_daemons_run_each_slot_exactly_once_across_a_leader_killed_mid_way() {
         fired().len() >= 11
     });
     drop(daemons);
+    // The slots as settled in the ops etcd: (slot in seconds, who claimed it).
+    let claims = site
+        .ops
+        .etcdctl(&["get", "--prefix", "/remedy/schedules/stamp/"]);
+    let claims: Vec<(i64, String)> = String::from_utf8_lossy(&claims.stdout)
+        .lines()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|kv| {
+            let slot: i64 = kv[0].rsplit('/').next().unwrap().parse().unwrap();
+            let claim: serde_json::Value = serde_json::from_str(kv[1]).unwrap();
+            (
+                slot / 1000,
+                claim["jump_host"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     let runs = fired();
-    let first: Vec<(i64, String)> = runs.iter().take(10).cloned().collect();
+    let first: Vec<&(i64, String)> = claims.iter().take(10).collect();
     for pair in first.windows(2) {
         assert_eq!(
             pair[1].0 - pair[0].0,
             2,
-            "a slot missed or run twice: {runs:?}"
+            "a slot was never settled: {claims:?}"
         );
     }
     let survivor = if killed == "jump-a" {
@@ -578,6 +595,170 @@ fn two_daemons_run_each_slot_exactly_once_across_a_leader_killed_mid_way() {
     } else {
         "jump-a"
     };
-    assert!(first.iter().any(|(_, j)| *j == killed), "{runs:?}");
-    assert!(first.iter().any(|(_, j)| j == survivor), "{runs:?}");
+    assert!(first.iter().any(|(_, j)| *j == killed), "{claims:?}");
+    assert!(first.iter().any(|(_, j)| j == survivor), "{claims:?}");
+    // Each slot ran where it was claimed, and only there. The killed
+    // daemon cannot journal the run it had started when it died (its
+    // child run goes on): at most that one slot lacks its event.
+    let mut unrecorded = 0;
+    for (slot, claimed_by) in &first {
+        let ran: Vec<&String> = runs
+            .iter()
+            .filter(|(s, _)| s == slot)
+            .map(|(_, j)| j)
+            .collect();
+        match ran.as_slice() {
+            [one] => assert_eq!(*one, claimed_by, "slot {slot}: {runs:?} {claims:?}"),
+            [] if *claimed_by == killed => unrecorded += 1,
+            other => panic!("slot {slot} ran {} times: {runs:?}", other.len()),
+        }
+    }
+    assert!(unrecorded <= 1, "{runs:?} {claims:?}");
+}
+
+/// Approvals across jump hosts: a run on jump-a waits for bob's approval;
+/// its request is published in the ops etcd; bob's chat vote reaches
+/// `remedy serve` on jump-b, which votes there; jump-a's run learns it by
+/// its watch, counts it in its own journal and goes on. `remedy approve`
+/// on jump-b decides a second run the same way. Each jump host journals
+/// what it did.
+#[test]
+fn a_chat_vote_sent_to_serve_on_one_jump_host_approves_a_run_waiting_on_another() {
+    let site = Site::new(6, "30s");
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let append = |jump: &str, extra: &str| {
+        let config = site.path(jump).join("config.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{text}{extra}")).unwrap();
+    };
+    append(
+        "jump-a",
+        "approval:\n  approvers: [bob]\n  quorum: 1\n  ttl: 5m\n",
+    );
+    append(
+        "jump-b",
+        &format!("allow_as: [{user}]\nchat:\n  users: {{ \"webhook:U-BOB\": bob }}\n  webhook_secret: env:TEST_HOOK_SECRET\n"),
+    );
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let _serve = Child(
+        site.cmd("jump-b", &["serve", "--listen", &addr])
+            .env("TEST_HOOK_SECRET", "s3cr3t")
+            .spawn()
+            .unwrap(),
+    );
+    let mut run = Child(site.run("jump-a", "--v=4", &[]).spawn().unwrap());
+    // The request, as jump-b finds it in the ops etcd.
+    let request_id = || -> Option<String> {
+        let out = site.ops.etcdctl(&[
+            "get",
+            "--prefix",
+            "--print-value-only",
+            "/remedy/approvals/",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["jump_host"] == "jump-a")
+            .and_then(|v| v["request"]["request_id"].as_str().map(str::to_string))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while request_id().is_none() {
+        if run.0.try_wait().is_ok_and(|s| s.is_some()) || Instant::now() > deadline {
+            run.signal(libc::SIGKILL);
+            let (_, err) =
+                std::mem::replace(&mut run, Child(Command::new("true").spawn().unwrap())).finish();
+            panic!("no request published; the run said: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let body = serde_json::json!({ "user": "U-BOB", "action": "approve", "request": request_id().unwrap() })
+        .to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let signature = remedy_chatops::sign_webhook("s3cr3t", &ts, body.as_bytes());
+    remedy_testkit::poll::eventually("remedy serve listens", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let answer = http_post(
+        &addr,
+        "/webhook",
+        &[
+            ("X-Remedy-Timestamp", &ts),
+            ("X-Remedy-Signature", &signature),
+        ],
+        &body,
+    );
+    assert!(
+        answer.contains("waiting on jump-a: counted: 1 of 1"),
+        "{answer}"
+    );
+    let (code, err) = run.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("approved by bob"), "{err}");
+    assert!(site.manifest().contains("--v=4"));
+    // jump-a counted the vote as coming through jump-b; jump-b journaled it.
+    let kinds = |jump: &str| -> Vec<serde_json::Value> {
+        let (_, events, _) = output(&mut site.cmd(jump, &["audit", "export"]));
+        events
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    assert!(
+        kinds("jump-a").iter().any(|e| e["actor"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("on jump-b"))),
+        "{:?}",
+        kinds("jump-a")
+    );
+    assert!(
+        kinds("jump-b").iter().any(|e| e["kind"] == "remote_vote"),
+        "{:?}",
+        kinds("jump-b")
+    );
+
+    // `remedy approve` on jump-b, for a second run on jump-a.
+    let run = Child(site.run("jump-a", "--v=6", &[]).spawn().unwrap());
+    remedy_testkit::poll::eventually("a second request", Duration::from_secs(60), || {
+        let (_, json, _) = output(&mut site.cmd("jump-a", &["approvals", "-o", "json"]));
+        serde_json::from_str::<Vec<serde_json::Value>>(&json).is_ok_and(|v| !v.is_empty())
+    });
+    let (_, json, _) = output(&mut site.cmd("jump-a", &["approvals", "-o", "json"]));
+    let v: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let run_id = v[0]["run_id"].as_str().unwrap().to_string();
+    let (code, out, err) = output(&mut site.cmd("jump-b", &["approve", &run_id, "--as", "bob"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("waiting on jump-a: counted"), "{out}");
+    let (code, err) = run.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(site.manifest().contains("--v=6"));
+}
+
+/// One HTTP/1.1 POST; the whole answer.
+fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: remedy\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use remedy_etcd::etcd_client::{
-    Certificate, Client, ConnectOptions, Error as EtcdClientError, Identity, TlsOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Error as EtcdClientError, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp,
 };
 
 use crate::config::Coordination;
@@ -106,6 +107,19 @@ impl Coordinator {
             Ok(Ok(v)) => Ok(v),
         }
     }
+}
+
+/// A transaction that creates `key` only where it does not exist yet
+/// (create revision 0), on `lease` when given: how a lock, a leadership, a
+/// slot or a vote is taken once.
+pub(crate) fn create_if_absent(key: &str, value: String, lease: Option<i64>) -> Txn {
+    Txn::new()
+        .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then(vec![TxnOp::put(
+            key,
+            value,
+            lease.map(|l| PutOptions::new().with_lease(l)),
+        )])
 }
 
 /// The error and its causes on one line (tonic hides the useful part — a

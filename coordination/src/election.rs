@@ -10,10 +10,10 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use remedy_etcd::etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use remedy_etcd::etcd_client::{GetOptions, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use crate::client::Coordinator;
+use crate::client::{create_if_absent, Coordinator};
 use crate::error::CoordinationError;
 
 /// A daemon taking part in the election: its lease, kept alive while it runs.
@@ -89,17 +89,7 @@ impl Coordinator {
     /// candidate leads; `Ok(Some(name))`: `name` does.
     pub async fn lead(&self, me: &Candidate) -> Result<Option<String>, CoordinationError> {
         let key = self.leader_key();
-        let txn = Txn::new()
-            .when(vec![Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then(vec![TxnOp::put(
-                key.as_str(),
-                me.name.as_str(),
-                Some(PutOptions::new().with_lease(me.lease)),
-            )])
+        let txn = create_if_absent(&key, me.name.clone(), Some(me.lease))
             .or_else(vec![TxnOp::get(key.as_str(), None)]);
         let mut kv = self.client.clone();
         let resp = self
@@ -130,13 +120,7 @@ impl Coordinator {
     ) -> Result<bool, CoordinationError> {
         let key = self.slot_key(schedule, slot_ms);
         let value = serde_json::to_string(claim).unwrap_or_default();
-        let txn = Txn::new()
-            .when(vec![Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then(vec![TxnOp::put(key.as_str(), value, None)]);
+        let txn = create_if_absent(&key, value, None);
         let mut kv = self.client.clone();
         Ok(self
             .call("claiming a schedule slot", kv.txn(txn))

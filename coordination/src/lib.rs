@@ -11,6 +11,8 @@
 //! - `daemon/leader` and `schedules/<name>/<slot>`: one `remedy daemon`
 //!   leads; each schedule slot is settled (run or skipped) by exactly one
 //!   daemon ([`Coordinator::claim_slot`]), also when a leader dies.
+//! - `approvals/<request>/{request,votes/<user>,results/<user>}`: a run
+//!   waiting for approval on one jump host, decided from any other.
 //! - `audit/<jump host>`: the journal's chain head after each run
 //!   ([`Coordinator::publish_head`]), so a journal cut back on one jump host
 //!   is caught by `remedy audit verify` against it.
@@ -19,6 +21,7 @@
 //! [`Coordination`]; this crate knows nothing of runbooks, runs or the
 //! journal — it stores JSON it is given.
 
+mod approvals;
 mod client;
 mod config;
 mod election;
@@ -26,6 +29,7 @@ mod error;
 mod lock;
 mod witness;
 
+pub use approvals::{PublishedRequest, RemoteVote, VoteResult};
 pub use client::Coordinator;
 pub use config::{Coordination, EtcdBackend, DEFAULT_LEASE_TTL, DEFAULT_PREFIX};
 pub use election::{Candidate, SlotClaim};

@@ -194,6 +194,7 @@ impl Session<'_> {
             callback: self.who.config.chat.callback().ok().flatten(),
             retry: notify_retry(),
             cancel: self.cancel.clone(),
+            coordinator: self.coordinator.get().cloned(),
         }
     }
 }

@@ -55,6 +55,9 @@ pub(super) struct Session<'a> {
     /// The etcd clients of this run's preview, its re-plans and the run
     /// itself: one connection per member for all of them.
     etcd_clients: EtcdClients,
+    /// The ops etcd, once this run holds its locks there (approval
+    /// requests are published through it).
+    pub(super) coordinator: std::sync::OnceLock<Coordinator>,
 }
 
 /// The run's host locks, held (and renewed) until this is dropped.
@@ -116,6 +119,7 @@ impl<'a> Session<'a> {
             interrupted: Arc::new(Notify::new()),
             changing: Arc::new(AtomicBool::new(false)),
             etcd_clients: EtcdClients::default(),
+            coordinator: std::sync::OnceLock::new(),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
             known_backups: crate::cli::backup::known(journal).unwrap_or_else(|msg| {
@@ -427,6 +431,7 @@ impl Session<'_> {
         };
         match (taken, self.who.break_glass) {
             (Ok((coordinator, held)), _) => {
+                let _ = self.coordinator.set(coordinator.clone());
                 Ok((Some(Arc::new(CoordFence { coordinator, held })), None))
             }
             (Err(e @ CoordinationError::Held { .. }), _) => {
