@@ -474,6 +474,7 @@ fn a_journal_cut_back_is_caught_against_the_head_published_in_the_ops_etcd() {
     assert_eq!(published["hash"], head.trim());
     let (code, out, err) = output(&mut site.cmd("jump-a", &["audit", "verify"]));
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("and it holds the head published in the ops etcd"), "{out}");
 
     let db = rusqlite::Connection::open(site.path("jump-a/remedy.db")).unwrap();
     db.execute_batch(

@@ -536,12 +536,12 @@ fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let mut heads = heads.to_vec();
-    match published_head(g) {
-        Ok(Some(head)) => heads.push(head),
-        Ok(None) => {}
+    let given = heads.len();
+    let published = match published_head(g) {
+        Ok(p) => p,
         Err(exit) => return exit,
-    }
+    };
+    let heads: Vec<String> = heads.iter().cloned().chain(published.clone()).collect();
     for h in &heads {
         match j.witness(h) {
             Ok(None) => {}
@@ -558,10 +558,13 @@ fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
         println!(
             "ok: {} event(s) checked, the hash chain and run records are intact{}{}",
             v.checked,
-            if heads.is_empty() {
-                String::new()
-            } else {
-                format!(", and it holds the {} head(s) given", heads.len())
+            match (given, &published) {
+                (0, None) => String::new(),
+                (0, Some(_)) => ", and it holds the head published in the ops etcd".into(),
+                (n, None) => format!(", and it holds the {n} head(s) given"),
+                (n, Some(_)) => format!(
+                    ", and it holds the {n} head(s) given and the one published in the ops etcd"
+                ),
             },
             run_id
                 .as_deref()
