@@ -474,7 +474,10 @@ fn a_journal_cut_back_is_caught_against_the_head_published_in_the_ops_etcd() {
     assert_eq!(published["hash"], head.trim());
     let (code, out, err) = output(&mut site.cmd("jump-a", &["audit", "verify"]));
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("and it holds the head published in the ops etcd"), "{out}");
+    assert!(
+        out.contains("and it holds the head published in the ops etcd"),
+        "{out}"
+    );
 
     let db = rusqlite::Connection::open(site.path("jump-a/remedy.db")).unwrap();
     db.execute_batch(
@@ -678,6 +681,11 @@ fn a_chat_vote_sent_to_serve_on_one_jump_host_approves_a_run_waiting_on_another(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // jump-b sees it among its pending approvals.
+    let (code, listed, err) = output(&mut site.cmd("jump-b", &["approvals"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(listed.contains("on jump-a, expires in"), "{listed}");
+    assert!(listed.contains("1 of bob must approve"), "{listed}");
     let body = serde_json::json!({ "user": "U-BOB", "action": "approve", "request": request_id().unwrap() })
         .to_string();
     let ts = std::time::SystemTime::now()
@@ -726,6 +734,12 @@ fn a_chat_vote_sent_to_serve_on_one_jump_host_approves_a_run_waiting_on_another(
         "{:?}",
         kinds("jump-b")
     );
+    // Decided, the request is withdrawn from every jump host's list.
+    remedy_testkit::poll::eventually("the request is withdrawn", Duration::from_secs(10), || {
+        output(&mut site.cmd("jump-b", &["approvals"]))
+            .1
+            .contains("No approval requests pending.")
+    });
 
     // `remedy approve` on jump-b, for a second run on jump-a.
     let run = Child(site.run("jump-a", "--v=6", &[]).spawn().unwrap());

@@ -83,7 +83,19 @@ impl Coordinator {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
-    /// Every request published by any jump host and not yet ended.
+    /// Takes a decided request off the list (its votes and answers stay
+    /// until its lease ends, for voters still waiting for theirs).
+    pub async fn withdraw_request(&self, request_id: &str) -> Result<(), CoordinationError> {
+        let mut kv = self.client.clone();
+        self.call(
+            "withdrawing an approval request",
+            kv.delete(self.approval_key(request_id, "request"), None),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Every request published by any jump host and not yet decided.
     pub async fn published_requests(&self) -> Result<Vec<PublishedRequest>, CoordinationError> {
         let mut kv = self.client.clone();
         let resp = self

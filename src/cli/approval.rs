@@ -238,6 +238,11 @@ impl Asker {
         notice.request_id = Some(request_id.clone());
         notice.plan_hash = Some(hash.to_string());
         let mut remote = self.publish(&rec).await;
+        let _withdraw = remote.as_ref().and_then(|_| {
+            self.coordinator
+                .clone()
+                .map(|c| Withdraw(c, request_id.clone()))
+        });
         self.notify(&notice).await;
         let started = Instant::now();
         let mut last_note = Instant::now();
@@ -395,6 +400,21 @@ impl Asker {
         };
         if let Some(c) = &self.coordinator {
             let _ = c.record_vote_result(request_id, &vote.user, &result).await;
+        }
+    }
+}
+
+/// Takes a published request off the ops etcd's list however the wait
+/// ends (decided, expired, interrupted).
+struct Withdraw(remedy_coordination::Coordinator, String);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        let (c, id) = (self.0.clone(), self.1.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = c.withdraw_request(&id).await;
+            });
         }
     }
 }

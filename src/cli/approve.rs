@@ -33,15 +33,45 @@ pub fn approvals(g: &Global) -> Exit {
             return Exit::Invalid;
         }
     };
+    let elsewhere = match waiting_elsewhere(g, &pending) {
+        Ok(e) => e,
+        Err(exit) => return exit,
+    };
     if g.output == Output::Json {
-        match serde_json::to_string_pretty(&pending) {
+        let mut all: Vec<serde_json::Value> = pending
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        all.extend(elsewhere.iter().filter_map(|(jump_host, r)| {
+            let mut v = serde_json::to_value(r).ok()?;
+            v["status"] = "pending".into();
+            v["waiting_on"] = jump_host.as_str().into();
+            Some(v)
+        }));
+        match serde_json::to_string_pretty(&all) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: {e}"),
         }
         return Exit::Ok;
     }
+    for (jump_host, q) in &elsewhere {
+        println!(
+            "run {}  {}  requested by {} on {jump_host}, expires in {}; {} of {} must approve",
+            q.run_id,
+            q.scope,
+            q.requester,
+            remedy_dsl::param::format_duration(((q.expires_ms - journal::now_ms()) / 1000).max(0)),
+            q.quorum,
+            q.approvers.join(", ")
+        );
+        println!("  plan {}", &q.plan_hash[..12.min(q.plan_hash.len())]);
+        println!("  approve: remedy approve {}", q.run_id);
+        println!();
+    }
     if pending.is_empty() {
-        println!("No approval requests pending.");
+        if elsewhere.is_empty() {
+            println!("No approval requests pending.");
+        }
         return Exit::Ok;
     }
     for r in &pending {
@@ -98,6 +128,44 @@ fn scope_matches(scope: &str, host: Option<&str>, step: Option<&str>) -> bool {
         .is_none_or(|h| scope == format!("host:{h}") || scope.starts_with(&format!("step:{h}/")));
     let step_ok = step.is_none_or(|s| scope.ends_with(&format!("/{s}")));
     host_ok && step_ok
+}
+
+/// Requests other jump hosts published in the ops etcd (when coordinated),
+/// with the jump host each waits on.
+fn waiting_elsewhere(
+    g: &Global,
+    here: &[RequestRecord],
+) -> Result<Vec<(String, NewRequest)>, Exit> {
+    let cfg = config::load(g).map_err(|d| {
+        eprint!("{}", d.render());
+        Exit::Invalid
+    })?;
+    let Some(coordination) = &cfg.coordination else {
+        return Ok(Vec::new());
+    };
+    let runtime = super::run::runtime()?;
+    let published = runtime.block_on(async {
+        Coordinator::connect(coordination)
+            .await?
+            .published_requests()
+            .await
+    });
+    match published {
+        Ok(list) => Ok(list
+            .into_iter()
+            .filter_map(|p| {
+                Some((
+                    p.jump_host,
+                    serde_json::from_value::<NewRequest>(p.request).ok()?,
+                ))
+            })
+            .filter(|(_, r)| here.iter().all(|h| h.request.request_id != r.request_id))
+            .collect()),
+        Err(e) => {
+            eprintln!("warning: requests waiting on other jump hosts are not shown: {e}");
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// The one pending request of RUN that `--host`/`--step` pick.
