@@ -191,7 +191,7 @@ pub(crate) const NOSPACE_MESSAGE: &str = "database space exceeded";
 
 /// The error and all its causes, `outer: inner: innermost`, because tonic's
 /// transport errors print only "transport error" on their own.
-pub(crate) fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut next = err.source();
     while let Some(cause) = next {

@@ -34,7 +34,7 @@ pub use cluster::{Answer, Cluster, ClusterMember, Progress, StatusReport};
 pub use defrag_order::defrag_order;
 pub use defrag_plan::{Candidate, DefragOptions, DefragPlan};
 pub use dialer::{BoxStream, ByteStream, Dialer, TcpDialer};
-pub use error::{EtcdError, MaintenanceError};
+pub use error::{chain as error_chain, EtcdError, MaintenanceError};
 pub use maintenance::{AlarmSurvey, CompactionTarget, LeaderMove, WRITE_CHECK_KEY};
 pub use member::{connect, Compaction, Member, DEFAULT_DEFRAG_TIMEOUT, REMEDY_KEYS};
 pub use rule_inputs::{RuleInputs, DEFAULT_QUOTA_BYTES};

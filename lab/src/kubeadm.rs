@@ -188,13 +188,27 @@ pub fn config(layout: &Layout, i: usize, version: &str, opts: &ConfigOptions) ->
 /// Run `kubeadm args…` inside the mount and UTS namespaces of `pid` (the
 /// master's sshd), as a real node runs it.
 pub fn run_in(host: &str, pid: u32, kubeadm: &Path, args: &[&str]) -> Result<String, KubeadmError> {
-    let out = Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-m", "-u", "--"])
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &pid.to_string(), "-m", "-u", "--"])
         .arg(kubeadm)
-        .args(args)
+        .args(args);
+    run(host, cmd, args)
+}
+
+/// Run `kubeadm args…` in this machine's namespaces (for files kubeadm
+/// writes where its configuration says, such as the ops etcd's PKI).
+pub fn run_here(host: &str, kubeadm: &Path, args: &[&str]) -> Result<String, KubeadmError> {
+    let mut cmd = Command::new(kubeadm);
+    cmd.args(args);
+    run(host, cmd, args)
+}
+
+/// kubeadm's output, or what failed on `host` with that output.
+fn run(host: &str, mut cmd: Command, args: &[&str]) -> Result<String, KubeadmError> {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(io_err(Path::new("nsenter")))?;
+        .map_err(io_err(Path::new(cmd.get_program())))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -89,6 +89,8 @@ pub struct UpOptions {
     pub lbs: usize,
     /// The `remedy` binary (runs the kubelet stand-ins and the lab's crictl).
     pub remedy_exe: PathBuf,
+    /// Also start an ops etcd for coordinating jump hosts ([`crate::ops_etcd`]).
+    pub ops_etcd: bool,
 }
 
 /// Saved in `lab.json`: enough to find and stop the lab again.
@@ -101,6 +103,9 @@ pub struct LabState {
     pub etcd_quota_bytes: Option<u64>,
     #[serde(default = "one")]
     pub lbs: usize,
+    /// An ops etcd runs beside the lab (`<lab>/coordination.yaml`).
+    #[serde(default)]
+    pub ops_etcd: bool,
 }
 
 fn one() -> usize {
@@ -191,6 +196,7 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabState, 
         cert_expiry_secs: opts.cert_expiry_secs,
         etcd_quota_bytes: opts.etcd_quota_bytes,
         lbs: layout.lbs,
+        ops_etcd: opts.ops_etcd,
     };
     // lab.json first: from here on `down` knows this is a lab.
     fs::write(
@@ -198,7 +204,12 @@ pub fn up(opts: &UpOptions, progress: &mut dyn FnMut(&str)) -> Result<LabState, 
         serde_json::to_string_pretty(&state).unwrap_or_default(),
     )
     .map_err(io("write lab.json"))?;
-    let result = start(&layout, opts, &bins, progress);
+    let result = start(&layout, opts, &bins, progress).and_then(|()| {
+        if opts.ops_etcd {
+            crate::ops_etcd::up(&layout.dir, opts.base, &bins, progress)?;
+        }
+        Ok(())
+    });
     if let Err(e) = result {
         stop(&layout.dir);
         return Err(e);

@@ -17,6 +17,7 @@ pub mod kubelet;
 pub mod lab;
 pub mod layout;
 pub mod node_status;
+pub mod ops_etcd;
 pub mod pod_state;
 pub mod process;
 pub mod redate;

@@ -67,6 +67,7 @@ impl Lab {
             etcd_quota_bytes: None,
             lbs: 1,
             remedy_exe: std::env::current_exe().unwrap(),
+            ops_etcd: false,
         };
         lab::up(&opts, &mut |_| {}).unwrap_or_else(|e| panic!("lab up: {e}"));
         lab

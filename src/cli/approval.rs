@@ -5,6 +5,7 @@
 
 use super::config::SiteConfig;
 use remedy_chatops::{Notice, NoticeKind, NotifierConfig, Retry};
+use remedy_coordination::{RemoteVote, VoteResult};
 use remedy_dsl::{Approval, ApprovalPolicy, ApprovalScope};
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::plan::Plan;
@@ -132,6 +133,9 @@ pub struct Asker {
     pub callback: Option<remedy_chatops::Callback>,
     pub retry: Retry,
     pub cancel: Arc<AtomicBool>,
+    /// The ops etcd, when jump hosts are coordinated: requests are
+    /// published there and votes from other jump hosts come back by a watch.
+    pub coordinator: Option<remedy_coordination::Coordinator>,
 }
 
 impl std::fmt::Debug for Asker {
@@ -233,6 +237,12 @@ impl Asker {
         );
         notice.request_id = Some(request_id.clone());
         notice.plan_hash = Some(hash.to_string());
+        let mut remote = self.publish(&rec).await;
+        let _withdraw = remote.as_ref().and_then(|_| {
+            self.coordinator
+                .clone()
+                .map(|c| Withdraw(c, request_id.clone()))
+        });
         self.notify(&notice).await;
         let started = Instant::now();
         let mut last_note = Instant::now();
@@ -293,13 +303,124 @@ impl Asker {
                     started.elapsed().as_secs()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let vote = async {
+                match remote.as_mut() {
+                    Some(votes) => votes.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                vote = vote => match vote {
+                    Some(vote) => self.count_remote(&rec, vote).await,
+                    // The watch ended (the ops etcd went away): this jump
+                    // host's own votes still decide.
+                    None => remote = None,
+                },
+            }
             rec = self
                 .journal
                 .request(&request_id)
                 .map_err(|e| format!("cannot read the approval request: {e}"))?;
         }
     }
+}
+
+impl Asker {
+    /// Publishes the request in the ops etcd and watches its votes; None
+    /// when not coordinated or when publishing failed (said: then only
+    /// this jump host can decide it).
+    async fn publish(
+        &self,
+        rec: &RequestRecord,
+    ) -> Option<tokio::sync::mpsc::Receiver<RemoteVote>> {
+        let c = self.coordinator.as_ref()?;
+        let request = serde_json::to_value(&rec.request).unwrap_or(Value::Null);
+        let ttl = (rec.request.expires_ms - super::journal::now_ms()) / 1000 + 60;
+        let published = async {
+            let revision = c
+                .publish_request(&rec.request.request_id, request, ttl)
+                .await?;
+            c.watch_votes(&rec.request.request_id, revision).await
+        };
+        match published.await {
+            Ok(votes) => Some(votes),
+            Err(e) => {
+                eprintln!("warning: the approval request was not published in the ops etcd, so only this jump host can decide it: {e}");
+                None
+            }
+        }
+    }
+
+    /// A vote from another jump host, counted here by the journal's rules
+    /// (the same as for a local vote) and answered in the ops etcd.
+    async fn count_remote(&self, rec: &RequestRecord, vote: RemoteVote) {
+        let request_id = &rec.request.request_id;
+        let outcome = if vote.plan_hash != rec.request.plan_hash {
+            Err(format!(
+                "the vote was for plan {}, the request is for plan {}",
+                short(&vote.plan_hash),
+                short(&rec.request.plan_hash)
+            ))
+        } else {
+            self.journal
+                .vote_as(
+                    request_id,
+                    &vote.user,
+                    &format!("{} on {}", vote.actor, vote.jump_host),
+                    vote.approve,
+                    vote.comment.as_deref(),
+                    &format!("{} via {}", vote.channel, vote.jump_host),
+                )
+                .map(|r| {
+                    format!(
+                        "counted: {} of {} approvals, request {}",
+                        r.approvals(),
+                        r.request.quorum,
+                        r.status
+                    )
+                })
+                .map_err(|e| e.to_string())
+        };
+        let result = match outcome {
+            Ok(message) => VoteResult {
+                counted: true,
+                message,
+            },
+            Err(message) => {
+                eprintln!(
+                    "warning: vote by {} from {} not counted: {message}",
+                    vote.user, vote.jump_host
+                );
+                VoteResult {
+                    counted: false,
+                    message,
+                }
+            }
+        };
+        if let Some(c) = &self.coordinator {
+            let _ = c.record_vote_result(request_id, &vote.user, &result).await;
+        }
+    }
+}
+
+/// Takes a published request off the ops etcd's list however the wait
+/// ends (decided, expired, interrupted).
+struct Withdraw(remedy_coordination::Coordinator, String);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        let (c, id) = (self.0.clone(), self.1.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = c.withdraw_request(&id).await;
+            });
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..12.min(hash.len())]
 }
 
 fn scope_flag(scope: &str) -> String {

@@ -5,7 +5,8 @@
 
 use super::{config, journal, Exit, Global, Output};
 use remedy_chatops::{Decider, Decision, ServeSecrets};
-use remedy_journal::{Journal, RequestRecord};
+use remedy_coordination::{Coordinator, RemoteVote};
+use remedy_journal::{Journal, NewRequest, RequestRecord};
 use std::sync::Arc;
 
 fn open() -> Result<Arc<Journal>, Exit> {
@@ -32,15 +33,45 @@ pub fn approvals(g: &Global) -> Exit {
             return Exit::Invalid;
         }
     };
+    let elsewhere = match waiting_elsewhere(g, &pending) {
+        Ok(e) => e,
+        Err(exit) => return exit,
+    };
     if g.output == Output::Json {
-        match serde_json::to_string_pretty(&pending) {
+        let mut all: Vec<serde_json::Value> = pending
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        all.extend(elsewhere.iter().filter_map(|(jump_host, r)| {
+            let mut v = serde_json::to_value(r).ok()?;
+            v["status"] = "pending".into();
+            v["waiting_on"] = jump_host.as_str().into();
+            Some(v)
+        }));
+        match serde_json::to_string_pretty(&all) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("error: {e}"),
         }
         return Exit::Ok;
     }
+    for (jump_host, q) in &elsewhere {
+        println!(
+            "run {}  {}  requested by {} on {jump_host}, expires in {}; {} of {} must approve",
+            q.run_id,
+            q.scope,
+            q.requester,
+            remedy_dsl::param::format_duration(((q.expires_ms - journal::now_ms()) / 1000).max(0)),
+            q.quorum,
+            q.approvers.join(", ")
+        );
+        println!("  plan {}", &q.plan_hash[..12.min(q.plan_hash.len())]);
+        println!("  approve: remedy approve {}", q.run_id);
+        println!();
+    }
     if pending.is_empty() {
-        println!("No approval requests pending.");
+        if elsewhere.is_empty() {
+            println!("No approval requests pending.");
+        }
         return Exit::Ok;
     }
     for r in &pending {
@@ -91,6 +122,52 @@ pub fn approvals(g: &Global) -> Exit {
     Exit::Ok
 }
 
+/// Whether a request's scope is one `--host`/`--step` pick.
+fn scope_matches(scope: &str, host: Option<&str>, step: Option<&str>) -> bool {
+    let host_ok = host
+        .is_none_or(|h| scope == format!("host:{h}") || scope.starts_with(&format!("step:{h}/")));
+    let step_ok = step.is_none_or(|s| scope.ends_with(&format!("/{s}")));
+    host_ok && step_ok
+}
+
+/// Requests other jump hosts published in the ops etcd (when coordinated),
+/// with the jump host each waits on.
+fn waiting_elsewhere(
+    g: &Global,
+    here: &[RequestRecord],
+) -> Result<Vec<(String, NewRequest)>, Exit> {
+    let cfg = config::load(g).map_err(|d| {
+        eprint!("{}", d.render());
+        Exit::Invalid
+    })?;
+    let Some(coordination) = &cfg.coordination else {
+        return Ok(Vec::new());
+    };
+    let runtime = super::run::runtime()?;
+    let published = runtime.block_on(async {
+        Coordinator::connect(coordination)
+            .await?
+            .published_requests()
+            .await
+    });
+    match published {
+        Ok(list) => Ok(list
+            .into_iter()
+            .filter_map(|p| {
+                Some((
+                    p.jump_host,
+                    serde_json::from_value::<NewRequest>(p.request).ok()?,
+                ))
+            })
+            .filter(|(_, r)| here.iter().all(|h| h.request.request_id != r.request_id))
+            .collect()),
+        Err(e) => {
+            eprintln!("warning: requests waiting on other jump hosts are not shown: {e}");
+            Ok(Vec::new())
+        }
+    }
+}
+
 /// The one pending request of RUN that `--host`/`--step` pick.
 fn pick(
     j: &Journal,
@@ -104,14 +181,7 @@ fn pick(
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|r| r.status == "pending")
-        .filter(|r| {
-            let scope = &r.request.scope;
-            let host_ok = host.is_none_or(|h| {
-                scope == &format!("host:{h}") || scope.starts_with(&format!("step:{h}/"))
-            });
-            let step_ok = step.is_none_or(|s| scope.ends_with(&format!("/{s}")));
-            host_ok && step_ok
-        })
+        .filter(|r| scope_matches(&r.request.scope, host, step))
         .collect();
     match pending.len() {
         1 => Ok(pending.into_iter().next().expect("one")),
@@ -144,7 +214,7 @@ pub fn decide(
     approve: bool,
     comment: Option<&str>,
 ) -> Exit {
-    let (_, who, actor) = match super::run::site(g) {
+    let (config, who, actor) = match super::run::site(g) {
         Ok(x) => x,
         Err(exit) => return exit,
     };
@@ -155,6 +225,16 @@ pub fn decide(
     let req = match pick(&j, run, host, step) {
         Ok(r) => r,
         Err(msg) => {
+            if let Some(coordination) = &config.coordination {
+                let vote = Ballot {
+                    user: who,
+                    actor,
+                    approve,
+                    comment: comment.map(str::to_string),
+                    channel: "cli".into(),
+                };
+                return decide_elsewhere(&j, coordination, run, host, step, vote, &msg);
+            }
             eprintln!("error: {msg}");
             return Exit::Invalid;
         }
@@ -191,11 +271,162 @@ pub fn decide(
     }
 }
 
-/// Chat decisions go through the same journal checks as `remedy approve`.
-struct JournalDecider(Arc<Journal>);
+/// A vote before it is cast.
+struct Ballot {
+    user: String,
+    actor: String,
+    approve: bool,
+    comment: Option<String>,
+    channel: String,
+}
+
+/// `remedy approve|deny RUN` for a run waiting on another jump host: its
+/// request found in the ops etcd (`local_miss` says why it is not here).
+fn decide_elsewhere(
+    j: &Journal,
+    coordination: &remedy_coordination::Coordination,
+    run: &str,
+    host: Option<&str>,
+    step: Option<&str>,
+    ballot: Ballot,
+    local_miss: &str,
+) -> Exit {
+    let runtime = match super::run::runtime() {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    let decided = runtime.block_on(async {
+        let c = Coordinator::connect(coordination).await.map_err(|e| e.to_string())?;
+        let published = c.published_requests().await.map_err(|e| e.to_string())?;
+        let matching: Vec<(String, NewRequest)> = published
+            .into_iter()
+            .filter_map(|p| Some((p.jump_host, serde_json::from_value::<NewRequest>(p.request).ok()?)))
+            .filter(|(_, r)| r.run_id == run && scope_matches(&r.scope, host, step))
+            .collect();
+        let (jump_host, request) = match matching.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(format!("{local_miss}\n  = not on this jump host, and no jump host published a request of run {run} in the ops etcd")),
+            many => return Err(format!("run {run} has {} published requests ({}); choose one with --host and --step", many.len(), many.iter().map(|(_, r)| r.scope.as_str()).collect::<Vec<_>>().join(", "))),
+        };
+        vote_elsewhere(&c, j, &jump_host, &request, ballot).await
+    });
+    match decided {
+        Ok(message) => {
+            println!("{message}");
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Denied
+        }
+    }
+}
+
+/// Casts `ballot` on a request waiting on `jump_host`, journals it here,
+/// and waits (up to 15 s) for that run's answer.
+async fn vote_elsewhere(
+    c: &Coordinator,
+    j: &Journal,
+    jump_host: &str,
+    request: &NewRequest,
+    ballot: Ballot,
+) -> Result<String, String> {
+    let vote = RemoteVote {
+        user: ballot.user.clone(),
+        actor: ballot.actor.clone(),
+        approve: ballot.approve,
+        comment: ballot.comment.clone(),
+        channel: ballot.channel.clone(),
+        jump_host: c.config().jump_host.clone(),
+        plan_hash: request.plan_hash.clone(),
+    };
+    let cast = c
+        .cast_vote(&request.request_id, &vote)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !cast {
+        return Err(format!(
+            "{} already voted on run {} ({})",
+            vote.user, request.run_id, request.scope
+        ));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let result = loop {
+        if let Some(r) = c
+            .vote_result(&request.request_id, &vote.user)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            break Some(r);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let verb = if vote.approve { "approved" } else { "denied" };
+    let said = match &result {
+        Some(r) if r.counted => format!("{} {verb} run {} ({}) waiting on {jump_host}: {}", vote.user, request.run_id, request.scope, r.message),
+        Some(r) => format!("{} {verb} run {} ({}) waiting on {jump_host}, NOT counted there: {}", vote.user, request.run_id, request.scope, r.message),
+        None => format!("{} {verb} run {} ({}): the vote is in the ops etcd, but {jump_host} has not answered within 15 s (is the run still waiting?)", vote.user, request.run_id, request.scope),
+    };
+    let _ = j.append(&remedy_journal::NewEvent {
+        run_id: request.run_id.clone(),
+        time_ms: journal::now_ms(),
+        actor: ballot.actor,
+        host: None,
+        step: None,
+        kind: "remote_vote".into(),
+        payload: serde_json::json!({ "request_id": request.request_id, "waiting_on": jump_host, "vote": vote, "result": result }),
+    });
+    match result {
+        Some(r) if !r.counted => Err(said),
+        _ => Ok(said),
+    }
+}
+
+/// Chat decisions go through the same journal checks as `remedy approve`;
+/// a request another jump host published in the ops etcd is voted there.
+struct JournalDecider(Arc<Journal>, Option<Coordinator>);
+
+impl JournalDecider {
+    /// `d` for a request of a run waiting on another jump host.
+    fn decide_elsewhere(&self, c: &Coordinator, d: Decision) -> Result<String, String> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let published = c.published_requests().await.map_err(|e| e.to_string())?;
+            let (jump_host, request) = published
+                .into_iter()
+                .filter_map(|p| {
+                    Some((
+                        p.jump_host,
+                        serde_json::from_value::<NewRequest>(p.request).ok()?,
+                    ))
+                })
+                .find(|(_, r)| r.request_id == d.request_id)
+                .ok_or_else(|| {
+                    format!(
+                        "no approval request {} here or in the ops etcd",
+                        d.request_id
+                    )
+                })?;
+            let ballot = Ballot {
+                actor: format!("{} ({})", d.user, d.chat_user),
+                user: d.user,
+                approve: d.approve,
+                comment: d.comment,
+                channel: d.channel,
+            };
+            vote_elsewhere(c, &self.0, &jump_host, &request, ballot).await
+        })
+    }
+}
 
 impl Decider for JournalDecider {
     fn decide(&self, d: Decision) -> Result<String, String> {
+        if let (Some(c), Err(_)) = (&self.1, self.0.request(&d.request_id)) {
+            return self.decide_elsewhere(c, d);
+        }
         let vote = self
             .0
             .vote(
@@ -277,8 +508,21 @@ pub fn serve(g: &Global, listen: &str) -> Exit {
         Ok(r) => r,
         Err(exit) => return exit,
     };
-    let router =
-        remedy_chatops::router(secrets, cfg.chat.users.clone(), Arc::new(JournalDecider(j)));
+    let coordinator = match &cfg.coordination {
+        None => None,
+        Some(c) => match runtime.block_on(Coordinator::connect(c)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("warning: {e}\n  = votes for runs waiting on other jump hosts fail until `remedy serve` is restarted with the ops etcd up");
+                None
+            }
+        },
+    };
+    let router = remedy_chatops::router(
+        secrets,
+        cfg.chat.users.clone(),
+        Arc::new(JournalDecider(j, coordinator)),
+    );
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,

@@ -6,6 +6,7 @@ use super::flags::{ActorArgs, OutputArg, Overlay};
 use super::journal::{self, now_ms};
 use super::{Exit, Global, Output};
 use clap::{Subcommand, ValueEnum};
+use remedy_coordination::{CoordinationError, Coordinator, LockEntry};
 use remedy_journal::{Journal, RunFilter, RunRecord, StoredEvent};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -562,6 +563,42 @@ fn head(g: &Global) -> Exit {
     }
 }
 
+/// `op` on the ops etcd when the site config coordinates jump hosts
+/// (None when it does not); its outcome, connecting included.
+fn in_ops_etcd<T, Fut>(
+    g: &Global,
+    op: impl FnOnce(Coordinator) -> Fut,
+) -> Result<Option<Result<T, CoordinationError>>, Exit>
+where
+    Fut: std::future::Future<Output = Result<T, CoordinationError>>,
+{
+    let config = super::config::load(g).map_err(|d| {
+        eprint!("{}", d.render());
+        Exit::Invalid
+    })?;
+    let Some(coordination) = config.coordination else {
+        return Ok(None);
+    };
+    let runtime = super::run::runtime()?;
+    Ok(Some(runtime.block_on(async {
+        op(Coordinator::connect(&coordination).await?).await
+    })))
+}
+
+/// The head this jump host last published in the ops etcd (the audit
+/// witness), if any. An unreachable ops etcd is said, and the journal is
+/// checked without it.
+fn published_head(g: &Global) -> Result<Option<String>, Exit> {
+    match in_ops_etcd(g, |c| async move { c.published_head().await })? {
+        Some(Ok(head)) => Ok(head.map(|h| h.hash)),
+        Some(Err(e)) => {
+            eprintln!("warning: not checked against the chain head published in the ops etcd: {e}");
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
 fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -578,7 +615,13 @@ fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    for h in heads {
+    let given = heads.len();
+    let published = match published_head(g) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
+    let heads: Vec<String> = heads.iter().cloned().chain(published.clone()).collect();
+    for h in &heads {
         match j.witness(h) {
             Ok(None) => {}
             Ok(Some(problem)) => {
@@ -594,10 +637,13 @@ fn verify(g: &Global, run: Option<&str>, heads: &[String]) -> Exit {
         println!(
             "ok: {} event(s) checked, the hash chain and run records are intact{}{}",
             v.checked,
-            if heads.is_empty() {
-                String::new()
-            } else {
-                format!(", and it holds the {} head(s) given", heads.len())
+            match (given, &published) {
+                (0, None) => String::new(),
+                (0, Some(_)) => ", and it holds the head published in the ops etcd".into(),
+                (n, None) => format!(", and it holds the {n} head(s) given"),
+                (n, Some(_)) => format!(
+                    ", and it holds the {n} head(s) given and the one published in the ops etcd"
+                ),
             },
             run_id
                 .as_deref()
@@ -648,6 +694,18 @@ fn export(run: Option<&str>) -> Exit {
     Exit::Ok
 }
 
+/// The ops etcd's locks when the site config coordinates jump hosts (None
+/// when it does not). An unreachable ops etcd is an error: a list without
+/// the other jump hosts' locks would say the hosts are free.
+fn coordinated_locks(g: &Global) -> Result<Option<Vec<LockEntry>>, Exit> {
+    in_ops_etcd(g, |c| async move { c.locks().await })?
+        .transpose()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::StepFailed
+        })
+}
+
 pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
     let j = match open() {
         Ok(j) => j,
@@ -659,8 +717,15 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
     };
     match cmd {
         LockCommand::List { .. } => {
+            let coordinated = match coordinated_locks(g) {
+                Ok(c) => c,
+                Err(exit) => return exit,
+            };
             if g.output == Output::Json {
-                print_json(&locks);
+                match &coordinated {
+                    None => print_json(&locks),
+                    Some(c) => print_json(&json!({ "local": locks, "ops_etcd": c })),
+                }
             } else if locks.is_empty() {
                 println!("No locks held.");
             } else {
@@ -680,6 +745,33 @@ pub fn lock(g: &Global, cmd: &LockCommand) -> Exit {
                             _ => "held".into(),
                         }
                     );
+                }
+            }
+            if let (Some(c), Output::Text) = (&coordinated, g.output) {
+                println!();
+                if c.is_empty() {
+                    println!("No locks in the ops etcd.");
+                } else {
+                    println!("Locks in the ops etcd (every jump host):");
+                    println!(
+                        "{:<24}  {:<36}  {:<32}  {:<8}  LEASE",
+                        "HOST", "RUN", "HOLDER", "TOKEN"
+                    );
+                    for l in c {
+                        println!(
+                            "{:<24}  {:<36}  {:<32}  {:<8}  {}",
+                            l.host,
+                            l.holder.run_id,
+                            format!(
+                                "{}@{} pid {}",
+                                l.holder.user, l.holder.jump_host, l.holder.pid
+                            ),
+                            l.revision,
+                            l.lease_remaining_s
+                                .map(|s| format!("{s}s left"))
+                                .unwrap_or_else(|| "?".into())
+                        );
+                    }
                 }
             }
             Exit::Ok

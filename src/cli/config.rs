@@ -16,14 +16,25 @@
 //!   slack_signing_secret: env:SLACK_SIGNING_SECRET
 //!   notify:
 //!     - { type: slack, url: "https://hooks.slack.com/services/…" }
+//! coordination:                # optional: several jump hosts, one ops etcd
+//!   jump_host: bastion-eu-1    # default: the hostname
+//!   lease_ttl: 60s
+//!   etcd:
+//!     endpoints: [https://10.9.0.1:2379, https://10.9.0.2:2379, https://10.9.0.3:2379]
+//!     ca: /etc/remedy/ops-etcd/ca.crt        # relative paths: to this file's directory
+//!     cert: /etc/remedy/ops-etcd/client.crt
+//!     key: /etc/remedy/ops-etcd/client.key
+//!     prefix: /remedy
 //! ```
 
 use super::{input, Exit, Global};
 use remedy_chatops::ChatConfig;
+use remedy_coordination::{Coordination, EtcdBackend, DEFAULT_LEASE_TTL, DEFAULT_PREFIX};
 use remedy_dsl::yaml::Node;
-use remedy_dsl::{Approval, Diagnostic, Diagnostics};
+use remedy_dsl::{Approval, Diagnostic, Diagnostics, Source};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
 pub struct SiteConfig {
@@ -32,9 +43,20 @@ pub struct SiteConfig {
     pub allow_as: Vec<String>,
     pub approval: Option<Approval>,
     pub chat: ChatConfig,
+    /// The ops etcd shared with other jump hosts; None: this jump host alone.
+    pub coordination: Option<Coordination>,
 }
 
-pub(super) const KEYS: &[&str] = &["groups", "allow_as", "approval", "chat", "daemon"];
+pub(super) const KEYS: &[&str] = &[
+    "groups",
+    "allow_as",
+    "approval",
+    "chat",
+    "daemon",
+    "coordination",
+];
+const COORDINATION_KEYS: &[&str] = &["etcd", "jump_host", "lease_ttl"];
+const ETCD_KEYS: &[&str] = &["endpoints", "ca", "cert", "key", "prefix"];
 
 pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
     let (path, required) = match &g.config {
@@ -107,6 +129,10 @@ pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
             },
             // Read by `remedy daemon` / `remedy schedule`.
             "daemon" => {}
+            "coordination" => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                cfg.coordination = coordination(&src, v, dir, &mut diags);
+            }
             other => {
                 let hint = remedy_dsl::diagnostic::did_you_mean(other, KEYS.iter().copied())
                     .unwrap_or_else(|| format!("allowed: {}", KEYS.join(", ")));
@@ -299,6 +325,168 @@ pub fn check(g: &Global) -> Exit {
     }
     println!("ok  {}: {}", path.display(), parts.join("; "));
     Exit::Ok
+}
+
+/// An unknown key in `block`, with the closest known one.
+fn unknown_key(src: &Arc<Source>, k: &Node, block: &str, known: &[&str]) -> Diagnostic {
+    let other = k.as_str().unwrap_or("");
+    let hint = remedy_dsl::diagnostic::did_you_mean(other, known.iter().copied())
+        .unwrap_or_else(|| format!("allowed: {}", known.join(", ")));
+    Diagnostic::at(src, k.span, format!("unknown key `{other}` in `{block}`")).with_hint(hint)
+}
+
+/// The `coordination:` block; every problem in it is pushed to `diags`.
+fn coordination(
+    src: &Arc<Source>,
+    v: &Node,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<Coordination> {
+    let hint = "e.g. `coordination: { etcd: { endpoints: [https://10.9.0.1:2379], ca: ca.crt, cert: client.crt, key: client.key } }` (`remedy lab up --ops-etcd` writes one)";
+    let Some(map) = v.as_map() else {
+        diags.push(Diagnostic::at(src, v.span, "`coordination` must be a mapping").with_hint(hint));
+        return None;
+    };
+    let before = diags.0.len();
+    let mut etcd = None;
+    let mut jump_host = None;
+    let mut lease_ttl = DEFAULT_LEASE_TTL;
+    for (k, val) in map {
+        match k.as_str().unwrap_or("") {
+            "etcd" => etcd = etcd_backend(src, val, dir, diags),
+            "jump_host" => match val.as_str().filter(|s| !s.trim().is_empty() && !s.contains('/')) {
+                Some(name) => jump_host = Some(name.to_string()),
+                None => diags.push(Diagnostic::at(
+                    src,
+                    val.span,
+                    "`coordination.jump_host` must be a name without `/` (how other jump hosts see this one)",
+                )),
+            },
+            "lease_ttl" => match val
+                .scalar_text()
+                .and_then(|t| remedy_dsl::param::parse_duration(&t))
+                .filter(|s| (5..=3600).contains(s))
+            {
+                Some(secs) => lease_ttl = std::time::Duration::from_secs(secs as u64),
+                None => diags.push(
+                    Diagnostic::at(src, val.span, "`coordination.lease_ttl` must be a duration from 5s to 1h")
+                        .with_hint("a run paused longer than this loses its locks; e.g. `lease_ttl: 60s`"),
+                ),
+            },
+            _ => diags.push(unknown_key(src, k, "coordination", COORDINATION_KEYS)),
+        }
+    }
+    if map.iter().all(|(k, _)| k.as_str() != Some("etcd")) {
+        diags.push(
+            Diagnostic::at(
+                src,
+                v.span,
+                "`coordination` needs an `etcd:` block (the ops etcd)",
+            )
+            .with_hint(hint),
+        );
+    }
+    if diags.0.len() > before {
+        return None;
+    }
+    Some(Coordination {
+        etcd: etcd?,
+        jump_host: jump_host.unwrap_or_else(remedy_journal::hostname),
+        lease_ttl,
+    })
+}
+
+/// `coordination.etcd`: endpoints (https only: the ops etcd holds who may
+/// change what), the TLS files (relative to the site config's directory,
+/// and present), and the key prefix.
+fn etcd_backend(
+    src: &Arc<Source>,
+    v: &Node,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> Option<EtcdBackend> {
+    let Some(map) = v.as_map() else {
+        diags.push(Diagnostic::at(
+            src,
+            v.span,
+            "`coordination.etcd` must be a mapping with endpoints, ca, cert, key",
+        ));
+        return None;
+    };
+    let before = diags.0.len();
+    let mut endpoints = Vec::new();
+    let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut prefix = DEFAULT_PREFIX.to_string();
+    for (k, val) in map {
+        let key = k.as_str().unwrap_or("");
+        match key {
+            "endpoints" => match val.as_seq() {
+                Some(items) if !items.is_empty() => {
+                    for item in items {
+                        match item.as_str().filter(|e| valid_endpoint(e)) {
+                            Some(e) => endpoints.push(e.trim_end_matches('/').to_string()),
+                            None => diags.push(
+                                Diagnostic::at(src, item.span, "an ops etcd endpoint must be `https://HOST:PORT`")
+                                    .with_hint("remedy talks to the ops etcd over TLS with a client certificate only"),
+                            ),
+                        }
+                    }
+                }
+                _ => diags.push(Diagnostic::at(
+                    src,
+                    val.span,
+                    "`coordination.etcd.endpoints` must be a non-empty list of `https://HOST:PORT` (every member)",
+                )),
+            },
+            "ca" | "cert" | "key" => match val.as_str().filter(|s| !s.is_empty()) {
+                Some(p) => {
+                    let file = dir.join(p);
+                    if file.is_file() {
+                        files.insert(key.to_string(), file);
+                    } else {
+                        diags.push(
+                            Diagnostic::at(src, val.span, format!("`coordination.etcd.{key}`: no file {}", file.display()))
+                                .with_hint("a relative path is taken from the site config's directory"),
+                        );
+                    }
+                }
+                None => diags.push(Diagnostic::at(src, val.span, format!("`coordination.etcd.{key}` must be a file path (PEM)"))),
+            },
+            "prefix" => match val.as_str().filter(|p| p.starts_with('/') && p.trim_end_matches('/').len() > 1) {
+                Some(p) => prefix = p.trim_end_matches('/').to_string(),
+                None => diags.push(
+                    Diagnostic::at(src, val.span, "`coordination.etcd.prefix` must be a key path such as `/remedy/team-a`")
+                        .with_hint("every jump host that shares locks must use the same prefix"),
+                ),
+            },
+            _ => diags.push(unknown_key(src, k, "coordination.etcd", ETCD_KEYS)),
+        }
+    }
+    for needed in ["endpoints", "ca", "cert", "key"] {
+        if map.iter().all(|(k, _)| k.as_str() != Some(needed)) {
+            diags.push(Diagnostic::at(
+                src,
+                v.span,
+                format!("`coordination.etcd` needs `{needed}`"),
+            ));
+        }
+    }
+    if diags.0.len() > before {
+        return None;
+    }
+    Some(EtcdBackend {
+        endpoints,
+        ca: files.remove("ca")?,
+        cert: files.remove("cert")?,
+        key: files.remove("key")?,
+        prefix,
+    })
+}
+
+fn valid_endpoint(e: &str) -> bool {
+    e.strip_prefix("https://")
+        .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 impl SiteConfig {

@@ -4,7 +4,9 @@
 //! normal `remedy run … --yes` in a child process (same journal, same locks,
 //! same approval policy — an `auto_approve` rule is how a schedule runs
 //! unattended), and every firing, skip and catch-up is a journal event under
-//! the run id `schedule:NAME`.
+//! the run id `schedule:NAME`. With `coordination:` in the site config,
+//! several daemons share the schedules: each slot is settled by one of them
+//! (`leadership.rs`).
 //!
 //! ```yaml
 //! daemon:
@@ -21,6 +23,7 @@
 //!       window: "02:00-05:00"         # only start inside this local window
 //! ```
 
+use super::leadership::{Leadership, Slot};
 use super::{journal, Exit, Global, Output};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -518,6 +521,39 @@ fn fire(
     );
 }
 
+/// Whether this daemon runs the slot: alone, always; coordinated, when it
+/// settled the slot in the ops etcd (an unreachable ops etcd skips it, journaled).
+fn settled_here(
+    leadership: &mut Option<Leadership>,
+    s: &Schedule,
+    at: DateTime<Utc>,
+    j: &remedy_journal::Journal,
+) -> bool {
+    let Some(l) = leadership else {
+        return true;
+    };
+    match l.settle(&s.name, at) {
+        Slot::Mine => true,
+        Slot::Elsewhere(why) => {
+            say(&format!("{}: slot {at} not run here: {why}", s.name));
+            false
+        }
+        Slot::Unreachable(e) => {
+            let reason = format!(
+                "the ops etcd cannot be reached, so no daemon is known to settle this slot: {e}"
+            );
+            say(&format!("{}: skipped: {reason}", s.name));
+            record(
+                j,
+                &s.name,
+                "schedule_skipped",
+                serde_json::json!({ "scheduled_ms": at.timestamp_millis(), "reason": reason }),
+            );
+            false
+        }
+    }
+}
+
 pub fn daemon(g: &Global) -> Exit {
     let cfg = match load(g) {
         Ok(c) => c,
@@ -531,6 +567,20 @@ pub fn daemon(g: &Global) -> Exit {
         Err(msg) => {
             eprintln!("error: {msg}");
             return Exit::Invalid;
+        }
+    };
+    let site = match super::config::load(g) {
+        Ok(c) => c,
+        Err(d) => {
+            eprint!("{}", d.render());
+            return Exit::Invalid;
+        }
+    };
+    let mut leadership = match Leadership::start(&site) {
+        Ok(l) => l,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return Exit::StepFailed;
         }
     };
     say(&format!(
@@ -571,13 +621,17 @@ pub fn daemon(g: &Global) -> Exit {
                         serde_json::json!({ "scheduled_ms": latest.timestamp_millis(), "missed": missed, "policy": "skip" }),
                     );
                 }
-                CatchUp::RunOnce => fire(
-                    &cfg,
-                    s,
-                    latest,
-                    &j,
-                    &format!("catching up {missed} missed firing(s)"),
-                ),
+                CatchUp::RunOnce => {
+                    if settled_here(&mut leadership, s, latest, &j) {
+                        fire(
+                            &cfg,
+                            s,
+                            latest,
+                            &j,
+                            &format!("catching up {missed} missed firing(s)"),
+                        )
+                    }
+                }
             }
         }
     }
@@ -599,7 +653,15 @@ pub fn daemon(g: &Global) -> Exit {
         let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         std::thread::sleep(wait);
         let s = &cfg.schedules[i];
-        fire(&cfg, s, at, &j, "scheduled");
-        next[i] = next_after(s, &cfg.tz, at.max(Utc::now()));
+        if settled_here(&mut leadership, s, at, &j) {
+            fire(&cfg, s, at, &j, "scheduled");
+        }
+        // Alone, slots a long run covered are skipped; coordinated, every
+        // slot is settled once, in order (a new leader takes up the ones
+        // its predecessor left).
+        next[i] = match leadership {
+            None => next_after(s, &cfg.tz, at.max(Utc::now())),
+            Some(_) => next_after(s, &cfg.tz, at),
+        };
     }
 }

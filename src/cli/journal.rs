@@ -1,8 +1,10 @@
 //! The bridge from the engine's events to the durable journal: every event
 //! but progress ticks is appended (secrets redacted) before `emit` returns,
-//! an intent is refused when this run no longer holds its host's lock, and a
+//! an intent is refused when this run no longer holds its host's lock (the
+//! local one, and the ops etcd's when jump hosts are coordinated), and a
 //! test hook can SIGKILL the process right after a chosen event.
 
+use remedy_coordination::{Coordinator, HeldLocks};
 use remedy_engine::event::{Event, EventSink};
 use remedy_engine::redact::Redactor;
 use remedy_journal::{Journal, NewEvent};
@@ -50,11 +52,45 @@ pub struct Fence {
     pub token: u64,
 }
 
+/// A run's locks in the ops etcd, checked before every intent.
+pub struct CoordFence {
+    pub coordinator: Coordinator,
+    pub held: HeldLocks,
+}
+
+impl CoordFence {
+    /// Whether this run still holds `host` in the ops etcd: a
+    /// linearizable check of the lock key's create revision and lease
+    /// (the fencing token), never this process's memory of it — a run
+    /// paused past its lease remembers a lock it no longer has.
+    fn check(&self, host: &str) -> Result<(), String> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err("cannot check the ops etcd lock here (no async runtime)".into());
+        };
+        let held = tokio::task::block_in_place(|| {
+            runtime.block_on(self.coordinator.still_holds(&self.held, host))
+        });
+        match held {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "this run no longer holds its lock on {host} in the ops etcd (fencing token {}): its lease ended — the run was paused or cut off for longer than coordination.lease_ttl ({}s) — and another run may hold the host now; this step changed nothing\n  = hint: `remedy lock list` shows the holder; `remedy resume RUN` once the host is free",
+                self.held.revision,
+                self.coordinator.config().lease_ttl.as_secs()
+            )),
+            Err(e) => Err(format!(
+                "cannot confirm this run's lock on {host} in the ops etcd, so this step changed nothing: {e}"
+            )),
+        }
+    }
+}
+
 pub struct JournalSink {
     pub journal: Arc<Journal>,
     pub actor: String,
     pub redactor: Redactor,
     pub fence: Option<Fence>,
+    /// The ops etcd's locks, when jump hosts are coordinated.
+    pub coordinated: Option<Arc<CoordFence>>,
     /// Test hooks: `REMEDY_CRASH_AFTER`, `REMEDY_INTERRUPT_AFTER`, `REMEDY_STOP_AFTER`.
     signal_points: Vec<SignalPoint>,
 }
@@ -71,6 +107,7 @@ impl JournalSink {
             actor,
             redactor,
             fence,
+            coordinated: None,
             signal_points: [
                 ("REMEDY_CRASH_AFTER", libc::SIGKILL),
                 ("REMEDY_INTERRUPT_AFTER", libc::SIGINT),
@@ -100,6 +137,9 @@ impl EventSink for JournalSink {
                         }
                         Err(e) => return Err(e.to_string()),
                     }
+                }
+                if let (Some(c), Some(host)) = (&self.coordinated, &event.host) {
+                    c.check(host)?;
                 }
             }
             let text = self.redactor.apply(&payload.to_string());

@@ -62,6 +62,11 @@ Examples:
         /// lb-1 at the base address (the VIP), lb-i at base+100+i.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
         lbs: u16,
+        /// Also start an ops etcd for coordinating jump hosts: 3 members on
+        /// base+61..63 (:2379) with their own PKI, and <dir>/coordination.yaml
+        /// for a site config.
+        #[arg(long)]
+        ops_etcd: bool,
     },
     /// Show each lab process and health check.
     #[command(after_help = "Example:\n  remedy lab status --dir /tmp/lab -o json")]
@@ -148,6 +153,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
             base_address,
             etcd_quota,
             lbs,
+            ops_etcd,
         } => {
             let Some(expiry) = lab::parse_signed_duration(cert_expiry) else {
                 eprintln!(
@@ -178,6 +184,7 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 etcd_quota_bytes: quota,
                 lbs: *lbs as usize,
                 remedy_exe,
+                ops_etcd: *ops_etcd,
             };
             let started = std::time::Instant::now();
             let progress = &mut |line: &str| {
@@ -201,6 +208,19 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                             l.lb_addr(i + 1),
                             l.lb_addr(i + 1),
                             l.lb_socket(i + 1).display()
+                        );
+                    }
+                    if state.ops_etcd {
+                        println!(
+                            "  ops etcd: {} (coordination: {})",
+                            (1..=remedy_lab::ops_etcd::MEMBERS)
+                                .map(|i| format!(
+                                    "https://{}:2379",
+                                    remedy_lab::ops_etcd::member_addr(l.base, i)
+                                ))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            l.dir.join("coordination.yaml").display()
                         );
                     }
                     println!("inventory:   {}", l.inventory().display());

@@ -16,6 +16,7 @@ mod input;
 mod inventory;
 mod journal;
 mod lab;
+mod leadership;
 mod library;
 mod list;
 mod progress;

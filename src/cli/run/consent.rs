@@ -80,6 +80,16 @@ impl Session<'_> {
             &format!("break-glass by {}: {reason}", self.record.actor),
         );
         eprintln!("BREAK-GLASS: approval skipped ({reason}); the run is marked for review");
+        self.announce_break_glass(
+            &format!("without approval: {reason}"),
+            self.redactor.apply(&render::report(preview, false)),
+        )
+        .await;
+    }
+
+    /// Tells the chat that this run broke glass, and what it skipped
+    /// (`what`: "without approval: REASON").
+    pub(super) async fn announce_break_glass(&self, what: &str, detail: String) {
         if self.who.config.chat.notify.is_empty() {
             return;
         }
@@ -87,12 +97,12 @@ impl Session<'_> {
         let notice = asker.notice(
             NoticeKind::BreakGlass,
             format!(
-                "BREAK-GLASS: {} runs {} on {} without approval: {reason}",
+                "BREAK-GLASS: {} runs {} on {} {what}",
                 self.who.requester,
                 self.prepared.runbook.name,
                 self.record.hosts.join(", ")
             ),
-            self.redactor.apply(&render::report(preview, false)),
+            detail,
         );
         asker.notify(&notice).await;
     }
@@ -184,6 +194,7 @@ impl Session<'_> {
             callback: self.who.config.chat.callback().ok().flatten(),
             retry: notify_retry(),
             cancel: self.cancel.clone(),
+            coordinator: self.coordinator.get().cloned(),
         }
     }
 }

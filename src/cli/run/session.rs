@@ -1,12 +1,17 @@
 //! One `remedy run` (or resumed run) from the plan to the report, as
 //! stages: a dry-run is recorded and reported; a real run is confirmed
-//! possible, locks its hosts, previews every host and obtains consent (or
-//! confirms the resume), records its locks, executes, notifies, reports.
+//! possible, locks its hosts (here, and in the ops etcd when jump hosts are
+//! coordinated), previews every host and obtains consent (or confirms the
+//! resume), records its locks, executes, publishes the journal's head,
+//! notifies, reports.
 
 use super::{execute, finish, status_name, strategy_words, Prepared, Who};
-use crate::cli::journal::{self, JournalSink};
+use crate::cli::journal::{self, CoordFence, JournalSink};
 use crate::cli::{progress::Progress, render, Exit, Global, Output};
 use remedy_chatops::NoticeKind;
+use remedy_coordination::{
+    Coordination, CoordinationError, Coordinator, LockHolder, PublishedHead,
+};
 use remedy_engine::action::EtcdClients;
 use remedy_engine::backup::KnownBackup;
 use remedy_engine::event::{MemorySink, Tee};
@@ -50,6 +55,9 @@ pub(super) struct Session<'a> {
     /// The etcd clients of this run's preview, its re-plans and the run
     /// itself: one connection per member for all of them.
     etcd_clients: EtcdClients,
+    /// The ops etcd, once this run holds its locks there (approval
+    /// requests are published through it).
+    pub(super) coordinator: std::sync::OnceLock<Coordinator>,
 }
 
 /// The run's host locks, held (and renewed) until this is dropped.
@@ -57,6 +65,11 @@ struct Locks {
     targets: Vec<String>,
     holder: Holder,
     token: u64,
+    /// The ops etcd's locks on the same hosts (None: not coordinated, or
+    /// break-glass while the ops etcd was unreachable — see `bypassed`).
+    coordinated: Option<Arc<CoordFence>>,
+    /// Why the ops etcd's locks were not taken under break-glass.
+    bypassed: Option<String>,
     _release: Release,
 }
 
@@ -106,6 +119,7 @@ impl<'a> Session<'a> {
             interrupted: Arc::new(Notify::new()),
             changing: Arc::new(AtomicBool::new(false)),
             etcd_clients: EtcdClients::default(),
+            coordinator: std::sync::OnceLock::new(),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
             known_backups: crate::cli::backup::known(journal).unwrap_or_else(|msg| {
@@ -234,7 +248,22 @@ impl Session<'_> {
             eprintln!("error: {e}");
             Exit::StepFailed
         })?;
-        let mut locks = self.lock_hosts()?;
+        let mut locks = self.lock_hosts().await?;
+        let ended = self.locked_run(&mut locks, resume).await;
+        if let Some(c) = &locks.coordinated {
+            if let Err(e) = c.coordinator.release(&c.held).await {
+                eprintln!("warning: the run's locks in the ops etcd could not be released ({e}); they end with their lease, {}s after this process", c.coordinator.config().lease_ttl.as_secs());
+            }
+        }
+        ended
+    }
+
+    /// A real run once its hosts are locked.
+    async fn locked_run(
+        &self,
+        locks: &mut Locks,
+        resume: Option<ResumeState>,
+    ) -> Result<Exit, Exit> {
         let gate = match resume {
             None => self.preview_and_consent().await?,
             Some(_) => {
@@ -250,8 +279,8 @@ impl Session<'_> {
                 let _ = self.journal.finish_run(&self.record.run_id, "interrupted");
             })?;
         self.changing.store(true, Ordering::SeqCst);
-        self.record_locks(&locks);
-        let report = self.apply(locks.token, resume, gate).await;
+        self.record_locks(locks).await;
+        let report = self.apply(locks, resume, gate).await;
         if let Err(e) = self
             .journal
             .finish_run(&self.record.run_id, status_name(report.status))
@@ -268,8 +297,31 @@ impl Session<'_> {
                 self.journal.path().display()
             );
         }
+        self.publish_head(locks).await;
         self.notify_finished(&report).await;
         Ok(self.finish(&report, false))
+    }
+
+    /// The audit witness: the journal's head after this run, published in
+    /// the ops etcd for `remedy audit verify` to hold the journal to.
+    async fn publish_head(&self, locks: &Locks) {
+        let Some(c) = &locks.coordinated else {
+            return;
+        };
+        let head = match self.journal.head() {
+            Ok((event_id, hash)) => PublishedHead {
+                event_id,
+                hash,
+                time_ms: journal::now_ms(),
+            },
+            Err(e) => {
+                eprintln!("warning: the journal's head could not be read to publish it: {e}");
+                return;
+            }
+        };
+        if let Err(e) = c.coordinator.publish_head(&head).await {
+            eprintln!("warning: the journal's head (event {}) was not published in the ops etcd: {e}\n  = `remedy audit verify` checks against the last head published", head.event_id);
+        }
     }
 
     async fn execute(
@@ -302,7 +354,7 @@ impl Session<'_> {
 
     /// One lock per host of this inventory, held (and renewed) for the whole
     /// run, planning included: two runs must not plan against each other.
-    fn lock_hosts(&self) -> Result<Locks, Exit> {
+    async fn lock_hosts(&self) -> Result<Locks, Exit> {
         let run_id = &self.record.run_id;
         let targets: Vec<String> = self
             .prepared
@@ -334,12 +386,67 @@ impl Session<'_> {
                 let _ = tokio::task::spawn_blocking(move || j.renew(&id, LOCK_TTL)).await;
             }
         });
+        let (coordinated, bypassed) = match &self.who.config.coordination {
+            None => (None, None),
+            Some(config) => self.lock_in_ops_etcd(config).await?,
+        };
         Ok(Locks {
             targets,
             holder,
             token,
+            coordinated,
+            bypassed,
             _release: release,
         })
+    }
+
+    /// The same hosts locked in the ops etcd, all or none, under this run's
+    /// lease (kept alive while the run lives). Fails closed: an unreachable
+    /// ops etcd refuses the run, unless break-glass, which goes on with the
+    /// local locks only (journaled and announced in `record_locks`).
+    async fn lock_in_ops_etcd(
+        &self,
+        config: &Coordination,
+    ) -> Result<(Option<Arc<CoordFence>>, Option<String>), Exit> {
+        let hosts: Vec<String> = self
+            .prepared
+            .bound
+            .hosts
+            .iter()
+            .map(|h| h.name.clone())
+            .collect();
+        let holder = LockHolder {
+            run_id: self.record.run_id.clone(),
+            user: self.record.os_user.clone(),
+            jump_host: config.jump_host.clone(),
+            pid: self.record.pid,
+            acquired_ms: journal::now_ms(),
+        };
+        let taken = match Coordinator::connect(config).await {
+            Ok(coordinator) => coordinator
+                .acquire(&hosts, &holder)
+                .await
+                .map(|held| (coordinator, held)),
+            Err(e) => Err(e),
+        };
+        match (taken, self.who.break_glass) {
+            (Ok((coordinator, held)), _) => {
+                let _ = self.coordinator.set(coordinator.clone());
+                Ok((Some(Arc::new(CoordFence { coordinator, held })), None))
+            }
+            (Err(e @ CoordinationError::Held { .. }), _) => {
+                eprintln!("error: {e}");
+                Err(Exit::Denied)
+            }
+            (Err(e), Some(reason)) => {
+                eprintln!("BREAK-GLASS: {e}\n  the run goes on with this jump host's locks only ({reason}): other jump hosts are not excluded; journaled and announced");
+                Ok((None, Some(e.to_string())))
+            }
+            (Err(e), None) => {
+                eprintln!("error: {e}\n  = this run changes hosts, and without the ops etcd's locks another jump host could change them at the same time: nothing was changed (`remedy plan` still works)");
+                Err(Exit::Denied)
+            }
+        }
     }
 
     /// Every real run plans all its hosts first, in parallel and read-only —
@@ -443,12 +550,43 @@ impl Session<'_> {
             })
     }
 
-    fn record_locks(&self, locks: &Locks) {
+    async fn record_locks(&self, locks: &Locks) {
         let holder = &locks.holder;
         self.event(
             "locks_acquired",
             serde_json::json!({ "targets": locks.targets, "token": locks.token, "holder": format!("{}@{} pid {}", holder.user, holder.host, holder.pid) }),
         );
+        if let Some(c) = &locks.coordinated {
+            self.event(
+                "coordinated_locks_acquired",
+                serde_json::json!({ "hosts": c.held.hosts, "token": c.held.revision, "lease": c.held.lease, "jump_host": c.coordinator.config().jump_host }),
+            );
+        }
+        if let Some(why) = &locks.bypassed {
+            self.bypassed_ops_etcd(why).await;
+        }
+    }
+
+    /// Break-glass without the ops etcd: journaled, flagged for review and
+    /// announced, like skipping an approval.
+    async fn bypassed_ops_etcd(&self, why: &str) {
+        let reason = self.who.break_glass.unwrap_or_default();
+        self.event(
+            "coordination_bypassed",
+            serde_json::json!({ "reason": reason, "unreachable": why }),
+        );
+        let _ = self.journal.set_review(
+            &self.record.run_id,
+            &format!(
+                "break-glass by {} without the ops etcd's locks: {reason}",
+                self.record.actor
+            ),
+        );
+        self.announce_break_glass(
+            &format!("with local locks only (the ops etcd is unreachable): {reason}"),
+            why.to_string(),
+        )
+        .await;
     }
 
     /// A run-level event in the journal (its failure is not the run's).
@@ -468,20 +606,21 @@ impl Session<'_> {
     /// to the progress display.
     async fn apply(
         &self,
-        token: u64,
+        locks: &Locks,
         resume: Option<ResumeState>,
         gate: Option<Arc<dyn ApprovalGate>>,
     ) -> RunReport {
         let progress = Progress::new(self.redactor.clone());
-        let sink = JournalSink::new(
+        let mut sink = JournalSink::new(
             self.journal.clone(),
             self.record.actor.clone(),
             self.redactor.clone(),
             Some(journal::Fence {
                 inventory: self.prepared.inventory_path.clone(),
-                token,
+                token: locks.token,
             }),
         );
+        sink.coordinated = locks.coordinated.clone();
         let tee = Tee(vec![&sink, &progress]);
         let options = RunOptions {
             resume,
