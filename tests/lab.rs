@@ -3981,7 +3981,7 @@ fn issue_15_backup_restore_puts_a_chosen_manifest_back_with_plan_approval_and_jo
 /// its log names — quoting the log line in the plan, skipping healthy
 /// masters, and leaving every master UP on the LB.
 #[test]
-fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_names() {
+fn issue_15_apiserver_recover_restores_a_backup_removes_the_flag_or_sets_kubeadms_path() {
     let lab = Lab::up(153);
     let inv = lab.inv();
     let home = lab.home();
@@ -4105,7 +4105,8 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
     );
 
     // A missing file and no backup of master-1's manifest: nothing to
-    // restore and no flag to remove, so it stops quoting the log.
+    // restore and no flag to remove; the flag naming the missing file is
+    // set back to kubeadm's path for it, which exists, quoting the log.
     ok(&remedy(&[
         "lab",
         "break",
@@ -4115,27 +4116,31 @@ fn issue_15_apiserver_recover_restores_a_backup_or_removes_the_flag_the_log_name
         "--dir",
         lab.dir_str(),
     ]));
-    let broken_manifest = std::fs::read_to_string(manifest(1)).unwrap();
     let mut text = String::new();
     eventually(
-        "master-1 stops on the missing file",
-        Duration::from_secs(90),
+        "master-1's certificate flag is set back",
+        Duration::from_secs(120),
         || {
             let out = run(&["run", "apiserver-recover", "-l", "master-1", "--yes"]);
             text = both(&out);
-            out.status.code() == Some(1)
-                && text.contains("file_not_found")
-                && text.contains(remedy_lab::faults::MISSING_CERT_PATH)
+            out.status.success() && text.contains("set_flag")
         },
     );
     assert!(
-        text.contains("a file the manifest names is missing")
-            && text.contains(remedy_lab::faults::MISSING_CERT_PATH),
+        text.contains(remedy_lab::faults::MISSING_CERT_PATH)
+            && text.contains("kubeadm's path for it, /etc/kubernetes/pki/apiserver.crt"),
         "{text}"
     );
-    assert_eq!(
-        std::fs::read_to_string(manifest(1)).unwrap(),
-        broken_manifest
+    let fixed = std::fs::read_to_string(manifest(1)).unwrap();
+    assert!(
+        fixed.contains("--tls-cert-file=/etc/kubernetes/pki/apiserver.crt")
+            && !fixed.contains(remedy_lab::faults::MISSING_CERT_PATH),
+        "{fixed}"
+    );
+    let again = ok(&run(&["plan", "apiserver-recover", "-l", "master-1"]));
+    assert!(
+        again.contains("skip host: its API server is healthy"),
+        "{again}"
     );
 }
 

@@ -685,9 +685,10 @@ impl ActionKind {
             ActionKind::ApiserverDiagnose => &[
                 res!("healthy", "true when the health endpoint answers 200"),
                 res!("cause", "healthy, stranded_manifest, unparseable_manifest, bad_flag, file_not_found, certificate_expired, etcd_unreachable, address_in_use or unknown"),
-                res!("remedy", "none, restore (the backup below), remove_flag (the flag below), unstrand, cert-renew or stop"),
+                res!("remedy", "none, restore (the backup below), remove_flag (the flag below), set_flag (`set` below), unstrand, cert-renew or stop"),
                 res!("line", "the log line (or parse error) the finding rests on, quoted in `finding`"),
-                res!("flag", "with bad_flag: the flag the log names (e.g. --bogus-flag)"),
+                res!("flag", "with bad_flag: the flag the log names (e.g. --bogus-flag); with set_flag: the flag naming the missing file"),
+                res!("set", "with set_flag: `--flag=kubeadm's path` (e.g. --tls-cert-file=/etc/kubernetes/pki/apiserver.crt)"),
                 res!("finding", "what was found and what to do, in words"),
                 res!("manifest", "the manifest's path"),
                 res!("staging", "where a restart parks the manifest"),

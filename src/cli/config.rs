@@ -55,8 +55,8 @@ pub(super) const KEYS: &[&str] = &[
     "daemon",
     "coordination",
 ];
-const COORDINATION_KEYS: &[&str] = &["etcd", "jump_host", "lease_ttl"];
-const ETCD_KEYS: &[&str] = &["endpoints", "ca", "cert", "key", "prefix"];
+pub(super) const COORDINATION_KEYS: &[&str] = &["etcd", "jump_host", "lease_ttl"];
+pub(super) const ETCD_KEYS: &[&str] = &["endpoints", "ca", "cert", "key", "prefix"];
 
 pub fn load(g: &Global) -> Result<SiteConfig, Diagnostics> {
     let (path, required) = match &g.config {

@@ -4,7 +4,7 @@
 //! reader (`config.rs`, `daemon.rs`).
 
 use super::Exit;
-use remedy_dsl::schema::{approval, keyed, DRAFT};
+use remedy_dsl::schema::{approval, duration, keyed, DRAFT};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +52,7 @@ pub fn config() -> Value {
         "approval" => json!({ "$ref": "#/definitions/approval" }),
         "chat" => chat(),
         "daemon" => daemon(),
+        "coordination" => coordination(),
         _ => unreachable!("site config key {key} has no schema"),
     });
     json!({
@@ -62,6 +63,47 @@ pub fn config() -> Value {
         "additionalProperties": false,
         "properties": properties,
         "definitions": { "approval": approval() },
+    })
+}
+
+/// `coordination:`: the ops etcd shared with other jump hosts.
+fn coordination() -> Value {
+    let etcd = keyed(super::config::ETCD_KEYS, |key| match key {
+        "endpoints" => json!({
+            "description": "the ops etcd's client URLs",
+            "type": "array", "minItems": 1,
+            "items": { "type": "string", "pattern": "^https://[^/]+:[0-9]+/?$" },
+        }),
+        "ca" | "cert" | "key" => json!({
+            "description": format!("the TLS {key} file (relative: to the site config's directory)"),
+            "type": "string", "minLength": 1,
+        }),
+        "prefix" => json!({
+            "description": "where remedy's keys live in the ops etcd (default /remedy)",
+            "type": "string", "pattern": "^/.*[^/]",
+        }),
+        _ => unreachable!("coordination.etcd key {key} has no schema"),
+    });
+    let properties = keyed(super::config::COORDINATION_KEYS, |key| match key {
+        "etcd" => json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["endpoints", "ca", "cert", "key"],
+            "properties": etcd,
+        }),
+        "jump_host" => json!({
+            "description": "how other jump hosts see this one (default: the hostname)",
+            "type": "string", "pattern": "^[^/]+$",
+        }),
+        "lease_ttl" => duration("how long a paused run keeps its locks, 5s to 1h (default 60s)"),
+        _ => unreachable!("coordination key {key} has no schema"),
+    });
+    json!({
+        "description": "several jump hosts: locks, schedules, approvals and the audit head shared through an ops etcd",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["etcd"],
+        "properties": properties,
     })
 }
 

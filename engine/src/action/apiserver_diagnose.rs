@@ -11,7 +11,10 @@
 //! put right from the newest backup an earlier run took of it that is good
 //! (its copy still has the recorded sha256, parses, differs from the broken
 //! file and lacks the flag the log names); with none, only the flag the log
-//! names is removed — and only if the manifest has it. Everything else
+//! names is removed — and only if the manifest has it — or, for a file the
+//! log says is missing, the one flag whose value is that path is set back
+//! to kubeadm's own path for it, when that file exists ([`KUBEADM_PATHS`]).
+//! Everything else
 //! (expired certificates, etcd unreachable, an unknown error) is a finding
 //! to stop on, never a guess.
 
@@ -25,6 +28,62 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 const POD: &str = "kube-apiserver";
+
+/// kubeadm's own path for each file flag of the API server (`kubeadm init`
+/// with the default certificatesDir): what a flag pointing at a missing file
+/// is set back to, when that file is there.
+pub const KUBEADM_PATHS: &[(&str, &str)] = &[
+    ("--client-ca-file", "/etc/kubernetes/pki/ca.crt"),
+    ("--etcd-cafile", "/etc/kubernetes/pki/etcd/ca.crt"),
+    (
+        "--etcd-certfile",
+        "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+    ),
+    (
+        "--etcd-keyfile",
+        "/etc/kubernetes/pki/apiserver-etcd-client.key",
+    ),
+    (
+        "--kubelet-client-certificate",
+        "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+    ),
+    (
+        "--kubelet-client-key",
+        "/etc/kubernetes/pki/apiserver-kubelet-client.key",
+    ),
+    (
+        "--proxy-client-cert-file",
+        "/etc/kubernetes/pki/front-proxy-client.crt",
+    ),
+    (
+        "--proxy-client-key-file",
+        "/etc/kubernetes/pki/front-proxy-client.key",
+    ),
+    (
+        "--requestheader-client-ca-file",
+        "/etc/kubernetes/pki/front-proxy-ca.crt",
+    ),
+    ("--service-account-key-file", "/etc/kubernetes/pki/sa.pub"),
+    (
+        "--service-account-signing-key-file",
+        "/etc/kubernetes/pki/sa.key",
+    ),
+    ("--tls-cert-file", "/etc/kubernetes/pki/apiserver.crt"),
+    (
+        "--tls-private-key-file",
+        "/etc/kubernetes/pki/apiserver.key",
+    ),
+];
+
+/// The flag of `manifest` whose value is the missing file the log `line`
+/// names, and kubeadm's path for that flag (when it has one and it is not
+/// that same path).
+fn kubeadm_path_for(manifest: &str, line: &str) -> Option<(&'static str, &'static str)> {
+    KUBEADM_PATHS.iter().copied().find(|(flag, standard)| {
+        remedy_manifest::flag_value(manifest, flag.trim_start_matches('-'))
+            .is_some_and(|v| !v.is_empty() && v != *standard && line.contains(&format!("{v}:")))
+    })
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +168,8 @@ struct Finding {
     remedy: &'static str,
     line: String,
     flag: String,
+    /// With remedy set_flag: `--flag=value`.
+    set: String,
     message: String,
     backup: Option<(KnownBackup, String)>,
 }
@@ -367,6 +428,23 @@ impl ApiserverDiagnose {
                 b.step,
                 b.record.sha256.as_deref().unwrap_or("")
             );
+        } else if let Some((flag, standard)) = (cause == "file_not_found")
+            .then(|| kubeadm_path_for(&text, &line))
+            .flatten()
+        {
+            if t.stat(standard).await?.is_some() {
+                f.remedy = "set_flag";
+                f.flag = flag.to_string();
+                f.set = format!("{flag}={standard}");
+                f.message = format!(
+                    "the log says {quoted}: {flag} names a file that is not there, and no backup of {manifest} fixes it{notes}; set {flag} back to kubeadm's path for it, {standard}, which exists"
+                );
+            } else {
+                f.remedy = "stop";
+                f.message = format!(
+                    "the log says {quoted}: {flag} names a file that is not there, kubeadm's path for it ({standard}) is not there either, and no good backup of {manifest}{notes}; put the file back or fix the flag by hand (remedy backup list --host {host})"
+                );
+            }
         } else if let Some(flag) = &flag {
             f.remedy = "remove_flag";
             f.message = format!(
@@ -401,6 +479,7 @@ impl Reads for ApiserverDiagnose {
             "remedy": f.remedy,
             "line": f.line,
             "flag": f.flag,
+            "set": f.set,
             "finding": f.message,
             "manifest": parking.manifest(POD),
             "staging": parking.staging(POD),
@@ -420,6 +499,30 @@ impl Reads for ApiserverDiagnose {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_file_maps_to_the_flag_naming_it_and_kubeadms_path() {
+        let manifest = "spec:\n  containers:\n  - command:\n    - kube-apiserver\n    - --tls-cert-file=/etc/kubernetes/pki/lab-missing/apiserver.crt\n    - --tls-private-key-file=/etc/kubernetes/pki/apiserver.key\n";
+        let line = "E1205 run.go:72] \"command failed\" err=\"open /etc/kubernetes/pki/lab-missing/apiserver.crt: no such file or directory\"";
+        assert_eq!(
+            kubeadm_path_for(manifest, line),
+            Some(("--tls-cert-file", "/etc/kubernetes/pki/apiserver.crt"))
+        );
+        // A flag already at kubeadm's path is never "set back" to it.
+        let standard = "    - --tls-cert-file=/etc/kubernetes/pki/apiserver.crt\n";
+        assert_eq!(
+            kubeadm_path_for(
+                standard,
+                "open /etc/kubernetes/pki/apiserver.crt: no such file or directory"
+            ),
+            None
+        );
+        // A missing file no flag names: nothing to set.
+        assert_eq!(
+            kubeadm_path_for(manifest, "open /var/run/other: no such file or directory"),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -296,7 +296,7 @@ async fn served_certificate(
     else {
         return Vec::new();
     };
-    let file = remedy_manifest::flag_value(manifest, "--tls-cert-file")
+    let file = remedy_manifest::flag_value(manifest, "tls-cert-file")
         .unwrap_or_else(|| "/etc/kubernetes/pki/apiserver.crt".into());
     let warn = CERT_WARN_DAYS * 86_400;
     let script = format!(
