@@ -16,10 +16,12 @@ mod journal;
 mod lab;
 mod library;
 mod list;
+mod metrics;
 mod progress;
 mod render;
 mod request;
 mod run;
+mod service_log;
 mod show;
 mod validate;
 
@@ -253,12 +255,15 @@ enum Command {
     /// Receive chat approvals: Slack and Mattermost buttons, a signed generic webhook.
     ///
     /// POST /slack/actions (Slack signing secret), /mattermost/actions (token),
-    /// /webhook (X-Remedy-Signature HMAC-SHA256); GET /healthz. Secrets and
-    /// chat-user mapping come from the site config's `chat:` section.
+    /// /webhook (X-Remedy-Signature HMAC-SHA256); GET /healthz, and GET
+    /// /metrics for Prometheus. Secrets and chat-user mapping come from the
+    /// site config's `chat:` section.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8088", value_name = "ADDR:PORT")]
         listen: String,
+        #[command(flatten)]
+        log: service_log::LogArgs,
     },
     /// Run runbooks on the cron schedules of the site config's `daemon:` block (--config FILE).
     ///
@@ -268,7 +273,7 @@ enum Command {
     /// journal event, while the kill-switch file exists, outside its
     /// maintenance window, or when its targets are locked or unhealthy (their
     /// plan fails). See examples/config.yaml and examples/remedy-daemon.service.
-    Daemon,
+    Daemon(daemon::DaemonArgs),
     /// What the daemon will run when: `schedule list` or `schedule next`.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -404,8 +409,8 @@ pub fn main() -> i32 {
             Some(reason),
         )
         .into(),
-        Command::Serve { listen } => approve::serve(g, listen).into(),
-        Command::Daemon => daemon::daemon(g).into(),
+        Command::Serve { listen, log } => approve::serve(g, listen, log).into(),
+        Command::Daemon(args) => daemon::daemon(g, args).into(),
         Command::Schedule(ScheduleCommand::List) => daemon::list(g, None).into(),
         Command::Schedule(ScheduleCommand::Next { count }) => daemon::list(g, Some(*count)).into(),
         Command::Validate { files, dirs } => validate::validate(g, &dirs.dirs, files).into(),
