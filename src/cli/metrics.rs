@@ -377,6 +377,44 @@ mod tests {
         assert_eq!(x.out, "m{a=\"x\\\"y\\\\z\\nw\"} 1\n");
     }
 
+    /// The example dashboard queries only families remedy exposes.
+    #[test]
+    fn the_grafana_dashboard_queries_only_exposed_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("journal.db")).unwrap();
+        let text = render(&j, Some(&Callbacks::default()), 0).unwrap();
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/grafana-dashboard.json")).unwrap();
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (at, _) in expr.match_indices("remedy_") {
+                    let name: String = expr[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(&name);
+                    assert!(
+                        families.contains(&family),
+                        "{}: `{name}` is not exposed (families: {families:?})",
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+        assert!(queried >= 12, "{queried}");
+    }
+
     #[test]
     fn skip_reasons_the_daemon_writes_are_classified() {
         assert_eq!(
