@@ -341,3 +341,18 @@ fn the_daemons_metrics_follow_skipped_and_scheduled_runs_and_its_log_is_json() {
         "{text}"
     );
 }
+
+#[test]
+fn a_busy_metrics_address_stops_the_daemon_before_it_schedules() {
+    let site = Site::new("*/2 * * * * *");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = site.remedy(&["daemon", "--metrics-listen", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--metrics-listen {addr}: cannot listen")),
+        "{err}"
+    );
+    assert!(site.schedule_events().is_empty(), "it scheduled: {err}");
+}
