@@ -566,9 +566,35 @@ fn a_slack_button_through_remedy_serve_approves_once_and_replays_are_refused() {
         (r[9..12].parse::<u16>().unwrap(), r)
     };
     assert_eq!(code, 200);
+    let metrics = || match remedy_testkit::http::get(&addr, "/metrics") {
+        Some((200, body)) => body,
+        other => panic!("GET /metrics on remedy serve: {other:?}"),
+    };
+    let value = |text: &str, series: &str| remedy_testkit::http::metric(text, series);
+    let refused = |reason: &str| {
+        value(
+            &metrics(),
+            &format!(r#"remedy_callbacks_refused_total{{channel="slack",reason="{reason}"}}"#),
+        )
+    };
+    let accepted = r#"remedy_callbacks_accepted_total{channel="slack"}"#;
+    let before = metrics();
+    assert_eq!(value(&before, accepted), Some(0.0), "{before}");
+    assert_eq!(value(&before, "remedy_approvals_pending"), Some(0.0));
 
     let child = site.start_run();
     let pending = site.pending(1);
+    let waiting = metrics();
+    assert_eq!(value(&waiting, "remedy_approvals_pending"), Some(1.0));
+    assert!(
+        value(&waiting, "remedy_approvals_oldest_pending_age_seconds").is_some(),
+        "{waiting}"
+    );
+    assert_eq!(
+        value(&waiting, r#"remedy_runs_running{runbook="edit"}"#),
+        Some(1.0),
+        "{waiting}"
+    );
     let request = pending[0]["request_id"].as_str().unwrap().to_string();
     let payload = serde_json::json!({
         "type": "block_actions",
@@ -599,6 +625,7 @@ fn a_slack_button_through_remedy_serve_approves_once_and_replays_are_refused() {
         &body,
     );
     assert_eq!(code, 401);
+    assert_eq!(refused("bad_signature"), Some(1.0));
     let old = now - 600;
     let (code, _) = http_post(
         &addr,
@@ -607,6 +634,8 @@ fn a_slack_button_through_remedy_serve_approves_once_and_replays_are_refused() {
         &body,
     );
     assert_eq!(code, 401);
+    assert_eq!(refused("stale"), Some(1.0));
+    assert_eq!(value(&metrics(), accepted), Some(0.0));
     assert_eq!(site.pending(1)[0]["votes"].as_array().unwrap().len(), 0);
     // The valid one is accepted once; the same delivery again is a replay.
     let (code, resp) = http_post(
@@ -623,8 +652,17 @@ fn a_slack_button_through_remedy_serve_approves_once_and_replays_are_refused() {
         &body,
     );
     assert_eq!(code, 409);
+    assert_eq!(refused("replay"), Some(1.0));
+    assert_eq!(value(&metrics(), accepted), Some(1.0));
     let (out, err, code) = finish(child);
     assert_eq!(code, 0, "{out}\n{err}");
+    let done = metrics();
+    assert_eq!(value(&done, "remedy_approvals_pending"), Some(0.0));
+    assert_eq!(
+        value(&done, r#"remedy_runs_total{runbook="edit",outcome="ok"}"#),
+        Some(1.0),
+        "{done}"
+    );
     let run = pending[0]["run_id"].as_str().unwrap();
     assert!(site
         .kinds(run)

@@ -1,8 +1,10 @@
 //! `remedy daemon` and `remedy schedule`: a seconds-resolution schedule
 //! fires real runs into the journal, the kill switch stops new ones (with a
 //! journal event each time), and bad schedules are refused before anything
-//! starts. One local-transport host per test, its own REMEDY_HOME.
+//! starts; `--metrics-listen` serves what happened as Prometheus metrics.
+//! One local-transport host per test, its own REMEDY_HOME.
 
+use remedy_testkit::http::{get, metric};
 use remedy_testkit::poll::eventually;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -229,4 +231,128 @@ fn a_firing_outside_the_maintenance_window_is_skipped_and_journaled() {
         !site.dir.path().join("m1/kubernetes/stamp").exists(),
         "the runbook's file was written outside the window"
     );
+}
+
+fn free_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn the_daemons_metrics_follow_skipped_and_scheduled_runs_and_its_log_is_json() {
+    let site = Site::new("*/2 * * * * *");
+    let stop = site.dir.path().join("STOP");
+    std::fs::write(&stop, "freeze\n").unwrap();
+    let addr = free_address();
+    let log = site.dir.path().join("daemon.log");
+    let _daemon = Daemon(
+        site.cmd(&["daemon", "--metrics-listen", &addr, "--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = || match get(&addr, "/metrics") {
+        Some((200, body)) => body,
+        other => panic!("GET /metrics on the daemon: {other:?}"),
+    };
+    eventually(
+        "the daemon answers /healthz",
+        Duration::from_secs(20),
+        || get(&addr, "/healthz").is_some(),
+    );
+    let (status, health) = get(&addr, "/healthz").unwrap();
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["schedules"], 1);
+    assert_eq!(health["kill_switch"], true);
+
+    // While the kill switch is on: skips are counted, nothing ran.
+    let skipped = r#"remedy_schedule_skipped_total{schedule="stamp-often",reason="kill_switch"}"#;
+    eventually("a skip in /metrics", Duration::from_secs(60), || {
+        metric(&metrics(), skipped).is_some_and(|n| n >= 1.0)
+    });
+    let before = metrics();
+    assert!(
+        before.contains("# TYPE remedy_runs_total counter"),
+        "{before}"
+    );
+    assert!(before.contains("remedy_approvals_pending 0"), "{before}");
+    assert!(
+        !before.contains("remedy_schedule_last_success_timestamp_seconds{"),
+        "{before}"
+    );
+    let ok_runs = r#"remedy_runs_total{runbook="stamp",outcome="ok"}"#;
+    assert_eq!(metric(&before, ok_runs), None, "{before}");
+
+    // A scheduled run: the run, its duration and the schedule's success.
+    std::fs::remove_file(&stop).unwrap();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last_ok = r#"remedy_schedule_last_success_timestamp_seconds{schedule="stamp-often"}"#;
+    eventually(
+        "a scheduled run in /metrics",
+        Duration::from_secs(60),
+        || metric(&metrics(), last_ok).is_some(),
+    );
+    let after = metrics();
+    assert!(metric(&after, last_ok).unwrap() >= started - 1.0, "{after}");
+    assert!(metric(&after, ok_runs).unwrap() >= 1.0, "{after}");
+    assert!(
+        metric(
+            &after,
+            r#"remedy_run_duration_seconds_count{runbook="stamp"}"#
+        )
+        .unwrap()
+            >= 1.0,
+        "{after}"
+    );
+    assert!(
+        metric(
+            &after,
+            r#"remedy_schedule_firings_total{schedule="stamp-often",result="ok"}"#
+        )
+        .unwrap()
+            >= 1.0,
+        "{after}"
+    );
+
+    // Every log line is one JSON object with a level and a message.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["message"]
+                .as_str()
+                .unwrap()
+                .contains("skipped: kill switch")),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["schedule"] == "stamp-often"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_busy_metrics_address_stops_the_daemon_before_it_schedules() {
+    let site = Site::new("*/2 * * * * *");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = site.remedy(&["daemon", "--metrics-listen", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("--metrics-listen {addr}: cannot listen")),
+        "{err}"
+    );
+    assert!(site.schedule_events().is_empty(), "it scheduled: {err}");
 }

@@ -2,7 +2,8 @@
 //! 800 clients that connect and never finish a request. Before, every one
 //! stayed open as long as the client liked; now each is closed after the
 //! header read timeout (10 s) or, past the connection cap (512), answered 503
-//! at once — and the server answers normally once they are gone.
+//! at once — and the server answers normally once they are gone. And its
+//! log as journald wants it under systemd.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -102,4 +103,51 @@ fn issue_14_half_open_connections_are_closed_and_the_server_answers_after() {
         .unwrap();
     let answer = until_closed(&mut s, Instant::now() + Duration::from_secs(20)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The first log line `remedy serve` writes, with `env` set.
+fn first_log_line(env: &[(&str, &str)]) -> String {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.yaml");
+    std::fs::write(&config, "chat:\n  webhook_secret: env:TEST_HOOK_SECRET\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+    cmd.args(["serve", "--listen", &free_address(), "--config"])
+        .arg(&config)
+        .env("REMEDY_HOME", home.path())
+        .env("TEST_HOOK_SECRET", "s3cr3t")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("RUST_LOG")
+        .env_remove("REMEDY_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut server = Server(cmd.spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+#[test]
+fn under_systemd_the_log_has_no_timestamps_and_no_colours() {
+    let plain = first_log_line(&[]);
+    let message = "INFO remedy serve: listening on http://127.0.0.1:";
+    assert!(
+        plain.starts_with("20") && plain.contains(&format!(" {message}")),
+        "a timestamp, then the message: {plain}"
+    );
+    let journald = first_log_line(&[("JOURNAL_STREAM", "8:12345")]);
+    assert!(journald.trim_start().starts_with(message), "{journald}");
+    assert!(!journald.contains('\u{1b}'), "{journald:?}");
+    let json = first_log_line(&[("REMEDY_LOG_FORMAT", "json")]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["level"], "INFO", "{json}");
+    assert!(
+        v["message"].as_str().unwrap().contains("listening on"),
+        "{json}"
+    );
 }

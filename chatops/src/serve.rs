@@ -55,8 +55,9 @@ pub struct Decision {
     pub comment: Option<String>,
 }
 
-/// The caller's side of a callback: policy and durable state. Both methods are
-/// called from a blocking thread, so they may do file or database I/O.
+/// The caller's side of a callback: policy and durable state. `decide` and
+/// `first_time` are called from a blocking thread, so they may do file or
+/// database I/O; `observe` is called on the server's runtime and must not block.
 pub trait Decider: Send + Sync + 'static {
     /// Records the decision (the implementation checks policy: approver list,
     /// requester, quorum). Ok(message for the chat user) or Err(why refused).
@@ -64,6 +65,9 @@ pub trait Decider: Send + Sync + 'static {
     /// Replay protection shared across processes: true the first time `key` is
     /// seen (the implementation stores it durably).
     fn first_time(&self, key: &str) -> bool;
+    /// Told how every callback ended: `Ok(())` when the decider accepted it,
+    /// else why it was refused (for metrics and logs; the default ignores it).
+    fn observe(&self, _channel: &'static str, _outcome: Result<(), &CallbackError>) {}
 }
 
 /// Why a callback was refused. Each message says what is wrong and what to do.
@@ -107,6 +111,22 @@ pub enum CallbackError {
 }
 
 impl CallbackError {
+    /// A short stable name for the kind of refusal (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallbackError::NotConfigured { .. } => "not_configured",
+            CallbackError::Unsigned { .. } => "unsigned",
+            CallbackError::BadSignature { .. } => "bad_signature",
+            CallbackError::BadToken => "bad_token",
+            CallbackError::Stale { .. } => "stale",
+            CallbackError::Malformed(_) => "malformed",
+            CallbackError::Replay => "replay",
+            CallbackError::UnknownUser { .. } => "unknown_user",
+            CallbackError::Refused(_) => "refused",
+            CallbackError::Internal(_) => "internal",
+        }
+    }
+
     /// The HTTP status this refusal is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -166,7 +186,7 @@ pub fn router_with_clock(
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                Json(json!({"ok": false, "error": "no such endpoint: remedy serve answers GET /healthz, POST /slack/actions, POST /mattermost/actions and POST /webhook"})),
+                Json(json!({"ok": false, "error": "no such endpoint: remedy serve answers GET /healthz, GET /metrics, POST /slack/actions, POST /mattermost/actions and POST /webhook"})),
             )
         })
         .with_state(shared)
@@ -189,11 +209,14 @@ impl Channel {
         }
     }
 
-    /// The status and body answering `outcome`.
+    /// The status and body answering `outcome`, after the decider was told
+    /// how the callback ended.
     fn reply(
         self,
+        s: &Shared,
         outcome: Result<String, CallbackError>,
     ) -> (StatusCode, Json<serde_json::Value>) {
+        s.decider.observe(self.name(), outcome.as_ref().map(|_| ()));
         let (status, ok, message) = match outcome {
             Ok(message) => (StatusCode::OK, true, message),
             Err(e) => (e.status(), false, e.to_string()),
@@ -243,7 +266,7 @@ async fn slack_actions(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     .await;
     // A replay is a duplicate delivery: the user was answered the first time.
     let answer = !matches!(outcome, Err(CallbackError::Replay));
-    let (status, Json(body)) = Channel::Slack.reply(outcome);
+    let (status, Json(body)) = Channel::Slack.reply(&s, outcome);
     if let (Some(url), Some(client), true) = (response_url, s.http.clone(), answer) {
         let message = body.clone();
         // The payload is signed, so its response_url is Slack's own. Nothing
@@ -286,7 +309,7 @@ async fn mattermost_actions(State(s): State<Arc<Shared>>, body: Bytes) -> Respon
         Ok(v) => decide(&s, v).await,
         Err(e) => Err(e),
     };
-    Channel::Mattermost.reply(outcome).into_response()
+    Channel::Mattermost.reply(&s, outcome).into_response()
 }
 
 fn verify_mattermost(s: &Shared, body: &[u8]) -> Result<Verified, CallbackError> {
@@ -349,7 +372,7 @@ async fn webhook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
         Ok(v) => decide(&s, v).await,
         Err(e) => Err(e),
     };
-    Channel::Webhook.reply(outcome).into_response()
+    Channel::Webhook.reply(&s, outcome).into_response()
 }
 
 fn verify_webhook(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Verified, CallbackError> {

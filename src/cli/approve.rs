@@ -3,8 +3,8 @@
 //! callbacks. Every vote is checked and counted by the journal (approver
 //! list, requester rule, one vote each, quorum, expiry) and journaled.
 
-use super::{config, journal, Exit, Global, Output};
-use remedy_chatops::{Decider, Decision, ServeSecrets};
+use super::{config, journal, metrics, service_log, Exit, Global, Output};
+use remedy_chatops::{CallbackError, Decider, Decision, ServeSecrets};
 use remedy_coordination::{Coordinator, RemoteVote};
 use remedy_journal::{Journal, NewRequest, RequestRecord};
 use std::sync::Arc;
@@ -387,7 +387,14 @@ async fn vote_elsewhere(
 
 /// Chat decisions go through the same journal checks as `remedy approve`;
 /// a request another jump host published in the ops etcd is voted there.
-struct JournalDecider(Arc<Journal>, Option<Coordinator>);
+/// Chat decisions go through the same journal checks as `remedy approve`
+/// (or, for a run waiting on another jump host, through the ops etcd);
+/// every callback is counted for /metrics and logged.
+struct JournalDecider {
+    journal: Arc<Journal>,
+    coordinator: Option<Coordinator>,
+    callbacks: Arc<metrics::Callbacks>,
+}
 
 impl JournalDecider {
     /// `d` for a request of a run waiting on another jump host.
@@ -417,18 +424,18 @@ impl JournalDecider {
                 comment: d.comment,
                 channel: d.channel,
             };
-            vote_elsewhere(c, &self.0, &jump_host, &request, ballot).await
+            vote_elsewhere(c, &self.journal, &jump_host, &request, ballot).await
         })
     }
 }
 
 impl Decider for JournalDecider {
     fn decide(&self, d: Decision) -> Result<String, String> {
-        if let (Some(c), Err(_)) = (&self.1, self.0.request(&d.request_id)) {
+        if let (Some(c), Err(_)) = (&self.coordinator, self.journal.request(&d.request_id)) {
             return self.decide_elsewhere(c, d);
         }
         let vote = self
-            .0
+            .journal
             .vote(
                 &d.request_id,
                 &d.user,
@@ -437,7 +444,7 @@ impl Decider for JournalDecider {
                 &d.channel,
             )
             .map_err(|e| e.to_string())?;
-        eprintln!(
+        tracing::info!(
             "{} ({}, {}) {} request {} of run {}: now {}",
             d.user,
             d.chat_user,
@@ -460,11 +467,26 @@ impl Decider for JournalDecider {
     }
 
     fn first_time(&self, key: &str) -> bool {
-        self.0.first_time(key).unwrap_or(false)
+        self.journal.first_time(key).unwrap_or(false)
+    }
+
+    fn observe(&self, channel: &'static str, outcome: Result<(), &CallbackError>) {
+        match outcome {
+            Ok(()) => self.callbacks.count(channel, "accepted"),
+            Err(e) => {
+                self.callbacks.count(channel, e.reason());
+                tracing::warn!(
+                    channel,
+                    reason = e.reason(),
+                    "{channel} callback refused: {e}"
+                );
+            }
+        }
     }
 }
 
-pub fn serve(g: &Global, listen: &str) -> Exit {
+pub fn serve(g: &Global, listen: &str, log: &service_log::LogArgs) -> Exit {
+    service_log::init(log);
     let cfg = match config::load(g) {
         Ok(c) => c,
         Err(d) => {
@@ -518,11 +540,14 @@ pub fn serve(g: &Global, listen: &str) -> Exit {
             }
         },
     };
-    let router = remedy_chatops::router(
-        secrets,
-        cfg.chat.users.clone(),
-        Arc::new(JournalDecider(j, coordinator)),
-    );
+    let callbacks = Arc::new(metrics::Callbacks::default());
+    let decider = JournalDecider {
+        journal: Arc::clone(&j),
+        coordinator,
+        callbacks: Arc::clone(&callbacks),
+    };
+    let router = remedy_chatops::router(secrets, cfg.chat.users.clone(), Arc::new(decider))
+        .merge(metrics::routes(j, Some(callbacks)));
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -535,7 +560,7 @@ pub fn serve(g: &Global, listen: &str) -> Exit {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| listen.to_string());
-        eprintln!("remedy serve: listening on http://{addr} (POST /slack/actions, /mattermost/actions, /webhook; GET /healthz)");
+        tracing::info!("remedy serve: listening on http://{addr} (POST /slack/actions, /mattermost/actions, /webhook; GET /healthz, /metrics)");
         let limits = remedy_chatops::ServeLimits::default();
         remedy_chatops::serve(listener, router, limits, async {
             let _ = tokio::signal::ctrl_c().await;

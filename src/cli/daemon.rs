@@ -22,9 +22,12 @@
 //!       limit: "master-*"
 //!       window: "02:00-05:00"         # only start inside this local window
 //! ```
+//!
+//! It logs through `tracing` (`service_log`) and, with `--metrics-listen`,
+//! answers `GET /metrics` (`metrics`) and `GET /healthz` on that address.
 
 use super::leadership::{Leadership, Slot};
-use super::{journal, Exit, Global, Output};
+use super::{journal, metrics, service_log, Exit, Global, Output};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -277,7 +280,73 @@ fn record(j: &remedy_journal::Journal, name: &str, kind: &str, payload: serde_js
 }
 
 fn say(msg: &str) {
-    eprintln!("{} {msg}", Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
+    tracing::info!("{msg}");
+}
+
+/// `remedy daemon`'s own flags.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Answer GET /metrics (Prometheus) and GET /healthz on this address
+    /// (e.g. 127.0.0.1:9187). Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub log: service_log::LogArgs,
+    #[command(flatten)]
+    pub config: super::flags::ConfigArg,
+}
+
+/// Serve /metrics and /healthz on `addr` from a thread of its own: the
+/// schedule loop blocks while a run goes on, the scrapes must not. Binding
+/// happens here, so a busy address stops the daemon before it schedules.
+fn start_metrics(
+    addr: &str,
+    j: std::sync::Arc<remedy_journal::Journal>,
+    cfg: &Config,
+) -> Result<(), String> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| {
+            format!("--metrics-listen {addr}: cannot listen: {e}\n  = hint: pick a free ADDR:PORT")
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let url = format!("http://{bound}/metrics");
+    let schedules = cfg.schedules.len();
+    let kill_switch = cfg.kill_switch.clone();
+    let healthz = move || {
+        let kill_switch_on = kill_switch.as_ref().is_some_and(|k| k.exists());
+        async move {
+            axum::Json(serde_json::json!({
+                "status": "ok",
+                "schedules": schedules,
+                "kill_switch": kill_switch_on,
+            }))
+        }
+    };
+    let router = metrics::routes(j, None).route("/healthz", axum::routing::get(healthz));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("--metrics-listen: cannot start its runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        let limits = remedy_chatops::ServeLimits::default();
+                        remedy_chatops::serve(listener, router, limits, std::future::pending())
+                            .await
+                    }
+                    Err(e) => tracing::error!("--metrics-listen {bound}: {e}"),
+                }
+            })
+        })
+        .map_err(|e| format!("--metrics-listen: cannot start its thread: {e}"))?;
+    say(&format!("metrics on {url} (and /healthz)"));
+    Ok(())
 }
 
 pub fn list(g: &Global, next: Option<usize>) -> Exit {
@@ -423,7 +492,7 @@ fn fire(
     why: &str,
 ) {
     if let Some(reason) = blocked(cfg, s, j) {
-        say(&format!("{}: skipped: {reason}", s.name));
+        tracing::warn!(schedule = %s.name, "{}: skipped: {reason}", s.name);
         record(
             j,
             &s.name,
@@ -498,14 +567,15 @@ fn fire(
             },
         )
     };
-    say(&format!(
-        "{}: {outcome}{}",
-        s.name,
-        run_id
-            .as_deref()
-            .map(|r| format!(" (run {r})"))
-            .unwrap_or_default()
-    ));
+    let run = run_id
+        .as_deref()
+        .map(|r| format!(" (run {r})"))
+        .unwrap_or_default();
+    if outcome == "ok" {
+        tracing::info!(schedule = %s.name, "{}: ok{run}", s.name);
+    } else {
+        tracing::warn!(schedule = %s.name, "{}: {outcome}{run}", s.name);
+    }
     record(
         j,
         &s.name,
@@ -554,7 +624,8 @@ fn settled_here(
     }
 }
 
-pub fn daemon(g: &Global) -> Exit {
+pub fn daemon(g: &Global, args: &DaemonArgs) -> Exit {
+    service_log::init(&args.log);
     let cfg = match load(g) {
         Ok(c) => c,
         Err(msg) => {
@@ -583,6 +654,12 @@ pub fn daemon(g: &Global) -> Exit {
             return Exit::StepFailed;
         }
     };
+    if let Some(addr) = &args.metrics_listen {
+        if let Err(msg) = start_metrics(addr, std::sync::Arc::clone(&j), &cfg) {
+            eprintln!("error: {msg}");
+            return Exit::Invalid;
+        }
+    }
     say(&format!(
         "remedy daemon: {} schedule(s) from {} ({}), journal {}",
         cfg.schedules.len(),

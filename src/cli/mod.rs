@@ -19,11 +19,13 @@ mod lab;
 mod leadership;
 mod library;
 mod list;
+mod metrics;
 mod progress;
 mod render;
 mod request;
 mod run;
 mod schema;
+mod service_log;
 mod show;
 mod validate;
 
@@ -283,8 +285,9 @@ Example:
     /// Receive chat approvals: Slack and Mattermost buttons, a signed generic webhook.
     ///
     /// POST /slack/actions (Slack signing secret), /mattermost/actions (token),
-    /// /webhook (X-Remedy-Signature HMAC-SHA256); GET /healthz. Secrets and
-    /// chat-user mapping come from the site config's `chat:` section.
+    /// /webhook (X-Remedy-Signature HMAC-SHA256); GET /healthz, and GET
+    /// /metrics for Prometheus. Secrets and chat-user mapping come from the
+    /// site config's `chat:` section.
     #[command(after_help = "\
 Example:
   remedy serve --config /etc/remedy/config.yaml --listen 127.0.0.1:8088")]
@@ -294,6 +297,8 @@ Example:
         listen: String,
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        log: service_log::LogArgs,
     },
     /// Run runbooks on the cron schedules of the site config's `daemon:` block (--config FILE).
     ///
@@ -305,11 +310,8 @@ Example:
     /// plan fails). See examples/config.yaml and examples/remedy-daemon.service.
     #[command(after_help = "\
 Example:
-  remedy daemon --config /etc/remedy/config.yaml")]
-    Daemon {
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+  remedy daemon --config /etc/remedy/config.yaml --metrics-listen 127.0.0.1:9187")]
+    Daemon(daemon::DaemonArgs),
     /// What the daemon will run when: `schedule list` or `schedule next`.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -480,7 +482,8 @@ impl Overlay for Command {
                 ssh.overlay(g);
             }
             Command::Approve { actor, .. } | Command::Deny { actor, .. } => actor.overlay(g),
-            Command::Serve { config, .. } | Command::Daemon { config } => config.overlay(g),
+            Command::Serve { config, .. } => config.overlay(g),
+            Command::Daemon(args) => args.config.overlay(g),
             Command::Schedule(cmd) => cmd.overlay(g),
             Command::Backup(cmd) => cmd.overlay(g),
             Command::Audit(cmd) => cmd.overlay(g),
@@ -598,8 +601,8 @@ pub fn main() -> i32 {
             Some(reason),
         )
         .into(),
-        Command::Serve { listen, .. } => approve::serve(g, listen).into(),
-        Command::Daemon { .. } => daemon::daemon(g).into(),
+        Command::Serve { listen, log, .. } => approve::serve(g, listen, log).into(),
+        Command::Daemon(args) => daemon::daemon(g, args).into(),
         Command::Schedule(ScheduleCommand::List { .. }) => daemon::list(g, None).into(),
         Command::Schedule(ScheduleCommand::Next { count, .. }) => {
             daemon::list(g, Some(*count)).into()

@@ -2,6 +2,7 @@
 //! notifications): it records each request's body and when it arrived, and
 //! answers 500 to the first `fail_first` requests, 200 after. Blocking std
 //! sockets on a thread of its own, so any test (async or not) can use it.
+//! And [`get`], a plain GET for what remedy serves (/metrics, /healthz).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -75,4 +76,32 @@ impl Receiver {
     pub fn bodies(&self) -> Vec<String> {
         self.received().into_iter().map(|r| r.body).collect()
     }
+}
+
+/// `GET path` from `addr` (HOST:PORT) over HTTP/1.1: the status and the
+/// body, or None when nothing listens or the answer is not HTTP.
+pub fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of one series in a Prometheus text exposition, named as it is
+/// written there: `remedy_approvals_pending`, or with its labels in order,
+/// `remedy_runs_total{runbook="stamp",outcome="ok"}`.
+pub fn metric(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
