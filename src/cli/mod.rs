@@ -21,6 +21,7 @@ mod render;
 mod request;
 mod run;
 mod show;
+mod terminal;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -83,7 +84,8 @@ pub struct Global {
     #[arg(long, global = true)]
     pub accept_new_host_keys: bool,
     /// Say how the SSH client configuration is read and how each host is
-    /// reached (address, user, keys, jump host or ProxyCommand).
+    /// reached (address, user, keys, jump host or ProxyCommand). On a
+    /// terminal, a run ends with the full per-step report, not the summary.
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
     /// How many hosts to work on at once (dry-runs and `exec` fan out; a real
@@ -160,6 +162,8 @@ enum Command {
         reason: Option<String>,
         #[command(flatten)]
         dirs: RunbookDirs,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// Dry-run a runbook: show per host what would change (same as `run --dry-run`).
     Plan {
@@ -167,6 +171,8 @@ enum Command {
         runbook: String,
         #[command(flatten)]
         dirs: RunbookDirs,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// Check runbooks (YAML, keys, types, Rhai, references) without running anything.
     ///
@@ -221,6 +227,8 @@ enum Command {
         /// Resume even though the runbook changed since the run started.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// Approval requests waiting for a decision, with their plan summary and age.
     Approvals,
@@ -374,15 +382,21 @@ pub fn main() -> i32 {
             break_glass,
             reason,
             dirs,
+            quiet,
         } => run::run(
             g,
             &dirs.dirs,
             runbook,
             *dry_run,
             reason.as_deref().filter(|_| *break_glass),
+            *quiet,
         )
         .into(),
-        Command::Plan { runbook, dirs } => run::run(g, &dirs.dirs, runbook, true, None).into(),
+        Command::Plan {
+            runbook,
+            dirs,
+            quiet,
+        } => run::run(g, &dirs.dirs, runbook, true, None, *quiet).into(),
         Command::Approvals => approve::approvals(g).into(),
         Command::Approve {
             run,
@@ -422,7 +436,7 @@ pub fn main() -> i32 {
         Command::Lab(cmd) => lab::lab(g, cmd),
         Command::Inventory(cmd) => inventory::inventory(g, cmd),
         Command::Check => check::check(g),
-        Command::Resume { run, force } => run::resume(g, run, *force).into(),
+        Command::Resume { run, force, quiet } => run::resume(g, run, *force, *quiet).into(),
         Command::Runs { last } => audit::runs(g, *last).into(),
         Command::Audit(cmd) => audit::audit(g, cmd).into(),
         Command::Backup(cmd) => backup::backup_command(g, cmd).into(),
