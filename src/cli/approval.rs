@@ -171,12 +171,12 @@ impl Asker {
         )
         .await;
         for d in deliveries.iter().filter(|d| !d.ok) {
-            eprintln!(
+            super::progress::note(&format!(
                 "warning: notification to {} failed after {} attempt(s): {}",
                 d.notifier,
                 d.attempts,
                 d.error.as_deref().unwrap_or("?")
-            );
+            ));
         }
         let value = serde_json::to_value(&deliveries).unwrap_or(Value::Null);
         let _ =
@@ -210,7 +210,7 @@ impl Asker {
         } else {
             format!(" ({scope})")
         };
-        eprintln!(
+        super::progress::note(&format!(
             "approval needed{what}: {} of {} must approve run {} (plan {}), within {}.\n  approve: remedy approve {}{}\n  deny:    remedy deny {} --reason TEXT",
             self.policy.quorum,
             self.approvers.join(", "),
@@ -220,7 +220,7 @@ impl Asker {
             self.run_id,
             scope_flag(scope),
             self.run_id,
-        );
+        ));
         let mut notice = self.notice(
             NoticeKind::ApprovalRequested,
             format!(
@@ -241,7 +241,7 @@ impl Asker {
             match rec.status.as_str() {
                 "approved" => {
                     let by = voters(&rec, true);
-                    eprintln!("approved{what} by {by}");
+                    super::progress::note(&format!("approved{what} by {by}"));
                     notice.kind = NoticeKind::ApprovalDecided;
                     notice.decision = Some(format!("approved by {by}"));
                     self.notify(&notice).await;
@@ -285,13 +285,13 @@ impl Asker {
             }
             if last_note.elapsed() >= Duration::from_secs(15) {
                 last_note = Instant::now();
-                eprintln!(
+                super::progress::note(&format!(
                     "waiting for approval{what}: {} of {} ({}), {}s so far",
                     rec.approvals(),
                     self.policy.quorum,
                     voters(&rec, true),
                     started.elapsed().as_secs()
-                );
+                ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             rec = self
@@ -415,10 +415,10 @@ impl ApprovalGate for Gate {
                     kind: "approval_invalidated".into(),
                     payload: json!({ "scope": scope, "approved_hash": hash, "plan_hash": now, "reason": "the host's plan changed while waiting" }),
                 });
-                eprintln!(
+                super::progress::note(&format!(
                     "{}: the plan changed while waiting for approval; asking again",
                     host.name
-                );
+                ));
                 return Ok(true);
             }
         }

@@ -27,10 +27,28 @@ struct Live {
     hosts: Mutex<Vec<(String, ProgressBar, Option<String>)>>,
 }
 
+/// The live lines being drawn, for [`note`] (one run per process).
+static SHOWN: Mutex<Option<(MultiProgress, usize)>> = Mutex::new(None);
+
+/// A line for the person on stderr (an interrupt, an approval that is
+/// waiting): printed above the live lines while they are drawn, which
+/// would otherwise draw over it.
+pub fn note(text: &str) {
+    let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+    match &*shown {
+        Some((multi, width)) => {
+            let _ = multi.println(terminal::wrap(text, *width));
+        }
+        None => eprintln!("{text}"),
+    }
+}
+
 impl Live {
     fn new(width: usize) -> Live {
+        let multi = MultiProgress::new();
+        *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = Some((multi.clone(), width));
         Live {
-            multi: MultiProgress::new(),
+            multi,
             width,
             hosts: Mutex::new(Vec::new()),
         }
@@ -85,6 +103,7 @@ impl Live {
             pb.finish_and_clear();
         }
         let _ = self.multi.clear();
+        *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The live lines' part of an event; `false` when it is printed as a
@@ -158,8 +177,7 @@ impl Progress {
         let text = self.redactor.apply(&text);
         match (&self.live, &self.spinner) {
             (Some(live), _) => {
-                let text = terminal::wrap(&text, live.width);
-                let _ = live.multi.println(text.trim_end_matches('\n'));
+                let _ = live.multi.println(terminal::wrap(&text, live.width));
             }
             (None, Some(pb)) => pb.println(text),
             (None, None) => eprintln!("{text}"),

@@ -5,7 +5,8 @@
 
 use super::{execute, finish, status_name, strategy_words, Prepared, Shape, Who};
 use crate::cli::journal::{self, JournalSink};
-use crate::cli::{progress::Progress, Exit, Global, Output};
+use crate::cli::progress::{self, Progress};
+use crate::cli::{Exit, Global, Output};
 use remedy_chatops::NoticeKind;
 use remedy_engine::action::EtcdClients;
 use remedy_engine::backup::KnownBackup;
@@ -148,9 +149,9 @@ impl<'a> Session<'a> {
                 flag.store(true, Ordering::SeqCst);
                 journal::CTRL_C_HANDLED.store(true, Ordering::SeqCst);
                 if changing.load(Ordering::SeqCst) {
-                    eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
+                    progress::note("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
                 } else {
-                    eprintln!("\ninterrupt: stopping before anything is changed");
+                    progress::note("\ninterrupt: stopping before anything is changed");
                 }
                 woken.notify_waiters();
                 if tokio::signal::ctrl_c().await.is_ok() {
