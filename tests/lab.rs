@@ -4416,3 +4416,147 @@ fn issue_19_logs_show_a_static_pods_log_and_lab_restart_restarts_it() {
         },
     );
 }
+
+/// remedy on a real pseudo-terminal `cols` columns wide — stdin, stdout and
+/// stderr all on it, as in an SSH session — with colours on: its exit code
+/// and every line it drew (escape sequences removed; a `\r` redraw starts a
+/// line too, so a live line is checked as drawn).
+fn remedy_pty(args: &[&str], cols: u16, home: &str) -> (Option<i32>, Vec<String>) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors, which are owned from here on.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remedy"));
+    cmd.args(args)
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .env("REMEDY_HOME", home)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().unwrap();
+    // Only the child holds the terminal now: reading ends (EIO) when it exits.
+    drop(cmd);
+    let mut terminal = std::fs::File::from(master);
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = terminal.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let code = child.wait().unwrap().code();
+    let text = String::from_utf8_lossy(&raw);
+    let mut lines = Vec::new();
+    for drawn in text.split(['\n', '\r']) {
+        let mut line = String::new();
+        let mut chars = drawn.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' && chars.peek() == Some(&'[') {
+                // CSI: up to its final byte.
+                for c in chars.by_ref().skip(1) {
+                    if ('\x40'..='\x7e').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                line.push(c);
+            }
+        }
+        lines.push(line);
+    }
+    (code, lines)
+}
+
+/// Issue 19, item 2: a 3-master cert-renew on a 100-column terminal draws
+/// no line wider than the terminal (the plain report has lines of 425
+/// columns, backup paths and the renewal's summary) and ends with a summary
+/// of a few lines per host, instead of ~50 lines per host and the progress
+/// before them; `--quiet` prints the outcome only, on a terminal or not.
+#[test]
+fn a_cert_renew_on_a_100_column_terminal_fits_it_and_ends_with_a_short_summary() {
+    let lab = Lab::up_with(171, &["--cert-expiry", "20h"]);
+    let home = lab.home();
+    let (code, lines) = remedy_pty(
+        &["run", "cert-renew", "-i", &lab.inv(), "--yes"],
+        100,
+        &home,
+    );
+    let all = lines.join("\n");
+    assert_eq!(code, Some(0), "{all}");
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line:?}\n{all}",
+            line.chars().count()
+        );
+    }
+    // The full report stays in `remedy audit show` (and -v).
+    assert!(
+        !all.contains("[changed]") && !all.contains("backed up /etc"),
+        "{all}"
+    );
+    let start = lines
+        .iter()
+        .rposition(|l| l.starts_with("master-1: "))
+        .unwrap_or_else(|| panic!("no summary of master-1:\n{all}"));
+    let summary: Vec<&String> = lines[start..].iter().filter(|l| !l.is_empty()).collect();
+    let text = summary
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Per host its outcome and what changed; then the outcome, the run id
+    // and where the rest is.
+    assert!(summary.len() <= 3 * 3 + 3, "{text}");
+    for m in ["master-1", "master-2", "master-3"] {
+        assert!(
+            text.contains(&format!("{m}: changed · 22 files backed up")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("changed: renew, drain, restart, ready")
+            && text.contains("3 hosts: 3 changed")
+            && text.contains("remedy audit show"),
+        "{text}"
+    );
+
+    // --quiet on a terminal: one line, the outcome.
+    let (code, lines) = remedy_pty(
+        &["run", "cert-renew", "-i", &lab.inv(), "--yes", "--quiet"],
+        100,
+        &home,
+    );
+    let printed: Vec<&String> = lines.iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(code, Some(0), "{printed:?}");
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    assert!(printed[0].starts_with("3 hosts: "), "{printed:?}");
+    // And from cron: the same line on stdout, nothing on stderr.
+    let out = remedy_env(
+        &["run", "cert-renew", "-i", &lab.inv(), "--yes", "-q"],
+        &[("REMEDY_HOME", home.as_str())],
+    );
+    let stdout = ok(&out);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("3 hosts: "), "{stdout}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -175,12 +175,12 @@ impl Asker {
         )
         .await;
         for d in deliveries.iter().filter(|d| !d.ok) {
-            eprintln!(
+            super::progress::note(&format!(
                 "warning: notification to {} failed after {} attempt(s): {}",
                 d.notifier,
                 d.attempts,
                 d.error.as_deref().unwrap_or("?")
-            );
+            ));
         }
         let value = serde_json::to_value(&deliveries).unwrap_or(Value::Null);
         let _ =
@@ -214,7 +214,7 @@ impl Asker {
         } else {
             format!(" ({scope})")
         };
-        eprintln!(
+        super::progress::note(&format!(
             "approval needed{what}: {} of {} must approve run {} (plan {}), within {}.\n  approve: remedy approve {}{}\n  deny:    remedy deny {} --reason TEXT",
             self.policy.quorum,
             self.approvers.join(", "),
@@ -224,7 +224,7 @@ impl Asker {
             self.run_id,
             scope_flag(scope),
             self.run_id,
-        );
+        ));
         let mut notice = self.notice(
             NoticeKind::ApprovalRequested,
             format!(
@@ -251,7 +251,7 @@ impl Asker {
             match rec.status.as_str() {
                 "approved" => {
                     let by = voters(&rec, true);
-                    eprintln!("approved{what} by {by}");
+                    super::progress::note(&format!("approved{what} by {by}"));
                     notice.kind = NoticeKind::ApprovalDecided;
                     notice.decision = Some(format!("approved by {by}"));
                     self.notify(&notice).await;
@@ -295,13 +295,13 @@ impl Asker {
             }
             if last_note.elapsed() >= Duration::from_secs(15) {
                 last_note = Instant::now();
-                eprintln!(
+                super::progress::note(&format!(
                     "waiting for approval{what}: {} of {} ({}), {}s so far",
                     rec.approvals(),
                     self.policy.quorum,
                     voters(&rec, true),
                     started.elapsed().as_secs()
-                );
+                ));
             }
             let vote = async {
                 match remote.as_mut() {
@@ -536,10 +536,10 @@ impl ApprovalGate for Gate {
                     kind: "approval_invalidated".into(),
                     payload: json!({ "scope": scope, "approved_hash": hash, "plan_hash": now, "reason": "the host's plan changed while waiting" }),
                 });
-                eprintln!(
+                super::progress::note(&format!(
                     "{}: the plan changed while waiting for approval; asking again",
                     host.name
-                );
+                ));
                 return Ok(true);
             }
         }

@@ -438,5 +438,12 @@ fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
                 .unwrap_or_default()
         ),
     ];
-    super::run::run(&g, &[], "backup-restore", dry_run, None)
+    super::run::run(
+        &g,
+        &[],
+        "backup-restore",
+        dry_run,
+        None,
+        super::run::Quiet { quiet: false },
+    )
 }

@@ -198,7 +198,8 @@ pub struct SshArgs {
     #[arg(long)]
     pub accept_new_host_keys: bool,
     /// Say how the SSH client configuration is read and how each host is
-    /// reached (address, user, keys, jump host or ProxyCommand).
+    /// reached (address, user, keys, jump host or ProxyCommand). On a
+    /// terminal, a run ends with the full per-step report, not the summary.
     #[arg(long, short = 'v')]
     pub verbose: bool,
 }

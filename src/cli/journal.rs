@@ -162,10 +162,10 @@ impl EventSink for JournalSink {
                 .map_err(|e| {
                     // The run goes on (or rolls back) on the hosts whatever
                     // the journal can hold: say what happened, there and now.
-                    eprintln!(
+                    super::progress::note(&format!(
                         "error: NOT RECORDED in the journal: {}: {e}",
                         unrecorded(&kind, event, &text)
-                    );
+                    ));
                     e.to_string()
                 })?;
         }

@@ -333,7 +333,15 @@ pub fn lab(g: &Global, cmd: &LabCommand) -> i32 {
                 yes: true,
                 ..g.clone()
             };
-            super::run::run(&g, &[], "static-pod-restart", false, None).into()
+            super::run::run(
+                &g,
+                &[],
+                "static-pod-restart",
+                false,
+                None,
+                super::run::Quiet { quiet: false },
+            )
+            .into()
         }
         LabCommand::Kubelet { node, lab_dir } => {
             let cfg = remedy_lab::kubelet::KubeletConfig::standard(node.clone(), lab_dir.clone());

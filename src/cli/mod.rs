@@ -27,6 +27,7 @@ mod run;
 mod schema;
 mod service_log;
 mod show;
+mod terminal;
 mod validate;
 
 use clap::{Args, Parser, Subcommand};
@@ -103,6 +104,8 @@ Examples:
         yes: YesArg,
         #[command(flatten)]
         args: RunbookArgs,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// Dry-run a runbook: show per host what would change (same as `run --dry-run`).
     #[command(after_help = "\
@@ -117,6 +120,8 @@ Examples:
         dirs: RunbookDirs,
         #[command(flatten)]
         args: RunbookArgs,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// Check runbooks (YAML, keys, types, Rhai, references) without running anything.
     ///
@@ -208,6 +213,8 @@ Examples:
         force: bool,
         #[command(flatten)]
         apply: ApplyArgs,
+        #[command(flatten)]
+        quiet: run::Quiet,
     },
     /// A static pod's log on a host, like `crictl logs` there: the newest
     /// container of COMPONENT (running or exited, so a crash-looping one's
@@ -560,6 +567,7 @@ pub fn main() -> i32 {
             break_glass,
             reason,
             dirs,
+            quiet,
             ..
         } => run::run(
             g,
@@ -567,9 +575,15 @@ pub fn main() -> i32 {
             runbook,
             *dry_run,
             reason.as_deref().filter(|_| *break_glass),
+            *quiet,
         )
         .into(),
-        Command::Plan { runbook, dirs, .. } => run::run(g, &dirs.dirs, runbook, true, None).into(),
+        Command::Plan {
+            runbook,
+            dirs,
+            quiet,
+            ..
+        } => run::run(g, &dirs.dirs, runbook, true, None, *quiet).into(),
         Command::Approvals { .. } => approve::approvals(g).into(),
         Command::Approve {
             run,
@@ -614,7 +628,9 @@ pub fn main() -> i32 {
         Command::Inventory(cmd) => inventory::inventory(g, cmd),
         Command::Schema { kind } => schema::schema(*kind).into(),
         Command::Check { .. } => check::check(g),
-        Command::Resume { run, force, .. } => run::resume(g, run, *force).into(),
+        Command::Resume {
+            run, force, quiet, ..
+        } => run::resume(g, run, *force, *quiet).into(),
         Command::Runs { which, last, .. } => match which {
             Some(_) => audit::last_run(g).into(),
             None => audit::runs(g, *last).into(),

@@ -11,7 +11,7 @@ pub use resume::resume;
 
 use super::config::SiteConfig;
 use super::journal;
-use super::{library, render, request, Exit, Global};
+use super::{library, render, request, terminal, Exit, Global};
 use remedy_clock::SystemClock;
 use remedy_dsl::Diagnostics;
 use remedy_engine::event::EventSink;
@@ -27,6 +27,53 @@ use std::sync::Arc;
 fn invalid(d: &Diagnostics) -> Exit {
     eprint!("{}", d.render());
     Exit::Invalid
+}
+
+/// How much a run prints: the run, plan and resume commands' own flag.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Quiet {
+    /// Print only the outcome, one line (for cron and scripts); errors still
+    /// go to stderr and the exit code says how the run ended. With -o json,
+    /// the JSON report as usual.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Where a run's text goes and how much of it, decided once per run: on a
+/// terminal (without -v) live lines and a compact summary, every line
+/// fitted to its width; elsewhere the full report, exactly as it always
+/// was (scripts and tests read it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    /// The terminal's width, when stdout is one.
+    width: Option<usize>,
+    quiet: bool,
+    verbose: bool,
+}
+
+impl Shape {
+    fn new(g: &Global, quiet: Quiet) -> Shape {
+        Shape {
+            width: terminal::stdout_width(),
+            quiet: quiet.quiet,
+            verbose: g.verbose,
+        }
+    }
+
+    /// The terminal's width when the run shows live lines and ends with
+    /// the compact summary.
+    fn compact(&self) -> Option<usize> {
+        self.width.filter(|_| !self.quiet && !self.verbose)
+    }
+
+    /// The full report: on a terminal wrapped to its width, with identical
+    /// tables folded across hosts.
+    fn full_report(&self, report: &RunReport, color: bool) -> String {
+        match self.width {
+            Some(width) => terminal::wrap(&render::report_folded(report, color), width),
+            None => render::report(report, color),
+        }
+    }
 }
 
 /// A runbook bound to an inventory and params, ready to plan.
@@ -95,6 +142,7 @@ pub fn run(
     name: &str,
     dry_run: bool,
     break_glass: Option<&str>,
+    quiet: Quiet,
 ) -> Exit {
     let source = match library::load(name, dirs) {
         Ok(s) => s,
@@ -162,7 +210,8 @@ pub fn run(
         requester: &requester,
         break_glass,
     };
-    let session = session::Session::new(g, &prepared, &connector, &journal, record, &who);
+    let shape = Shape::new(g, quiet);
+    let session = session::Session::new(g, &prepared, &connector, &journal, record, &who, shape);
     runtime.block_on(session.run(dry_run, None))
 }
 
@@ -273,14 +322,29 @@ fn strategy_words(rb: &remedy_dsl::Runbook) -> String {
     format!("{batch}, on failure: {}", rb.on_failure.name())
 }
 
-fn finish(report: &RunReport, json: bool, color: bool, dry_run: bool, redactor: &Redactor) -> Exit {
+fn finish(
+    report: &RunReport,
+    (json, color): (bool, bool),
+    shape: Shape,
+    dry_run: bool,
+    redactor: &Redactor,
+) -> Exit {
     if json {
         match serde_json::to_string_pretty(report) {
             Ok(s) => println!("{}", redactor.apply(&s)),
             Err(e) => eprintln!("error: cannot render JSON: {e}"),
         }
+    } else if shape.quiet {
+        let run = if dry_run {
+            String::new()
+        } else {
+            format!(" (run {})", report.run_id)
+        };
+        println!("{}{run}", redactor.apply(&report.summary));
+    } else if let Some(width) = shape.compact().filter(|_| !dry_run) {
+        print!("{}", redactor.apply(&render::summary(report, color, width)));
     } else {
-        print!("{}", redactor.apply(&render::report(report, color)));
+        print!("{}", redactor.apply(&shape.full_report(report, color)));
         if dry_run {
             println!("Dry-run: nothing was changed.");
         }

@@ -3,7 +3,9 @@
 //! params and --limit giving the same hosts → its events folded into what
 //! is done → it was approved (if its policy asks) → the rest of the run.
 
-use super::{library, prepare, request, runtime, sha256_hex, site, Exit, Global, Prepared, Who};
+use super::{
+    library, prepare, request, runtime, sha256_hex, site, Exit, Global, Prepared, Quiet, Shape, Who,
+};
 use crate::cli::journal;
 use remedy_dsl::{Approval, Source};
 use remedy_engine::resume::{Recorded, ResumeState};
@@ -15,11 +17,11 @@ use std::sync::Arc;
 /// Continue an interrupted run where its journal says it stopped (or retry
 /// the rollback that failed), with the same runbook (unless --force),
 /// inventory, params and --limit.
-pub fn resume(g: &Global, run: &str, force: bool) -> Exit {
-    resume_staged(g, run, force).unwrap_or_else(|exit| exit)
+pub fn resume(g: &Global, run: &str, force: bool, quiet: Quiet) -> Exit {
+    resume_staged(g, run, force, quiet).unwrap_or_else(|exit| exit)
 }
 
-fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
+fn resume_staged(g: &Global, run: &str, force: bool, quiet: Quiet) -> Result<Exit, Exit> {
     let journal = journal::open().map_err(|msg| {
         eprintln!("error: {msg}");
         Exit::Invalid
@@ -39,13 +41,15 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
         kind: &e.kind,
         payload: &e.payload,
     }));
-    eprintln!(
-        "resuming run {} ({} on {}): {}",
-        record.run_id,
-        record.runbook,
-        record.hosts.join(", "),
-        state.describe()
-    );
+    if !quiet.quiet {
+        eprintln!(
+            "resuming run {} ({} on {}): {}",
+            record.run_id,
+            record.runbook,
+            record.hosts.join(", "),
+            state.describe()
+        );
+    }
     let runtime = runtime()?;
     let connector =
         SshConnector::new(&prepared.inventory, g.accept_new_host_keys).verbose(g.verbose);
@@ -62,7 +66,9 @@ fn resume_staged(g: &Global, run: &str, force: bool) -> Result<Exit, Exit> {
         requester: &requester,
         break_glass: None,
     };
-    let session = super::session::Session::new(g, &prepared, &connector, &journal, new, &who);
+    let shape = Shape::new(g, quiet);
+    let session =
+        super::session::Session::new(g, &prepared, &connector, &journal, new, &who, shape);
     Ok(runtime.block_on(session.run(false, Some(state))))
 }
 

@@ -5,16 +5,17 @@
 //! resume), records its locks, executes, publishes the journal's head,
 //! notifies, reports.
 
-use super::{execute, finish, status_name, strategy_words, Prepared, Who};
+use super::{execute, finish, status_name, strategy_words, Prepared, Shape, Who};
 use crate::cli::journal::{self, CoordFence, JournalSink};
-use crate::cli::{progress::Progress, render, Exit, Global, Output};
+use crate::cli::progress::{self, Progress};
+use crate::cli::{Exit, Global, Output};
 use remedy_chatops::NoticeKind;
 use remedy_coordination::{
     Coordination, CoordinationError, Coordinator, LockHolder, PublishedHead,
 };
 use remedy_engine::action::EtcdClients;
 use remedy_engine::backup::KnownBackup;
-use remedy_engine::event::{MemorySink, Tee};
+use remedy_engine::event::{EventSink, MemorySink, Tee};
 use remedy_engine::executor::ApprovalGate;
 use remedy_engine::redact::Redactor;
 use remedy_engine::resume::ResumeState;
@@ -48,6 +49,8 @@ pub(super) struct Session<'a> {
     changing: Arc<AtomicBool>,
     json: bool,
     color: bool,
+    /// Where the run's text goes and how much of it.
+    shape: Shape,
     /// The journal's backups when the run started, for actions that
     /// restore one (read once: the preview, the approval and the apply
     /// must plan with the same).
@@ -106,6 +109,7 @@ impl<'a> Session<'a> {
         journal: &'a Arc<Journal>,
         record: NewRun,
         who: &'a Who<'a>,
+        shape: Shape,
     ) -> Session<'a> {
         Session {
             g,
@@ -122,6 +126,7 @@ impl<'a> Session<'a> {
             coordinator: std::sync::OnceLock::new(),
             json: g.output == Output::Json,
             color: crate::cli::use_color(),
+            shape,
             known_backups: crate::cli::backup::known(journal).unwrap_or_else(|msg| {
                 eprintln!("warning: {msg}; actions that restore a backup see none");
                 Vec::new()
@@ -158,9 +163,9 @@ impl<'a> Session<'a> {
                 flag.store(true, Ordering::SeqCst);
                 journal::CTRL_C_HANDLED.store(true, Ordering::SeqCst);
                 if changing.load(Ordering::SeqCst) {
-                    eprintln!("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
+                    progress::note("\ninterrupt: stopping after the step that is running (Ctrl-C again to abort at once — that can leave a step half-done; `remedy resume` finishes it)");
                 } else {
-                    eprintln!("\ninterrupt: stopping before anything is changed");
+                    progress::note("\ninterrupt: stopping before anything is changed");
                 }
                 woken.notify_waiters();
                 if tokio::signal::ctrl_c().await.is_ok() {
@@ -341,7 +346,13 @@ impl Session<'_> {
     }
 
     fn finish(&self, report: &RunReport, dry_run: bool) -> Exit {
-        finish(report, self.json, self.color, dry_run, &self.redactor)
+        finish(
+            report,
+            (self.json, self.color),
+            self.shape,
+            dry_run,
+            &self.redactor,
+        )
     }
 
     fn confirmation_possible(&self) -> Result<(), Exit> {
@@ -474,7 +485,9 @@ impl Session<'_> {
         if preview.status == RunStatus::Ok {
             return Ok(());
         }
-        let out = self.redactor.apply(&render::report(preview, self.color));
+        let out = self
+            .redactor
+            .apply(&self.shape.full_report(preview, self.color));
         if self.json {
             eprint!("{out}");
         } else {
@@ -487,7 +500,7 @@ impl Session<'_> {
     /// Without --yes: show the plan and ask. Nothing to change ends the run.
     async fn confirm_preview(&self, preview: &RunReport) -> Result<(), Exit> {
         if self.g.yes {
-            if !self.json {
+            if !self.json && !self.shape.quiet {
                 eprintln!(
                     "planned {} host(s): {}",
                     preview.hosts.len(),
@@ -507,7 +520,8 @@ impl Session<'_> {
             .count();
         print!(
             "{}",
-            self.redactor.apply(&render::report(preview, self.color))
+            self.redactor
+                .apply(&self.shape.full_report(preview, self.color))
         );
         if changing == 0 {
             println!("Nothing to change.");
@@ -610,7 +624,9 @@ impl Session<'_> {
         resume: Option<ResumeState>,
         gate: Option<Arc<dyn ApprovalGate>>,
     ) -> RunReport {
-        let progress = Progress::new(self.redactor.clone());
+        let live = self.shape.compact().filter(|_| !self.json);
+        // --quiet: the outcome only, no progress.
+        let progress = (!self.shape.quiet).then(|| Progress::new(self.redactor.clone(), live));
         let mut sink = JournalSink::new(
             self.journal.clone(),
             self.record.actor.clone(),
@@ -621,14 +637,20 @@ impl Session<'_> {
             }),
         );
         sink.coordinated = locks.coordinated.clone();
-        let tee = Tee(vec![&sink, &progress]);
+        let mut sinks: Vec<&dyn EventSink> = vec![&sink];
+        if let Some(progress) = &progress {
+            sinks.push(progress);
+        }
+        let tee = Tee(sinks);
         let options = RunOptions {
             resume,
             gate,
             ..self.options(false)
         };
         let report = self.execute(&tee, options).await;
-        progress.finish();
+        if let Some(progress) = &progress {
+            progress.finish();
+        }
         report
     }
 
