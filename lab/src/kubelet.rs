@@ -178,10 +178,10 @@ pub fn run_until(cfg: KubeletConfig, stop: &AtomicBool) -> Result<(), KubeletErr
     // The Node's heartbeats run beside the pods, so a slow API server never
     // holds back a pod's restart.
     let heartbeat_stop = std::sync::Arc::new(AtomicBool::new(false));
-    if let Some(status) = cfg.node_status.clone() {
+    let heartbeat = cfg.node_status.clone().map(|status| {
         let (node, done) = (cfg.node.clone(), heartbeat_stop.clone());
-        std::thread::spawn(move || status.run(&node, &done));
-    }
+        std::thread::spawn(move || status.run(&node, &done))
+    });
     let mut kubelet = Kubelet::new(cfg);
     kubelet.forget_previous_run();
     kubelet.say(&format!(
@@ -199,7 +199,12 @@ pub fn run_until(cfg: KubeletConfig, stop: &AtomicBool) -> Result<(), KubeletErr
             std::thread::sleep(STOP_CHECK.min(kubelet.cfg.poll));
         }
     }
+    // Its kubectl, if one is running, is killed and reaped: nothing of the
+    // stand-in outlives it.
     heartbeat_stop.store(true, Ordering::SeqCst);
+    if let Some(h) = heartbeat {
+        let _ = h.join();
+    }
     kubelet.say("stopping: terminating all pods");
     let all: Vec<Pod> = std::mem::take(&mut kubelet.pods).into_values().collect();
     kubelet.stop_pods(all, Removal::KubeletExit);

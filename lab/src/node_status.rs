@@ -57,8 +57,15 @@ impl NodeStatus {
         node
     }
 
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<Vec<u8>, String> {
-        use std::io::Write;
+    /// Run kubectl; killed (and reaped) as soon as `stop` is set, so the
+    /// stand-in never leaves a kubectl behind when it exits.
+    fn kubectl(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        stop: &AtomicBool,
+    ) -> Result<Vec<u8>, String> {
+        use std::io::{Read, Write};
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -72,13 +79,48 @@ impl NodeStatus {
         if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
             let _ = pipe.write_all(text.as_bytes());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("{}: {e}", self.kubectl.display()))?;
-        if out.status.success() {
-            Ok(out.stdout)
+        // Read both pipes beside the wait, so a large answer cannot block it.
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if stopping(stop) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("stopped".into());
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(format!("{}: {e}", self.kubectl.display())),
+            }
+        };
+        let (out, err) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        if status.success() {
+            Ok(out)
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+            Err(String::from_utf8_lossy(&err).trim().to_string())
         }
     }
 
@@ -88,8 +130,8 @@ impl NodeStatus {
     /// Node is read, its Ready
     /// condition replaced and the status written back (a conflict with the
     /// node controller is tried again at the next retry).
-    fn post(&self, node: &str, since: &str) -> Result<(), String> {
-        let got = self.kubectl(&["get", "node", node, "-o", "json"], None)?;
+    fn post(&self, node: &str, since: &str, stop: &AtomicBool) -> Result<(), String> {
+        let got = self.kubectl(&["get", "node", node, "-o", "json"], None, stop)?;
         let current: serde_json::Value = serde_json::from_slice(&got)
             .map_err(|e| format!("kubectl get node {node}: not JSON: {e}"))?;
         let updated = Self::ready(current, since, &seconds(unix_now())).to_string();
@@ -102,6 +144,7 @@ impl NodeStatus {
                 "-",
             ],
             Some(&updated),
+            stop,
         )
         .map(drop)
     }
@@ -111,8 +154,11 @@ impl NodeStatus {
     pub fn run(&self, node: &str, stop: &AtomicBool) {
         let since = seconds(unix_now());
         let mut last: Option<Result<(), String>> = None;
-        while !stop.load(Ordering::SeqCst) && !crate::container::TERMINATED.load(Ordering::SeqCst) {
-            let r = self.post(node, &since);
+        while !stopping(stop) {
+            let r = self.post(node, &since, stop);
+            if stopping(stop) {
+                break;
+            }
             let wait = if r.is_ok() { HEARTBEAT } else { RETRY };
             if last.as_ref() != Some(&r) {
                 match &r {
@@ -131,14 +177,16 @@ impl NodeStatus {
                 last = Some(r);
             }
             let wake = Instant::now() + wait;
-            while Instant::now() < wake
-                && !stop.load(Ordering::SeqCst)
-                && !crate::container::TERMINATED.load(Ordering::SeqCst)
-            {
+            while Instant::now() < wake && !stopping(stop) {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
+}
+
+/// `stop` set, or the stand-in told to terminate.
+fn stopping(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::SeqCst) || crate::container::TERMINATED.load(Ordering::SeqCst)
 }
 
 /// RFC 3339 to the second, as the API's metav1.Time is written.
