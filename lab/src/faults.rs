@@ -129,25 +129,26 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
             let value = "x".repeat(512 * 1024);
             let limit = quota / (512 * 1024) * 4 + 64;
             for i in 0..limit {
-                let mut child = std::process::Command::new(&etcdctl)
-                    .arg("--endpoints")
-                    .arg(&endpoint)
-                    .arg("--cacert")
-                    .arg(pki.join("etcd/ca.crt"))
-                    .arg("--cert")
-                    .arg(pki.join("etcd/healthcheck-client.crt"))
-                    .arg("--key")
-                    .arg(pki.join("etcd/healthcheck-client.key"))
-                    .arg("put")
-                    // A few keys written over and over: history fills the
-                    // quota, as when compaction stopped (what
-                    // etcd-nospace-recover's compaction gives back).
-                    .arg(format!("/lab/nospace/{}", i % 4))
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .map_err(io("run etcdctl".to_string()))?;
+                let mut child =
+                    crate::process::without_proxy(&mut std::process::Command::new(&etcdctl))
+                        .arg("--endpoints")
+                        .arg(&endpoint)
+                        .arg("--cacert")
+                        .arg(pki.join("etcd/ca.crt"))
+                        .arg("--cert")
+                        .arg(pki.join("etcd/healthcheck-client.crt"))
+                        .arg("--key")
+                        .arg(pki.join("etcd/healthcheck-client.key"))
+                        .arg("put")
+                        // A few keys written over and over: history fills the
+                        // quota, as when compaction stopped (what
+                        // etcd-nospace-recover's compaction gives back).
+                        .arg(format!("/lab/nospace/{}", i % 4))
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .map_err(io("run etcdctl".to_string()))?;
                 if let Some(mut stdin) = child.stdin.take() {
                     use std::io::Write as _;
                     let _ = stdin.write_all(value.as_bytes());

@@ -234,7 +234,7 @@ pub(crate) fn install_lab_tools(layout: &Layout, bins: &Binaries) -> Result<(), 
 
 /// Whether `url` answers 200 right now (one try, up to `timeout`).
 pub(crate) fn answers_200(url: &str, timeout: Duration) -> bool {
-    Command::new("curl")
+    process::without_proxy(&mut Command::new("curl"))
         .args(["-sk", "--max-time"])
         .arg(format!("{:.1}", timeout.as_secs_f64().max(0.1)))
         .args(["-o", "/dev/null", "-w", "%{http_code}", url])

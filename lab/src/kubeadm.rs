@@ -26,6 +26,13 @@
 //! - The API server runs with `--endpoint-reconciler-type=none`: it would
 //!   otherwise try to publish its 127.x address in the `kubernetes` Endpoints,
 //!   which the API refuses (loopback), every 10 s. No pod uses that Service.
+//! - And with `--enable-aggregator-routing=true`: it calls webhooks (and
+//!   aggregated APIs) at their Service's endpoints, not at the Service's
+//!   name or ClusterIP. The lab has no cluster DNS and no kube-proxy, so the
+//!   name would go to the machine's resolver and whatever answers there (a
+//!   sandbox's intercepting proxy, whose certificate the error then names);
+//!   routed by endpoints, a webhook without backends fails with the API
+//!   server's real `no endpoints available for service` error.
 //! - Certificates are valid for `--cert-expiry` (kubeadm's
 //!   `certificateValidityPeriod`). Already-expired ones are made by re-dating
 //!   kubeadm's with openssl ([`crate::redate`]).
@@ -176,6 +183,7 @@ pub fn config(layout: &Layout, i: usize, version: &str, opts: &ConfigOptions) ->
                     &format!("https://{addr}:{ETCD_CLIENT_PORT}"),
                 ),
                 arg("endpoint-reconciler-type", "none"),
+                arg("enable-aggregator-routing", "true"),
             ]
             .concat(),
             "  "
@@ -205,7 +213,8 @@ pub fn run_here(host: &str, kubeadm: &Path, args: &[&str]) -> Result<String, Kub
 
 /// kubeadm's output, or what failed on `host` with that output.
 fn run(host: &str, mut cmd: Command, args: &[&str]) -> Result<String, KubeadmError> {
-    let out = cmd
+    // kubeadm copies proxy variables into the static pods' `env`.
+    let out = crate::process::without_proxy(&mut cmd)
         .stdin(Stdio::null())
         .output()
         .map_err(io_err(Path::new(cmd.get_program())))?;
@@ -363,7 +372,7 @@ pub(crate) fn kubectl_run(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<(), KubeadmError> {
-    let mut child = Command::new(kubectl)
+    let mut child = crate::process::without_proxy(&mut Command::new(kubectl))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
@@ -413,6 +422,7 @@ mod tests {
             "  certSANs: [\"127.0.7.10\", \"127.0.7.12\"]\n",
             "    - name: etcd-servers\n      value: \"https://127.0.7.12:2379\"\n",
             "    - name: endpoint-reconciler-type\n      value: \"none\"\n",
+            "    - name: enable-aggregator-routing\n      value: \"true\"\n",
             "controllerManager:\n  extraArgs:\n    - name: bind-address\n      value: \"127.0.7.12\"\n",
             "      - name: listen-client-urls\n        value: \"https://127.0.7.12:2379\"\n",
             "      - name: initial-cluster\n        value: \"master-1=https://127.0.7.11:2380,master-2=https://127.0.7.12:2380,master-3=https://127.0.7.13:2380\"\n",

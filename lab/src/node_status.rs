@@ -66,7 +66,7 @@ impl NodeStatus {
         stop: &AtomicBool,
     ) -> Result<Vec<u8>, String> {
         use std::io::{Read, Write};
-        let mut child = Command::new(&self.kubectl)
+        let mut child = crate::process::without_proxy(&mut Command::new(&self.kubectl))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--request-timeout=5s")

@@ -203,7 +203,7 @@ fn wait_healthy(
 ) -> Result<(), LabError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let healthy = Command::new(etcdctl)
+        let healthy = crate::process::without_proxy(&mut Command::new(etcdctl))
             .arg(format!("--endpoints={}", ops.endpoints.join(",")))
             .arg(format!("--cacert={}", ops.ca.display()))
             .arg(format!("--cert={}", ops.cert.display()))

@@ -48,7 +48,30 @@ pub fn record(lab: &Path, name: &str, pid: u32) -> io::Result<Recorded> {
     })
 }
 
-/// Make `cmd` start in a session of its own, without a terminal, its stdin
+/// The proxy variables a jump host or a sandbox may export. The lab's
+/// components talk to each other on 127.x addresses and the lab's own
+/// names; none of it may go through a proxy.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// `cmd` without [`PROXY_VARIABLES`]: every process the lab starts (its
+/// components, and the kubeadm, kubectl, etcdctl and curl it runs itself).
+pub fn without_proxy(cmd: &mut Command) -> &mut Command {
+    for v in PROXY_VARIABLES {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// Make `cmd` start in a session of its own, without proxy variables, without a terminal, its stdin
 /// empty and stdout and stderr appended to `log` (created with its
 /// directory): one signal to its process group reaches everything it starts,
 /// and a Ctrl-C at our terminal does not reach it.
@@ -57,7 +80,8 @@ pub fn detach(cmd: &mut Command, log: &Path) -> io::Result<()> {
         fs::create_dir_all(parent)?;
     }
     let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    cmd.stdin(Stdio::null())
+    without_proxy(cmd)
+        .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
