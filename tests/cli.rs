@@ -1627,3 +1627,114 @@ fn backup_restore_refuses_an_unknown_id_and_options_that_would_redirect_it() {
         MANIFEST
     );
 }
+
+/// Issue 16 (leftovers, item 2): a KUBECONFIG in the environment switches a
+/// run's API steps to it; the plan says so (header and JSON), and so does
+/// the journal's run start, naming what named it (`KUBECONFIG` or
+/// `--kubeconfig`). One that cannot be read fails before anything runs,
+/// naming the variable; a runbook without API steps neither uses nor checks it.
+#[test]
+fn issue_16_a_kubeconfig_from_the_environment_is_named_in_the_plan_the_journal_and_json() {
+    let m = Masters::new();
+    let dir = m.dir.path();
+    let own_home = dir.join("remedy-home");
+    let kc = dir.join("kubeconfig.yaml");
+    // Valid, for a server nothing answers on.
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==\ncontexts:\n- name: ctx\n  context: { cluster: c, user: u }\ncurrent-context: ctx\nusers:\n- name: u\n  user: { token: abc }\n",
+    )
+    .unwrap();
+    let rb = dir.join("api.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: api\nsummary: read one object\ntargets: masters\nsteps:\n  - id: get\n    name: get\n    action: kube.get\n    timeout: 2s\n    with: { kind: ConfigMap, namespace: default, name: x }\n",
+    )
+    .unwrap();
+    let inv = m.inventory();
+    let (inv, rb, kc_s) = (
+        inv.to_str().unwrap(),
+        rb.to_str().unwrap(),
+        kc.to_str().unwrap(),
+    );
+    let env = [
+        ("KUBECONFIG", kc_s),
+        ("REMEDY_HOME", own_home.to_str().unwrap()),
+    ];
+
+    let (out, err, _) = text(&remedy_with_env(&["plan", rb, "-i", inv], &env));
+    assert!(
+        out.contains(&format!(
+            "kubeconfig {kc_s} (from KUBECONFIG): the API steps use it, not the masters' admin.conf\n"
+        )),
+        "{out}{err}"
+    );
+    let (out, err, _) = text(&remedy_with_env(
+        &["plan", rb, "-i", inv, "-o", "json"],
+        &env,
+    ));
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(
+        v["kubeconfig"],
+        serde_json::json!({ "path": kc_s, "from": "KUBECONFIG" })
+    );
+    let run = v["run_id"].as_str().unwrap();
+    let (show, err, code) = text(&remedy_with_env(&["audit", "show", run], &env));
+    assert_eq!(code, 0, "{show}{err}");
+    let started = show
+        .lines()
+        .find(|l| l.contains("run: run started by"))
+        .unwrap_or_else(|| panic!("no run start in:\n{show}"));
+    assert!(
+        started.ends_with(&format!(
+            " on master-1, master-2, the API through the kubeconfig {kc_s} (from KUBECONFIG)"
+        )),
+        "{show}"
+    );
+
+    // --kubeconfig wins over KUBECONFIG, and says so.
+    let (out, err, _) = text(&remedy_with_env(
+        &[
+            "plan",
+            rb,
+            "-i",
+            inv,
+            "--kubeconfig",
+            kc_s,
+            "--context",
+            "ctx",
+        ],
+        &[("KUBECONFIG", "/nonexistent/kubeconfig")],
+    ));
+    assert!(
+        out.contains(&format!(
+            "kubeconfig {kc_s} (from --kubeconfig, context ctx): the API steps use it"
+        )),
+        "{out}{err}"
+    );
+
+    // One that cannot be read: refused before anything runs, naming the variable.
+    let missing = dir.join("missing.yaml");
+    let missing_s = missing.to_str().unwrap();
+    let (out, err, code) = text(&remedy_with_env(
+        &["plan", rb, "-i", inv],
+        &[("KUBECONFIG", missing_s)],
+    ));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "error: the kubeconfig from KUBECONFIG ({missing_s}) cannot be used: {missing_s}: cannot read it"
+        )) && err.contains("unset KUBECONFIG to reach the API through each master's admin.conf over SSH"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+
+    // A runbook without API steps neither names nor reads it.
+    let (out, err, code) = text(&remedy_with_env(
+        &["plan", "manifest-edit", "-i", inv, "-p", "set=--v=3"],
+        &[("KUBECONFIG", missing_s)],
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("kubeconfig"), "{out}");
+}

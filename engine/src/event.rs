@@ -28,6 +28,10 @@ pub enum EventKind {
         runbook: String,
         dry_run: bool,
         hosts: Vec<String>,
+        /// The kubeconfig the run's API steps use, and what named it
+        /// (absent: through each master's admin.conf over SSH).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kubeconfig: Option<crate::action::kube::KubeconfigUse>,
     },
     BatchStarted {
         index: usize,

@@ -65,6 +65,11 @@ pub fn run_report() -> Value {
             "runbook": { "type": "string" },
             "dry_run": { "type": "boolean" },
             "status": { "enum": names(&run_statuses) },
+            "kubeconfig": object(json!({
+                "path": { "type": "string" },
+                "context": { "type": "string" },
+                "from": { "description": "what named it", "enum": ["--kubeconfig", "KUBECONFIG"] },
+            }), &["context"]),
             "found": {
                 "description": "found before the plan or run began: manifests stranded in staging",
                 "type": "array",
@@ -77,7 +82,7 @@ pub fn run_report() -> Value {
             "hosts": { "type": "array", "items": { "$ref": "#/definitions/host" } },
             "summary": { "type": "string" },
         }),
-        &["found"],
+        &["found", "kubeconfig"],
     );
     report["$schema"] = json!(DRAFT);
     report["title"] = json!("remedy plan/run result (-o json)");

@@ -161,6 +161,11 @@ pub struct RunReport {
     pub runbook: String,
     pub dry_run: bool,
     pub status: RunStatus,
+    /// The kubeconfig the run's API steps use and what named it
+    /// (`--kubeconfig` or `KUBECONFIG`); absent when they go through the
+    /// masters' admin.conf, or the runbook has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<crate::action::kube::KubeconfigUse>,
     /// Found before the plan or run began, on the run's hosts: static-pod
     /// manifests stranded in staging (the kubelet is not running them).
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -327,7 +327,7 @@ fn describe(e: &StoredEvent) -> Option<String> {
     let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
     Some(match e.kind.as_str() {
         "run_started" => format!(
-            "run started by {} on {}",
+            "run started by {} on {}{}",
             e.actor,
             p["hosts"]
                 .as_array()
@@ -336,7 +336,18 @@ fn describe(e: &StoredEvent) -> Option<String> {
                     .filter_map(Value::as_str)
                     .collect::<Vec<_>>()
                     .join(", "))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match p["kubeconfig"]["path"].as_str() {
+                Some(path) => format!(
+                    ", the API through the kubeconfig {path} (from {}{})",
+                    p["kubeconfig"]["from"].as_str().unwrap_or("?"),
+                    p["kubeconfig"]["context"]
+                        .as_str()
+                        .map(|c| format!(", context {c}"))
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
+            }
         ),
         "run_resumed" => format!("run resumed by {}", e.actor),
         // The run's record, chained; the header above shows it.

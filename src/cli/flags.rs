@@ -41,7 +41,9 @@ pub struct Global {
     // subcommand that reads it shows its own --config in its help).
     #[arg(long, hide = true, global = true, env = "REMEDY_CONFIG")]
     pub config: Option<PathBuf>,
-    #[arg(long, hide = true, env = "KUBECONFIG")]
+    /// `--kubeconfig` only: `KUBECONFIG` is read by [`Global::kubeconfig`],
+    /// which says which of the two it was.
+    #[arg(long, hide = true)]
     pub kubeconfig: Option<PathBuf>,
     #[arg(long, hide = true)]
     pub context: Option<String>,
@@ -68,19 +70,34 @@ impl Default for Global {
     }
 }
 
+pub use remedy_engine::action::kube::KubeconfigFrom;
+
 impl Global {
-    /// How steps reach the API: `--kubeconfig`/`KUBECONFIG` (its first
-    /// file, when it lists several), else through the masters.
+    /// The kubeconfig to reach the API with: `--kubeconfig`, else
+    /// `KUBECONFIG` (its first file, when it lists several), and which of
+    /// the two named it — a variable set long ago in a shell must not switch
+    /// a run to another cluster unseen.
+    pub fn kubeconfig(&self) -> Option<(PathBuf, KubeconfigFrom)> {
+        let (value, from) = match &self.kubeconfig {
+            Some(p) => (p.clone().into_os_string(), KubeconfigFrom::Flag),
+            None => (
+                std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty())?,
+                KubeconfigFrom::Env,
+            ),
+        };
+        std::env::split_paths(&value)
+            .find(|p| !p.as_os_str().is_empty())
+            .map(|p| (p, from))
+    }
+
+    /// How steps reach the API: [`Global::kubeconfig`], else through the masters.
     pub fn kube_access(&self) -> remedy_engine::action::kube::KubeAccess {
         use remedy_engine::action::kube::KubeAccess;
-        let first = self
-            .kubeconfig
-            .as_ref()
-            .and_then(|p| std::env::split_paths(p).find(|p| !p.as_os_str().is_empty()));
-        match first {
-            Some(path) => KubeAccess::Kubeconfig {
+        match self.kubeconfig() {
+            Some((path, from)) => KubeAccess::Kubeconfig {
                 path,
                 context: self.context.clone(),
+                from,
             },
             None => KubeAccess::Ssh,
         }

@@ -66,6 +66,13 @@ fn report_with(r: &RunReport, color: bool, fold: bool) -> String {
             ""
         }
     );
+    if let Some(k) = &r.kubeconfig {
+        let _ = writeln!(
+            out,
+            "{} {k}: the API steps use it, not the masters' admin.conf",
+            p.bold("kubeconfig")
+        );
+    }
     for f in &r.found {
         let _ = writeln!(
             out,
@@ -354,6 +361,7 @@ mod tests {
             runbook: "cert-renew".into(),
             dry_run: false,
             status,
+            kubeconfig: None,
             found: Vec::new(),
             hosts,
             summary: "3 hosts: 1 changed, 1 failed, 1 not started".into(),

@@ -16,10 +16,11 @@ use crate::inventory::Host;
 use crate::plan::Change;
 use remedy_k8s::{Access, Kube, ObjectRef};
 use remedy_transport::{Local, Transport};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How steps reach the Kubernetes API.
@@ -32,7 +33,104 @@ pub enum KubeAccess {
     Kubeconfig {
         path: PathBuf,
         context: Option<String>,
+        from: KubeconfigFrom,
     },
+}
+
+/// What named the kubeconfig a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KubeconfigFrom {
+    #[serde(rename = "--kubeconfig")]
+    Flag,
+    #[serde(rename = "KUBECONFIG")]
+    Env,
+}
+
+impl std::fmt::Display for KubeconfigFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KubeconfigFrom::Flag => "--kubeconfig",
+            KubeconfigFrom::Env => "KUBECONFIG",
+        })
+    }
+}
+
+/// The kubeconfig a run's `kube.*` and `api.health` steps use, as its
+/// report, its journal (run start) and its JSON output say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeconfigUse {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    pub from: KubeconfigFrom,
+}
+
+impl std::fmt::Display for KubeconfigUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (from {}", self.path, self.from)?;
+        if let Some(c) = &self.context {
+            write!(f, ", context {c}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl KubeAccess {
+    /// The kubeconfig used, when it is one.
+    pub fn kubeconfig(&self) -> Option<KubeconfigUse> {
+        match self {
+            KubeAccess::Ssh => None,
+            KubeAccess::Kubeconfig {
+                path,
+                context,
+                from,
+            } => Some(KubeconfigUse {
+                path: path.display().to_string(),
+                context: context.clone(),
+                from: *from,
+            }),
+        }
+    }
+}
+
+/// Dry-run: the objects earlier steps would create, by host and object, with
+/// the step that creates each and the object as the server's dry run of that
+/// creation returned it. A real run never consults it: each of its steps is
+/// planned against the live object after the steps before it changed it.
+#[derive(Debug, Clone, Default)]
+pub struct PlannedObjects(Arc<Mutex<HashMap<(String, String), Creation>>>);
+
+/// The step that would create an object, and the object as its dry run returned it.
+type Creation = (String, Value);
+
+impl PlannedObjects {
+    fn key(host: &str, r: &ObjectRef) -> (String, String) {
+        (
+            host.to_string(),
+            format!("{} {}", r.api_version, r.display()),
+        )
+    }
+
+    /// Step `step` on `host` would create `r` as `object`.
+    pub fn record(&self, host: &str, r: &ObjectRef, step: &str, object: &Value) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(Self::key(host, r), (step.to_string(), object.clone()));
+        }
+    }
+
+    /// The step that would create `r` on `host`, and the object it would create.
+    pub fn get(&self, host: &str, r: &ObjectRef) -> Option<Creation> {
+        self.0.lock().ok()?.get(&Self::key(host, r)).cloned()
+    }
+}
+
+/// Whether any step of `runbook` reaches the Kubernetes API (and so would
+/// use a kubeconfig).
+pub fn reaches_api(runbook: &remedy_dsl::Runbook) -> bool {
+    runbook.steps.iter().any(|s| {
+        let name = s.action.name();
+        name.starts_with("kube.") || name == "api.health"
+    })
 }
 
 /// The longest one API call may take (a step's shorter `timeout` wins).
@@ -112,7 +210,7 @@ pub async fn connect_via(
                 read_only,
             )?)
         }
-        KubeAccess::Kubeconfig { path, context } => {
+        KubeAccess::Kubeconfig { path, context, .. } => {
             let access = Access::from_file(path, context.as_deref())?;
             same_cluster(t, host, &access).await?;
             let local: Arc<dyn remedy_transport::StreamOpener> =

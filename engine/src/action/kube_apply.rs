@@ -64,6 +64,9 @@ impl Action for KubeApply {
             }
         }
         let op = if live.is_some() { "apply" } else { "create" };
+        if let (None, Some(planned)) = (&live, ctx.planned_objects) {
+            planned.record(&ctx.host.name, &r, &ctx.step.id, &dry);
+        }
         Ok(Plan {
             summary: format!(
                 "{op} {r} (server-side apply, checked by a dry run on {})",

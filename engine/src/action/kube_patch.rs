@@ -4,6 +4,12 @@
 //! it; apply is conditional on the versions the plan saw, and all or none:
 //! when one object fails, the ones already patched are put back before the
 //! step fails. The engine backs every object up first.
+//!
+//! In a dry run, an object an earlier step would create (`kube.apply`) is
+//! not there yet: its patch is planned against the object that step's own
+//! dry run returned, and says so. A real run plans each step after the
+//! steps before it ran, against the live object, and a plan made against
+//! an object that did not exist is never applied.
 
 use super::kube::{conflict, connect, object_diff, planned_version, put_back, targets, Target};
 use super::{result, Action, ActionError, StepCtx};
@@ -86,12 +92,19 @@ impl Action for KubePatch {
         let kube = connect(ctx).await?;
         let mut changes = Vec::new();
         let mut unchanged = Vec::new();
+        let mut ahead = Vec::new();
         for (r, patch) in &work {
             let Some(live) = kube.get(r).await? else {
-                return Err(ActionError::precondition(
-                    format!("{r} does not exist on {}", kube.server()),
-                    "check its name and namespace (kube.get lists what there is)",
-                ));
+                let planned = ctx.planned_objects.and_then(|p| p.get(&ctx.host.name, r));
+                let Some((step, created)) = planned else {
+                    return Err(ActionError::precondition(
+                        format!("{r} does not exist on {}", kube.server()),
+                        "check its name and namespace (kube.get lists what there is)",
+                    ));
+                };
+                changes.push(planned_patch(r, &created, patch, ty));
+                ahead.push(format!("`{step}`"));
+                continue;
             };
             let rv = resource_version(&live);
             let dry = kube.patch(r, patch, ty, rv.as_deref(), true).await?;
@@ -113,9 +126,18 @@ impl Action for KubePatch {
                 result(false, json!({ "objects": unchanged, "patched": [] })),
             ));
         }
+        let ahead = if ahead.is_empty() {
+            String::new()
+        } else {
+            ahead.dedup();
+            format!(
+                "; planned against the object(s) step {} will create, so the server checks the patch only when this step runs",
+                ahead.join(", ")
+            )
+        };
         Ok(Plan {
             summary: format!(
-                "patch {} object(s) ({}) on {}",
+                "patch {} object(s) ({}) on {}{ahead}",
                 changes.len(),
                 self.ty.as_deref().unwrap_or("merge"),
                 kube.server()
@@ -135,6 +157,15 @@ impl Action for KubePatch {
             let Some(expected) = planned_version(&plan.changes, &r) else {
                 continue; // already as patched when planned
             };
+            // Only a dry run plans against an object not there yet; such a
+            // plan has no version to make the patch conditional on.
+            let Some(expected) = expected else {
+                let e = ActionError::Failed {
+                    message: format!("{r} was planned against the object an earlier step would create, not a live one, so it was not patched"),
+                    hint: Some("plan it again: a real run plans each step after the steps before it ran".into()),
+                };
+                return Err(put_back(&kube, &done, e).await);
+            };
             let before = match kube.get(&r).await {
                 Ok(Some(b)) => b,
                 Ok(None) => {
@@ -146,7 +177,7 @@ impl Action for KubePatch {
                 }
                 Err(e) => return Err(put_back(&kube, &done, e.into()).await),
             };
-            match kube.patch(&r, &patch, ty, expected.as_deref(), false).await {
+            match kube.patch(&r, &patch, ty, Some(&expected), false).await {
                 Ok(after) => {
                     objects.push(after);
                     done.push((r, before));
@@ -159,5 +190,68 @@ impl Action for KubePatch {
             !patched.is_empty(),
             json!({ "objects": objects, "patched": patched }),
         ))
+    }
+}
+
+/// The change a patch would make to an object an earlier step would create:
+/// a merge patch applied here to that object (RFC 7386); a JSON or strategic
+/// patch, which only the server applies faithfully, shown as it is.
+fn planned_patch(r: &ObjectRef, created: &Value, patch: &Value, ty: PatchType) -> Change {
+    let diff = match ty {
+        PatchType::Merge => {
+            let mut after = created.clone();
+            merge_patch(&mut after, patch);
+            object_diff(r, Some(created), Some(&after))
+        }
+        PatchType::Json | PatchType::Strategic => format!(
+            "# {r}: this {} patch, applied by the server when the step runs:\n{}",
+            format!("{ty:?}").to_lowercase(),
+            remedy_k8s::to_yaml(patch)
+        ),
+    };
+    Change::Object {
+        object: r.clone(),
+        op: "patch".into(),
+        resource_version: None,
+        diff,
+    }
+}
+
+/// RFC 7386: `patch`'s members replace `target`'s, `null` removes one,
+/// mappings merge recursively.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(members) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in members {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_patch_replaces_merges_and_removes_as_rfc_7386_says() {
+        let mut target = json!({ "a": "b", "c": { "d": "e", "f": "g" }, "l": [1, 2] });
+        merge_patch(
+            &mut target,
+            &json!({ "a": "z", "c": { "f": null, "h": 1 }, "l": [3], "n": { "o": true } }),
+        );
+        assert_eq!(
+            target,
+            json!({ "a": "z", "c": { "d": "e", "h": 1 }, "l": [3], "n": { "o": true } })
+        );
     }
 }

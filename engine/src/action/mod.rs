@@ -84,6 +84,9 @@ pub struct StepCtx<'a> {
     pub backups: &'a [crate::backup::KnownBackup],
     /// The run's clients to those members, shared by every step.
     pub etcd_clients: &'a EtcdClients,
+    /// Dry-run only: the objects earlier steps' plans would create, so a
+    /// later step plans against them rather than failing on their absence.
+    pub planned_objects: Option<&'a kube::PlannedObjects>,
 }
 
 impl StepCtx<'_> {

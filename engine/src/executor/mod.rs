@@ -57,6 +57,8 @@ pub struct RunOptions {
     /// the same ones (a clone) to both, so the run reuses the preview's
     /// connections.
     pub etcd_clients: EtcdClients,
+    /// Dry-run: the objects earlier steps' plans would create.
+    pub planned_objects: crate::action::kube::PlannedObjects,
 }
 
 /// Asked right before a step changes a host. `Ok(true)`: approved after a
@@ -94,6 +96,7 @@ impl RunOptions {
             kube: Default::default(),
             known_backups: Vec::new(),
             etcd_clients: EtcdClients::default(),
+            planned_objects: Default::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ impl Executor<'_> {
                 runbook: self.runbook.name.clone(),
                 dry_run: self.options.dry_run,
                 hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+                kubeconfig: self.kubeconfig(),
             },
         };
         let _ = self.emit(None, None, kind);
@@ -264,10 +268,18 @@ impl Executor<'_> {
             runbook: self.runbook.name.clone(),
             dry_run: self.options.dry_run,
             status,
+            kubeconfig: self.kubeconfig(),
             found,
             hosts: reports,
             summary,
         }
+    }
+
+    /// The kubeconfig this run's API steps use, if it has any.
+    fn kubeconfig(&self) -> Option<crate::action::kube::KubeconfigUse> {
+        crate::action::kube::reaches_api(self.runbook)
+            .then(|| self.options.kube.kubeconfig())
+            .flatten()
     }
 
     /// What `host` is in Rhai: the inventory host, plus `lbs`, the names of
@@ -303,6 +315,10 @@ impl Executor<'_> {
             kube: &self.options.kube,
             backups: &self.options.known_backups,
             etcd_clients: &self.options.etcd_clients,
+            planned_objects: self
+                .options
+                .dry_run
+                .then_some(&self.options.planned_objects),
         }
     }
 }

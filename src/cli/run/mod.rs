@@ -10,6 +10,7 @@ mod session;
 pub use resume::resume;
 
 use super::config::SiteConfig;
+use super::flags::KubeconfigFrom;
 use super::journal;
 use super::{library, render, request, terminal, Exit, Global};
 use remedy_clock::SystemClock;
@@ -115,6 +116,29 @@ fn prepare(
     })
 }
 
+/// A kubeconfig the runbook's API steps would use must be readable and
+/// valid: said now, naming what named it, rather than by every step.
+fn usable_kubeconfig(g: &Global, runbook: &remedy_dsl::Runbook) -> Result<(), Exit> {
+    let Some((path, from)) = g.kubeconfig() else {
+        return Ok(());
+    };
+    if !remedy_engine::action::kube::reaches_api(runbook) {
+        return Ok(());
+    }
+    if let Err(e) = remedy_k8s::Access::from_file(&path, g.context.as_deref()) {
+        let hint = match from {
+            KubeconfigFrom::Env => "fix it, or unset KUBECONFIG to reach the API through each master's admin.conf over SSH",
+            KubeconfigFrom::Flag => "give a kubeconfig that works, or leave --kubeconfig out to reach the API through each master's admin.conf over SSH",
+        };
+        eprintln!(
+            "error: the kubeconfig from {from} ({}) cannot be used: {e}\n  = hint: {hint}",
+            path.display()
+        );
+        return Err(Exit::Invalid);
+    }
+    Ok(())
+}
+
 /// The site config and who is acting (identity, and the journal's actor).
 pub fn site(g: &Global) -> Result<(SiteConfig, String, String), Exit> {
     let config = super::config::load(g).map_err(|d| invalid(&d))?;
@@ -166,6 +190,9 @@ pub fn run(
         Ok(p) => p,
         Err(exit) => return exit,
     };
+    if let Err(exit) = usable_kubeconfig(g, &prepared.runbook) {
+        return exit;
+    }
     let (config, requester, actor) = match site(g) {
         Ok(x) => x,
         Err(exit) => return exit,
