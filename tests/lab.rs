@@ -105,6 +105,11 @@ impl Lab {
 
     /// The same, with more `remedy lab up` options (e.g. `--lbs 2`).
     fn up_with(block: u8, extra: &[&str]) -> Lab {
+        Lab::up_env(block, extra, &[])
+    }
+
+    /// The same, with `env` in the environment of `remedy lab up`.
+    fn up_env(block: u8, extra: &[&str], env: &[(&str, &str)]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let prefix = net(block);
         let lab = Lab {
@@ -114,7 +119,7 @@ impl Lab {
         let base = format!("{prefix}.10");
         let mut args = vec!["lab", "up", "--dir", lab.dir_str(), "--base-address", &base];
         args.extend_from_slice(extra);
-        ok(&remedy(&args));
+        ok(&remedy_env(&args, env));
         lab
     }
     fn dir_str(&self) -> &str {
@@ -3768,6 +3773,273 @@ fn issue_16_inventory_discover_writes_an_inventory_cert_renew_plans_on() {
     for i in 1..=3 {
         assert!(plan.contains(&format!("master-{i}: to change")), "{plan}");
     }
+}
+
+/// A proxy that is not there: every proxy variable, lower and upper case,
+/// naming a loopback port of block `block` where nothing listens, and no
+/// NO_PROXY. Whatever honours them fails.
+fn dead_proxy_env(block: u8) -> Vec<(&'static str, String)> {
+    let dead = format!("http://{}.99:9", net(block));
+    let mut env: Vec<(&str, String)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, dead.clone()))
+    .collect();
+    env.push(("NO_PROXY", String::new()));
+    env.push(("no_proxy", String::new()));
+    env
+}
+
+fn as_env<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Issue 16 (leftovers, item 1): `inventory discover --master` with no
+/// kubeconfig on the jump host — KUBECONFIG names a file that does not exist,
+/// and the proxy variables a dead proxy: the master's admin.conf is read over
+/// SSH and the API reached through a tunnel on that connection. The
+/// inventory it writes says how the master was reached, and `plan
+/// cert-renew` works on it as written. A wrong address, a refused key and a
+/// missing admin.conf each fail with what to do next.
+#[test]
+fn issue_16_inventory_discover_through_one_master_over_ssh() {
+    let lab = Lab::up(243);
+    let home = lab.home();
+    let missing = lab.dir.path().join("no-such-kubeconfig");
+    let proxy = dead_proxy_env(243);
+    let mut env = as_env(&proxy);
+    env.push(("REMEDY_HOME", &home));
+    env.push(("KUBECONFIG", missing.to_str().unwrap()));
+    let ssh_dir = lab.dir.path().join("ssh");
+    let key = ssh_dir.join("id_ed25519").display().to_string();
+    let known = ssh_dir.join("known_hosts").display().to_string();
+    let master = format!("root@{}:2222", lab.addr(1));
+    let file = lab.dir.path().join("discovered.yaml");
+    let file_s = file.to_str().unwrap();
+    let discover = |master: &str, extra: &[&str]| {
+        let mut args = vec![
+            "inventory",
+            "discover",
+            "--master",
+            master,
+            "--known-hosts",
+            &known,
+        ];
+        args.extend_from_slice(extra);
+        remedy_env(&args, &env)
+    };
+
+    let out = discover(&master, &["--identity-file", &key, "--write", file_s]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "note: KUBECONFIG ({}) is not used: --master reads the cluster through {master}",
+            missing.display()
+        )),
+        "{text}"
+    );
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.starts_with(&format!(
+            "# Written by `remedy inventory discover` from {}:/etc/kubernetes/admin.conf (https://{}.10:6443).\n",
+            lab.addr(1),
+            lab.prefix
+        )),
+        "{written}"
+    );
+    for i in 1..=3 {
+        let a = lab.addr(i);
+        assert!(
+            written.contains(&format!("  master-{i}: {{ address: \"{a}\", groups: [masters, etcd], vars: {{ node_ip: \"{a}\" }} }}\n")),
+            "{written}"
+        );
+    }
+    assert!(
+        written.contains(&format!("ssh:\n  # how remedy reached {master} (--master): every host is reached the same way\n  user: root\n  port: 2222\n  identity_file: {key}\n  known_hosts: {known}\nhosts:\n")),
+        "{written}"
+    );
+    let plan = ok(&remedy_env(
+        &["plan", "cert-renew", "-i", file_s, "-p", "force=true"],
+        &[("REMEDY_HOME", &home)],
+    ));
+    assert!(plan.contains("3 hosts: 3 to change"), "{plan}");
+
+    // Nothing answers SSH there.
+    let nobody = format!("root@{}.99:2222", lab.prefix);
+    let out = discover(&nobody, &["--identity-file", &key]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: cannot log in to the master {nobody}: cannot reach {}.99",
+            lab.prefix
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: check the master's address and SSH port"),
+        "{text}"
+    );
+
+    // A key the master does not accept.
+    let other = lab.dir.path().join("other_key");
+    sh(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -f {}",
+        other.display()
+    ));
+    let out = discover(&master, &["--identity-file", other.to_str().unwrap()]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("authentication as root"), "{text}");
+    assert!(text.contains("hint: root was refused: log in as another user (--master USER@HOST), give the key (--identity-file FILE)"), "{text}");
+
+    // No admin.conf where it is looked for.
+    let out = discover(
+        &master,
+        &[
+            "--identity-file",
+            &key,
+            "--kube-dir",
+            "/nonexistent-kube-dir",
+        ],
+    );
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "error: cannot read /nonexistent-kube-dir/admin.conf on the master {master} over SSH"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "give --kube-dir DIR if it is elsewhere, --become if it may only be read as root"
+        ),
+        "{text}"
+    );
+}
+
+/// Issue 16 (leftovers, item 3): the lab's components never see the proxy
+/// variables of the shell that started it (here a dead proxy), and a webhook
+/// whose Service has no endpoints fails with the API server's own error
+/// naming the Service — not a proxy's certificate.
+#[test]
+fn issue_16_the_lab_ignores_proxy_variables_and_a_webhook_without_endpoints_says_so() {
+    let proxy = dead_proxy_env(244);
+    let env = as_env(&proxy);
+    let lab = Lab::up_env(244, &[], &env);
+    ok(&remedy_env(
+        &["lab", "break", "webhook-deadlock", "--dir", lab.dir_str()],
+        &env,
+    ));
+    let out = kubectl_output(&lab, &["create", "configmap", "blocked", "-n", "default"]);
+    let err = output_text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("failed calling webhook \"validate.lab-webhook.remedy.invalid\"")
+            && err.contains("no endpoints available for service \"lab-webhook\""),
+        "{err}"
+    );
+    let procs = processes_mentioning(lab.dir.path());
+    assert!(!procs.is_empty());
+    for p in procs {
+        let pid = p.split_whitespace().next().unwrap();
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue; // gone meanwhile
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        for var in environ.split('\0') {
+            let name = var.split('=').next().unwrap_or_default();
+            assert!(
+                !name.to_ascii_lowercase().ends_with("_proxy"),
+                "{p} has {var} in its environment"
+            );
+        }
+    }
+}
+
+/// Issue 16 (leftovers, item 4): a dry run of a runbook that creates an
+/// object and then patches it plans the patch against the object the first
+/// step would create (and says so), where it failed before; the real run
+/// then creates and patches it, each step planned against the live object.
+#[test]
+fn issue_16_a_dry_run_plans_a_patch_of_the_object_an_earlier_step_creates() {
+    let lab = Lab::up(245);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let rb = lab.dir.path().join("create-then-patch.yaml");
+    std::fs::write(
+        &rb,
+        r#"runbook: create-then-patch
+summary: create a ConfigMap, then patch it
+targets: masters
+run_once: true
+on_failure: rollback
+steps:
+  - id: create
+    name: create
+    action: kube.apply
+    with:
+      manifest:
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: { name: made-here, namespace: default }
+        data: { a: "1" }
+  - id: patch
+    name: patch
+    action: kube.patch
+    with:
+      kind: ConfigMap
+      namespace: default
+      name: made-here
+      patch: { data: { a: "2", b: "3" } }
+"#,
+    )
+    .unwrap();
+    let rb = rb.to_str().unwrap();
+    let inv = lab.inv();
+    let plan = ok(&remedy_env(&["plan", rb, "-i", &inv], &env));
+    assert!(
+        plan.contains("patch 1 object(s) (merge) on https://")
+            && plan.contains("; planned against the object(s) step `create` will create, so the server checks the patch only when this step runs"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("-  a: \"1\"\n")
+            && plan.contains("+  a: \"2\"\n")
+            && plan.contains("+  b: \"3\"\n"),
+        "{plan}"
+    );
+    assert!(plan.contains("1 host: 1 to change"), "{plan}");
+    assert_eq!(
+        try_kubectl(&lab, &["get", "configmap", "made-here", "-n", "default"]),
+        None,
+        "a plan creates nothing"
+    );
+
+    ok(&remedy_env(&["run", rb, "-i", &inv, "--yes"], &env));
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "configmap",
+                "made-here",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.data.a}/{.data.b}"
+            ]
+        ),
+        "2/3"
+    );
 }
 
 // ---- issue 15: backups you can restore, apiserver-recover, etcd-restore ----
