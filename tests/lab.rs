@@ -3871,6 +3871,36 @@ fn issue_16_inventory_discover_through_one_master_over_ssh() {
     ));
     assert!(plan.contains("3 hosts: 3 to change"), "{plan}");
 
+    // A Host of the SSH client configuration: its HostName, Port, User and
+    // IdentityFile reach the master, and the written block keeps them.
+    let config = lab.dir.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host lab-master\n  HostName {}\n  Port 2222\n  User root\n  IdentityFile {key}\n",
+            lab.addr(1)
+        ),
+    )
+    .unwrap();
+    let config_s = config.to_str().unwrap();
+    let by_name = lab.dir.path().join("by-name.yaml");
+    let by_name_s = by_name.to_str().unwrap();
+    let out = discover(
+        "lab-master",
+        &["--ssh-config", config_s, "--write", by_name_s],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let written = std::fs::read_to_string(&by_name).unwrap();
+    assert!(
+        written.contains(&format!("ssh:\n  # how remedy reached lab-master (--master): every host is reached the same way\n  user: root\n  port: 2222\n  identity_file: {key}\n  known_hosts: {known}\n  config: {config_s}\nhosts:\n")),
+        "{written}"
+    );
+    let plan = ok(&remedy_env(
+        &["plan", "cert-renew", "-i", by_name_s, "-p", "force=true"],
+        &[("REMEDY_HOME", &home)],
+    ));
+    assert!(plan.contains("3 hosts: 3 to change"), "{plan}");
+
     // Nothing answers SSH there.
     let nobody = format!("root@{}.99:2222", lab.prefix);
     let out = discover(&nobody, &["--identity-file", &key]);

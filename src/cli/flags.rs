@@ -291,6 +291,7 @@ pub struct KubeArgs {
     /// Reach the Kubernetes API (kube.* and api.health steps, `inventory
     /// discover`) with this kubeconfig on the jump host, instead of through
     /// each master's SSH connection with its admin.conf (default: $KUBECONFIG).
+    /// A plan or run with such steps names the kubeconfig and which of the two chose it.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig's context to use (default: its current context).
