@@ -137,7 +137,7 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
     ),
     res!(
         "failed",
-        "true when the step failed and `on_failure: continue` let the host go on"
+        "true when the step failed and `on_failure: continue` or `handled` let the host go on"
     ),
     res!("error", "the failure's message when `failed`, else empty"),
 ];
@@ -357,6 +357,7 @@ impl ActionKind {
                 arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
                 arg!("check", Bool, false, "only find out whether the edit would change the file (result `would_change`), writing nothing — e.g. to drain a master before an edit the kubelet restarts it for"),
             ],
+                arg!("add_to_flags", StrMap, false, "comma-separated items to add to a list flag, keeping the items it has (the flag is created when absent): {--disable-admission-plugins: \"ValidatingAdmissionWebhook,MutatingAdmissionWebhook\"}; first container only"),
             ActionKind::FileMove => &[
                 arg!("from", Str, true, "the file to move"),
                 arg!("to", Str, true, "where it goes (a full file path); its directory is created"),
