@@ -3511,17 +3511,10 @@ steps:
 #[test]
 fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_and_rollback_restores_it(
 ) {
-    let lab = Lab::up(161);
+    let lab = webhook_deadlock_lab(161);
     let home = lab.home();
     let env = [("REMEDY_HOME", home.as_str())];
     let inv = lab.inv();
-    ok(&remedy(&[
-        "lab",
-        "break",
-        "webhook-deadlock",
-        "--dir",
-        lab.dir_str(),
-    ]));
     let refused = kubectl_output(&lab, &["create", "configmap", "blocked", "-n", "default"]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
@@ -3530,18 +3523,7 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
         "{err}"
     );
     let vwc = ["get", "validatingwebhookconfiguration", "lab-deadlock"];
-    let policy = || {
-        kubectl(
-            &lab,
-            &[
-                "get",
-                "validatingwebhookconfiguration",
-                "lab-deadlock",
-                "-o",
-                "jsonpath={.webhooks[0].failurePolicy}",
-            ],
-        )
-    };
+    let policy = || failure_policy(&lab);
 
     // The dry run names the webhook, says why, and shows the change.
     let rv_before = kubectl(
@@ -3645,12 +3627,18 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
             &inv,
             "-p",
             "probe_namespace=no-such-namespace",
+            "-p",
+            "path=api",
             "--yes",
         ],
         &env,
     );
     let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("path api takes no second plan, and the probe write was refused"),
+        "{text}"
+    );
     assert!(
         text.contains(
             "master-1 › relax: restored put back ValidatingWebhookConfiguration/lab-deadlock"
@@ -3688,17 +3676,10 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
     );
     let run = run_id(&out);
     let audit = ok(&remedy_env(&["audit", "show", &run], &env));
-    let line = audit
-        .lines()
-        .find(|l| l.contains("relax: backup of k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock → "))
-        .unwrap_or_else(|| panic!("no object backup in the audit:\n{audit}"));
-    let (loc, rest) = line
-        .split_once(" → ")
-        .unwrap()
-        .1
-        .split_once(" (sha256 ")
-        .unwrap();
-    let sha = rest.split([',', ')']).next().unwrap();
+    let (loc, sha) = audit_backup(
+        &audit,
+        "relax: backup of k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock → ",
+    );
     let bytes = std::fs::read(loc).unwrap();
     assert_eq!(sha256_hex(&bytes), sha);
     let mut saved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -3707,6 +3688,339 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
         saved["metadata"].as_object_mut().unwrap().remove(f);
     }
     assert_eq!(saved, before, "the backup is the whole object as it was");
+}
+
+/// A 3-master lab with `lab break webhook-deadlock` applied.
+fn webhook_deadlock_lab(block: u8) -> Lab {
+    let lab = Lab::up(block);
+    ok(&remedy(&[
+        "lab",
+        "break",
+        "webhook-deadlock",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    lab
+}
+
+/// The lab webhook's failurePolicy, as the API serves it.
+fn failure_policy(lab: &Lab) -> String {
+    kubectl(
+        lab,
+        &[
+            "get",
+            "validatingwebhookconfiguration",
+            "lab-deadlock",
+            "-o",
+            "jsonpath={.webhooks[0].failurePolicy}",
+        ],
+    )
+}
+
+/// The backup `remedy audit show` lists on the line with `prefix` (which
+/// ends in `→ `): its location and sha256.
+fn audit_backup<'a>(audit: &'a str, prefix: &str) -> (&'a str, &'a str) {
+    let line = audit
+        .lines()
+        .find(|l| l.contains(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` in the audit:\n{audit}"));
+    let (loc, rest) = line
+        .split_once(" → ")
+        .unwrap()
+        .1
+        .split_once(" (sha256 ")
+        .unwrap();
+    (loc, rest.split([',', ')']).next().unwrap())
+}
+
+/// Every master's kube-apiserver manifest, as bytes.
+fn apiserver_manifests(lab: &Lab) -> Vec<Vec<u8>> {
+    (1..=3)
+        .map(|i| {
+            std::fs::read(
+                lab.kube(&format!("master-{i}"))
+                    .join("manifests/kube-apiserver.yaml"),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The lab cannot make the API refuse the fix honestly: kube-apiserver
+/// never calls admission webhooks on webhook configurations themselves
+/// (they are exempt, so a dead webhook cannot block its own repair), and
+/// what can refuse the repair in a real cluster — a ValidatingAdmissionPolicy
+/// guarding the configuration, RBAC — is not lifted by disabling the webhook
+/// plugins. So this forces the second plan with `path: admission-off`.
+#[test]
+fn issue_16_the_second_plan_rolls_one_drained_master_without_admission_webhooks_and_back_byte_for_byte(
+) {
+    let lab = webhook_deadlock_lab(172);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    let policy = || failure_policy(&lab);
+    let manifests = apiserver_manifests(&lab);
+    let lb_before = lab.lb_server(1, "master-1");
+
+    // The dry run shows both ways and when the second is taken.
+    let plan = ok(&remedy_env(
+        &["plan", "webhook-deadlock-break", "-i", &inv],
+        &env,
+    ));
+    for needle in [
+        "+  failurePolicy: Ignore",
+        "`when: steps.decide.fallback` is unknown (set by step decide); planned as if true",
+        "+    - --disable-admission-plugins=ValidatingAdmissionWebhook,MutatingAdmissionWebhook",
+        "planned when run: `from` unknown (set by step keep)",
+    ] {
+        assert!(plan.contains(needle), "no `{needle}` in:\n{plan}");
+    }
+    assert_eq!(
+        apiserver_manifests(&lab),
+        manifests,
+        "the dry run changed a manifest"
+    );
+
+    // A failure half way (with webhooks off, the probe's namespace does not
+    // exist): every manifest, the object and the LB are as they were.
+    let out = remedy_env(
+        &[
+            "run",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "path=admission-off",
+            "-p",
+            "probe_namespace=no-such-namespace",
+            "--yes",
+        ],
+        &env,
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("fix_probe"), "{text}");
+    assert!(
+        text.contains(
+            "master-1 › fix_relax: restored put back ValidatingWebhookConfiguration/lab-deadlock"
+        ),
+        "{text}"
+    );
+    assert_eq!(apiserver_manifests(&lab), manifests, "{text}");
+    assert_eq!(policy(), "Fail");
+    lab.wait_lb_up(1, "master-1");
+    assert_eq!(
+        lab.lb_server(1, "master-1").admin_bits,
+        lb_before.admin_bits
+    );
+
+    // The second plan: the fix goes through an API server without webhooks,
+    // which then gets its own manifest back, byte for byte.
+    // The kubelet restarts the API server for the restored manifest on its
+    // own: wait for that container, then for it to be ready.
+    let original = sha256_hex(&manifests[0]);
+    eventually(
+        "master-1's API server running its original manifest again, and ready",
+        Duration::from_secs(120),
+        || {
+            lab.pod_state("master-1", "kube-apiserver")
+                .is_some_and(|s| {
+                    s["manifest_sha256"] == original.as_str() && s["state"] == "running"
+                })
+                && curl(&format!("https://{}:6443/readyz", lab.addr(1)))
+                    .is_ok_and(|t| t.trim() == "ok")
+        },
+    );
+    let out = ok(&remedy_env(
+        &[
+            "run",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "path=admission-off",
+            "--yes",
+        ],
+        &env,
+    ));
+    assert_eq!(policy(), "Ignore");
+    kubectl(
+        &lab,
+        &[
+            "create",
+            "configmap",
+            "after-the-second-plan",
+            "-n",
+            "default",
+        ],
+    );
+    assert_eq!(apiserver_manifests(&lab), manifests, "{out}");
+    assert!(
+        !lab.kube("master-1")
+            .join("kube-apiserver.yaml.before-admission-off")
+            .exists(),
+        "the kept copy is removed"
+    );
+    lab.wait_lb_up(1, "master-1");
+    assert_eq!(
+        lab.lb_server(1, "master-1").admin_bits,
+        lb_before.admin_bits
+    );
+    let audit = ok(&remedy_env(&["audit", "show", &run_id(&out)], &env));
+    for needle in [
+        "admission_off: backup of ",
+        "fix_relax: backup of k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock → ",
+    ] {
+        assert!(audit.contains(needle), "no `{needle}` in:\n{audit}");
+    }
+}
+
+#[test]
+fn issue_16_the_etcd_key_last_resort_needs_its_param_snapshots_first_and_rollback_puts_the_bytes_back(
+) {
+    let lab = webhook_deadlock_lab(173);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    let snapshots = lab.dir.path().join("snapshots");
+    let snapshot_dir = format!("snapshot_dir={}", snapshots.display());
+    let key = "/registry/validatingwebhookconfigurations/lab-deadlock";
+    let value = || etcdctl(&lab, &[1], &["get", key, "-w", "json"]);
+    let before = value();
+    assert!(before.contains("\"count\":1"), "{before}");
+    let vwc = [
+        "get",
+        "validatingwebhookconfiguration",
+        "lab-deadlock",
+        "-o",
+        "name",
+    ];
+
+    // Without the param the step is skipped, and says why.
+    let plan = ok(&remedy_env(
+        &["plan", "webhook-deadlock-break", "-i", &inv],
+        &env,
+    ));
+    assert!(
+        plan.contains("etcd_delete_webhook_key  etcd.delete_key     `when: params.etcd_delete != \"\"` is false"),
+        "{plan}"
+    );
+    // With it, the plan names the key and warns loudly.
+    let plan = ok(&remedy_env(
+        &[
+            "plan",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "etcd_delete=lab-deadlock",
+            "-p",
+            &snapshot_dir,
+        ],
+        &env,
+    ));
+    for needle in [
+        format!("delete etcd key {key} ("),
+        "WARNING — LAST RESORT: these keys are deleted in etcd directly, bypassing the API server"
+            .into(),
+        "watch cache".into(),
+        format!("A snapshot of etcd is streamed to {}/", snapshots.display()),
+        "remedy run etcd-restore --param snapshot=".into(),
+    ] {
+        assert!(plan.contains(&needle), "no `{needle}` in:\n{plan}");
+    }
+    let kv = |v: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(v).unwrap()["kvs"][0].clone()
+    };
+    assert_eq!(kv(&value()), kv(&before), "the dry run changed etcd");
+
+    // A later step fails: rollback puts the key's bytes back.
+    let out = remedy_env(
+        &[
+            "run",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "etcd_delete=lab-deadlock",
+            "-p",
+            &snapshot_dir,
+            "-p",
+            "probe_namespace=no-such-namespace",
+            "--yes",
+        ],
+        &env,
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("[undone]  etcd_delete_webhook_key"), "{text}");
+    let restored = value();
+    assert_eq!(
+        kv(&restored)["value"],
+        kv(&before)["value"],
+        "the same bytes are back"
+    );
+    kubectl(&lab, &vwc);
+
+    // The last resort: gone from etcd and from the API; writes go through.
+    let out = ok(&remedy_env(
+        &[
+            "run",
+            "webhook-deadlock-break",
+            "-i",
+            &inv,
+            "-p",
+            "etcd_delete=lab-deadlock",
+            "-p",
+            &snapshot_dir,
+            "--yes",
+        ],
+        &env,
+    ));
+    assert!(
+        value().contains("\"count\":0") || !value().contains("\"kvs\""),
+        "{}",
+        value()
+    );
+    eventually(
+        "the API no longer lists lab-deadlock",
+        Duration::from_secs(30),
+        || {
+            try_kubectl(
+                &lab,
+                &["get", "validatingwebhookconfigurations", "-o", "name"],
+            )
+            .is_some_and(|l| !l.contains("lab-deadlock"))
+        },
+    );
+    kubectl(
+        &lab,
+        &[
+            "create",
+            "configmap",
+            "after-the-last-resort",
+            "-n",
+            "default",
+        ],
+    );
+    let snaps: Vec<_> = std::fs::read_dir(&snapshots).unwrap().flatten().collect();
+    assert!(
+        snaps.len() >= 2,
+        "a snapshot before each deletion: {snaps:?}"
+    );
+    let audit = ok(&remedy_env(&["audit", "show", &run_id(&out)], &env));
+    let (loc, sha) = audit_backup(
+        &audit,
+        &format!("etcd_delete_webhook_key: backup of etcd:{key} → "),
+    );
+    let bytes = std::fs::read(loc).unwrap();
+    assert_eq!(sha256_hex(&bytes), sha);
+    let etcd_sha = sh(&format!(
+        "echo {} | openssl base64 -d -A | sha256sum | cut -d' ' -f1",
+        kv(&before)["value"].as_str().unwrap()
+    ));
+    assert_eq!(sha, etcd_sha, "the backup holds the raw bytes etcd held");
 }
 
 #[test]

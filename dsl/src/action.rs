@@ -34,6 +34,7 @@ pub enum ActionKind {
     EtcdDefrag,
     EtcdAlarm,
     EtcdMoveLeader,
+    EtcdDeleteKey,
     KubeGet,
     KubeApply,
     KubePatch,
@@ -137,7 +138,7 @@ pub const COMMON_RESULTS: &[ResultSpec] = &[
     ),
     res!(
         "failed",
-        "true when the step failed and `on_failure: continue` let the host go on"
+        "true when the step failed and `on_failure: continue` or `handled` let the host go on"
     ),
     res!("error", "the failure's message when `failed`, else empty"),
 ];
@@ -185,7 +186,7 @@ const KUBE_OBJECTS_ARG: ArgSpec = arg!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 35] = [
+    pub const ALL: [ActionKind; 36] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -210,6 +211,7 @@ impl ActionKind {
         ActionKind::EtcdDefrag,
         ActionKind::EtcdAlarm,
         ActionKind::EtcdMoveLeader,
+        ActionKind::EtcdDeleteKey,
         ActionKind::KubeGet,
         ActionKind::KubeApply,
         ActionKind::KubePatch,
@@ -245,6 +247,7 @@ impl ActionKind {
             ActionKind::HaproxyWeight => "haproxy.weight",
             ActionKind::EtcdStatus => "etcd.status",
             ActionKind::EtcdSnapshot => "etcd.snapshot",
+            ActionKind::EtcdDeleteKey => "etcd.delete_key",
             ActionKind::EtcdCompact => "etcd.compact",
             ActionKind::EtcdDefrag => "etcd.defrag",
             ActionKind::EtcdAlarm => "etcd.alarm",
@@ -297,6 +300,7 @@ impl ActionKind {
             ActionKind::HaproxyWeight => "set this master's weight on every load balancer",
             ActionKind::EtcdStatus => "every etcd member's status, like `etcdctl endpoint status -w table`: leader, raft term/index, revision, db size and in use, fragmentation, alarms, health (read-only)",
             ActionKind::EtcdSnapshot => "stream an etcd snapshot to a new file on the jump host, checking its size and sha256",
+            ActionKind::EtcdDeleteKey => "LAST RESORT: delete keys in etcd directly, bypassing the API server — a snapshot first, each value backed up (raw bytes, sha256) and put back by rollback",
             ActionKind::EtcdCompact => "compact etcd's history to the current revision minus a retention, physically",
             ActionKind::EtcdDefrag => "defragment the members a rule picks, one at a time, followers first and the leader last, with health gates before and after each",
             ActionKind::EtcdAlarm => "list etcd's alarms; disarm them only when every member is under the quota threshold",
@@ -353,6 +357,7 @@ impl ActionKind {
                 arg!("container", Str, false, "container name (default: the pod's only or first container)"),
                 arg!("set_flags", StrMap, false, "flags to set in the container's command: a mapping {--max-requests-inflight: \"800\"} or a list of `--flag=value`"),
                 arg!("remove_flags", StrList, false, "flags to remove from the container's command"),
+                arg!("add_to_flags", StrMap, false, "comma-separated items to add to a list flag, keeping the items it has (the flag is created when absent): {--disable-admission-plugins: \"ValidatingAdmissionWebhook,MutatingAdmissionWebhook\"}; first container only"),
                 arg!("set_resources", StrMap, false, "resource values: a mapping {limits.memory: 2Gi} or a list of `limits.memory=2Gi`"),
                 arg!("remove_resources", StrList, false, "resource values to remove, e.g. [limits.cpu]"),
                 arg!("check", Bool, false, "only find out whether the edit would change the file (result `would_change`), writing nothing — e.g. to drain a master before an edit the kubelet restarts it for"),
@@ -421,6 +426,10 @@ impl ActionKind {
                 arg!("weight", Int, true, "the weight, 0 to 256"),
             ],
             ActionKind::EtcdStatus => &[],
+            ActionKind::EtcdDeleteKey => &[
+                arg!("keys", StrList, true, "the full etcd keys to delete, e.g. /registry/validatingwebhookconfigurations/NAME; an absent one is reported and left"),
+                arg!("snapshot_dir", Str, true, "directory on the jump host for the snapshot streamed right before the deletion (as etcd.snapshot's `dir`)"),
+            ],
             ActionKind::EtcdSnapshot => &[
                 arg!("dir", Str, true, "directory on the jump host; the file is etcd-snapshot-MEMBER-TIME.db, a new one each time"),
                 arg!("member", Str, false, "member (inventory host) to stream from (default: the first healthy one)"),
@@ -603,6 +612,11 @@ impl ActionKind {
                 res!("leader", "the leader's name"),
                 res!("healthy", "how many members are healthy"),
                 res!("alarms", "active alarms: {member_id, kind}"),
+            ],
+            ActionKind::EtcdDeleteKey => &[
+                res!("deleted", "the keys deleted"),
+                res!("absent", "the keys that were already absent"),
+                res!("snapshot", "the snapshot file taken first, on the jump host"),
             ],
             ActionKind::EtcdSnapshot => &[
                 res!("path", "the snapshot file on the jump host"),

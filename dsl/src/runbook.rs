@@ -132,15 +132,21 @@ pub enum OnFailure {
     Stop,
     /// Record the failure and go on with the host's next step.
     Continue,
+    /// Go on like `continue`, but the failure does not fail the host: a
+    /// later step reads `steps.<id>.failed` and takes another way (a
+    /// fallback), and that way's own steps decide how the host ends. Only
+    /// for a step, and only one a later step reads (the compiler checks).
+    Handled,
 }
 
 impl OnFailure {
-    pub const NAMES: [&'static str; 3] = ["rollback", "stop", "continue"];
+    pub const NAMES: [&'static str; 4] = ["rollback", "stop", "continue", "handled"];
     pub fn name(self) -> &'static str {
         match self {
             OnFailure::Rollback => "rollback",
             OnFailure::Stop => "stop",
             OnFailure::Continue => "continue",
+            OnFailure::Handled => "handled",
         }
     }
 }

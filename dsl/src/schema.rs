@@ -117,7 +117,10 @@ pub fn runbook() -> Value {
             "type": "array", "minItems": 1,
             "items": { "$ref": "#/definitions/step" },
         }),
-        "on_failure" => on_failure("what happens to a host whose step fails (default rollback)"),
+        "on_failure" => on_failure(
+            "what happens to a host whose step fails (default rollback)",
+            &OnFailure::NAMES[..3],
+        ),
         "run_once" => json!({
             "description": "run the steps on the first target only, e.g. for cluster-wide actions (default false)",
             "type": "boolean",
@@ -170,8 +173,9 @@ fn strategy() -> Value {
     })
 }
 
-fn on_failure(doc: &str) -> Value {
-    json!({ "description": doc, "enum": OnFailure::NAMES })
+/// `names`: the runbook's own `on_failure` cannot be `handled` (a step's only).
+fn on_failure(doc: &str, names: &[&str]) -> Value {
+    json!({ "description": doc, "enum": names })
 }
 
 /// A param: a type name, or `{type, default, enum, required, doc}` with the
@@ -280,7 +284,10 @@ fn step() -> Value {
             ],
         }),
         "assert" => expr("fail the host unless this Rhai expression over `result` is true"),
-        "on_failure" => on_failure("what happens to the host when this step fails (default: the runbook's)"),
+        "on_failure" => on_failure(
+            "what happens to the host when this step fails (default: the runbook's); `handled`: a later step reads its `failed` and takes another way, and the host is not failed by it",
+            &OnFailure::NAMES,
+        ),
         _ => unreachable!("step key {key} has no schema"),
     }
     });

@@ -414,6 +414,41 @@ steps:
 }
 
 #[test]
+fn handled_failures_need_a_step_that_reads_them() {
+    assert_renders(
+        r#"runbook: x
+summary: s
+targets: masters
+on_failure: handled
+steps:
+  - id: a
+    action: shell
+    on_failure: handled
+    with: { cmd: "true" }
+  - id: b
+    action: shell
+    with: { cmd: "true" }
+"#,
+        r#"error: `on_failure: handled` is for a single step
+ --> rb.yaml:4:13
+  |
+4 | on_failure: handled
+  |             ^^^^^^^
+  = hint: a later step must read that step's `failed` and take another way; for the whole runbook use `continue`
+
+error: step `a` has `on_failure: handled` but no later step reads `steps.a`
+ --> rb.yaml:6:5
+  |
+6 |   - id: a
+  |     ^
+  = hint: add the other way, e.g. a step with `when: steps.a.failed == true`, or use `on_failure: continue`
+
+2 errors found; nothing was run.
+"#,
+    );
+}
+
+#[test]
 fn missing_name_summary_targets() {
     assert_renders(
         r#"steps:

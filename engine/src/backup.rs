@@ -29,6 +29,10 @@ pub struct BackupRecord {
     /// and its resourceVersion when the backup was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<crate::object_backup::ObjectBackup>,
+    /// An etcd key rather than a file (`etcd_backup`): which one, and its
+    /// mod revision when the backup was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_key: Option<crate::etcd_backup::EtcdKeyBackup>,
 }
 
 /// A backup an earlier run took, as the journal recorded it: what an action
@@ -70,6 +74,51 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Refuse a backup directory the kubelet would read.
+impl BackupRecord {
+    /// The record of `bytes` kept at `loc` on the jump host for `path`
+    /// (an object or an etcd key says which in its own field).
+    pub fn on_jump_host(path: String, loc: String, bytes: &[u8]) -> BackupRecord {
+        BackupRecord {
+            path,
+            existed: true,
+            sha256: Some(sha256_hex(bytes)),
+            location: Some(loc),
+            mode: None,
+            owner: None,
+            size: Some(bytes.len() as u64),
+            local: true,
+            object: None,
+            etcd_key: None,
+        }
+    }
+
+    /// Whether `backups` already hold a jump-host copy of `path` (a step
+    /// retried or resumed keeps its first backup: the state before it).
+    pub fn kept_among(backups: &[BackupRecord], path: &str) -> bool {
+        backups.iter().any(|b| b.local && b.path == path)
+    }
+}
+
+/// Write `bytes` to `loc` in the jump host's backup store (its directory
+/// made): readable by its owner only, since an object or an etcd value may
+/// hold secrets.
+pub async fn keep_on_jump_host(loc: &str, bytes: &[u8]) -> TResult<()> {
+    let local = remedy_transport::Local::new("the jump host");
+    if let Some((parent, _)) = loc.rsplit_once('/') {
+        local.mkdir_p(parent).await?;
+    }
+    local
+        .write_file_atomic(
+            loc,
+            bytes,
+            remedy_transport::WriteAttrs {
+                mode: Some(0o600),
+                owner: None,
+            },
+        )
+        .await
+}
+
 pub fn check_location(backup_dir: &str, manifests_dir: &str) -> Result<(), BackupError> {
     if !backup_dir.starts_with('/') {
         return Err(BackupError::Relative(backup_dir.to_string()));
@@ -111,6 +160,7 @@ pub async fn take(
             size: None,
             local: false,
             object: None,
+            etcd_key: None,
         });
     };
     if stat.is_dir {
@@ -141,6 +191,7 @@ pub async fn take(
         size: Some(bytes.len() as u64),
         local: false,
         object: None,
+        etcd_key: None,
     })
 }
 

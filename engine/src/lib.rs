@@ -16,6 +16,7 @@ pub mod action;
 pub mod backup;
 pub mod bind;
 pub mod check;
+pub mod etcd_backup;
 pub mod eval;
 pub mod event;
 pub mod executor;

@@ -11,7 +11,7 @@
 
 use crate::backup::{sha256_hex, BackupRecord};
 use remedy_k8s::{resource_version, Kube, ObjectRef};
-use remedy_transport::{Local, Transport, WriteAttrs};
+use remedy_transport::{Local, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -102,35 +102,15 @@ pub async fn take(
             size: None,
             local: true,
             object: Some(meta),
+            etcd_key: None,
         });
     };
     let bytes = serde_json::to_vec_pretty(&obj).unwrap_or_default();
     let loc = location(dir, run_id, step, r);
-    let local = Local::new("the jump host");
-    if let Some((parent, _)) = loc.rsplit_once('/') {
-        local.mkdir_p(parent).await?;
-    }
-    // Objects may hold secrets: readable by their owner only.
-    local
-        .write_file_atomic(
-            &loc,
-            &bytes,
-            WriteAttrs {
-                mode: Some(0o600),
-                owner: None,
-            },
-        )
-        .await?;
+    crate::backup::keep_on_jump_host(&loc, &bytes).await?;
     Ok(BackupRecord {
-        path: record_path(r),
-        existed: true,
-        sha256: Some(sha256_hex(&bytes)),
-        location: Some(loc),
-        mode: None,
-        owner: None,
-        size: Some(bytes.len() as u64),
-        local: true,
         object: Some(meta),
+        ..BackupRecord::on_jump_host(record_path(r), loc, &bytes)
     })
 }
 

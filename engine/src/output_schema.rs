@@ -134,7 +134,11 @@ pub fn run_report() -> Value {
                 "resource_version": nullable("string"),
                 "uid": nullable("string"),
             }), &["namespace"]),
-        }), &["object"]),
+            "etcd_key": object(json!({
+                "key": { "type": "string" },
+                "mod_revision": { "type": "integer" },
+            }), &[]),
+        }), &["object", "etcd_key"]),
         "object_ref": object(json!({
             "api_version": { "type": "string" },
             "kind": { "type": "string" },
@@ -192,6 +196,10 @@ fn change() -> Value {
             kind("object", json!({
                 "object": { "$ref": "#/definitions/object_ref" },
                 "op": text, "resource_version": nullable("string"), "diff": text,
+            }), &[]),
+            kind("etcd_key", json!({
+                "key": text, "op": text, "mod_revision": { "type": "integer" },
+                "size": { "type": "integer", "minimum": 0 }, "sha256": text,
             }), &[]),
             kind("certificate", json!({
                 "file": text, "path": text, "text": text,

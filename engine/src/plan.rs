@@ -59,6 +59,17 @@ pub enum Change {
         resource_version: Option<String>,
         diff: String,
     },
+    /// A key is deleted in etcd directly (`etcd.delete_key`, a last
+    /// resort). The engine backs its value up before apply (raw bytes), and
+    /// the deletion is conditional on `mod_revision` — the revision the plan
+    /// saw.
+    EtcdKey {
+        key: String,
+        op: String,
+        mod_revision: i64,
+        size: u64,
+        sha256: String,
+    },
     /// A certificate is renewed: a new key, a later expiry. `text` is the
     /// line a plan shows; `before`/`after` the same as values.
     Certificate {

@@ -328,6 +328,113 @@ async fn on_failure_stop_keeps_the_change_and_continue_goes_on() {
     );
 }
 
+/// A first way that may fail (its plan fails on a missing file, its apply
+/// on a failing command), and a second way taken only then.
+const FALLBACK: &str = r#"
+runbook: fallback
+summary: try one way, take another when it fails
+targets: masters
+params:
+  first: { type: string, default: "false" }
+steps:
+  - id: primary
+    action: shell
+    on_failure: handled
+    with: { cmd: "${shell_raw(params.first)}" }
+  - id: other
+    when: steps.primary.failed == true
+    action: file.edit
+    with:
+      path: "${host.vars.manifests_dir}/kube-apiserver.yaml"
+      add_to_flags: { --disable-admission-plugins: "ValidatingAdmissionWebhook,MutatingAdmissionWebhook" }
+"#;
+
+#[tokio::test]
+async fn a_handled_failure_takes_the_other_way_and_the_host_ends_by_it() {
+    let lab = Lab::new(&["m1"]);
+    let r = lab.run(FALLBACK, &[], false).await;
+    assert_eq!(step(&r, 0, "primary").status, StepStatus::Failed);
+    assert_eq!(step(&r, 0, "other").status, StepStatus::Changed);
+    assert_eq!(
+        r.hosts[0].status,
+        HostStatus::Changed,
+        "the failure was handled: {:?}",
+        r.hosts[0].error
+    );
+    let text = std::fs::read_to_string(lab.manifest("m1")).unwrap();
+    assert!(
+        text.contains(
+            "    - --max-requests-inflight=400\n    - --disable-admission-plugins=ValidatingAdmissionWebhook,MutatingAdmissionWebhook\n"
+        ),
+        "{text}"
+    );
+
+    // The first way works: the other is skipped.
+    let lab = Lab::new(&["m1"]);
+    let r = lab.run(FALLBACK, &[("first", "true")], false).await;
+    assert_eq!(step(&r, 0, "other").status, StepStatus::Skipped);
+    assert_eq!(r.hosts[0].status, HostStatus::Changed);
+}
+
+#[tokio::test]
+async fn a_dry_run_goes_on_past_a_handled_plan_failure_and_shows_the_other_way() {
+    let lab = Lab::new(&["m1"]);
+    let before = lab.tree_hash();
+    let rb = FALLBACK.replace(
+        r#"action: shell
+    on_failure: handled
+    with: { cmd: "${shell_raw(params.first)}" }"#,
+        r#"action: file.edit
+    on_failure: handled
+    with: { path: "${host.vars.manifests_dir}/missing.yaml", set_flags: { --v: "2" } }"#,
+    );
+    let r = lab.run(&rb, &[], true).await;
+    assert_eq!(lab.tree_hash(), before, "a dry-run changed files");
+    assert_eq!(step(&r, 0, "primary").status, StepStatus::Failed);
+    let other = step(&r, 0, "other");
+    assert_eq!(other.status, StepStatus::WouldChange);
+    let plan = serde_json::to_value(other.plan.as_ref().unwrap()).unwrap();
+    assert!(
+        plan["changes"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+    - --disable-admission-plugins=ValidatingAdmissionWebhook,MutatingAdmissionWebhook"),
+        "{plan}"
+    );
+    assert_eq!(r.hosts[0].status, HostStatus::WouldChange);
+
+    // Without `handled`, the same plan failure stops the host.
+    let r = lab
+        .run(
+            &rb.replace("on_failure: handled", "on_failure: continue"),
+            &[],
+            true,
+        )
+        .await;
+    assert_eq!(r.hosts[0].status, HostStatus::Failed);
+}
+
+#[tokio::test]
+async fn add_to_flags_keeps_the_items_a_list_flag_has() {
+    let lab = Lab::new(&["m1"]);
+    let path = lab.manifest("m1");
+    let with_one = std::fs::read_to_string(&path).unwrap().replace(
+        "    - --max-requests-inflight=400\n",
+        "    - --max-requests-inflight=400\n    - --disable-admission-plugins=PodSecurity,MutatingAdmissionWebhook\n",
+    );
+    std::fs::write(&path, &with_one).unwrap();
+    let r = lab.run(FALLBACK, &[], false).await;
+    assert_eq!(r.hosts[0].status, HostStatus::Changed);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        with_one.replace(
+            "PodSecurity,MutatingAdmissionWebhook\n",
+            "PodSecurity,MutatingAdmissionWebhook,ValidatingAdmissionWebhook\n"
+        ),
+        "one line changes; the items it had stay, in their order"
+    );
+}
+
 #[tokio::test]
 async fn the_intent_is_recorded_before_the_change_and_a_refused_intent_changes_nothing() {
     struct RefuseIntent(MemorySink);

@@ -408,6 +408,63 @@ impl Member {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
+    /// `key`'s value as etcd holds it (bytes: the API server stores most
+    /// objects as protobuf) and its mod revision, or `None` when it is
+    /// absent; a linearizable read through this member.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, EtcdError> {
+        let mut client = self.client();
+        let key = key.to_string();
+        let resp = self
+            .call(
+                "get",
+                self.timeout,
+                async move { client.get(key, None).await },
+            )
+            .await?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    /// Deletes `key` only if it is still at `mod_revision` (what the caller
+    /// read and backed up): false when it changed or is gone, and then
+    /// nothing was deleted.
+    pub async fn delete_if_unchanged(
+        &self,
+        key: &str,
+        mod_revision: i64,
+    ) -> Result<bool, EtcdError> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let mut client = self.client();
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                key,
+                CompareOp::Equal,
+                mod_revision,
+            )])
+            .and_then(vec![TxnOp::delete(key, None)]);
+        let resp = self
+            .call("txn", self.timeout, async move { client.txn(txn).await })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    /// Writes `value` to `key` only if the key is absent (a rollback putting
+    /// a deleted key back must not overwrite one made since): false when it
+    /// exists, and then nothing was written.
+    pub async fn create_raw(&self, key: &str, value: Vec<u8>) -> Result<bool, EtcdError> {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let mut client = self.client();
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(key, value, None)]);
+        let resp = self
+            .call("txn", self.timeout, async move { client.txn(txn).await })
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     /// Whether `key` exists, read through this member (a count-only,
     /// linearizable get): how a restore proves the data is back.
     pub async fn key_exists(&self, key: &str) -> Result<bool, EtcdError> {

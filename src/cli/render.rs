@@ -279,6 +279,19 @@ fn step<'a>(
                     let _ = writeln!(out, "{pad}{op} {object}{version}");
                     diff_lines(out, diff);
                 }
+                Change::EtcdKey {
+                    key,
+                    op,
+                    mod_revision,
+                    size,
+                    sha256,
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "{pad}{op} etcd key {key} ({size} bytes, mod revision {mod_revision}, sha256 {}…)",
+                        &sha256[..sha256.len().min(12)]
+                    );
+                }
                 Change::Command { cmd } => {
                     let _ = writeln!(out, "{pad}$ {cmd}");
                 }

@@ -268,9 +268,18 @@ impl Checker {
         let approval = get("approval")
             .map(|n| self.approval(n))
             .unwrap_or(Approval::None);
-        let on_failure = get("on_failure")
-            .and_then(|n| self.on_failure(n))
-            .unwrap_or(OnFailure::Rollback);
+        let on_failure = match get("on_failure").map(|n| (n, self.on_failure(n))) {
+            Some((n, Some(OnFailure::Handled))) => {
+                self.error_hint(
+                    n.span,
+                    "`on_failure: handled` is for a single step",
+                    Some("a later step must read that step's `failed` and take another way; for the whole runbook use `continue`".into()),
+                );
+                OnFailure::Rollback
+            }
+            Some((_, Some(p))) => p,
+            _ => OnFailure::Rollback,
+        };
         let run_once = match get("run_once").map(|n| (&n.kind, n)) {
             None => false,
             Some((NodeKind::Bool(b), _)) => *b,
@@ -290,6 +299,7 @@ impl Checker {
                 Vec::new()
             }
         };
+        self.handled_failures_are_read(&steps);
         Some(Runbook {
             name: name?,
             summary: summary?,

@@ -209,6 +209,7 @@ impl Checker {
             Some("rollback") => Some(OnFailure::Rollback),
             Some("stop") => Some(OnFailure::Stop),
             Some("continue") => Some(OnFailure::Continue),
+            Some("handled") => Some(OnFailure::Handled),
             other => {
                 let word = other
                     .map(str::to_string)

@@ -59,6 +59,26 @@ impl Checker {
         out
     }
 
+    /// A step whose failure is `handled` must be read by a later step (its
+    /// `failed` decides the other way): otherwise the failure would vanish.
+    pub(super) fn handled_failures_are_read(&mut self, steps: &[Step]) {
+        for (i, step) in steps.iter().enumerate() {
+            if step.on_failure != Some(OnFailure::Handled) {
+                continue;
+            }
+            let read = steps[i + 1..]
+                .iter()
+                .any(|later| later.reads_steps().contains(&step.id));
+            if !read {
+                self.error_hint(
+                    step.span,
+                    format!("step `{}` has `on_failure: handled` but no later step reads `steps.{}`", step.id, step.id),
+                    Some(format!("add the other way, e.g. a step with `when: steps.{}.failed == true`, or use `on_failure: continue`", step.id)),
+                );
+            }
+        }
+    }
+
     pub(super) fn step(
         &mut self,
         node: &Node,

@@ -23,6 +23,8 @@ pub struct FileEdit {
     #[serde(default)]
     remove_flags: Vec<String>,
     #[serde(default)]
+    add_to_flags: Pairs,
+    #[serde(default)]
     set_resources: Pairs,
     #[serde(default)]
     remove_resources: Vec<String>,
@@ -72,8 +74,26 @@ fn flag_name(name: &str) -> String {
     format!("--{}", name.trim_start_matches('-'))
 }
 
+/// The comma-separated `current` list with every item of `add` it lacks
+/// appended, in order: `--disable-admission-plugins=A` plus `B,A` is `A,B`.
+fn with_items(current: Option<&str>, add: &str) -> String {
+    let mut items: Vec<&str> = current
+        .unwrap_or("")
+        .split(',')
+        .filter(|i| !i.is_empty())
+        .collect();
+    for item in add.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    items.join(",")
+}
+
 impl FileEdit {
-    fn ops(&self) -> Result<Vec<EditOp>, ActionError> {
+    /// The edits, with `add_to_flags` made into the flag's whole new value
+    /// from `manifest` (the text being edited).
+    fn ops(&self, manifest: &str) -> Result<Vec<EditOp>, ActionError> {
         let mut ops = Vec::new();
         ops.extend(
             self.set_flags
@@ -89,6 +109,23 @@ impl FileEdit {
                 .iter()
                 .map(|k| EditOp::RemoveFlag { name: flag_name(k) }),
         );
+        let added = self.add_to_flags.pairs("add_to_flags")?;
+        if !added.is_empty() && self.container.is_some() {
+            return Err(ActionError::BadArguments {
+                action: "file.edit",
+                message:
+                    "add_to_flags reads the pod's first container's flags: leave `container` out"
+                        .into(),
+            });
+        }
+        ops.extend(added.into_iter().map(|(k, v)| {
+            let name = flag_name(&k);
+            let current = remedy_manifest::flag_value(manifest, name.trim_start_matches('-'));
+            EditOp::SetFlag {
+                value: with_items(current.as_deref(), &v),
+                name,
+            }
+        }));
         ops.extend(
             self.set_resources
                 .pairs("set_resources")?
@@ -117,7 +154,7 @@ impl FileEdit {
                 "only YAML manifests can be edited",
             )
         })?;
-        let new = edit(&old, self.container.as_deref(), &self.ops()?).map_err(|e| {
+        let new = edit(&old, self.container.as_deref(), &self.ops(&old)?).map_err(|e| {
             ActionError::Precondition {
                 message: format!("cannot edit {}: {e}", self.path),
                 hint: Some("inspect the manifest; nothing was changed".into()),
@@ -130,11 +167,11 @@ impl FileEdit {
 #[async_trait]
 impl Action for FileEdit {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
-        if self.ops()?.is_empty() {
+        if self.ops("")?.is_empty() {
             return Err(ActionError::BadArguments {
                 action: "file.edit",
                 message:
-                    "nothing to do: give set_flags, remove_flags, set_resources or remove_resources"
+                    "nothing to do: give set_flags, remove_flags, add_to_flags, set_resources or remove_resources"
                         .into(),
             });
         }

@@ -13,6 +13,7 @@ pub(crate) mod etcd;
 mod etcd_alarm;
 mod etcd_compact;
 mod etcd_defrag;
+mod etcd_delete_key;
 mod etcd_move_leader;
 mod etcd_restore;
 mod etcd_snapshot;
@@ -255,6 +256,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::HaproxyWeight => Box::new(args::<haproxy_weight::HaproxyWeight>(kind, with)?),
         ActionKind::EtcdStatus => Box::new(args::<etcd_status::EtcdStatus>(kind, with)?),
         ActionKind::EtcdSnapshot => Box::new(args::<etcd_snapshot::EtcdSnapshot>(kind, with)?),
+        ActionKind::EtcdDeleteKey => Box::new(args::<etcd_delete_key::EtcdDeleteKey>(kind, with)?),
         ActionKind::EtcdCompact => Box::new(args::<etcd_compact::EtcdCompact>(kind, with)?),
         ActionKind::EtcdDefrag => Box::new(args::<etcd_defrag::EtcdDefrag>(kind, with)?),
         ActionKind::EtcdAlarm => Box::new(args::<etcd_alarm::EtcdAlarm>(kind, with)?),
@@ -306,6 +308,8 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::EtcdDefrag
         | ActionKind::EtcdAlarm
         | ActionKind::EtcdMoveLeader
+        // Keys are restored from the backup store, like objects.
+        | ActionKind::EtcdDeleteKey
         | ActionKind::KubeGet
         | ActionKind::KubeWait
         | ActionKind::KubeWebhooks

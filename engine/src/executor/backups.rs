@@ -6,8 +6,9 @@
 //! before anything changes.
 
 use super::Executor;
-use crate::action::{kube, Action, ActionError, StepCtx};
+use crate::action::{etcd, kube, Action, ActionError, StepCtx};
 use crate::backup::{self, BackupRecord};
+use crate::etcd_backup;
 use crate::event::EventKind;
 use crate::inventory::Host;
 use crate::object_backup::{self, ObjectBackupError};
@@ -33,7 +34,15 @@ impl Executor<'_> {
         let local = Local::new("the jump host");
         let mut client = None;
         for b in backups {
-            let differs = if b.object.is_some() {
+            let differs = if b.etcd_key.is_some() {
+                match etcd::connect_all(ctx).await {
+                    Ok(cluster) => match cluster.snapshot_source(None).await.map(|c| c.client()) {
+                        Ok(Ok(member)) => etcd_backup::differs(member, b).await.unwrap_or(false),
+                        _ => false,
+                    },
+                    Err(_) => false,
+                }
+            } else if b.object.is_some() {
                 if client.is_none() {
                     client = kube::connect(ctx).await.ok();
                 }
@@ -72,10 +81,7 @@ impl Executor<'_> {
                 } => Some((object, resource_version.as_deref())),
                 _ => None,
             })
-            .filter(|(o, _)| {
-                let path = object_backup::record_path(o);
-                !backups.iter().any(|b| b.local && b.path == path)
-            })
+            .filter(|(o, _)| !BackupRecord::kept_among(backups, &object_backup::record_path(o)))
             .collect();
         if objects.is_empty() {
             return Ok(());
@@ -97,20 +103,74 @@ impl Executor<'_> {
                         ),
                     ),
                 })?;
-            self.emit(
-                Some(&ctx.host.name),
-                Some(step),
-                EventKind::BackupTaken {
-                    backup: record.clone(),
-                },
+            self.journal_backup(&ctx.host.name, step, record, backups)?;
+        }
+        Ok(())
+    }
+
+    /// Journal a backup just taken and keep it for the step: a backup that
+    /// is not on record fails the step before anything changes.
+    fn journal_backup(
+        &self,
+        host: &str,
+        step: &str,
+        record: BackupRecord,
+        backups: &mut Vec<BackupRecord>,
+    ) -> Result<(), ActionError> {
+        self.emit(
+            Some(host),
+            Some(step),
+            EventKind::BackupTaken {
+                backup: record.clone(),
+            },
+        )
+        .map_err(|e| {
+            ActionError::precondition(
+                format!("could not record the backup of {}: {e}", record.path),
+                "nothing was changed",
             )
-            .map_err(|e| {
-                ActionError::precondition(
-                    format!("could not record the backup of {r}: {e}"),
-                    "nothing was changed",
-                )
-            })?;
-            backups.push(record);
+        })?;
+        backups.push(record);
+        Ok(())
+    }
+
+    /// Back up every etcd key the plan deletes (raw bytes) in the jump
+    /// host's backup store, after checking each is still at the revision
+    /// the plan saw.
+    pub(super) async fn back_up_etcd_keys(
+        &self,
+        ctx: &StepCtx<'_>,
+        step: &str,
+        plan: &Plan,
+        backups: &mut Vec<BackupRecord>,
+    ) -> Result<(), ActionError> {
+        let keys: Vec<(&String, i64)> = plan
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::EtcdKey {
+                    key, mod_revision, ..
+                } => Some((key, *mod_revision)),
+                _ => None,
+            })
+            .filter(|(k, _)| !BackupRecord::kept_among(backups, &etcd_backup::record_path(k)))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let cluster = etcd::connect_all(ctx).await?;
+        let member = cluster.snapshot_source(None).await?.client()?;
+        let dir = &self.options.local_backup_dir;
+        for (key, planned) in keys {
+            let record = etcd_backup::take(member, dir, &self.options.run_id, step, key, planned)
+                .await
+                .map_err(|e| {
+                    ActionError::precondition(
+                        format!("backup of etcd key {key} failed: {e}"),
+                        format!("nothing was deleted; run again (the new plan reads the key as it is now), and check room under {dir} ($REMEDY_HOME/backups)"),
+                    )
+                })?;
+            self.journal_backup(&ctx.host.name, step, record, backups)?;
         }
         Ok(())
     }
@@ -201,20 +261,7 @@ impl Executor<'_> {
                     )
                 })?;
             record.local = side.local;
-            self.emit(
-                Some(host),
-                Some(step),
-                EventKind::BackupTaken {
-                    backup: record.clone(),
-                },
-            )
-            .map_err(|e| {
-                ActionError::precondition(
-                    format!("could not record the backup of {path}: {e}"),
-                    "nothing was changed",
-                )
-            })?;
-            backups.push(record);
+            self.journal_backup(host, step, record, backups)?;
         }
         Ok(())
     }

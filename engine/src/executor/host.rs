@@ -224,7 +224,10 @@ impl HostRun<'_> {
     /// A failed step: record it, then do what its `on_failure` (or the
     /// runbook's) says.
     async fn failed(&mut self, step: &Step, mut r: StepReport, err: ActionError) -> Next {
-        self.any_failed = true;
+        let policy = step.on_failure.unwrap_or(self.exec.runbook.on_failure);
+        // A handled failure is the runbook's to answer (a fallback): the
+        // steps that answer it decide how the host ends.
+        self.any_failed |= policy != OnFailure::Handled;
         r.error = Some(err.to_string());
         r.hint = err.hint().map(str::to_string);
         let _ = self.exec.emit(
@@ -238,26 +241,32 @@ impl HostRun<'_> {
             self.applied
                 .push((self.report.steps.len(), r.backups.clone()));
         }
-        self.report.error = Some(format!("step `{}` failed: {err}", step.id));
-        self.report.hint = r.hint.clone();
+        if policy != OnFailure::Handled {
+            self.report.error = Some(format!("step `{}` failed: {err}", step.id));
+            self.report.hint = r.hint.clone();
+        }
         self.report.steps.push(r);
-        if self.exec.options.dry_run {
+        if self.exec.options.dry_run && policy != OnFailure::Handled {
             // A dry-run shows every host's full plan; a failing check makes
             // later plans meaningless, so stop here.
             self.report.status = HostStatus::Failed;
             return Next::Stop;
         }
-        match step.on_failure.unwrap_or(self.exec.runbook.on_failure) {
-            OnFailure::Continue => {
+        match policy {
+            OnFailure::Continue | OnFailure::Handled => {
                 let value = failed_result(step.action, &err.to_string());
-                let _ = self.exec.emit(
-                    Some(&self.host.name),
-                    Some(&step.id),
-                    EventKind::StepDone {
-                        status: StepStatus::Failed,
-                        result: value.clone(),
-                    },
-                );
+                // A dry-run records nothing as done: it goes on only so the
+                // plan shows the way a handled failure takes.
+                if !self.exec.options.dry_run {
+                    let _ = self.exec.emit(
+                        Some(&self.host.name),
+                        Some(&step.id),
+                        EventKind::StepDone {
+                            status: StepStatus::Failed,
+                            result: value.clone(),
+                        },
+                    );
+                }
                 self.bindings.register(&step.id, StepValue::Known(value));
                 Next::Step
             }

@@ -202,6 +202,7 @@ mod tests {
             size: bytes.map(|b| b.len() as u64),
             local: false,
             object: None,
+            etcd_key: None,
         }
     }
 

@@ -6,13 +6,13 @@
 
 use super::restore::{restore_step, Sides};
 use super::Executor;
-use crate::action::{kube, undo, undoes_from_result, ActionError};
+use crate::action::{etcd, kube, undo, undoes_from_result, ActionError};
 use crate::backup::BackupRecord;
 use crate::eval::Bindings;
 use crate::event::EventKind;
 use crate::inventory::Host;
-use crate::object_backup;
 use crate::report::{HostReport, HostStatus, StepReport, StepStatus};
+use crate::{etcd_backup, object_backup};
 use remedy_dsl::ActionKind;
 use remedy_transport::{Local, Transport};
 
@@ -39,10 +39,12 @@ impl Executor<'_> {
         );
         for (index, backups) in applied.iter().rev() {
             let step_id = report.steps[*index].id.clone();
-            // Objects first (a step that changed both changed the object
-            // last), each through the API server the step used.
+            // Objects and etcd keys first (a step that changed a file too
+            // changed it before), each through the API server or etcd
+            // clients the step used.
             let mut objects_restored = Vec::new();
-            for b in backups.iter().rev().filter(|b| b.object.is_some()) {
+            let not_a_file = |b: &&BackupRecord| b.object.is_some() || b.etcd_key.is_some();
+            for b in backups.iter().rev().filter(not_a_file) {
                 match self
                     .restore_object(host_entry, t, &step_id, bindings, b)
                     .await
@@ -59,20 +61,20 @@ impl Executor<'_> {
                             "{}; then {msg}",
                             report.error.clone().unwrap_or_default()
                         ));
+                        let by_hand = match b.etcd_key {
+                            Some(_) => etcd_backup::by_hand(b),
+                            None => object_backup::by_hand(b),
+                        };
                         report.hint = Some(format!(
-                            "{}; or, once the API server answers again, `remedy resume {}` retries the rollback",
-                            object_backup::by_hand(b),
+                            "{by_hand}; or, once the API server (or etcd) answers again, `remedy resume {}` retries the rollback",
                             self.options.run_id
                         ));
                         return HostStatus::RollbackFailed;
                     }
                 }
             }
-            let files: Vec<BackupRecord> = backups
-                .iter()
-                .filter(|b| b.object.is_none())
-                .cloned()
-                .collect();
+            let files: Vec<BackupRecord> =
+                backups.iter().filter(|b| !not_a_file(b)).cloned().collect();
             let local = Local::new("the jump host");
             let sides = Sides {
                 host: t,
@@ -207,6 +209,17 @@ impl Executor<'_> {
             &quiet,
             self.options.command_timeout,
         );
+        if b.etcd_key.is_some() {
+            let cluster = etcd::connect_all(&ctx).await.map_err(|e| e.to_string())?;
+            let source = cluster
+                .snapshot_source(None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let member = source.client().map_err(|e| e.to_string())?;
+            return etcd_backup::restore(member, b)
+                .await
+                .map_err(|e| format!("restoring {}: {e}", b.path));
+        }
         let client = kube::connect(&ctx).await.map_err(|e| e.to_string())?;
         object_backup::restore(&client, b)
             .await

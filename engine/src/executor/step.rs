@@ -425,6 +425,11 @@ impl<'s> StepRun<'s> {
             taken = exec
                 .back_up_objects(&self.ctx(self.transport, &quiet), id, plan, &mut backups)
                 .await;
+            if taken.is_ok() {
+                taken = exec
+                    .back_up_etcd_keys(&self.ctx(self.transport, &quiet), id, plan, &mut backups)
+                    .await;
+            }
             self.backups = backups;
         }
         taken.map_err(|e| self.fail(&plan.summary, e).into())
