@@ -186,8 +186,9 @@ fn change() -> Value {
             }), &["guard"]),
             kind("object", json!({
                 "object": { "$ref": "#/definitions/object_ref" },
-                "op": text, "resource_version": nullable("string"), "diff": text,
-            }), &[]),
+                "op": text, "resource_version": nullable("string"),
+                "content_sha256": nullable("string"), "diff": text,
+            }), &["content_sha256"]),
             kind("certificate", json!({
                 "file": text, "path": text, "text": text,
                 "before": cert_values, "after": cert_values,
