@@ -4744,7 +4744,7 @@ fn issue_16_apiserver_overload_429s_stop_after_apiserver_tune_and_undo_restores_
             "--subresource=status",
             "--type=merge",
             "-p",
-            r#"{"status":{"unavailableReplicas":3}}"#,
+            r#"{"status":{"unavailableReplicas":97}}"#,
         ],
     );
     assert_ne!(
