@@ -3263,6 +3263,17 @@ fn run_id(stdout: &str) -> String {
         .to_string()
 }
 
+/// Let a remedy stopped by REMEDY_STOP_AFTER go on; its output when it ends.
+fn resume(child: std::process::Child) -> (Output, String) {
+    // SAFETY: a remedy this test spawned and stopped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGCONT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = output_text(&out);
+    (out, text)
+}
+
 fn output_text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -3591,11 +3602,7 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
             "changed-by=someone-else",
         ],
     );
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGCONT);
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = output_text(&out);
+    let (out, text) = resume(child);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains(
@@ -5175,4 +5182,275 @@ fn a_cert_renew_on_a_100_column_terminal_fits_it_and_ends_with_a_short_summary()
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.starts_with("3 hosts: "), "{stdout}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// `n` LISTs as the overload fault's bystander service account, one after
+/// another through the VIP: how many were answered 429, and the codes seen.
+fn bystander_429s(lab: &Lab, n: u32) -> (u32, std::collections::BTreeMap<u16, u32>) {
+    let vip = format!("{}.10", lab.prefix);
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let code = remedy_lab::overload::bystander_list(lab.dir.path(), &vip);
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    (codes.get(&429).copied().unwrap_or(0), codes)
+}
+
+/// The Deployment `remedy-lab-load/noisy`'s `spec.replicas` and resourceVersion.
+fn noisy(lab: &Lab) -> (String, String) {
+    let out = kubectl(
+        lab,
+        &[
+            "get",
+            "deployment",
+            "noisy",
+            "-n",
+            "remedy-lab-load",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.resourceVersion}",
+        ],
+    );
+    let (replicas, rv) = out.trim().split_once(' ').unwrap();
+    (replicas.to_string(), rv.to_string())
+}
+
+/// apiserver-tune, stopped after planning its `scale` step on master-1.
+fn tune_stopped_after_scale_plan(home: &str, inv: &str, params: &[&str]) -> std::process::Child {
+    let mut args = vec!["run", "apiserver-tune", "-i", inv, "--yes"];
+    for p in params {
+        args.extend(["-p", p]);
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_remedy"))
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .env("REMEDY_HOME", home)
+        .env("REMEDY_STOP_AFTER", "step_planned@master-1/scale")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    eventually(
+        "remedy stopped after planning `scale`",
+        Duration::from_secs(240),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut text = String::new();
+                for pipe in [
+                    child
+                        .stdout
+                        .take()
+                        .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+                    child
+                        .stderr
+                        .take()
+                        .map(|p| Box::new(p) as Box<dyn std::io::Read>),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let mut pipe = pipe;
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+                }
+                panic!("apiserver-tune ended ({status}) before planning `scale`:\n{text}");
+            }
+            is_stopped(child.id())
+        },
+    );
+    child
+}
+
+#[test]
+fn issue_16_apiserver_overload_429s_stop_after_apiserver_tune_and_undo_restores_it_exactly() {
+    let lab = Lab::up_with(180, &["--masters", "2"]);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    let broke = ok(&remedy(&[
+        "lab",
+        "break",
+        "apiserver-overload",
+        "--dir",
+        lab.dir_str(),
+    ]));
+    assert!(broke.contains("answered 429"), "{broke}");
+    let manifests = || {
+        ["master-1", "master-2"]
+            .map(|m| std::fs::read(lab.kube(m).join("manifests/kube-apiserver.yaml")).unwrap())
+    };
+    let overloaded = manifests();
+    assert!(String::from_utf8_lossy(&overloaded[0]).contains("--max-requests-inflight=2"));
+
+    // Another ordinary client, not the offender: a bounded loop of LISTs.
+    let (before, codes) = bystander_429s(&lab, 60);
+    eprintln!("overloaded: the bystander's 60 LISTs got {before} 429s ({codes:?})");
+    assert!(before > 0, "no 429s under the overload: {codes:?}");
+
+    // `remedy check` under the overload: APF is off, so no priority level
+    // reports a limit and api/inflight cannot judge the share (it says so).
+    let check =
+        String::from_utf8_lossy(&remedy_env(&["check", "-i", &inv], &env).stdout).into_owned();
+    eprintln!("check under the overload:\n{check}");
+
+    let tune = [
+        "max_requests_inflight=400",
+        "max_mutating_requests_inflight=200",
+        "service_account=remedy-lab-load/noisy",
+        "scale=remedy-lab-load/noisy=0",
+    ];
+    // The offender's spec changes between the plan and the apply of the
+    // scale: the step fails unchanged, and the run is rolled back.
+    let child = tune_stopped_after_scale_plan(&home, &inv, &tune);
+    let _cont = Continue(child.id());
+    kubectl(
+        &lab,
+        &[
+            "scale",
+            "deployment",
+            "noisy",
+            "-n",
+            "remedy-lab-load",
+            "--replicas=3",
+        ],
+    );
+    let (out, text) = resume(child);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("Deployment remedy-lab-load/noisy changed after the plan"),
+        "{text}"
+    );
+    assert_eq!(noisy(&lab).0, "3", "the changed offender is left as it is");
+    assert_eq!(manifests(), overloaded);
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "flowschema,prioritylevelconfiguration",
+                "-l",
+                "remedy.io/apiserver-tune",
+                "-o",
+                "name"
+            ]
+        ),
+        "",
+        "the FlowSchema is rolled back"
+    );
+    assert!(lab
+        .exec(
+            "master-1",
+            "test ! -e /var/lib/remedy/apiserver-tune.flags && echo gone"
+        )
+        .contains("gone"));
+
+    // A status write between the plan and the apply (what the Deployment
+    // controller does all the time) is not a conflict: the run goes on.
+    let child = tune_stopped_after_scale_plan(&home, &inv, &tune);
+    let _cont = Continue(child.id());
+    let (_, rv_planned) = noisy(&lab);
+    kubectl(
+        &lab,
+        &[
+            "patch",
+            "deployment",
+            "noisy",
+            "-n",
+            "remedy-lab-load",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"unavailableReplicas":97}}"#,
+        ],
+    );
+    assert_ne!(
+        noisy(&lab).1,
+        rv_planned,
+        "the status write moved the resourceVersion"
+    );
+    let (out, text) = resume(child);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(noisy(&lab).0, "0");
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "flowschema",
+                "remedy-tune-remedy-lab-load-noisy",
+                "-o",
+                "jsonpath={.spec.priorityLevelConfiguration.name}"
+            ]
+        ),
+        "remedy-throttled"
+    );
+    for m in ["master-1", "master-2"] {
+        let text =
+            std::fs::read_to_string(lab.kube(m).join("manifests/kube-apiserver.yaml")).unwrap();
+        assert!(text.contains("--max-requests-inflight=400"), "{m}: {text}");
+        assert!(
+            text.contains("--max-mutating-requests-inflight=200"),
+            "{m}: {text}"
+        );
+    }
+    let (after, codes) = bystander_429s(&lab, 60);
+    eprintln!("tuned: the bystander's 60 LISTs got {after} 429s ({codes:?})");
+    assert_eq!(after, 0, "{codes:?}");
+    assert_eq!(codes.get(&200), Some(&60), "{codes:?}");
+
+    // Undo: the flags exactly as before, the FlowSchema and level gone, the
+    // replicas back (3, as they were when the tune ran), and the 429s back.
+    let out = ok(&remedy_env(
+        &[
+            "run",
+            "apiserver-tune",
+            "-i",
+            &inv,
+            "-p",
+            "undo=true",
+            "--yes",
+        ],
+        &env,
+    ));
+    assert!(out.contains("2 hosts: 2 changed"), "{out}");
+    assert_eq!(
+        manifests(),
+        overloaded,
+        "undo puts the manifests back byte for byte"
+    );
+    assert_eq!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "flowschema,prioritylevelconfiguration",
+                "-l",
+                "remedy.io/apiserver-tune",
+                "-o",
+                "name"
+            ]
+        ),
+        ""
+    );
+    assert_eq!(noisy(&lab).0, "3");
+    let (again, codes) = bystander_429s(&lab, 60);
+    eprintln!("undone: the bystander's 60 LISTs got {again} 429s ({codes:?})");
+    assert!(again > 0, "{codes:?}");
+    let undo_again = remedy_env(
+        &[
+            "run",
+            "apiserver-tune",
+            "-i",
+            &inv,
+            "-p",
+            "undo=true",
+            "--yes",
+        ],
+        &env,
+    );
+    assert!(
+        output_text(&undo_again).contains("no tune is recorded in /var/lib/remedy/apiserver-tune.flags on master-1: nothing to undo"),
+        "{}",
+        output_text(&undo_again)
+    );
 }

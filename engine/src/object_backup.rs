@@ -10,7 +10,8 @@
 //! after the plan fails the step before anything is changed.
 
 use crate::backup::{sha256_hex, BackupRecord};
-use remedy_k8s::{resource_version, Kube, ObjectRef};
+use crate::plan::Change;
+use remedy_k8s::{content_sha256, resource_version, Kube, ObjectRef};
 use remedy_transport::{Local, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,7 +33,7 @@ pub enum ObjectBackupError {
     Kube(#[from] remedy_k8s::KubeError),
     #[error(transparent)]
     Transport(#[from] remedy_transport::TransportError),
-    #[error("{object} changed after the plan (resourceVersion {planned} when planned, {now} now), so nothing was changed")]
+    #[error("{object} changed after the plan (resourceVersion {planned} when planned, {now} now, and not only its status), so nothing was changed")]
     Changed {
         object: String,
         planned: String,
@@ -46,6 +47,64 @@ pub enum ObjectBackupError {
         location: String,
         detail: String,
     },
+}
+
+/// What the plan saw of an object, from its `Change::Object`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// `None`: it did not exist.
+    pub resource_version: Option<String>,
+    /// `None` when absent, or in a plan journaled before hashes were kept.
+    pub content_sha256: Option<String>,
+}
+
+impl Planned {
+    /// What the plan in `changes` saw of `r` (`None`: the plan does not change it).
+    pub fn of(changes: &[Change], r: &ObjectRef) -> Option<Planned> {
+        changes.iter().find_map(|c| match c {
+            Change::Object {
+                object,
+                resource_version,
+                content_sha256,
+                ..
+            } if object == r => Some(Planned {
+                resource_version: resource_version.clone(),
+                content_sha256: content_sha256.clone(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// `matches`, as the error that says what changed.
+    pub fn check(&self, r: &ObjectRef, live: Option<&Value>) -> Result<(), ObjectBackupError> {
+        if self.matches(live) {
+            return Ok(());
+        }
+        Err(ObjectBackupError::Changed {
+            object: r.display(),
+            planned: self
+                .resource_version
+                .clone()
+                .unwrap_or_else(|| "absent".into()),
+            now: live
+                .and_then(resource_version)
+                .unwrap_or_else(|| "absent".into()),
+        })
+    }
+
+    /// Whether `live` is still what the plan saw. A controller's status
+    /// write moves the resourceVersion but not the content hash, so it is
+    /// not a conflict; any other change is.
+    pub fn matches(&self, live: Option<&Value>) -> bool {
+        match (live, &self.resource_version) {
+            (None, None) => true,
+            (Some(l), Some(rv)) => match &self.content_sha256 {
+                Some(hash) => content_sha256(l) == *hash,
+                None => resource_version(l).as_deref() == Some(rv.as_str()),
+            },
+            _ => false,
+        }
+    }
 }
 
 /// What a backup record of an object is called (its `path`).
@@ -65,25 +124,19 @@ pub fn location(dir: &str, run_id: &str, step: &str, r: &ObjectRef) -> String {
     )
 }
 
-/// Read `r` and keep it under `dir`, after checking it is still the
-/// version the plan saw (`planned`: `None` when it was absent).
+/// Read `r` and keep it under `dir`, after checking it is still what the
+/// plan saw.
 pub async fn take(
     kube: &Kube,
     dir: &str,
     run_id: &str,
     step: &str,
     r: &ObjectRef,
-    planned: Option<&str>,
+    planned: &Planned,
 ) -> Result<BackupRecord, ObjectBackupError> {
     let live = kube.get(r).await?;
+    planned.check(r, live.as_ref())?;
     let now = live.as_ref().and_then(resource_version);
-    if now.as_deref() != planned {
-        return Err(ObjectBackupError::Changed {
-            object: r.display(),
-            planned: planned.unwrap_or("absent").to_string(),
-            now: now.unwrap_or_else(|| "absent".into()),
-        });
-    }
     let meta = ObjectBackup {
         object: r.clone(),
         resource_version: now,
@@ -175,5 +228,51 @@ pub fn by_hand(record: &BackupRecord) -> String {
             "delete {} by hand: it did not exist before the run",
             record.path
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(replicas: i64, rv: &str, observed: i64) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "noisy", "namespace": "l", "uid": "u", "resourceVersion": rv },
+            "spec": { "replicas": replicas },
+            "status": { "observedGeneration": observed }
+        })
+    }
+
+    #[test]
+    fn a_status_write_after_the_plan_is_not_a_conflict_a_spec_change_is() {
+        let planned_obj = deployment(2, "7", 1);
+        let planned = Planned {
+            resource_version: Some("7".into()),
+            content_sha256: Some(content_sha256(&planned_obj)),
+        };
+        assert!(planned.matches(Some(&deployment(2, "8", 2))));
+        assert!(!planned.matches(Some(&deployment(3, "8", 1))));
+        assert!(!planned.matches(None));
+        let r = ObjectRef::of(&planned_obj).unwrap();
+        let err = planned.check(&r, Some(&deployment(3, "9", 1))).unwrap_err();
+        assert_eq!(err.to_string(), "Deployment l/noisy changed after the plan (resourceVersion 7 when planned, 9 now, and not only its status), so nothing was changed");
+
+        // Absent when planned: only still absent matches.
+        let absent = Planned {
+            resource_version: None,
+            content_sha256: None,
+        };
+        assert!(absent.matches(None));
+        assert!(!absent.matches(Some(&planned_obj)));
+
+        // A plan journaled before hashes were kept compares resourceVersions.
+        let legacy = Planned {
+            resource_version: Some("7".into()),
+            content_sha256: None,
+        };
+        assert!(legacy.matches(Some(&planned_obj)));
+        assert!(!legacy.matches(Some(&deployment(2, "8", 2))));
     }
 }

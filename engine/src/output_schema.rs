@@ -195,8 +195,9 @@ fn change() -> Value {
             }), &["guard"]),
             kind("object", json!({
                 "object": { "$ref": "#/definitions/object_ref" },
-                "op": text, "resource_version": nullable("string"), "diff": text,
-            }), &[]),
+                "op": text, "resource_version": nullable("string"),
+                "content_sha256": nullable("string"), "diff": text,
+            }), &["content_sha256"]),
             kind("etcd_key", json!({
                 "key": text, "op": text, "mod_revision": { "type": "integer" },
                 "size": { "type": "integer", "minimum": 0 }, "sha256": text,

@@ -51,12 +51,19 @@ pub enum Change {
     /// A Kubernetes object changes through the API server (`op`: apply,
     /// create, patch, delete, scale). `diff` is the live object against the
     /// server's dry-run result, as YAML. The engine backs the object up
-    /// before apply, and apply is conditional on `resource_version` — the
-    /// version the plan saw (`None`: it does not exist yet).
+    /// before apply, and apply goes ahead only while the object is still
+    /// what the plan saw: the same `content_sha256` (the object without
+    /// status and the metadata every write changes, so a controller's
+    /// status write is not a conflict); `resource_version` is the version
+    /// the plan saw (`None`: it does not exist yet).
     Object {
         object: remedy_k8s::ObjectRef,
         op: String,
         resource_version: Option<String>,
+        /// `None` for an absent object, and in plans journaled before the
+        /// hash was recorded (those compare `resource_version`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content_sha256: Option<String>,
         diff: String,
     },
     /// A key is deleted in etcd directly (`etcd.delete_key`, a last

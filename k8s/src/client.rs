@@ -70,6 +70,17 @@ impl std::fmt::Debug for Kube {
     }
 }
 
+/// How long to wait before sending a request refused with 429 again: the
+/// server's `Retry-After` (seconds), at most 5 s; 1 s when it names none.
+fn retry_after(headers: &http::HeaderMap) -> Duration {
+    let secs = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(secs.clamp(1, 5))
+}
+
 /// A raw answer: the HTTP status and the body.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -118,7 +129,8 @@ impl Kube {
     }
 
     /// Send one request and read the whole answer, within the timeout.
-    /// Any HTTP status is an `Ok` here.
+    /// Any HTTP status is an `Ok` here; a 429 (too many requests) is sent
+    /// again after the server's Retry-After while the timeout allows.
     pub async fn send(
         &self,
         method: Method,
@@ -126,42 +138,56 @@ impl Kube {
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<Answer, KubeError> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
-        let mut req = Request::builder().method(method).uri(path);
-        let bytes = match body {
-            Some((content_type, bytes)) => {
-                req = req.header(http::header::CONTENT_TYPE, content_type);
-                bytes
-            }
-            None => Vec::new(),
+        let (content_type, bytes) = match body {
+            Some((content_type, bytes)) => (Some(content_type), bytes),
+            None => (None, Vec::new()),
         };
-        req = req.header(http::header::ACCEPT, "application/json, */*");
-        let req = req
-            .body(kube::client::Body::from(bytes))
-            .map_err(|e| KubeError::Decode {
-                server: self.server.clone(),
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let call = async {
-            let res = self
-                .client
-                .send(req)
-                .await
-                .map_err(|e| connect::send_error(&self.server, &what, &e))?;
-            let code = res.status().as_u16();
-            let bytes = res
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| KubeError::Connect {
-                    server: self.server.clone(),
-                    detail: format!("the answer to {what} broke off: {e}"),
-                })?
-                .to_bytes();
-            Ok(Answer {
-                code,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            })
+            loop {
+                let mut req = Request::builder().method(method.clone()).uri(path);
+                if let Some(ct) = content_type {
+                    req = req.header(http::header::CONTENT_TYPE, ct);
+                }
+                req = req.header(http::header::ACCEPT, "application/json, */*");
+                let req = req
+                    .body(kube::client::Body::from(bytes.clone()))
+                    .map_err(|e| KubeError::Decode {
+                        server: self.server.clone(),
+                        what: what.clone(),
+                        detail: e.to_string(),
+                    })?;
+                let res = self
+                    .client
+                    .send(req)
+                    .await
+                    .map_err(|e| connect::send_error(&self.server, &what, &e))?;
+                let code = res.status().as_u16();
+                let retry_after = retry_after(res.headers());
+                let bytes = res
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| KubeError::Connect {
+                        server: self.server.clone(),
+                        detail: format!("the answer to {what} broke off: {e}"),
+                    })?
+                    .to_bytes();
+                if code == 429 && tokio::time::Instant::now() + retry_after < deadline {
+                    // Refused before it was handled (inflight limits, API
+                    // Priority and Fairness): an overloaded API server is
+                    // what remedy may be there to fix, and kubeadm's
+                    // admin.conf is not exempt since 1.29. Try again, as
+                    // client-go does, while the call's timeout allows;
+                    // then the 429 is the answer.
+                    tokio::time::sleep(retry_after).await;
+                    continue;
+                }
+                return Ok(Answer {
+                    code,
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                });
+            }
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,

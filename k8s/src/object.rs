@@ -122,6 +122,53 @@ pub fn without_server_fields(obj: &Value) -> Value {
     out
 }
 
+/// Metadata every write changes, whoever makes it and whatever it changes
+/// (a controller's status write included): left out of `content_sha256`.
+/// `generation` moves only with the spec, which the hash already covers.
+const WRITE_METADATA: &[&str] = &["resourceVersion", "managedFields", "generation"];
+
+/// The sha256 of what an object is, as a plan-vs-apply conflict check sees
+/// it: everything but `status` and the metadata every write changes. A
+/// controller writing the status of a Deployment leaves it unchanged; a
+/// spec, label or annotation change, a deletion begun (deletionTimestamp)
+/// or a re-created object (another uid) changes it.
+pub fn content_sha256(obj: &Value) -> String {
+    use sha2::Digest;
+    let mut out = obj.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in WRITE_METADATA {
+            meta.remove(*f);
+        }
+    }
+    if let Some(map) = out.as_object_mut() {
+        map.remove("status");
+    }
+    hex::encode(sha2::Sha256::digest(canonical(&out).as_bytes()))
+}
+
+/// JSON with every mapping's keys sorted, so the same object hashes the
+/// same whatever order an answer listed its fields in.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(canonical).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The object's `metadata.resourceVersion`.
 pub fn resource_version(obj: &Value) -> Option<String> {
     obj["metadata"]["resourceVersion"]
@@ -442,5 +489,36 @@ mod tests {
             json!({ "data": { "k": null }, "metadata": { "resourceVersion": "7" } })
         );
         assert_eq!(encode("app=x,tier!=db"), "app%3Dx%2Ctier%21%3Ddb");
+    }
+
+    #[test]
+    fn content_hash_ignores_status_writes_but_not_spec_or_identity() {
+        let deploy = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "noisy", "namespace": "l", "uid": "u1", "resourceVersion": "7",
+                          "generation": 2, "managedFields": [{ "manager": "kube-controller-manager" }] },
+            "spec": { "replicas": 3 }, "status": { "replicas": 0 }
+        });
+        let mut status_written = deploy.clone();
+        status_written["status"]["observedGeneration"] = json!(2);
+        status_written["metadata"]["resourceVersion"] = json!("8");
+        status_written["metadata"]["managedFields"] = json!([{ "manager": "x" }]);
+        assert_eq!(content_sha256(&deploy), content_sha256(&status_written));
+        // The same fields in another order hash the same.
+        let reordered: Value = serde_json::from_str(
+            r#"{"status":{},"spec":{"replicas":3},"metadata":{"uid":"u1","namespace":"l","name":"noisy"},"kind":"Deployment","apiVersion":"apps/v1"}"#,
+        )
+        .unwrap();
+        assert_eq!(content_sha256(&deploy), content_sha256(&reordered));
+        for (path, value) in [
+            ("/spec/replicas", json!(4)),
+            ("/metadata/uid", json!("u2")),
+            ("/metadata/deletionTimestamp", json!("now")),
+        ] {
+            let mut changed = deploy.clone();
+            let (parent, field) = path.rsplit_once('/').unwrap();
+            changed.pointer_mut(parent).unwrap()[field] = value;
+            assert_ne!(content_sha256(&deploy), content_sha256(&changed), "{path}");
+        }
     }
 }

@@ -18,6 +18,7 @@ pub const FAULTS: &[(&str, &str, &str)] = &[
     ("manifest-stranded", "kube-scheduler.yaml left in the staging dir, as after a cut restart", "move kube-scheduler.yaml out of the manifests directory into /var/lib/remedy/staging, as a restart interrupted half-way would"),
     ("apiserver-bad-flag", "a flag kube-apiserver rejects: it crash-loops with `unknown flag`", "put a flag kube-apiserver rejects (--lab-bogus-flag=1) into the host's API server manifest: it crash-loops with `unknown flag`"),
     ("apiserver-bad-cert-path", "--tls-cert-file points at a missing file: the API server crash-loops", "point the host's API server manifest's --tls-cert-file at a file that does not exist: it crash-loops"),
+    ("apiserver-overload", "tiny inflight limits and a LIST flood: other clients get 429s", "every master's API server restarted with --max-requests-inflight=2 --max-mutating-requests-inflight=1 and APF off, and a load generator (at most 10 min, stopped by `lab down`) LISTing every ConfigMap as the service account remedy-lab-load/noisy, 20 in parallel per replica of the Deployment remedy-lab-load/noisy: the service account remedy-lab-load/bystander gets HTTP 429s (measured before it returns; not per host)"),
     ("etcd-quorum-lost", "a majority of etcd members lose their data (needs a snapshot first)", "destroy the data of a majority of etcd members (the host and the masters before it): their data dirs' contents are moved into <lab>/destroyed, a file etcd cannot use is left in their place, and the members crash-loop; refused unless an etcd snapshot is in <lab>/snapshots"),
 ];
 
@@ -170,6 +171,7 @@ pub fn break_lab(dir: &Path, fault: &str, host: Option<&str>) -> Result<String, 
             Err(LabError::Fault(format!("etcd still accepts writes after {limit} writes of 512 KiB; is the quota {quota} bytes in force?")))
         }
         "webhook-deadlock" => webhook_deadlock(dir),
+        "apiserver-overload" => crate::overload::apiserver_overload(dir, &layout),
         "manifest-stranded" => {
             let from = kube.join("manifests/kube-scheduler.yaml");
             let staging = layout.host_dir(&host).join("var-lib-remedy/staging");

@@ -18,6 +18,7 @@ pub mod lab;
 pub mod layout;
 pub mod node_status;
 pub mod ops_etcd;
+pub mod overload;
 pub mod pod_state;
 pub mod process;
 pub mod redate;

@@ -14,6 +14,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/apiserver-recover.yaml"),
     ),
     (
+        "apiserver-tune",
+        include_str!("../../runbooks/apiserver-tune.yaml"),
+    ),
+    (
         "backup-restore",
         include_str!("../../runbooks/backup-restore.yaml"),
     ),

@@ -271,6 +271,7 @@ fn step<'a>(
                     op,
                     resource_version,
                     diff,
+                    ..
                 } => {
                     let version = resource_version
                         .as_deref()

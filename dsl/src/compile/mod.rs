@@ -60,7 +60,9 @@ pub(crate) const APPROVAL_KEYS: &[&str] = &[
 ];
 /// `approval: { scope: … }`.
 pub(crate) const APPROVAL_SCOPES: &[&str] = &["run", "host", "step"];
-const HOST_FIELDS: &[&str] = &["name", "address", "port", "user", "groups", "vars", "lbs"];
+const HOST_FIELDS: &[&str] = &[
+    "name", "address", "port", "user", "groups", "vars", "lbs", "first",
+];
 
 /// Check a runbook completely. Nothing that fails here can run.
 pub fn compile(source: Arc<Source>) -> Result<Runbook, Diagnostics> {

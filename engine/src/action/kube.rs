@@ -13,6 +13,7 @@
 
 use super::{ActionError, StepCtx};
 use crate::inventory::Host;
+use crate::object_backup::Planned;
 use crate::plan::Change;
 use remedy_k8s::{Access, Kube, ObjectRef};
 use remedy_transport::{Local, Transport};
@@ -320,16 +321,44 @@ pub fn targets(
     }
 }
 
-/// The version of `r` the plan saw (`None`: absent), from the plan's changes.
-pub fn planned_version(changes: &[Change], r: &ObjectRef) -> Option<Option<String>> {
-    changes.iter().find_map(|c| match c {
-        Change::Object {
-            object,
-            resource_version,
-            ..
-        } if object == r => Some(resource_version.clone()),
-        _ => None,
-    })
+/// How often a write is tried again when the object moved between reading
+/// it and writing it without becoming something else (a status write).
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Write `r` as the plan said, while it is still what the plan saw: read
+/// it, compare it with the plan's (status and the metadata every write
+/// changes aside), and write conditional on the version just read. A 409
+/// meanwhile (a controller writing the status) is read and compared again.
+/// `None`: the plan does not change `r`; else the object as it was before
+/// the write (`None`: absent), and what the write returned.
+pub async fn write_unchanged<T, F, Fut>(
+    kube: &Kube,
+    changes: &[Change],
+    r: &ObjectRef,
+    mut write: F,
+) -> Result<Option<(Option<Value>, T)>, ActionError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, remedy_k8s::KubeError>>,
+{
+    let Some(planned) = Planned::of(changes, r) else {
+        return Ok(None);
+    };
+    let mut attempt = 1;
+    loop {
+        let live = kube.get(r).await?;
+        if let Err(changed) = planned.check(r, live.as_ref()) {
+            return Err(ActionError::Failed {
+                message: changed.to_string(),
+                hint: Some("run again: the new plan shows the object as it is now".into()),
+            });
+        }
+        match write(live.as_ref().and_then(remedy_k8s::resource_version)).await {
+            Ok(v) => return Ok(Some((live, v))),
+            Err(e) if e.is_conflict() && attempt < WRITE_ATTEMPTS => attempt += 1,
+            Err(e) => return Err(conflict(r, e)),
+        }
+    }
 }
 
 /// A unified diff between two versions of an object, as YAML without the

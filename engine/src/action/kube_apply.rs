@@ -4,11 +4,11 @@
 //! saw. The engine backs the object up first (or records that it was
 //! absent), so rollback restores or deletes it.
 
-use super::kube::{conflict, connect, object_diff, planned_version};
+use super::kube::{connect, object_diff, write_unchanged};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_k8s::{resource_version, ObjectRef};
+use remedy_k8s::{content_sha256, resource_version, ObjectRef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -76,6 +76,7 @@ impl Action for KubeApply {
                 object: r.clone(),
                 op: op.into(),
                 resource_version: live.as_ref().and_then(resource_version),
+                content_sha256: live.as_ref().map(content_sha256),
                 diff: object_diff(&r, live.as_ref(), Some(&dry)),
             }],
             modifies: Vec::new(),
@@ -84,17 +85,25 @@ impl Action for KubeApply {
     }
 
     async fn apply(&self, ctx: &StepCtx<'_>, plan: &Plan) -> Result<Value, ActionError> {
-        let (mut obj, r) = self.object()?;
-        let expected = planned_version(&plan.changes, &r).flatten();
-        if let Some(rv) = &expected {
-            // Server-side apply with a resourceVersion is conditional on it.
-            obj["metadata"]["resourceVersion"] = json!(rv);
-        }
+        let (obj, r) = self.object()?;
         let kube = connect(ctx).await?;
-        let after = kube
-            .apply(&obj, self.force, false)
-            .await
-            .map_err(|e| conflict(&r, e))?;
-        Ok(result(true, Self::fields(&after, expected.is_none())))
+        let force = self.force;
+        let written = write_unchanged(&kube, &plan.changes, &r, |rv| {
+            let (kube, mut obj) = (&kube, obj.clone());
+            async move {
+                if let Some(rv) = rv {
+                    // Server-side apply with a resourceVersion is conditional on it.
+                    obj["metadata"]["resourceVersion"] = json!(rv);
+                }
+                kube.apply(&obj, force, false).await
+            }
+        })
+        .await?;
+        let Some((before, after)) = written else {
+            return Err(ActionError::failed(format!(
+                "the plan does not apply {r}: run again"
+            )));
+        };
+        Ok(result(true, Self::fields(&after, before.is_none())))
     }
 }

@@ -6,11 +6,11 @@
 //! object up first, and rollback re-creates it without the fields the
 //! server sets.
 
-use super::kube::{conflict, connect, object_diff, planned_version, put_back, targets, Target};
+use super::kube::{connect, object_diff, put_back, targets, write_unchanged, Target};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_k8s::{resource_version, ObjectRef, PROPAGATION_POLICIES};
+use remedy_k8s::{content_sha256, resource_version, ObjectRef, PROPAGATION_POLICIES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -71,6 +71,7 @@ impl Action for KubeDelete {
                 object: r.clone(),
                 op: format!("delete (propagationPolicy {})", self.propagation),
                 resource_version: rv,
+                content_sha256: Some(content_sha256(&live)),
                 diff: object_diff(r, Some(&live), None),
             });
         }
@@ -97,22 +98,23 @@ impl Action for KubeDelete {
         let kube = connect(ctx).await?;
         let mut done: Vec<(ObjectRef, Value)> = Vec::new();
         for r in self.refs()? {
-            let Some(expected) = planned_version(&plan.changes, &r) else {
-                continue;
-            };
-            let before = match kube.get(&r).await {
+            match kube.get(&r).await {
                 // Gone already (a resumed run repeating its delete).
                 Ok(None) => continue,
-                Ok(Some(b)) => b,
+                Ok(Some(_)) => {}
                 Err(e) => return Err(put_back(&kube, &done, e.into()).await),
-            };
-            if let Err(e) = kube
-                .delete(&r, &self.propagation, expected.as_deref(), false)
-                .await
-            {
-                return Err(put_back(&kube, &done, conflict(&r, e)).await);
             }
-            done.push((r, before));
+            let propagation = self.propagation.as_str();
+            let written = write_unchanged(&kube, &plan.changes, &r, |rv| {
+                let (kube, r) = (&kube, &r);
+                async move { kube.delete(r, propagation, rv.as_deref(), false).await }
+            })
+            .await;
+            match written {
+                Ok(Some((Some(before), _))) => done.push((r, before)),
+                Ok(_) => continue,
+                Err(e) => return Err(put_back(&kube, &done, e).await),
+            }
         }
         let deleted: Vec<String> = done.iter().map(|(r, _)| r.display()).collect();
         let objects: Vec<Value> = done.into_iter().map(|(_, o)| o).collect();

@@ -11,11 +11,12 @@
 //! steps before it ran, against the live object, and a plan made against
 //! an object that did not exist is never applied.
 
-use super::kube::{conflict, connect, object_diff, planned_version, put_back, targets, Target};
+use super::kube::{connect, object_diff, put_back, targets, write_unchanged, Target};
 use super::{result, Action, ActionError, StepCtx};
+use crate::object_backup::Planned;
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_k8s::{resource_version, ObjectRef, PatchType};
+use remedy_k8s::{content_sha256, resource_version, ObjectRef, PatchType};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -116,6 +117,7 @@ impl Action for KubePatch {
                 object: r.clone(),
                 op: "patch".into(),
                 resource_version: rv,
+                content_sha256: Some(content_sha256(&live)),
                 diff: object_diff(r, Some(&live), Some(&dry)),
             });
         }
@@ -154,35 +156,41 @@ impl Action for KubePatch {
         let mut done: Vec<(ObjectRef, Value)> = Vec::new();
         let mut objects = Vec::new();
         for (r, patch) in self.work()? {
-            let Some(expected) = planned_version(&plan.changes, &r) else {
-                continue; // already as patched when planned
-            };
-            // Only a dry run plans against an object not there yet; such a
-            // plan has no version to make the patch conditional on.
-            let Some(expected) = expected else {
+            // Only a dry run plans against an object not there yet (one an
+            // earlier step would create); such a plan is never applied.
+            if matches!(
+                Planned::of(&plan.changes, &r),
+                Some(Planned {
+                    resource_version: None,
+                    ..
+                })
+            ) {
                 let e = ActionError::Failed {
                     message: format!("{r} was planned against the object an earlier step would create, not a live one, so it was not patched"),
                     hint: Some("plan it again: a real run plans each step after the steps before it ran".into()),
                 };
                 return Err(put_back(&kube, &done, e).await);
-            };
-            let before = match kube.get(&r).await {
-                Ok(Some(b)) => b,
-                Ok(None) => {
+            }
+            let written = write_unchanged(&kube, &plan.changes, &r, |rv| {
+                let (kube, r, patch) = (&kube, &r, &patch);
+                async move { kube.patch(r, patch, ty, rv.as_deref(), false).await }
+            })
+            .await;
+            match written {
+                // Already as patched when planned.
+                Ok(None) => continue,
+                Ok(Some((Some(before), after))) => {
+                    objects.push(after);
+                    done.push((r, before));
+                }
+                Ok(Some((None, _))) => {
                     let e = ActionError::Failed {
                         message: format!("{r} was deleted after the plan"),
                         hint: Some("run again: the new plan shows what there is now".into()),
                     };
                     return Err(put_back(&kube, &done, e).await);
                 }
-                Err(e) => return Err(put_back(&kube, &done, e.into()).await),
-            };
-            match kube.patch(&r, &patch, ty, Some(&expected), false).await {
-                Ok(after) => {
-                    objects.push(after);
-                    done.push((r, before));
-                }
-                Err(e) => return Err(put_back(&kube, &done, conflict(&r, e)).await),
+                Err(e) => return Err(put_back(&kube, &done, e).await),
             }
         }
         let patched: Vec<String> = done.iter().map(|(r, _)| r.display()).collect();
@@ -213,6 +221,7 @@ fn planned_patch(r: &ObjectRef, created: &Value, patch: &Value, ty: PatchType) -
         object: r.clone(),
         op: "patch".into(),
         resource_version: None,
+        content_sha256: None,
         diff,
     }
 }

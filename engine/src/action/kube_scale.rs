@@ -3,11 +3,11 @@
 //! replicas are in the result; the engine backs the whole object up, so
 //! rollback puts the replicas back with the rest of it.
 
-use super::kube::{conflict, connect, object_diff, planned_version};
+use super::kube::{connect, object_diff, write_unchanged};
 use super::{result, Action, ActionError, StepCtx};
 use crate::plan::{Change, Plan};
 use async_trait::async_trait;
-use remedy_k8s::{resource_version, ObjectRef};
+use remedy_k8s::{content_sha256, resource_version, ObjectRef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -84,6 +84,7 @@ impl Action for KubeScale {
                 object: r.clone(),
                 op: "scale".into(),
                 resource_version: rv,
+                content_sha256: Some(content_sha256(&live)),
                 diff: object_diff(&r, Some(&live), Some(&after)),
             }],
             modifies: Vec::new(),
@@ -94,18 +95,20 @@ impl Action for KubeScale {
     async fn apply(&self, ctx: &StepCtx<'_>, plan: &Plan) -> Result<Value, ActionError> {
         let r = self.reference()?;
         let kube = connect(ctx).await?;
-        let prior = match kube.get(&r).await? {
-            Some(live) => replicas(&live),
-            None => {
+        let replicas_wanted = self.replicas;
+        let written = write_unchanged(&kube, &plan.changes, &r, |rv| {
+            let (kube, r) = (&kube, &r);
+            async move { kube.scale(r, replicas_wanted, rv.as_deref(), false).await }
+        })
+        .await?;
+        let prior = match written {
+            Some((Some(before), _)) => replicas(&before),
+            _ => {
                 return Err(ActionError::failed(format!(
                     "{r} was deleted after the plan"
                 )))
             }
         };
-        let expected = planned_version(&plan.changes, &r).flatten();
-        kube.scale(&r, self.replicas, expected.as_deref(), false)
-            .await
-            .map_err(|e| conflict(&r, e))?;
         Ok(result(
             true,
             json!({ "prior_replicas": prior, "replicas": self.replicas }),

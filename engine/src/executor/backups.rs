@@ -74,11 +74,9 @@ impl Executor<'_> {
             .changes
             .iter()
             .filter_map(|c| match c {
-                Change::Object {
-                    object,
-                    resource_version,
-                    ..
-                } => Some((object, resource_version.as_deref())),
+                Change::Object { object, .. } => {
+                    object_backup::Planned::of(&plan.changes, object).map(|p| (object, p))
+                }
                 _ => None,
             })
             .filter(|(o, _)| !BackupRecord::kept_among(backups, &object_backup::record_path(o)))
@@ -89,7 +87,7 @@ impl Executor<'_> {
         let client = kube::connect(ctx).await?;
         let dir = &self.options.local_backup_dir;
         for (r, planned) in objects {
-            let record = object_backup::take(&client, dir, &self.options.run_id, step, r, planned)
+            let record = object_backup::take(&client, dir, &self.options.run_id, step, r, &planned)
                 .await
                 .map_err(|e| match e {
                     ObjectBackupError::Changed { .. } => ActionError::Failed {

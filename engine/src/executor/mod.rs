@@ -283,10 +283,12 @@ impl Executor<'_> {
     }
 
     /// What `host` is in Rhai: the inventory host, plus `lbs`, the names of
-    /// the load balancers in front of it (group `lbs`).
+    /// the load balancers in front of it (group `lbs`), and `first`: whether
+    /// it is the run's first target (where cluster-wide steps run once).
     fn host_json(&self, host: &Host) -> Value {
         let mut v = host.to_json();
         v["lbs"] = self.run.lbs.iter().map(|h| h.name.clone()).collect();
+        v["first"] = Value::Bool(self.targets().first().map(|h| &h.name) == Some(&host.name));
         v
     }
 
