@@ -4,7 +4,7 @@
 # the work that is the client's own CPU — what a smaller but slower build
 # could cost.
 #
-# Rows, each timed (wall, and user+sys CPU from GNU time) for both binaries,
+# Rows, each timed (wall, and the client's user+sys CPU) for both binaries,
 # interleaved, one untimed warm-up round, medians of ROUNDS:
 #   version   `remedy --version`: process start-up.
 #   validate  `remedy validate`: every built-in runbook parsed and checked,
@@ -17,7 +17,7 @@
 #             plan, journal (SQLite, fsync) and apply per step.
 # The sshd shares the machine's cores: the CPU column is the client's alone.
 #
-# Needs root (the sshd), OpenSSH, GNU time, python3.
+# Needs root (the sshd), OpenSSH, python3.
 # Usage: bench/binary.sh A B [ROUNDS]   (ROUNDS default 5; CONNS 20, STEPS 20)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +27,6 @@ ROUNDS=${3:-5}
 CONNS=${CONNS:-20}
 STEPS=${STEPS:-20}
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (an sshd)" >&2; exit 1; }
-[ -x /usr/bin/time ] || { echo "bench: needs GNU time (apt-get install time)" >&2; exit 1; }
 
 W=$(mktemp -d /var/tmp/bench-binary.XXXXXX) # on the disk: the journal's fsyncs are real
 SSHD_PID=
@@ -72,6 +71,17 @@ row() { # BIN ROW: runs one row once, output checked
       ;;
   esac || { echo "bench: $bin, $2 failed:" >&2; cat "$out" >&2; exit 1; }
 }
+# Wall and CPU (user + sys of the row and all it waited for), in seconds,
+# to the microsecond (GNU time's CPU has 10 ms steps).
+cat >"$W/timed.py" <<'EOF'
+import resource, subprocess, sys, time
+t0, c0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+rc = subprocess.call(sys.argv[1:])
+t1, c1 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+if rc:
+    sys.exit(rc)
+print(f"{t1 - t0:.6f} {c1.ru_utime - c0.ru_utime:.6f} {c1.ru_stime - c0.ru_stime:.6f}")
+EOF
 ROWS="version validate exec run"
 : >"$W/times"
 for ((r = 0; r <= ROUNDS; r++)); do
@@ -79,8 +89,8 @@ for ((r = 0; r <= ROUNDS; r++)); do
     for which in A B; do
       bin=$A
       [ "$which" = B ] && bin=$B
-      /usr/bin/time -f "%e %U %S" -o "$W/time" bash -c "$(declare -f row); W=$W CONNS=$CONNS STEPS=$STEPS row '$bin' $name"
-      [ "$r" -eq 0 ] || echo "$which-$name $(cat "$W/time")" >>"$W/times"
+      t=$(python3 "$W/timed.py" bash -c "$(declare -f row); W=$W CONNS=$CONNS STEPS=$STEPS row '$bin' $name")
+      [ "$r" -eq 0 ] || echo "$which-$name $t" >>"$W/times"
     done
   done
 done
@@ -99,5 +109,5 @@ t = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
 print(f"{'row':<10} {'A wall':>9} {'B wall':>9} {'B/A':>6} {'A cpu':>9} {'B cpu':>9} {'B/A':>6}")
 for row in rows:
     (aw, ac), (bw, bc) = t[f"A-{row}"], t[f"B-{row}"]
-    print(f"{row:<10} {aw*1e3:>7.0f}ms {bw*1e3:>7.0f}ms {bw/aw:>6.2f} {ac*1e3:>7.0f}ms {bc*1e3:>7.0f}ms {bc/ac if ac else float('nan'):>6.2f}")
+    print(f"{row:<10} {aw*1e3:>7.1f}ms {bw*1e3:>7.1f}ms {bw/aw:>6.2f} {ac*1e3:>7.1f}ms {bc*1e3:>7.1f}ms {bc/ac:>6.2f}")
 EOF
