@@ -89,7 +89,7 @@ pub async fn notify_all_with(
     retry: Retry,
     callback: Option<&Callback>,
 ) -> Vec<Delivery> {
-    let client = reqwest::Client::builder()
+    let client = crate::http_client()
         .timeout(retry.timeout)
         .user_agent(concat!("remedy/", env!("CARGO_PKG_VERSION")))
         .build()

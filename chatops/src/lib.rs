@@ -45,3 +45,13 @@ pub use secret::{is_reference, resolve_secret};
 pub use serve::{router, router_with_clock, CallbackError, Decider, Decision, ServeSecrets};
 pub use server::{serve, ServeLimits};
 pub use signature::{sign_slack, sign_webhook, Clock, TIMESTAMP_TOLERANCE_SECS};
+
+/// A builder for this crate's HTTP clients (notifiers, chat replies). Their
+/// TLS uses aws-lc-rs, the crypto provider remedy already carries for SSH and
+/// the Kubernetes client: reqwest is built without one of its own (ring, ~0.3
+/// MB of the release binary) and takes the process's default, which this
+/// installs when none is yet. Without it `build()` would panic.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}

@@ -173,7 +173,7 @@ pub fn router_with_clock(
         users,
         decider,
         clock,
-        http: reqwest::Client::builder()
+        http: crate::http_client()
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .ok(),

@@ -69,7 +69,7 @@ impl Server {
         let app = router_with_clock(secrets, users, recorder.clone(), Clock::fixed(NOW));
         Server {
             base: common::serve(app).await,
-            client: reqwest::Client::new(),
+            client: remedy_chatops::http_client().build().unwrap(),
             recorder,
         }
     }
@@ -557,7 +557,9 @@ async fn slack_documented_example_passes_the_signature_check() {
     );
     let base = common::serve(app).await;
     let post = |signature: &str, body: &str| {
-        reqwest::Client::new()
+        remedy_chatops::http_client()
+            .build()
+            .unwrap()
             .post(format!("{base}/slack/actions"))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("X-Slack-Request-Timestamp", ts.to_string())

@@ -42,10 +42,11 @@ pub use object::{
     PatchType, PROPAGATION_POLICIES,
 };
 
-/// Make aws-lc-rs the process's rustls crypto provider, if none is yet.
-/// With both ring and aws-lc-rs in a build, rustls cannot pick one by
-/// itself and panics when asked for the default: call this at the top of
-/// `main`. (This crate's own TLS names its provider and does not need it.)
+/// Make aws-lc-rs the process's rustls crypto provider, if none is yet: call
+/// this at the top of `main`. It is the only provider in the build (ring is
+/// kept out: the etcd client and reqwest are built for aws-lc-rs), but
+/// reqwest and tonic ask for the process's default rather than pick one.
+/// (This crate's own TLS names its provider and does not need it.)
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
