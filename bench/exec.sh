@@ -14,8 +14,9 @@
 #                      "warm" = the masters of the previous run are reused.
 #
 # The hosts are real OpenSSH servers started here: one sshd per host on
-# 127.0.90.N:2222, each in its own mount+UTS namespace with its own host key and
-# its own /etc/hostname (bind-mounted), root's ~/.bashrc and ~/.profile masked
+# $BENCH_NET.N:2222 (127.90.0.N by default), each in its own mount+UTS
+# namespace with its own host key and its own /etc/hostname (bind-mounted),
+# root's ~/.bashrc and ~/.profile masked
 # with an empty file (root's real ones are slow here). All three tools use the
 # same client key and the same known_hosts, with strict host-key checking.
 #
@@ -37,7 +38,8 @@
 # pip-installed into $BENCH_VENV (default /tmp/bench-venv) if it is not there.
 #
 # Environment: REMEDY (binary), BENCH_VENV, RUNS (default 10), SIZES (default
-# "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3).
+# "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3), BENCH_NET (the hosts'
+# /24, default 127.90.0: hosts on 127.90.0.1-N).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +48,8 @@ VENV=${BENCH_VENV:-/tmp/bench-venv}
 RUNS=${RUNS:-10}
 SIZES=${SIZES:-"3 20"}
 PORT=2222
-NET=127.0.90
+# The hosts' addresses: $NET.1 … $NET.N (a /24 on loopback nobody else uses).
+NET=${BENCH_NET:-127.90.0}
 CMD='cat /etc/hostname'
 
 die() { echo "bench: error: $*" >&2; exit 1; }

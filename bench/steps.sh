@@ -25,13 +25,14 @@
 # Needs root, scripts/setup, a release build (cargo build --release --bin remedy;
 # the script builds the journal example itself).
 # Usage: bench/steps.sh [ROUNDS] (default 5); STEPS via env (default 50),
-# REMEDY (the binary), JOURNAL_PROFILE (default release).
+# REMEDY (the binary), JOURNAL_PROFILE (default release), BASE (the lab's base
+# address, default 127.0.98.10).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-5}
 STEPS=${STEPS:-50}
 REMEDY=${REMEDY:-$ROOT/target/release/remedy}
-BASE=127.0.98.10
+BASE=${BASE:-127.0.98.10}
 W=$(mktemp -d /var/tmp/bench-steps.XXXXXX)
 export REMEDY_HOME=$W/home NO_COLOR=1
 LAB=$W/lab
@@ -67,7 +68,7 @@ runbook 1 >"$W/steps-1.yaml"
 
 SSH=(ssh -i "$LAB/ssh/id_ed25519" -o UserKnownHostsFile="$LAB/ssh/known_hosts"
   -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -p 2222 -l root)
-addr() { echo "${BASE%.*}.$((10 + $1))"; }
+addr() { echo "${BASE%.*}.$((${BASE##*.} + $1))"; }
 for i in "${HOSTS[@]}"; do # the masters the loop goes through, opened now
   "${SSH[@]}" -o ControlMaster=yes -o ControlPath="$W/cm-$i" -o ControlPersist=600 -fN "$(addr "$i")"
 done
