@@ -320,15 +320,17 @@ impl Resolver {
     pub async fn resolve(&self, ask: &Ask) -> Result<Resolved, String> {
         let (answer, defaults) = match &self.program {
             Some(program) => {
-                let answer = match self.answer_for_any_name(program, ask).await {
-                    Some(answer) => answer,
-                    None => openssh::answer(program, &self.file, ask).await?,
-                };
-                let defaults = self
-                    .defaults
-                    .get_or_try_init(|| openssh::defaults(program))
-                    .await?;
-                (answer, Some(defaults))
+                // Both at once: each is an `ssh -G` process.
+                let (answer, defaults) = tokio::join!(
+                    async {
+                        match self.answer_for_any_name(program, ask).await {
+                            Some(answer) => Ok(answer),
+                            None => openssh::answer(program, &self.file, ask).await,
+                        }
+                    },
+                    self.defaults.get_or_try_init(|| openssh::defaults(program)),
+                );
+                (answer?, Some(defaults?))
             }
             None => (parser::answer(&self.file, ask, &self.local)?, None),
         };
