@@ -50,7 +50,7 @@ trap cleanup EXIT
 # (quicker; an append's time is its fsyncs either way).
 JOURNAL_PROFILE=${JOURNAL_PROFILE:-release}
 (cd "$ROOT" && cargo build -q --profile "$JOURNAL_PROFILE" -p remedy-journal --example append_rate)
-APPEND_RATE=$ROOT/target/$([ "$JOURNAL_PROFILE" = dev ] && echo debug || echo "$JOURNAL_PROFILE")/examples/append_rate
+APPEND_RATE=${CARGO_TARGET_DIR:-$ROOT/target}/$([ "$JOURNAL_PROFILE" = dev ] && echo debug || echo "$JOURNAL_PROFILE")/examples/append_rate
 "$REMEDY" lab up --dir "$LAB" --base-address "$BASE" >/dev/null
 
 runbook() { # N: a runbook of N trivial steps on the masters
