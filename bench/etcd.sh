@@ -75,6 +75,7 @@ remedy_run() {
     -p snapshot_dir="$REMEDY_HOME/snaps" >/dev/null 2>&1
 }
 
+echo "load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %-6s %10s %14s  %s\n' tool round seconds reclaimed sizes_before→after
 for ((r = 1; r <= ROUNDS; r++)); do
   for tool in etcdctl remedy; do
@@ -87,3 +88,4 @@ for ((r = 1; r <= ROUNDS; r++)); do
     printf '%-10s %-6s %10.2f %14s  %s → %s\n' "$tool" "$r" "$(python3 -c "print($t1-$t0)")" "$(reclaimed "$before" "$after")" "$before" "$after"
   done
 done
+echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -89,6 +89,7 @@ ssh_loop() { # N
   done
 }
 declare -A T
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 0; r <= ROUNDS; r++)); do
   for row in remedy-$STEPS remedy-1 ssh-$STEPS ssh-1; do
     n=${row#*-}
@@ -105,6 +106,7 @@ run = c.execute("select run_id from runs where runbook = ? order by started_ms d
 print(c.execute("select count(*) from events where run_id = ?", (run,)).fetchone()[0])' \
   "$REMEDY_HOME/remedy.db" "steps-$STEPS")
 rate=$("$APPEND_RATE" "$W" 2000)
+echo "load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 
 python3 - "$STEPS" "$events" "$rate" "${T[remedy-$STEPS]}" "${T[remedy-1]}" "${T[ssh-$STEPS]}" "${T[ssh-1]}" <<'EOF'
 import statistics, sys, re
