@@ -45,6 +45,7 @@
 #
 # REMEDY_B (optional): a second remedy binary, timed as one more row
 # ("remedy exec, REMEDY_B") in the same interleaved rounds, for a before/after.
+# NO_ANSIBLE=1 leaves the ansible rows out (a quicker before/after).
 #
 # Environment: REMEDY (binary), REMEDY_B, BENCH_VENV, RUNS (default 10), SIZES (default
 # "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3), BENCH_NET (the hosts'
@@ -344,7 +345,8 @@ stats() { sort -n "$1" | awk '{ v[NR] = $1 } END {
 
 TOOLS=("remedy plain")
 [ -z "$REMEDY_B" ] || TOOLS+=("remedyb plain")
-TOOLS+=("remedyrun plain" "pssh plain" "pssh x25519" "ansible cold" "ansible warm")
+TOOLS+=("remedyrun plain" "pssh plain" "pssh x25519")
+[ -n "${NO_ANSIBLE:-}" ] || TOOLS+=("ansible cold" "ansible warm")
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $MAXN sshd up on $NET.1-$MAXN:$PORT; load average: $LOAD_START" >&2
 for s in $SIZES; do
