@@ -347,24 +347,26 @@ async fn a_bad_port_is_refused_with_its_line_by_both_readers() {
 /// or whose answer depends on the name, is asked about per host as before.
 #[tokio::test]
 async fn ssh_g_runs_once_per_run_when_the_configuration_treats_hosts_alike() {
-    // How often `ssh -G` must run for the 6 hosts below: always once for
-    // OpenSSH's defaults (`ssh -G -F none`), then once for each of the 3
-    // kinds of inventory settings (address given or not, port, user) when
-    // the files treat names alike, then once per host whose kind's answer
-    // for the made-up name turned out to depend on the name.
+    // How often `ssh -G` must run for the 9 hosts below: always once for
+    // OpenSSH's defaults (`ssh -G -F none`), then twice (two made-up names)
+    // for each of the 3 kinds of inventory settings (address given or not,
+    // port, user) when the files treat names alike, then once per host whose
+    // kind's answer for the made-up names turned out to depend on the name.
     let configs: &[(&str, usize)] = &[
-        ("", 1 + 3),
+        ("", 1 + 6),
         (
             "# every host\nUser ops\nHost *\n  Port 2200\n  IdentityFile ~/.ssh/%n-%r\n  ProxyCommand nc %h %p\n",
-            1 + 3,
+            1 + 6,
         ),
-        ("Host *\n  ProxyJump bastion\n", 1 + 3),
+        ("Host *\n  ProxyJump bastion\n", 1 + 6),
         // Depends on the name only where the inventory gives no address.
-        ("Host *\n  HostName %h.example\n", 1 + 3 + 4),
-        ("Host *\n  ControlPath /tmp/cm-%h\n", 1 + 3 + 6),
-        ("Host *\n  CanonicalizeHostname yes\n", 1 + 3 + 6),
-        ("Host master-*\n  User masters\n", 1 + 6),
-        ("Match all\n  User ops\n", 1 + 6),
+        ("Host *\n  HostName %h.example\n", 1 + 6 + 6),
+        ("Host *\n  ControlPath /tmp/cm-%h\n", 1 + 6 + 9),
+        // %C: a hash of the host name, port and user; the name is not in it.
+        ("Host *\n  ControlPath /tmp/cm-%C\n", 1 + 6 + 9),
+        ("Host *\n  CanonicalizeHostname yes\n", 1 + 6 + 9),
+        ("Host master-*\n  User masters\n", 1 + 9),
+        ("Match all\n  User ops\n", 1 + 9),
     ];
     // Three kinds of inventory settings: nothing; address, port and user;
     // a port only.
@@ -372,6 +374,12 @@ async fn ssh_g_runs_once_per_run_when_the_configuration_treats_hosts_alike() {
         case("", "", "master-1"),
         case("", "", "Master-2"),
         case("", "", "10.0.0.3"),
+        Case {
+            address: Some("192.0.2.8"),
+            port: Some(2222),
+            user: Some("root"),
+            ..case("", "", "db-4")
+        },
         Case {
             address: Some("192.0.2.7"),
             port: Some(2222),
@@ -387,6 +395,14 @@ async fn ssh_g_runs_once_per_run_when_the_configuration_treats_hosts_alike() {
         Case {
             port: Some(22),
             ..case("", "", "db-3")
+        },
+        Case {
+            port: Some(22),
+            ..case("", "", "web-1")
+        },
+        Case {
+            port: Some(22),
+            ..case("", "", "WEB-2")
         },
     ];
     let mut failures = Vec::new();

@@ -2,9 +2,10 @@
 //! reads has a `Host` pattern other than `*` or a `Match` block, every host
 //! gets the same settings from it — but for what the inventory gives on the
 //! command line (`HostName`, port, user) and what is derived from the name
-//! itself (`%h`, `%n`, …), which the caller checks on `ssh -G`'s answer for
-//! a made-up name ([`super::Resolver`]). Then one `ssh -G` answers for every
-//! host of a run instead of one process per host (100 for 100 hosts).
+//! itself (`%h`, `%C`, …), which the caller checks on `ssh -G`'s answers
+//! for two made-up names ([`super::Resolver`]). Then two `ssh -G` at once
+//! answer for every host of a run instead of one process per host (100 for
+//! 100 hosts).
 //!
 //! Conservative: whatever this reader is not sure of — a file it cannot
 //! read, a quoted argument, `%` or `${}` in an `Include`, a wildcard in an

@@ -196,10 +196,14 @@ fn plain_hostname(ask: &Ask) -> Option<String> {
     })
 }
 
-/// The made-up name `ssh -G` is asked about when the configuration treats
-/// all hosts alike (`.invalid`: never a real host, RFC 2606).
-const PROBE_NAME: &str = "remedy-probe.invalid";
-const PROBE_HOSTNAME: &str = "remedy-probe-address.invalid";
+/// The two made-up names (and addresses) `ssh -G` is asked about when the
+/// configuration treats all hosts alike (`.invalid`: never a real host, RFC
+/// 2606). Two, so that a value derived from the name in a way that does not
+/// spell it out (`%C`, a hash of host, port and user) differs between them.
+const PROBES: [(&str, &str); 2] = [
+    ("remedy-probe.invalid", "remedy-probe-address.invalid"),
+    ("other-probe.invalid", "other-probe-address.invalid"),
+];
 
 /// The inventory settings that change `ssh -G`'s answer beyond the name:
 /// whether an address is given, the port, the user.
@@ -340,10 +344,11 @@ impl Resolver {
     /// `ssh -G`'s answer for `ask` without running it for `ask`: when the
     /// configuration treats all host names alike ([`alike`]), OpenSSH's
     /// answer for a made-up name, with `ask`'s name put in, is its answer
-    /// for `ask` — one `ssh -G` per run (per port and user the inventory
-    /// gives) instead of one process per host. `None`: ask about `ask`
-    /// itself, as when the answer for the made-up name depends on the name
-    /// (`HostName %h.example`, a `ControlPath` with `%h`), or that answer
+    /// for `ask` — two `ssh -G` at once per run (per port and user the
+    /// inventory gives; two made-up names, whose answers must be the same
+    /// but for the name) instead of one process per host. `None`: ask about
+    /// `ask` itself, as when the answer for the made-up names depends on the
+    /// name (`HostName %h.example`, a `ControlPath` with `%h` or `%C`), or
     /// was an error (asking about `ask` gives the error with its name).
     async fn answer_for_any_name(&self, program: &Path, ask: &Ask) -> Option<Answer> {
         let hostname = plain_hostname(ask)?;
@@ -364,18 +369,24 @@ impl Resolver {
             .entry(key)
             .or_default()
             .clone();
-        let probe = Ask {
-            name: PROBE_NAME.into(),
-            hostname: ask.hostname.as_ref().map(|_| PROBE_HOSTNAME.into()),
+        let [a, b] = PROBES.map(|(name, address)| Ask {
+            name: name.into(),
+            hostname: ask.hostname.as_ref().map(|_| address.into()),
             port: ask.port,
             user: ask.user.clone(),
-        };
+        });
         let answer = cell
             .get_or_init(|| async {
-                openssh::answer(program, &self.file, &probe)
-                    .await
-                    .ok()
-                    .filter(|a| a.holds_for_any_name(&probe))
+                let (answer_a, answer_b) = tokio::join!(
+                    openssh::answer(program, &self.file, &a),
+                    openssh::answer(program, &self.file, &b),
+                );
+                let (answer_a, answer_b) = (answer_a.ok()?, answer_b.ok()?);
+                // Apart from the name, the same answer for both.
+                (answer_a.holds_for_any_name(&a)
+                    && answer_b.holds_for_any_name(&b)
+                    && answer_a.with_name(ask, &hostname) == answer_b.with_name(ask, &hostname))
+                .then_some(answer_a)
             })
             .await;
         answer.as_ref().map(|a| a.with_name(ask, &hostname))
