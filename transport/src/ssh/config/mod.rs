@@ -264,8 +264,8 @@ pub struct Resolver {
     /// Whether the configuration's files treat every host name alike
     /// ([`alike`]), read once.
     alike: tokio::sync::OnceCell<bool>,
-    /// `ssh -G`'s answer for a made-up name, per [`ProbeKey`], when it holds
-    /// for any name (`None`: ask about each host).
+    /// `ssh -G`'s answer for the made-up names, per [`ProbeKey`], when it
+    /// holds for any name (`None`: ask about each host).
     probes: Mutex<HashMap<ProbeKey, Arc<tokio::sync::OnceCell<Option<Answer>>>>>,
     /// The system-wide file `ssh` reads without `-F`.
     system_config: PathBuf,
