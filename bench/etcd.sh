@@ -17,7 +17,8 @@
 # host. Needs root, scripts/setup, a release build (cargo build --release
 # --bin remedy), GNU time.
 #
-# Usage: bench/etcd.sh [ROUNDS] (default 3); N and SIZE via env (default 1500, 4096).
+# Usage: bench/etcd.sh [ROUNDS] (default 3); N and SIZE via env (default 1500, 4096);
+# BASE: the lab's base address (default 127.0.97.10; masters on BASE+1..3).
 set -euo pipefail
 ROUNDS=${1:-3}
 N=${N:-1500}
@@ -25,11 +26,13 @@ SIZE=${SIZE:-4096}
 REMEDY=${REMEDY:-$(pwd)/target/release/remedy}
 export REMEDY_HOME=$(mktemp -d /tmp/bench-etcd.XXXXXX)
 LAB=$REMEDY_HOME/lab
-BASE=127.0.97.10
+BASE=${BASE:-127.0.97.10}
+PFX=${BASE%.*}.
+LAST=${BASE##*.}
 trap '"$REMEDY" lab down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$REMEDY_HOME"' EXIT
 "$REMEDY" lab up --dir "$LAB" --base-address "$BASE" >/dev/null
 PKI=$LAB/hosts/master-1/etc-kubernetes/pki
-EPS=(https://127.0.97.11:2379 https://127.0.97.12:2379 https://127.0.97.13:2379)
+EPS=(https://$PFX$((LAST + 1)):2379 https://$PFX$((LAST + 2)):2379 https://$PFX$((LAST + 3)):2379)
 ectl() {
   "$LAB/bin/etcdctl" --cacert "$PKI/etcd/ca.crt" --cert "$PKI/etcd/healthcheck-client.crt" \
     --key "$PKI/etcd/healthcheck-client.key" "$@"
@@ -72,6 +75,7 @@ remedy_run() {
     -p snapshot_dir="$REMEDY_HOME/snaps" >/dev/null 2>&1
 }
 
+echo "load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %-6s %10s %14s  %s\n' tool round seconds reclaimed sizes_before→after
 for ((r = 1; r <= ROUNDS; r++)); do
   for tool in etcdctl remedy; do
@@ -84,3 +88,4 @@ for ((r = 1; r <= ROUNDS; r++)); do
     printf '%-10s %-6s %10.2f %14s  %s → %s\n' "$tool" "$r" "$(python3 -c "print($t1-$t0)")" "$(reclaimed "$before" "$after")" "$before" "$after"
   done
 done
+echo "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

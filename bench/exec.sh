@@ -14,8 +14,9 @@
 #                      "warm" = the masters of the previous run are reused.
 #
 # The hosts are real OpenSSH servers started here: one sshd per host on
-# 127.0.90.N:2222, each in its own mount+UTS namespace with its own host key and
-# its own /etc/hostname (bind-mounted), root's ~/.bashrc and ~/.profile masked
+# $BENCH_NET.N:2222 (127.90.0.N by default), each in its own mount+UTS
+# namespace with its own host key and its own /etc/hostname (bind-mounted),
+# root's ~/.bashrc and ~/.profile masked
 # with an empty file (root's real ones are slow here). All three tools use the
 # same client key and the same known_hosts, with strict host-key checking.
 #
@@ -36,8 +37,19 @@
 # (cargo build --release --bin remedy), GNU time (/usr/bin/time). ansible-core is
 # pip-installed into $BENCH_VENV (default /tmp/bench-venv) if it is not there.
 #
-# Environment: REMEDY (binary), BENCH_VENV, RUNS (default 10), SIZES (default
-# "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3).
+# The servers' CPU is measured too (remedy and parallel-ssh rows): every sshd
+# listener's own and its reaped children's user + system time (/proc/PID/stat:
+# the per-connection sshd, the session, bash, cat), summed over all hosts,
+# before and after the run, once every connection's processes are gone. Not for
+# ansible: its ControlPersist connections outlive the run.
+#
+# REMEDY_B (optional): a second remedy binary, timed as one more row
+# ("remedy exec, REMEDY_B") in the same interleaved rounds, for a before/after.
+# NO_ANSIBLE=1 leaves the ansible rows out (a quicker before/after).
+#
+# Environment: REMEDY (binary), REMEDY_B, BENCH_VENV, RUNS (default 10), SIZES (default
+# "3 20"; each 2..100, e.g. SIZES="3 20 100" RUNS=3), BENCH_NET (the hosts'
+# /24, default 127.90.0: hosts on 127.90.0.1-N).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +58,8 @@ VENV=${BENCH_VENV:-/tmp/bench-venv}
 RUNS=${RUNS:-10}
 SIZES=${SIZES:-"3 20"}
 PORT=2222
-NET=127.0.90
+# The hosts' addresses: $NET.1 … $NET.N (a /24 on loopback nobody else uses).
+NET=${BENCH_NET:-127.90.0}
 CMD='cat /etc/hostname'
 
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -54,6 +67,8 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 # ---- prerequisites ---------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "needs root (sshd per host, mount namespaces)"
 [ -x "$REMEDY" ] || die "no release binary at $REMEDY: run 'cargo build --release --bin remedy'"
+REMEDY_B=${REMEDY_B:-}
+[ -z "$REMEDY_B" ] || [ -x "$REMEDY_B" ] || die "REMEDY_B: no binary at $REMEDY_B"
 for t in /usr/sbin/sshd ssh ssh-keygen parallel-ssh unshare /usr/bin/time python3; do
   command -v "$t" >/dev/null || die "missing $t (run scripts/setup; GNU time: apt-get install time)"
 done
@@ -212,6 +227,7 @@ export REMEDY_HOME=$W/remedy-home NO_COLOR=1 ANSIBLE_CONFIG=$W/ansible.cfg ANSIB
 
 # cmd_<tool> SIZE MODE: the command line, one word per line (printed into the report).
 cmd_remedy() { printf '%s\n' "$REMEDY" exec --parallel "$1" -i "$W/inventory-$1.yaml" all -- cat /etc/hostname; }
+cmd_remedyb() { printf '%s\n' "$REMEDY_B" exec --parallel "$1" -i "$W/inventory-$1.yaml" all -- cat /etc/hostname; }
 cmd_remedyrun() { printf '%s\n' "$REMEDY" run "$W/read.yaml" --parallel "$1" -i "$W/inventory-$1.yaml" --yes -o json; }
 cmd_pssh() {
   printf '%s\n' parallel-ssh -i -h "$W/pssh-hosts-$1" -l root -p "$1" -t 60 -x "-i $W/client_key" \
@@ -229,6 +245,7 @@ cmd_ansible() {
 
 # parse_<tool> < stdout: "hN value" pairs, sorted.
 parse_remedy() { awk '$2 == "|" { print $1, $3 }' | sort; }
+parse_remedyb() { parse_remedy; }
 parse_remedyrun() {
   python3 -c 'import json, sys
 for h in json.load(sys.stdin)["hosts"]:
@@ -239,6 +256,43 @@ parse_pssh() {
     /\[SUCCESS\]/ { h = $NF; sub(net, "", h); sub(port, "", h); getline; print "h" h, $0 }' | sort
 }
 parse_ansible() { awk '/ \| CHANGED \| rc=0 >>$/ { h = $1; getline; print h, $0 }' | sort; }
+
+# server_cpu: "CHILDREN MS": how many processes the sshd listeners have now (a
+# connection's sshd, until it is reaped), and the CPU time, in ms, the
+# listeners and every process they reaped have used so far.
+server_cpu() {
+  python3 - "${SSHD_PIDS[@]}" <<'PY'
+import os, sys
+listeners = set(sys.argv[1:])
+tick = os.sysconf("SC_CLK_TCK")
+children, ticks = 0, 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    # fields[0] is stat's field 3 (state): ppid is field 4, utime..cstime 14..17.
+    if fields[1] in listeners:
+        children += 1
+    if pid in listeners:
+        ticks += sum(int(v) for v in fields[11:15])
+print(children, ticks * 1000 // tick)
+PY
+}
+# settled_server_cpu: server_cpu once no connection's process is left (5 s at most).
+settled_server_cpu() {
+  local n ms
+  for _ in $(seq 1 100); do
+    read -r n ms < <(server_cpu)
+    [ "$n" -eq 0 ] && break
+    sleep 0.05
+  done
+  [ "$n" -eq 0 ] || die "sshd connections still open after 5 s: $(for p in "${SSHD_PIDS[@]}"; do pgrep -a -P "$p"; done)"
+  echo "$ms"
+}
 
 # run_one TOOL MODE SIZE ROUND: time one run, check its output, record ms and RSS.
 run_one() {
@@ -252,6 +306,13 @@ run_one() {
     [ -z "$(find "$W/cp" -type s)" ] || die "ControlPersist masters still alive before a cold run"
   fi
   [ "$tool$mode" = ansiblewarm ] && before=$(find "$W/cp" -type s -printf '%i %p\n' | sort)
+  local srv0=
+  if [ "$tool" != ansible ]; then
+    # ansible's ControlPersist connections (from the warm row) are closed
+    # first, so that the servers' CPU counts this run's connections only.
+    stop_masters
+    srv0=$(settled_server_cpu)
+  fi
   rc=0
   t0=$(date +%s%N)
   timeout 300 /usr/bin/time -f '%M %U %S' -o "$base.rss" "${cmd[@]}" >"$base.out" 2>"$base.err" </dev/null || rc=$?
@@ -274,6 +335,7 @@ run_one() {
     echo $(((t1 - t0) / 1000)) >>"$W/$tool-$mode-$size.us"
     tail -n1 "$base.rss" | awk '{ print $1 }' >>"$W/$tool-$mode-$size.kb"
     tail -n1 "$base.rss" | awk '{ printf "%d\n", ($2 + $3) * 1000 }' >>"$W/$tool-$mode-$size.cpu"
+    if [ -n "$srv0" ]; then echo $(($(settled_server_cpu) - srv0)) >>"$W/$tool-$mode-$size.srv"; fi
   fi
 }
 
@@ -281,7 +343,10 @@ run_one() {
 stats() { sort -n "$1" | awk '{ v[NR] = $1 } END {
   m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m, v[1], v[NR] }'; }
 
-TOOLS=("remedy plain" "remedyrun plain" "pssh plain" "pssh x25519" "ansible cold" "ansible warm")
+TOOLS=("remedy plain")
+[ -z "$REMEDY_B" ] || TOOLS+=("remedyb plain")
+TOOLS+=("remedyrun plain" "pssh plain" "pssh x25519")
+[ -n "${NO_ANSIBLE:-}" ] || TOOLS+=("ansible cold" "ansible warm")
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: $MAXN sshd up on $NET.1-$MAXN:$PORT; load average: $LOAD_START" >&2
 for s in $SIZES; do
@@ -300,6 +365,7 @@ stop_masters
 label() {
   case "$1 $2" in
     "remedy plain") echo "remedy exec" ;;
+    "remedyb plain") echo "remedy exec, REMEDY_B" ;;
     "remedyrun plain") echo "remedy run, read-only runbook" ;;
     "pssh plain") echo "parallel-ssh -i" ;;
     "pssh x25519") echo "parallel-ssh -i, kex curve25519-sha256 (as remedy)" ;;
@@ -308,10 +374,10 @@ label() {
   esac
 }
 echo
-echo "$RUNS timed runs per row (after 1 warm-up round); wall time in ms; CPU = user + system of the client and its waited-for children; peak RSS = the largest single process of the client's tree."
+echo "$RUNS timed runs per row (after 1 warm-up round); wall time in ms; CPU = user + system of the client and its waited-for children; server CPU = the same for all sshd processes of the run (not for ansible, whose connections outlive it); peak RSS = the largest single process of the client's tree."
 echo
-echo "| hosts | tool | median ms | min ms | max ms | median / remedy exec | CPU ms (median) | peak RSS MiB (median) |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+echo "| hosts | tool | median ms | min ms | max ms | median / remedy exec | CPU ms (median) | server CPU ms (median) | peak RSS MiB (median) |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
 for s in $SIZES; do
   read -r rmed _ _ < <(stats "$W/remedy-plain-$s.us")
   for tm in "${TOOLS[@]}"; do
@@ -319,13 +385,16 @@ for s in $SIZES; do
     read -r med min max < <(stats "$W/$tool-$mode-$s.us")
     read -r kb _ _ < <(stats "$W/$tool-$mode-$s.kb")
     read -r cpu _ _ < <(stats "$W/$tool-$mode-$s.cpu")
+    srv=—
+    [ -s "$W/$tool-$mode-$s.srv" ] && read -r srv _ _ < <(stats "$W/$tool-$mode-$s.srv")
     awk -v s="$s" -v l="$(label "$tool" "$mode")" -v med="$med" -v min="$min" -v max="$max" \
-      -v r="$rmed" -v kb="$kb" -v cpu="$cpu" 'BEGIN {
-      printf "| %d | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %.1f |\n", s, l, med/1000, min/1000, max/1000, med/r, cpu, kb/1024 }'
+      -v r="$rmed" -v kb="$kb" -v cpu="$cpu" -v srv="$srv" 'BEGIN {
+      printf "| %d | %s | %.1f | %.1f | %.1f | %.2fx | %.0f | %s | %.1f |\n", s, l, med/1000, min/1000, max/1000, med/r, cpu, srv, kb/1024 }'
   done
 done
 echo
-echo "Versions: remedy binary sha256 $(sha256sum "$REMEDY" | cut -c1-12) built $(date -u -r "$REMEDY" '+%F %T UTC')" \
+[ -z "$REMEDY_B" ] || echo "REMEDY_B: $REMEDY_B, sha256 $(sha256sum "$REMEDY_B" | cut -c1-12) built $(date -u -r "$REMEDY_B" '+%F %T UTC')."
+echo "Versions: remedy binary $REMEDY, sha256 $(sha256sum "$REMEDY" | cut -c1-12) built $(date -u -r "$REMEDY" '+%F %T UTC')" \
   "(work tree HEAD now: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))," \
   "$(ssh -V 2>&1 | cut -d, -f1), parallel-ssh $(parallel-ssh --version 2>&1)," \
   "ansible-core $("$VENV/bin/python" -c 'import ansible.release as r; print(r.__version__)')," \

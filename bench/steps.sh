@@ -25,13 +25,14 @@
 # Needs root, scripts/setup, a release build (cargo build --release --bin remedy;
 # the script builds the journal example itself).
 # Usage: bench/steps.sh [ROUNDS] (default 5); STEPS via env (default 50),
-# REMEDY (the binary), JOURNAL_PROFILE (default release).
+# REMEDY (the binary), JOURNAL_PROFILE (default release), BASE (the lab's base
+# address, default 127.0.98.10).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-5}
 STEPS=${STEPS:-50}
 REMEDY=${REMEDY:-$ROOT/target/release/remedy}
-BASE=127.0.98.10
+BASE=${BASE:-127.0.98.10}
 W=$(mktemp -d /var/tmp/bench-steps.XXXXXX)
 export REMEDY_HOME=$W/home NO_COLOR=1
 LAB=$W/lab
@@ -49,7 +50,7 @@ trap cleanup EXIT
 # (quicker; an append's time is its fsyncs either way).
 JOURNAL_PROFILE=${JOURNAL_PROFILE:-release}
 (cd "$ROOT" && cargo build -q --profile "$JOURNAL_PROFILE" -p remedy-journal --example append_rate)
-APPEND_RATE=$ROOT/target/$([ "$JOURNAL_PROFILE" = dev ] && echo debug || echo "$JOURNAL_PROFILE")/examples/append_rate
+APPEND_RATE=${CARGO_TARGET_DIR:-$ROOT/target}/$([ "$JOURNAL_PROFILE" = dev ] && echo debug || echo "$JOURNAL_PROFILE")/examples/append_rate
 "$REMEDY" lab up --dir "$LAB" --base-address "$BASE" >/dev/null
 
 runbook() { # N: a runbook of N trivial steps on the masters
@@ -67,7 +68,7 @@ runbook 1 >"$W/steps-1.yaml"
 
 SSH=(ssh -i "$LAB/ssh/id_ed25519" -o UserKnownHostsFile="$LAB/ssh/known_hosts"
   -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -p 2222 -l root)
-addr() { echo "${BASE%.*}.$((10 + $1))"; }
+addr() { echo "${BASE%.*}.$((${BASE##*.} + $1))"; }
 for i in "${HOSTS[@]}"; do # the masters the loop goes through, opened now
   "${SSH[@]}" -o ControlMaster=yes -o ControlPath="$W/cm-$i" -o ControlPersist=600 -fN "$(addr "$i")"
 done
@@ -88,6 +89,7 @@ ssh_loop() { # N
   done
 }
 declare -A T
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((r = 0; r <= ROUNDS; r++)); do
   for row in remedy-$STEPS remedy-1 ssh-$STEPS ssh-1; do
     n=${row#*-}
@@ -104,6 +106,7 @@ run = c.execute("select run_id from runs where runbook = ? order by started_ms d
 print(c.execute("select count(*) from events where run_id = ?", (run,)).fetchone()[0])' \
   "$REMEDY_HOME/remedy.db" "steps-$STEPS")
 rate=$("$APPEND_RATE" "$W" 2000)
+echo "load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 
 python3 - "$STEPS" "$events" "$rate" "${T[remedy-$STEPS]}" "${T[remedy-1]}" "${T[ssh-$STEPS]}" "${T[ssh-1]}" <<'EOF'
 import statistics, sys, re

@@ -340,3 +340,121 @@ async fn a_bad_port_is_refused_with_its_line_by_both_readers() {
         "{err}"
     );
 }
+
+/// A configuration that cannot tell hosts apart is asked about once per
+/// run, not once per host (a process per host: 100 for 100 masters), and
+/// every host still resolves exactly as `ssh -G` says for it; one that can,
+/// or whose answer depends on the name, is asked about per host as before.
+#[tokio::test]
+async fn ssh_g_runs_once_per_run_when_the_configuration_treats_hosts_alike() {
+    // How often `ssh -G` must run for the 9 hosts below: always once for
+    // OpenSSH's defaults (`ssh -G -F none`), then twice (two made-up names)
+    // for each of the 3 kinds of inventory settings (address given or not,
+    // port, user) when the files treat names alike, then once per host whose
+    // kind's answer for the made-up names turned out to depend on the name.
+    let configs: &[(&str, usize)] = &[
+        ("", 1 + 6),
+        (
+            "# every host\nUser ops\nHost *\n  Port 2200\n  IdentityFile ~/.ssh/%n-%r\n  ProxyCommand nc %h %p\n",
+            1 + 6,
+        ),
+        ("Host *\n  ProxyJump bastion\n", 1 + 6),
+        // Depends on the name only where the inventory gives no address.
+        ("Host *\n  HostName %h.example\n", 1 + 6 + 6),
+        ("Host *\n  ControlPath /tmp/cm-%h\n", 1 + 6 + 9),
+        // %C: a hash of the host name, port and user; the name is not in it.
+        ("Host *\n  ControlPath /tmp/cm-%C\n", 1 + 6 + 9),
+        ("Host *\n  CanonicalizeHostname yes\n", 1 + 6 + 9),
+        ("Host master-*\n  User masters\n", 1 + 9),
+        ("Match all\n  User ops\n", 1 + 9),
+    ];
+    // Three kinds of inventory settings: nothing; address, port and user;
+    // a port only.
+    let hosts: &[Case] = &[
+        case("", "", "master-1"),
+        case("", "", "Master-2"),
+        case("", "", "10.0.0.3"),
+        Case {
+            address: Some("192.0.2.8"),
+            port: Some(2222),
+            user: Some("root"),
+            ..case("", "", "db-4")
+        },
+        Case {
+            address: Some("192.0.2.7"),
+            port: Some(2222),
+            user: Some("root"),
+            ..case("", "", "db-1")
+        },
+        Case {
+            address: Some("DB-2.Example"),
+            port: Some(2222),
+            user: Some("root"),
+            ..case("", "", "db-2")
+        },
+        Case {
+            port: Some(22),
+            ..case("", "", "db-3")
+        },
+        Case {
+            port: Some(22),
+            ..case("", "", "web-1")
+        },
+        Case {
+            port: Some(22),
+            ..case("", "", "WEB-2")
+        },
+    ];
+    let mut failures = Vec::new();
+    for (config, want) in configs {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config");
+        std::fs::write(&file, config).unwrap();
+        let count = dir.path().join("count");
+        let wrapper = dir.path().join("ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$*\" >>'{}'\nexec ssh \"$@\"\n",
+                count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let resolver = Resolver::new(ConfigFile::Path(file.clone())).with_program(Some(wrapper));
+        for c in hosts {
+            let expected = oracle(&file, c).unwrap();
+            let ask = Ask {
+                name: c.name.into(),
+                hostname: c.address.map(str::to_string),
+                port: c.port,
+                user: c.user.map(str::to_string),
+            };
+            match resolver.resolve(&ask).await {
+                Ok(r) if same(&r, &expected) => {}
+                other => failures.push(format!(
+                    "{config:?}, {}: remedy {:?}, ssh -G {}@{}:{} keys {:?} {:?}",
+                    c.name,
+                    other.as_ref().map(show),
+                    expected.user,
+                    expected.hostname,
+                    expected.port,
+                    expected.identity_files,
+                    expected.proxy
+                )),
+            }
+        }
+        let ran = std::fs::read_to_string(&count).unwrap_or_default();
+        if ran.lines().count() != *want {
+            failures.push(format!(
+                "{config:?}: ssh -G ran {} times, not {want}:\n{ran}",
+                ran.lines().count()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

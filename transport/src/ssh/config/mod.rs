@@ -15,13 +15,17 @@
 //! where or how OpenSSH would connect, so the caller reports it instead of
 //! silently connecting differently.
 
+mod alike;
 mod jump;
 mod openssh;
 mod parser;
 pub mod tokens;
 
 pub use jump::{parse_proxy_jump, Jump};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tokens::{Local, Values};
 
 /// Which client configuration remedy reads (the inventory's `ssh.config`).
@@ -133,7 +137,77 @@ impl Answer {
             .map(|(_, v)| v.as_str())
             .collect()
     }
+
+    /// This answer (for `probe`) holds for any name: its `host` and
+    /// `hostname` are what `ssh -G` makes of the probe's name and address
+    /// alone, nothing else mentions either, and no canonicalisation can
+    /// change a host name later.
+    fn holds_for_any_name(&self, probe: &Ask) -> bool {
+        let Some(hostname) = plain_hostname(probe) else {
+            return false;
+        };
+        let name = probe.name.to_ascii_lowercase();
+        self.get("host") == Some(probe.name.as_str())
+            && self.get("hostname") == Some(hostname.as_str())
+            && self.get("canonicalizehostname") == Some("false")
+            && self.0.iter().all(|(k, v)| {
+                let v = v.to_ascii_lowercase();
+                k == "host" || k == "hostname" || !(v.contains(&name) || v.contains(&hostname))
+            })
+    }
+
+    /// This answer with `ask`'s name and host name in place of the probe's.
+    fn with_name(&self, ask: &Ask, hostname: &str) -> Answer {
+        Answer(
+            self.0
+                .iter()
+                .map(|(k, v)| match k.as_str() {
+                    "host" => (k.clone(), ask.name.clone()),
+                    "hostname" => (k.clone(), hostname.to_string()),
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect(),
+        )
+    }
 }
+
+/// What `ssh -G` prints as `hostname` for `ask` when no configuration line
+/// sets one: the inventory's address, else the name; a name lowercased, an
+/// address as given. `None` when OpenSSH could make something else of it
+/// (`%` tokens, characters it may refuse in a host name).
+fn plain_hostname(ask: &Ask) -> Option<String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    };
+    if !plain(&ask.name) {
+        return None;
+    }
+    let given = ask.hostname.as_deref().unwrap_or(&ask.name);
+    if !plain(given) {
+        return None;
+    }
+    Some(if given.parse::<IpAddr>().is_ok() {
+        given.to_string()
+    } else {
+        given.to_ascii_lowercase()
+    })
+}
+
+/// The two made-up names (and addresses) `ssh -G` is asked about when the
+/// configuration treats all hosts alike (`.invalid`: never a real host, RFC
+/// 2606). Two, so that a value derived from the name in a way that does not
+/// spell it out (`%C`, a hash of host, port and user) differs between them.
+const PROBES: [(&str, &str); 2] = [
+    ("remedy-probe.invalid", "remedy-probe-address.invalid"),
+    ("other-probe.invalid", "other-probe-address.invalid"),
+];
+
+/// The inventory settings that change `ssh -G`'s answer beyond the name:
+/// whether an address is given, the port, the user.
+type ProbeKey = (bool, Option<u16>, Option<String>);
 
 /// Settings remedy does not honour that change where or how OpenSSH would
 /// connect, and what remedy does instead. Reported when the configuration
@@ -187,6 +261,14 @@ pub struct Resolver {
     /// OpenSSH's answer with no configuration at all: its defaults, which
     /// tell a configured value from a default one.
     defaults: tokio::sync::OnceCell<Answer>,
+    /// Whether the configuration's files treat every host name alike
+    /// ([`alike`]), read once.
+    alike: tokio::sync::OnceCell<bool>,
+    /// `ssh -G`'s answer for the made-up names, per [`ProbeKey`], when it
+    /// holds for any name (`None`: ask about each host).
+    probes: Mutex<HashMap<ProbeKey, Arc<tokio::sync::OnceCell<Option<Answer>>>>>,
+    /// The system-wide file `ssh` reads without `-F`.
+    system_config: PathBuf,
 }
 
 impl Resolver {
@@ -197,6 +279,9 @@ impl Resolver {
             program: find_program("ssh"),
             local: Local::current(),
             defaults: tokio::sync::OnceCell::new(),
+            alike: tokio::sync::OnceCell::new(),
+            probes: Mutex::new(HashMap::new()),
+            system_config: PathBuf::from(alike::SYSTEM_CONFIG),
         }
     }
 
@@ -239,16 +324,72 @@ impl Resolver {
     pub async fn resolve(&self, ask: &Ask) -> Result<Resolved, String> {
         let (answer, defaults) = match &self.program {
             Some(program) => {
-                let answer = openssh::answer(program, &self.file, ask).await?;
-                let defaults = self
-                    .defaults
-                    .get_or_try_init(|| openssh::defaults(program))
-                    .await?;
-                (answer, Some(defaults))
+                // Both at once: each is an `ssh -G` process.
+                let (answer, defaults) = tokio::join!(
+                    async {
+                        match self.answer_for_any_name(program, ask).await {
+                            Some(answer) => Ok(answer),
+                            None => openssh::answer(program, &self.file, ask).await,
+                        }
+                    },
+                    self.defaults.get_or_try_init(|| openssh::defaults(program)),
+                );
+                (answer?, Some(defaults?))
             }
             None => (parser::answer(&self.file, ask, &self.local)?, None),
         };
         resolve_answer(&answer, defaults, ask, &self.local, self.reader())
+    }
+
+    /// `ssh -G`'s answer for `ask` without running it for `ask`: when the
+    /// configuration treats all host names alike ([`alike`]), OpenSSH's
+    /// answer for a made-up name, with `ask`'s name put in, is its answer
+    /// for `ask` — two `ssh -G` at once per run (per port and user the
+    /// inventory gives; two made-up names, whose answers must be the same
+    /// but for the name) instead of one process per host. `None`: ask about
+    /// `ask` itself, as when the answer for the made-up names depends on the
+    /// name (`HostName %h.example`, a `ControlPath` with `%h` or `%C`), or
+    /// was an error (asking about `ask` gives the error with its name).
+    async fn answer_for_any_name(&self, program: &Path, ask: &Ask) -> Option<Answer> {
+        let hostname = plain_hostname(ask)?;
+        let alike = *self
+            .alike
+            .get_or_init(|| async {
+                alike::treats_hosts_alike(&self.file, &self.local, &self.system_config)
+            })
+            .await;
+        if !alike {
+            return None;
+        }
+        let key: ProbeKey = (ask.hostname.is_some(), ask.port, ask.user.clone());
+        let cell = self
+            .probes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let [a, b] = PROBES.map(|(name, address)| Ask {
+            name: name.into(),
+            hostname: ask.hostname.as_ref().map(|_| address.into()),
+            port: ask.port,
+            user: ask.user.clone(),
+        });
+        let answer = cell
+            .get_or_init(|| async {
+                let (answer_a, answer_b) = tokio::join!(
+                    openssh::answer(program, &self.file, &a),
+                    openssh::answer(program, &self.file, &b),
+                );
+                let (answer_a, answer_b) = (answer_a.ok()?, answer_b.ok()?);
+                // Apart from the name, the same answer for both.
+                (answer_a.holds_for_any_name(&a)
+                    && answer_b.holds_for_any_name(&b)
+                    && answer_a.with_name(ask, &hostname) == answer_b.with_name(ask, &hostname))
+                .then_some(answer_a)
+            })
+            .await;
+        answer.as_ref().map(|a| a.with_name(ask, &hostname))
     }
 }
 
