@@ -3526,27 +3526,12 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
     let home = lab.home();
     let env = [("REMEDY_HOME", home.as_str())];
     let inv = lab.inv();
-    let refused = kubectl_output(&lab, &["create", "configmap", "blocked", "-n", "default"]);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("failed calling webhook \"validate.lab-webhook.remedy.invalid\""),
-        "{err}"
-    );
+    assert_webhook_blocks_writes(&lab);
     let vwc = ["get", "validatingwebhookconfiguration", "lab-deadlock"];
     let policy = || failure_policy(&lab);
 
     // The dry run names the webhook, says why, and shows the change.
-    let rv_before = kubectl(
-        &lab,
-        &[
-            "get",
-            "validatingwebhookconfiguration",
-            "lab-deadlock",
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ],
-    );
+    let rv_before = webhook_resource_version(&lab);
     let plan = ok(&remedy_env(
         &["plan", "webhook-deadlock-break", "-i", &inv],
         &env,
@@ -3561,16 +3546,7 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
     );
     assert!(plan.contains("failed calling webhook"), "{plan}");
     assert_eq!(
-        kubectl(
-            &lab,
-            &[
-                "get",
-                "validatingwebhookconfiguration",
-                "lab-deadlock",
-                "-o",
-                "jsonpath={.metadata.resourceVersion}"
-            ]
-        ),
+        webhook_resource_version(&lab),
         rv_before,
         "the dry run changed nothing"
     );
@@ -3697,6 +3673,110 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
     assert_eq!(saved, before, "the backup is the whole object as it was");
 }
 
+/// Issue 16: a finished `webhook-deadlock-break` is undone from its object
+/// backup with `remedy backup restore ID` — a tampered copy refused before
+/// anything is written, a dry run that shows the diff and changes nothing,
+/// then the configuration back as it was before the run (apart from
+/// server-set fields) and the deadlock with it.
+#[test]
+fn issue_16_backup_restore_puts_the_webhook_configuration_back_after_a_finished_run() {
+    let lab = webhook_deadlock_lab(163);
+    let home = lab.home();
+    let env = [("REMEDY_HOME", home.as_str())];
+    let inv = lab.inv();
+    let vwc = ["get", "validatingwebhookconfiguration", "lab-deadlock"];
+    let rv = || webhook_resource_version(&lab);
+    let before = object_without_server_fields(&lab, &vwc);
+
+    let out = ok(&remedy_env(
+        &["run", "webhook-deadlock-break", "-i", &inv, "--yes"],
+        &env,
+    ));
+    let run = run_id(&out);
+    assert_eq!(failure_policy(&lab), "Ignore");
+    kubectl(
+        &lab,
+        &["create", "configmap", "after-the-fix", "-n", "default"],
+    );
+
+    // `backup list` shows the object backup, with its resourceVersion.
+    let list = ok(&remedy_env(&["backup", "list", "--run", &run], &env));
+    let line = list
+        .lines()
+        .find(|l| {
+            l.contains(
+                "k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock",
+            )
+        })
+        .unwrap_or_else(|| panic!("no object backup in:\n{list}"));
+    assert!(line.contains("(resourceVersion "), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&remedy_env(
+        &["backup", "list", "--run", &run, "-o", "json"],
+        &env,
+    )))
+    .unwrap();
+    let backup = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["object"]["kind"] == "ValidatingWebhookConfiguration")
+        .unwrap_or_else(|| panic!("no object backup in {json}"))
+        .clone();
+    let id = backup["id"].to_string();
+    let location = backup["location"].as_str().unwrap().to_string();
+    let show = ok(&remedy_env(&["backup", "show", &id], &env));
+    assert!(
+        show.contains(
+            "object    admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration/lab-deadlock"
+        ),
+        "{show}"
+    );
+
+    // A tampered copy is refused while planning: nothing is written.
+    let good = std::fs::read(&location).unwrap();
+    let tampered = String::from_utf8(good.clone())
+        .unwrap()
+        .replace("\"Fail\"", "\"Ignore\"");
+    assert_ne!(tampered.as_bytes(), good.as_slice());
+    std::fs::write(&location, tampered).unwrap();
+    let rv_fixed = rv();
+    let out = remedy_env(&["backup", "restore", &id, "--yes"], &env);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("does not match its recorded sha256"),
+        "{text}"
+    );
+    assert_eq!(rv(), rv_fixed, "a refused restore wrote nothing");
+    std::fs::write(&location, &good).unwrap();
+
+    // The dry run shows the way back and changes nothing.
+    let plan = ok(&remedy_env(&["backup", "restore", &id, "--dry-run"], &env));
+    assert!(
+        plan.contains("-  failurePolicy: Ignore") && plan.contains("+  failurePolicy: Fail"),
+        "{plan}"
+    );
+    assert_eq!(rv(), rv_fixed, "the dry run changed nothing");
+    assert_eq!(failure_policy(&lab), "Ignore");
+
+    // The real restore: the configuration as before the run, the deadlock back.
+    let out = ok(&remedy_env(&["backup", "restore", &id, "--yes"], &env));
+    assert_eq!(object_without_server_fields(&lab, &vwc), before);
+    assert_webhook_blocks_writes(&lab);
+    // The restore backed up what it replaced: it can itself be restored.
+    let restore_run = run_id(&out);
+    let list = ok(&remedy_env(
+        &["backup", "list", "--run", &restore_run],
+        &env,
+    ));
+    assert!(
+        list.contains(
+            "k8s:admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration/lab-deadlock"
+        ),
+        "{list}"
+    );
+}
+
 /// A 3-master lab with `lab break webhook-deadlock` applied.
 fn webhook_deadlock_lab(block: u8) -> Lab {
     let lab = Lab::up(block);
@@ -3710,8 +3790,29 @@ fn webhook_deadlock_lab(block: u8) -> Lab {
     lab
 }
 
+/// The lab webhook configuration's resourceVersion.
+fn webhook_resource_version(lab: &Lab) -> String {
+    webhook_field(lab, "{.metadata.resourceVersion}")
+}
+
+/// A ConfigMap create fails with the lab webhook's real error.
+fn assert_webhook_blocks_writes(lab: &Lab) {
+    let refused = kubectl_output(lab, &["create", "configmap", "blocked", "-n", "default"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("failed calling webhook \"validate.lab-webhook.remedy.invalid\""),
+        "{err}"
+    );
+}
+
 /// The lab webhook's failurePolicy, as the API serves it.
 fn failure_policy(lab: &Lab) -> String {
+    webhook_field(lab, "{.webhooks[0].failurePolicy}")
+}
+
+/// A field of the lab webhook configuration (a kubectl jsonpath).
+fn webhook_field(lab: &Lab, jsonpath: &str) -> String {
     kubectl(
         lab,
         &[
@@ -3719,7 +3820,7 @@ fn failure_policy(lab: &Lab) -> String {
             "validatingwebhookconfiguration",
             "lab-deadlock",
             "-o",
-            "jsonpath={.webhooks[0].failurePolicy}",
+            &format!("jsonpath={jsonpath}"),
         ],
     )
 }

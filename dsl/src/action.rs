@@ -39,6 +39,7 @@ pub enum ActionKind {
     KubeApply,
     KubePatch,
     KubeDelete,
+    KubeRestore,
     KubeScale,
     KubeWait,
     KubeWebhooks,
@@ -186,7 +187,7 @@ const KUBE_OBJECTS_ARG: ArgSpec = arg!(
 );
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 36] = [
+    pub const ALL: [ActionKind; 37] = [
         ActionKind::Shell,
         ActionKind::FileWrite,
         ActionKind::FileEdit,
@@ -216,6 +217,7 @@ impl ActionKind {
         ActionKind::KubeApply,
         ActionKind::KubePatch,
         ActionKind::KubeDelete,
+        ActionKind::KubeRestore,
         ActionKind::KubeScale,
         ActionKind::KubeWait,
         ActionKind::KubeWebhooks,
@@ -256,6 +258,7 @@ impl ActionKind {
             ActionKind::KubeApply => "kube.apply",
             ActionKind::KubePatch => "kube.patch",
             ActionKind::KubeDelete => "kube.delete",
+            ActionKind::KubeRestore => "kube.restore",
             ActionKind::KubeScale => "kube.scale",
             ActionKind::KubeWait => "kube.wait",
             ActionKind::KubeWebhooks => "kube.webhooks",
@@ -309,6 +312,7 @@ impl ActionKind {
             ActionKind::KubeApply => "server-side apply an object; the plan is the server's dry-run result and a diff of the live object against it",
             ActionKind::KubePatch => "patch objects (merge, JSON or strategic patch); the plan is the server's dry-run result and its diff",
             ActionKind::KubeDelete => "delete objects with an explicit propagationPolicy; the plan shows each object",
+            ActionKind::KubeRestore => "put one object back from a backup remedy took (on the jump host, checked by its sha256); the plan is a diff from the live object to the backup",
             ActionKind::KubeScale => "set the replicas of a Deployment or StatefulSet; the prior replicas are recorded",
             ActionKind::KubeWait => "poll an object until a status condition or a Rhai condition over it holds (read-only)",
             ActionKind::KubeProbeWrite => "prove the API server takes writes: create a ConfigMap labelled remedy.io/probe=true, then delete it (leaves nothing behind)",
@@ -471,6 +475,14 @@ impl ActionKind {
                 KUBE_OBJECTS_ARG,
                 arg!("patch", Value, false, "the patch: a mapping (merge, strategic) or a list of operations (json); required unless every entry of `objects` has one"),
                 arg!("type", Str, false, "merge (default), json or strategic"),
+            ],
+            ActionKind::KubeRestore => &[
+                KUBE_API_VERSION_ARG,
+                KUBE_KIND_ARG,
+                KUBE_NAMESPACE_ARG,
+                KUBE_NAME_ARG,
+                arg!("backup", Str, true, "the backup's location on the jump host (`remedy backup show ID`)"),
+                arg!("sha256", Str, true, "the sha256 the journal recorded for it; any other content is refused while planning"),
             ],
             ActionKind::KubeDelete => &[
                 KUBE_API_VERSION_ARG,
@@ -656,6 +668,10 @@ impl ActionKind {
             ActionKind::KubePatch => &[
                 res!("objects", "each object as the server has it after the patch"),
                 res!("patched", "the objects patched, e.g. ValidatingWebhookConfiguration/x"),
+            ],
+            ActionKind::KubeRestore => &[
+                res!("restored", "what was done, e.g. put back ValidatingWebhookConfiguration/x"),
+                res!("object", "the object as the server has it after the restore"),
             ],
             ActionKind::KubeDelete => &[
                 res!("deleted", "the objects deleted"),

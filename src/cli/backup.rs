@@ -7,6 +7,11 @@
 //! it replaces, the journal, `--dry-run`, `resume` — nothing of its own. The
 //! copy must still hash to the recorded sha256 (`file.copy`'s `sha256`), so a
 //! changed copy is refused before anything is written.
+//!
+//! An object backup (a Kubernetes object a `kube.*` step changed, kept on the
+//! jump host) is listed with its resourceVersion and restored the same way
+//! through the API, as a run of `object-restore` (`kube.restore`), once,
+//! through the first master of the run's inventory.
 
 use super::audit::{open, print_json};
 use super::flags::{ApplyArgs, InventoryArg, OutputArg, Overlay, SshArgs};
@@ -22,7 +27,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Every backup in the journal, oldest first: ID, time, run, step, host, path, sha256.
+    /// Every backup in the journal, oldest first: ID, time, run, step, host, path, sha256 (objects: k8s:… and resourceVersion).
     #[command(after_help = "\
 Examples:
   remedy backup list --host master-1
@@ -48,7 +53,7 @@ Examples:
         #[command(flatten)]
         ssh: SshArgs,
     },
-    /// Put a backup back on its host, as a run of `backup-restore` (plan, approval, journal).
+    /// Put a backup back (a file on its host: `backup-restore`; an API object: `object-restore`), as a run (plan, approval, journal).
     #[command(after_help = "\
 Examples:
   remedy backup restore 42 --dry-run
@@ -153,6 +158,7 @@ impl Backup {
             "owner": r.owner.map(|(u, g)| format!("{u}:{g}")),
             "size": r.size,
             "on_jump_host": r.local,
+            "object": r.object,
             "inventory": self.inventory,
         })
     }
@@ -286,7 +292,14 @@ fn list(g: &Global, filter: &Filter) -> Exit {
             k.host,
             &sha[..sha.len().min(12)],
             k.record.path,
-            if k.record.local { " (jump host)" } else { "" }
+            match (&k.record.object, k.record.local) {
+                (Some(o), _) => format!(
+                    " (resourceVersion {}, on the jump host)",
+                    o.resource_version.as_deref().unwrap_or("-")
+                ),
+                (None, true) => " (jump host)".into(),
+                (None, false) => String::new(),
+            }
         );
     }
     Exit::Ok
@@ -338,13 +351,26 @@ fn show(g: &Global, id: i64, content: bool) -> Exit {
         };
         let _ = writeln!(out, "{key:<9} {value}");
     }
+    if let Some(o) = &b.known.record.object {
+        let _ = writeln!(
+            out,
+            "object    {} {}",
+            o.object.api_version,
+            o.object.display()
+        );
+        let _ = writeln!(
+            out,
+            "resourceVersion {}",
+            o.resource_version.as_deref().unwrap_or("-")
+        );
+    }
     if b.known.record.local {
         let _ = writeln!(out, "(the copy is on the jump host)");
     }
     let _ = writeln!(
         out,
         "restore   remedy backup restore {id} [--dry-run]{}",
-        if b.known.record.local {
+        if b.known.record.local && b.known.record.object.is_none() {
             " (not for jump-host files: copy it back by hand)"
         } else {
             ""
@@ -415,6 +441,9 @@ fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
         );
         return Exit::Invalid;
     };
+    if let Some(o) = &b.known.record.object {
+        return restore_object(g, &b, &o.object, location, sha256, dry_run);
+    }
     if b.known.record.local {
         eprintln!(
             "error: backup {id} is of {} on the jump host, not on a target host: copy it back by hand\n  = hint: sha256sum {location} (must be {sha256}), then cp -p {location} {}",
@@ -442,6 +471,36 @@ fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
         &g,
         &[],
         "backup-restore",
+        dry_run,
+        None,
+        super::run::Quiet { quiet: false },
+    )
+}
+
+/// An object backup goes back through the API, as a run of `object-restore`
+/// (once, through the first master of the run's inventory).
+fn restore_object(
+    g: &Global,
+    b: &Backup,
+    r: &remedy_k8s::ObjectRef,
+    location: &str,
+    sha256: &str,
+    dry_run: bool,
+) -> Exit {
+    let mut g = with_inventory(g, b);
+    g.params_file = None;
+    g.params = vec![
+        format!("api_version={}", r.api_version),
+        format!("kind={}", r.kind),
+        format!("namespace={}", r.namespace.as_deref().unwrap_or_default()),
+        format!("name={}", r.name),
+        format!("backup={location}"),
+        format!("sha256={sha256}"),
+    ];
+    super::run::run(
+        &g,
+        &[],
+        "object-restore",
         dry_run,
         None,
         super::run::Quiet { quiet: false },

@@ -45,6 +45,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../runbooks/manifest-edit.yaml"),
     ),
     (
+        "object-restore",
+        include_str!("../../runbooks/object-restore.yaml"),
+    ),
+    (
         "static-pod-restart",
         include_str!("../../runbooks/static-pod-restart.yaml"),
     ),

@@ -34,6 +34,7 @@ mod kube_delete;
 mod kube_get;
 mod kube_patch;
 mod kube_probe_write;
+mod kube_restore;
 mod kube_scale;
 mod kube_wait;
 pub(crate) mod kube_webhooks;
@@ -267,6 +268,7 @@ pub fn instantiate(kind: ActionKind, with: Value) -> Result<Box<dyn Action>, Act
         ActionKind::KubeApply => Box::new(args::<kube_apply::KubeApply>(kind, with)?),
         ActionKind::KubePatch => Box::new(args::<kube_patch::KubePatch>(kind, with)?),
         ActionKind::KubeDelete => Box::new(args::<kube_delete::KubeDelete>(kind, with)?),
+        ActionKind::KubeRestore => Box::new(args::<kube_restore::KubeRestore>(kind, with)?),
         ActionKind::KubeScale => Box::new(args::<kube_scale::KubeScale>(kind, with)?),
         ActionKind::KubeWait => Box::new(args::<kube_wait::KubeWait>(kind, with)?),
         ActionKind::KubeWebhooks => Box::new(args::<kube_webhooks::KubeWebhooks>(kind, with)?),
@@ -319,6 +321,7 @@ pub fn undoes_from_result(kind: ActionKind) -> bool {
         | ActionKind::KubeApply
         | ActionKind::KubePatch
         | ActionKind::KubeDelete
+        | ActionKind::KubeRestore
         | ActionKind::KubeScale
         | ActionKind::EtcdRestore
         | ActionKind::ApiserverDiagnose => false,
