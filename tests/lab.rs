@@ -5446,7 +5446,12 @@ fn issue_16_apiserver_overload_429s_stop_after_apiserver_tune_and_undo_restores_
         .contains("gone"));
 
     // A status write between the plan and the apply (what the Deployment
-    // controller does all the time) is not a conflict: the run goes on.
+    // controller does all the time) is not a conflict: the run goes on. Its
+    // first sync of a Deployment also sets the revision annotation through
+    // the status subresource — late, when the controller is starved by the
+    // very overload being tuned (CI saw that fail the run as a conflict).
+    // The test writes an annotation of its own the same way, so the
+    // controller cannot put it back before the check.
     let child = tune_stopped_after_scale_plan(&home, &inv, &tune);
     let _cont = Continue(child.id());
     let (_, rv_planned) = noisy(&lab);
@@ -5461,13 +5466,29 @@ fn issue_16_apiserver_overload_429s_stop_after_apiserver_tune_and_undo_restores_
             "--subresource=status",
             "--type=merge",
             "-p",
-            r#"{"status":{"unavailableReplicas":97}}"#,
+            r#"{"metadata":{"annotations":{"lab.remedy.io/reported":"97"}},"status":{"unavailableReplicas":97}}"#,
         ],
     );
     assert_ne!(
         noisy(&lab).1,
         rv_planned,
         "the status write moved the resourceVersion"
+    );
+    assert!(
+        kubectl(
+            &lab,
+            &[
+                "get",
+                "deployment",
+                "noisy",
+                "-n",
+                "remedy-lab-load",
+                "-o",
+                "jsonpath={.metadata.annotations}"
+            ]
+        )
+        .contains("\"lab.remedy.io/reported\":\"97\""),
+        "the status write set the annotation"
     );
     let (out, text) = resume(child);
     assert!(out.status.success(), "{text}");

@@ -33,7 +33,7 @@ pub enum ObjectBackupError {
     Kube(#[from] remedy_k8s::KubeError),
     #[error(transparent)]
     Transport(#[from] remedy_transport::TransportError),
-    #[error("{object} changed after the plan (resourceVersion {planned} when planned, {now} now, and not only its status), so nothing was changed")]
+    #[error("{object} changed after the plan (resourceVersion {planned} when planned, {now} now, and not only its status), so nothing was changed: plan again to see it as it is now")]
     Changed {
         object: String,
         planned: String,
@@ -257,7 +257,7 @@ mod tests {
         assert!(!planned.matches(None));
         let r = ObjectRef::of(&planned_obj).unwrap();
         let err = planned.check(&r, Some(&deployment(3, "9", 1))).unwrap_err();
-        assert_eq!(err.to_string(), "Deployment l/noisy changed after the plan (resourceVersion 7 when planned, 9 now, and not only its status), so nothing was changed");
+        assert_eq!(err.to_string(), "Deployment l/noisy changed after the plan (resourceVersion 7 when planned, 9 now, and not only its status), so nothing was changed: plan again to see it as it is now");
 
         // Absent when planned: only still absent matches.
         let absent = Planned {

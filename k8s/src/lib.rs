@@ -38,8 +38,8 @@ pub use access::{Access, Identity};
 pub use client::{Answer, Kind, Kube, DEFAULT_TIMEOUT, FIELD_MANAGER};
 pub use error::KubeError;
 pub use object::{
-    content_sha256, parse_manifest, resource_version, to_yaml, without_server_fields, ObjectRef,
-    PatchType, PROPAGATION_POLICIES,
+    content_sha256, parse_manifest, resource_version, status_written_fields, to_yaml,
+    without_server_fields, ObjectRef, PatchType, PROPAGATION_POLICIES,
 };
 
 /// Make aws-lc-rs the process's rustls crypto provider, if none is yet: call

@@ -128,13 +128,20 @@ pub fn without_server_fields(obj: &Value) -> Value {
 const WRITE_METADATA: &[&str] = &["resourceVersion", "managedFields", "generation"];
 
 /// The sha256 of what an object is, as a plan-vs-apply conflict check sees
-/// it: everything but `status` and the metadata every write changes. A
-/// controller writing the status of a Deployment leaves it unchanged; a
-/// spec, label or annotation change, a deletion begun (deletionTimestamp)
-/// or a re-created object (another uid) changes it.
+/// it: everything but `status`, the metadata every write changes, and the
+/// fields only ever written through the `status` subresource (see
+/// `status_written_fields`). A controller writing the status of a
+/// Deployment leaves it unchanged — even when, as the Deployment controller
+/// does on its first sync, that write also sets an annotation
+/// (`deployment.kubernetes.io/revision`); a spec, label or annotation change
+/// made through the object itself, a deletion begun (deletionTimestamp) or a
+/// re-created object (another uid) changes it.
 pub fn content_sha256(obj: &Value) -> String {
     use sha2::Digest;
     let mut out = obj.clone();
+    for path in status_written_fields(obj) {
+        remove_path(&mut out, &path);
+    }
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
         for f in WRITE_METADATA {
             meta.remove(*f);
@@ -144,6 +151,69 @@ pub fn content_sha256(obj: &Value) -> String {
         map.remove("status");
     }
     hex::encode(sha2::Sha256::digest(canonical(&out).as_bytes()))
+}
+
+/// The fields (as paths of map keys) that `managedFields` says were written
+/// only through the `status` subresource: owned by an entry with
+/// `subresource: status`, and neither it nor a field inside it by another
+/// entry (another owning the map around it, `.`, is only owning the map).
+/// What a status write puts
+/// outside `status` (the API server lets a Deployment's status write set
+/// annotations) is the controller's report, not what the object asks for.
+/// Fields inside list items (`k:`, `v:`, `i:` keys) are not singled out.
+pub fn status_written_fields(obj: &Value) -> Vec<Vec<String>> {
+    let Some(entries) = obj["metadata"]["managedFields"].as_array() else {
+        return Vec::new();
+    };
+    let (mut by_status, mut by_others) = (Vec::new(), Vec::new());
+    for e in entries {
+        let into = if e["subresource"].as_str() == Some("status") {
+            &mut by_status
+        } else {
+            &mut by_others
+        };
+        leaf_fields(&e["fieldsV1"], &mut Vec::new(), into);
+    }
+    by_status.retain(|p: &Vec<String>| {
+        p.first().map(String::as_str) != Some("status")
+            && !by_others.iter().any(|o| o.starts_with(p.as_slice()))
+    });
+    by_status.sort();
+    by_status.dedup();
+    by_status
+}
+
+/// The map-key paths a `fieldsV1` set names as owned (its leaves and the
+/// maps it marks with `.`).
+fn leaf_fields(set: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let Some(map) = set.as_object() else { return };
+    if (map.is_empty() || map.contains_key(".")) && !at.is_empty() {
+        out.push(at.clone());
+    }
+    for (k, v) in map {
+        if let Some(field) = k.strip_prefix("f:") {
+            at.push(field.to_string());
+            leaf_fields(v, at, out);
+            at.pop();
+        }
+    }
+}
+
+/// Removes the field at `path` (map keys) from `obj`, if it is there.
+fn remove_path(obj: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = obj;
+    for p in parents {
+        match at.get_mut(p.as_str()) {
+            Some(next) => at = next,
+            None => return,
+        }
+    }
+    if let Some(map) = at.as_object_mut() {
+        map.remove(last.as_str());
+    }
 }
 
 /// JSON with every mapping's keys sorted, so the same object hashes the
@@ -454,6 +524,66 @@ pub(crate) fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Deployment as the API server returns it once the Deployment
+    /// controller has synced it: the revision annotation set by a status
+    /// write, next to one a user set.
+    fn synced_deployment(revision: Option<&str>, user_note: &str) -> Value {
+        let mut annotations = json!({ "note": user_note });
+        let mut managed = vec![json!({
+            "manager": "kubectl-create", "operation": "Update", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": { "f:metadata": { "f:annotations": { ".": {}, "f:note": {} } },
+                          "f:spec": { "f:replicas": {} } }
+        })];
+        if let Some(r) = revision {
+            annotations["deployment.kubernetes.io/revision"] = json!(r);
+            managed.push(json!({
+                "manager": "kube-controller-manager", "operation": "Update",
+                "apiVersion": "apps/v1", "subresource": "status", "fieldsType": "FieldsV1",
+                "fieldsV1": { "f:metadata": { "f:annotations": {
+                                  "f:deployment.kubernetes.io/revision": {} } },
+                              "f:status": { "f:replicas": {} } }
+            }));
+        }
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "noisy", "namespace": "l", "uid": "u",
+                          "annotations": annotations, "managedFields": managed },
+            "spec": { "replicas": 3 }, "status": { "replicas": 3 }
+        })
+    }
+
+    #[test]
+    fn a_controllers_status_write_of_an_annotation_is_not_a_change_of_the_object() {
+        let before = synced_deployment(None, "a");
+        let synced = synced_deployment(Some("1"), "a");
+        assert_eq!(
+            status_written_fields(&synced),
+            vec![vec![
+                "metadata".to_string(),
+                "annotations".into(),
+                "deployment.kubernetes.io/revision".into()
+            ]]
+        );
+        assert_eq!(content_sha256(&before), content_sha256(&synced));
+        assert_eq!(
+            content_sha256(&synced),
+            content_sha256(&synced_deployment(Some("2"), "a"))
+        );
+        // A user's annotation is the object's: changing it is a change.
+        assert_ne!(
+            content_sha256(&synced),
+            content_sha256(&synced_deployment(Some("1"), "b"))
+        );
+        // The same annotation written through the object itself (another
+        // manager owns it too) stays in the hash.
+        let mut by_hand = synced_deployment(Some("1"), "a");
+        by_hand["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:annotations"]
+            ["f:deployment.kubernetes.io/revision"] = json!({});
+        assert!(status_written_fields(&by_hand).is_empty());
+        assert_ne!(content_sha256(&by_hand), content_sha256(&before));
+    }
 
     #[test]
     fn server_fields_are_stripped_and_preconditions_added() {
