@@ -19,6 +19,9 @@
 #
 # Usage: bench/etcd.sh [ROUNDS] (default 3); N and SIZE via env (default 1500, 4096);
 # BASE: the lab's base address (default 127.0.97.10; masters on BASE+1..3).
+# KEEP=1 keeps REMEDY_HOME (remedy's journal, and each run's output in
+# round-N.log there) and prints where, to see where a slow round's time went
+# (`REMEDY_HOME=… remedy audit show RUN`).
 set -euo pipefail
 ROUNDS=${1:-3}
 N=${N:-1500}
@@ -29,7 +32,7 @@ LAB=$REMEDY_HOME/lab
 BASE=${BASE:-127.0.97.10}
 PFX=${BASE%.*}.
 LAST=${BASE##*.}
-trap '"$REMEDY" lab down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$REMEDY_HOME"' EXIT
+trap '"$REMEDY" lab down --dir "$LAB" >/dev/null 2>&1 || true; if [ "${KEEP:-}" = 1 ]; then echo "kept REMEDY_HOME=$REMEDY_HOME"; else rm -rf "$REMEDY_HOME"; fi' EXIT
 "$REMEDY" lab up --dir "$LAB" --base-address "$BASE" >/dev/null
 PKI=$LAB/hosts/master-1/etc-kubernetes/pki
 EPS=(https://$PFX$((LAST + 1)):2379 https://$PFX$((LAST + 2)):2379 https://$PFX$((LAST + 3)):2379)
@@ -72,7 +75,7 @@ for s in json.load(sys.stdin):
 
 remedy_run() {
   "$REMEDY" run etcd-maintenance -i "$LAB/inventory.yaml" --yes \
-    -p snapshot_dir="$REMEDY_HOME/snaps" >/dev/null 2>&1
+    -p snapshot_dir="$REMEDY_HOME/snaps" >"$REMEDY_HOME/round-$r.log" 2>&1
 }
 
 echo "load average (1, 5, 15 min) at the start: $(cut -d' ' -f1-3 /proc/loadavg)"

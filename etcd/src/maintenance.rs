@@ -25,8 +25,18 @@ const REFRESH_ROUNDS: u32 = 5;
 /// a few polls.
 const REFRESH_POLL: Duration = Duration::from_millis(20);
 
-/// The longest one round waits for every member's figure to move.
-const ROUND_LIMIT: Duration = Duration::from_secs(2);
+/// How long a member that has not moved gets to commit a round's touch
+/// before it counts as counted already: one and a half backend commits
+/// (every 100 ms by default, `--backend-batch-interval`).
+const HOLD: Duration = Duration::from_millis(150);
+
+/// The longest the first round waits for the figures to move: the
+/// compaction's own commit may come late on a busy member.
+const FIRST_ROUND_LIMIT: Duration = Duration::from_secs(2);
+
+/// The longest a later round waits: five backend commits (every 100 ms by
+/// default). A figure that has not moved by then was current.
+const ROUND_LIMIT: Duration = Duration::from_millis(500);
 
 /// A size in use that moved by no more than this after a write holds still
 /// (a write itself touches a few pages).
@@ -68,6 +78,38 @@ fn target_of(all: &[(&ClusterMember, MemberStatus)], retention: i64) -> Compacti
 
 fn alarm_entry(member: &str, a: &crate::status::Alarm) -> Value {
     json!({ "member": member, "member_id": format!("{:x}", a.member_id), "kind": a.kind.to_string() })
+}
+
+/// Whether a refresh round can end: every figure moved, or some did and the
+/// others — given [`HOLD`] to commit the touch — are still at the level
+/// those came to.
+fn round_over(now: &[u64], moved: &[bool], lasted: Duration) -> bool {
+    if moved.iter().all(|m| *m) {
+        return true;
+    }
+    if lasted < HOLD {
+        return false;
+    }
+    let Some(level) = (now.iter().zip(moved))
+        .filter(|(_, m)| **m)
+        .map(|(n, _)| *n)
+        .min()
+    else {
+        return false;
+    };
+    (now.iter().zip(moved)).all(|(n, m)| *m || n.abs_diff(level) <= SETTLED_BYTES)
+}
+
+/// Whether the figures after a round (`big`: which moved by more than
+/// [`SETTLED_BYTES`] in it) are current: none moved that much, or one did
+/// not while they all agree — the others came down to a figure that was
+/// already counted.
+fn settled(now: &[u64], big: &[bool]) -> bool {
+    if !big.iter().any(|b| *b) {
+        return true;
+    }
+    let (lo, hi) = (now.iter().min(), now.iter().max());
+    big.iter().any(|b| !b) && matches!((lo, hi), (Some(lo), Some(hi)) if hi - lo <= SETTLED_BYTES)
 }
 
 impl Cluster {
@@ -129,39 +171,51 @@ impl Cluster {
     /// reads as 17% fragmented) until two more writes come. So make the
     /// backends commit without touching a key or the revision (a lease
     /// granted and revoked: a compaction repeated right after still has
-    /// nothing to do), poll until every member's figure has moved, and
-    /// again, until a round moves no member's figure by more than
-    /// [`SETTLED_BYTES`] (the first round may: then the figures were
-    /// already current) — or `settle` has passed. A write refused
-    /// (NOSPACE) leaves the figures as they are: nothing can commit then,
-    /// and a defragmentation is what frees the space.
+    /// nothing to do) and poll, round after round, until the figures are
+    /// current — or `settle` has passed. A write refused (NOSPACE) leaves
+    /// the figures as they are: nothing can commit then, and a
+    /// defragmentation is what frees the space.
+    ///
+    /// A round ends when every member's figure has moved, or when some have
+    /// and every other one, given [`HOLD`] to commit, still sits at their
+    /// level (a member whose compaction was counted before does not move:
+    /// its next commit frees nothing), or after [`FIRST_ROUND_LIMIT`] (then [`ROUND_LIMIT`]). The
+    /// figures are current after a round that moved none by more than
+    /// [`SETTLED_BYTES`], or after one in which they all agree and at least
+    /// one member did not move that much — it was counted already, and the
+    /// others came down to it. Only when every member was stale together
+    /// does it take another round.
     async fn refresh_sizes(&self, via: &Member, settle: Duration, clock: &dyn Clock) {
         let start = clock.now();
         let waited = || clock.now().duration_since(start).unwrap_or_default();
         let mut last = self.sizes_in_use().await;
-        for _ in 0..REFRESH_ROUNDS {
+        for round in 0..REFRESH_ROUNDS {
             if waited() >= settle || via.touch_backend().await.is_err() {
                 return;
             }
+            let limit = if round == 0 {
+                FIRST_ROUND_LIMIT
+            } else {
+                ROUND_LIMIT
+            };
             let round_start = waited();
             let mut now = last.clone();
-            while waited() < settle && waited() - round_start < ROUND_LIMIT {
+            let mut moved = vec![false; last.len()];
+            while waited() < settle && waited() - round_start < limit {
                 clock.sleep(REFRESH_POLL).await;
                 now = self.sizes_in_use().await;
-                if now.iter().zip(&last).all(|(n, l)| n != l) {
+                for (m, (n, l)) in moved.iter_mut().zip(now.iter().zip(&last)) {
+                    *m |= n != l;
+                }
+                if round_over(&now, &moved, waited() - round_start) {
                     break;
                 }
             }
-            let settled = now
-                .iter()
-                .zip(&last)
-                .all(|(n, l)| n.abs_diff(*l) <= SETTLED_BYTES);
+            let big: Vec<bool> = (now.iter().zip(&last))
+                .map(|(n, l)| n.abs_diff(*l) > SETTLED_BYTES)
+                .collect();
             last = now;
-            // A round whose commit moved no figure (more than a write's own
-            // pages): the compaction's freed pages were already counted —
-            // etcd 3.6 commits a compaction in batches, so only the last
-            // batch's pages were pending when it ended.
-            if settled {
+            if settled(&last, &big) {
                 return;
             }
         }
@@ -350,6 +404,34 @@ mod tests {
     use super::*;
     use crate::cluster::tests::unreached;
     use crate::status::tests::status;
+
+    /// The sizes the bench saw right after compacting 36 MB away (the
+    /// member that served the compaction still counting its last batch):
+    /// one commit later they agree, and a member that did not move is the
+    /// proof they are current — no second round of waiting.
+    #[test]
+    fn a_refresh_ends_when_the_stale_member_comes_down_to_the_counted_ones() {
+        let (start, after) = ([3_096_576, 274_432, 299_008], [274_432, 274_432, 274_432]);
+        let moved = [true, false, true];
+        let early = Duration::from_millis(40);
+        assert!(
+            !round_over(&after, &moved, early),
+            "the unmoved member gets its commit first"
+        );
+        assert!(round_over(&after, &moved, HOLD));
+        assert!(
+            !round_over(&start, &[false, false, true], HOLD),
+            "the member still at 3 MB has to move"
+        );
+        assert!(round_over(&after, &[true; 3], early));
+        let big = [true, false, false];
+        assert!(settled(&after, &big));
+        // Every member moved far: they may all still be one commit behind.
+        assert!(!settled(&after, &[true; 3]));
+        // They disagree: one has not counted its compaction yet.
+        assert!(!settled(&[274_432, 3_096_576, 274_432], &big));
+        assert!(settled(&start, &[false; 3]), "nothing moved: current");
+    }
 
     #[test]
     fn compaction_keeps_the_retention_below_the_highest_revision() {
