@@ -5299,7 +5299,14 @@ fn bystander_429s(lab: &Lab, n: u32) -> (u32, std::collections::BTreeMap<u16, u3
 
 /// The Deployment `remedy-lab-load/noisy`'s `spec.replicas` and resourceVersion.
 fn noisy(lab: &Lab) -> (String, String) {
-    let out = kubectl(
+    let out = noisy_jsonpath(lab, "{.spec.replicas} {.metadata.resourceVersion}");
+    let (replicas, rv) = out.trim().split_once(' ').unwrap();
+    (replicas.to_string(), rv.to_string())
+}
+
+/// `kubectl get deployment noisy -o jsonpath=…` in the overload's namespace.
+fn noisy_jsonpath(lab: &Lab, path: &str) -> String {
+    kubectl(
         lab,
         &[
             "get",
@@ -5308,11 +5315,9 @@ fn noisy(lab: &Lab) -> (String, String) {
             "-n",
             "remedy-lab-load",
             "-o",
-            "jsonpath={.spec.replicas} {.metadata.resourceVersion}",
+            &format!("jsonpath={path}"),
         ],
-    );
-    let (replicas, rv) = out.trim().split_once(' ').unwrap();
-    (replicas.to_string(), rv.to_string())
+    )
 }
 
 /// apiserver-tune, stopped after planning its `scale` step on master-1.
@@ -5475,19 +5480,8 @@ fn issue_16_apiserver_overload_429s_stop_after_apiserver_tune_and_undo_restores_
         "the status write moved the resourceVersion"
     );
     assert!(
-        kubectl(
-            &lab,
-            &[
-                "get",
-                "deployment",
-                "noisy",
-                "-n",
-                "remedy-lab-load",
-                "-o",
-                "jsonpath={.metadata.annotations}"
-            ]
-        )
-        .contains("\"lab.remedy.io/reported\":\"97\""),
+        noisy_jsonpath(&lab, "{.metadata.annotations}")
+            .contains("\"lab.remedy.io/reported\":\"97\""),
         "the status write set the annotation"
     );
     let (out, text) = resume(child);
