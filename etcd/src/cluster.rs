@@ -24,7 +24,8 @@ pub type Progress<'p> = &'p (dyn Fn(&str, u64) + Send + Sync);
 pub type Answer = Result<MemberStatus, String>;
 
 /// One member: the name the caller knows it by, its client URL, the client
-/// (or why it could not connect), and its `--quota-backend-bytes` if known.
+/// (or why it could not connect), and the quota to judge it by when the
+/// caller has one (see [`RuleInputs::new`]: else the member's own report).
 pub struct ClusterMember {
     pub name: String,
     pub endpoint: String,
@@ -203,10 +204,8 @@ impl Cluster {
     /// `etcdctl endpoint status -w table`, with a line for each member that
     /// does not answer and each alarm.
     pub async fn status_report(&self) -> StatusReport {
-        let st = self.statuses().await;
-        let ok: Vec<MemberStatus> = st.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
-        // The alarm list goes through raft (a proposal, a WAL fsync on a
-        // quorum): ask it beside the health checks, not before them.
+        // Every question at once: each member's status and health check,
+        // and the alarm list (a raft proposal, a WAL fsync on a quorum).
         let alarms = async {
             for c in &self.members {
                 if let Ok(m) = &c.member {
@@ -217,15 +216,26 @@ impl Cluster {
             }
             Vec::new()
         };
-        let healths =
-            futures::future::join_all(self.members.iter().zip(&st).map(|(c, s)| async move {
-                let mut v = c.status_value(s);
-                if let (Ok(m), Ok(_)) = (&c.member, s) {
-                    v["healthy"] = json!(m.health().await.is_ok());
+        let answers = futures::future::join_all(self.members.iter().map(|c| async move {
+            match &c.member {
+                Ok(m) => {
+                    let (s, h) = futures::join!(m.status(), m.health());
+                    (s.map_err(|e| e.to_string()), h.is_ok())
                 }
-                v
-            }));
-        let (alarms, members): (Vec<_>, Vec<Value>) = futures::join!(alarms, healths);
+                Err(e) => (Err(e.clone()), false),
+            }
+        }));
+        let (alarms, answers) = futures::join!(alarms, answers);
+        let (st, members): (Vec<Answer>, Vec<Value>) = (self.members.iter().zip(answers))
+            .map(|(c, (s, healthy))| {
+                let mut v = c.status_value(&s);
+                if s.is_ok() {
+                    v["healthy"] = json!(healthy);
+                }
+                (s, v)
+            })
+            .unzip();
+        let ok: Vec<MemberStatus> = st.iter().filter_map(|s| s.as_ref().ok().cloned()).collect();
         let leader = ok.iter().find(|s| s.is_leader).map(|s| s.name.clone());
         let mut text = status_table(&ok);
         for (c, s) in self.members.iter().zip(&st) {

@@ -71,8 +71,11 @@ impl DefragPlan {
     /// Every member answering and healthy, in defrag order, none selected
     /// yet; refused (nothing defragmented) otherwise.
     pub async fn survey(cluster: &Cluster) -> Result<DefragPlan, MaintenanceError> {
-        let all = cluster.survey("defragmented").await?;
-        cluster.all_healthy().await.map_err(|e| {
+        // Sizes and health asked at once; a member that did not answer is
+        // named before one that is not healthy.
+        let (all, healthy) = futures::join!(cluster.survey("defragmented"), cluster.all_healthy());
+        let all = all?;
+        healthy.map_err(|e| {
             MaintenanceError::refused(
                 format!("{e}; nothing was defragmented"),
                 "defragment only a healthy cluster: bring the member back first",

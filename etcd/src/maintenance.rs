@@ -238,13 +238,17 @@ impl Cluster {
     /// The alarms, each member's usage, and the first member at or over
     /// `threshold` (of `db_size / quota`).
     pub async fn alarm_survey(&self, threshold: f64) -> Result<AlarmSurvey, MaintenanceError> {
-        let all = self.survey("disarmed").await?;
-        let mut alarms = Vec::new();
-        if let Some((c, _)) = all.first() {
-            if let Ok(m) = &c.member {
-                alarms = m.alarms().await?;
+        // The alarm list (a raft proposal) beside the statuses: both are
+        // needed, and every member must answer the statuses anyway.
+        let alarms = async {
+            match self.members.iter().find_map(|c| c.member.as_ref().ok()) {
+                Some(m) => m.alarms().await,
+                None => Ok(Vec::new()),
             }
-        }
+        };
+        let (all, alarms) = futures::join!(self.survey("disarmed"), alarms);
+        let all = all?;
+        let alarms = alarms?;
         let usage: Vec<Value> = all.iter().map(|(c, s)| c.rule_value(s)).collect();
         Ok(AlarmSurvey {
             over: over_threshold(&usage, threshold),

@@ -222,18 +222,23 @@ impl Member {
     pub async fn health(&self) -> Result<Duration, EtcdError> {
         let mut client = self.client();
         let started = Instant::now();
-        let read = self
-            .call(
-                "health check (linearizable read)",
-                self.timeout,
-                async move {
-                    client
-                        .get("health", Some(GetOptions::new().with_count_only()))
-                        .await
-                },
-            )
-            .await;
-        let latency = started.elapsed();
+        // Both questions at once: the alarm list is a raft proposal of its
+        // own, and neither answer depends on the other.
+        let read = async {
+            let read = self
+                .call(
+                    "health check (linearizable read)",
+                    self.timeout,
+                    async move {
+                        client
+                            .get("health", Some(GetOptions::new().with_count_only()))
+                            .await
+                    },
+                )
+                .await;
+            (read, started.elapsed())
+        };
+        let ((read, latency), alarms) = futures::join!(read, self.alarms());
         match read {
             // Like etcdctl: a member that refuses us the key still answered through raft.
             Err(EtcdError::Rpc {
@@ -243,7 +248,7 @@ impl Member {
             | Ok(_) => {}
             Err(e) => return Err(e),
         }
-        let alarms = self.alarms().await?;
+        let alarms = alarms?;
         if !alarms.is_empty() {
             let text: Vec<String> = alarms.iter().map(Alarm::to_string).collect();
             return Err(EtcdError::Alarmed {

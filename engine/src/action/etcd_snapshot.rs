@@ -24,11 +24,16 @@ pub struct EtcdSnapshot {
 impl Action for EtcdSnapshot {
     async fn plan(&self, ctx: &StepCtx<'_>) -> Result<Plan, ActionError> {
         let cluster = connect_all(ctx).await?;
-        let c = cluster.snapshot_source(self.member.as_deref()).await?;
-        let size = match &c.member {
-            Ok(m) => m.status().await.map(|s| s.db_size).unwrap_or(0),
-            Err(_) => 0,
-        };
+        // The sizes beside the choice of member: one round trip, not two.
+        let (c, statuses) = futures::join!(
+            cluster.snapshot_source(self.member.as_deref()),
+            cluster.statuses()
+        );
+        let c = c?;
+        let size = (cluster.members.iter().zip(&statuses))
+            .find(|(m, _)| m.name == c.name)
+            .and_then(|(_, s)| s.as_ref().ok())
+            .map_or(0, |s| s.db_size);
         let dir = self.dir.trim_end_matches('/');
         Ok(Plan {
             summary: format!(
