@@ -2442,6 +2442,47 @@ fn etcd_defrag_stops_before_the_next_member_when_one_goes_down() {
 #[test]
 fn etcd_nospace_is_recovered_and_writes_work_again() {
     let lab = Lab::up_with(133, &["--etcd-quota", "16MiB"]);
+    // Issue 17: the quota a rule judges by is the one each member enforces,
+    // as it reports it (etcd 3.6), not read from a manifest at every step:
+    // here the manifests the inventory points at say 1 GiB.
+    let elsewhere = lab.dir.path().join("other-manifests");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(
+        elsewhere.join("etcd.yaml"),
+        "spec:\n  containers:\n  - command:\n    - etcd\n    - --quota-backend-bytes=1073741824\n",
+    )
+    .unwrap();
+    let mut inv = std::fs::read_to_string(lab.inv()).unwrap();
+    for i in 1..=3 {
+        let vars = format!("node_ip: {} }}", lab.addr(i));
+        assert!(inv.contains(&vars), "{inv}");
+        let with = format!(
+            "node_ip: {}, manifests_dir: {:?} }}",
+            lab.addr(i),
+            elsewhere
+        );
+        inv = inv.replace(&vars, &with);
+    }
+    let misled = lab.dir.path().join("misled.yaml");
+    std::fs::write(&misled, inv).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&ok(&remedy(&[
+        "plan",
+        "etcd-maintenance",
+        "-i",
+        misled.to_str().unwrap(),
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    let defrag = (plan["hosts"][0]["steps"].as_array().unwrap().iter())
+        .find(|s| s["id"] == "defrag")
+        .unwrap();
+    let quotas: Vec<&serde_json::Value> = (defrag["plan"]["result"]["members"].as_array())
+        .unwrap()
+        .iter()
+        .map(|m| &m["quota"])
+        .collect();
+    assert_eq!(quotas, [&serde_json::json!(16 << 20); 3], "{defrag}");
     ok(&remedy(&[
         "lab",
         "break",

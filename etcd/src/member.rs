@@ -7,6 +7,7 @@
 //! Every operation has a timeout and its errors name the member.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub struct Member {
     client: Client,
     timeout: Duration,
     defrag_timeout: Duration,
+    /// Whether the last status carried the member's quota (shared by clones).
+    reports_quota: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Member {
@@ -160,6 +163,7 @@ pub async fn connect(
         client,
         timeout,
         defrag_timeout: timeout.max(DEFAULT_DEFRAG_TIMEOUT),
+        reports_quota: Arc::default(),
     })
 }
 
@@ -190,12 +194,20 @@ impl Member {
         self.client.clone()
     }
 
+    /// Whether this member's last status reported the quota it enforces
+    /// (etcd 3.6 and later do): then a caller need not read it elsewhere.
+    pub fn reports_quota(&self) -> bool {
+        self.reports_quota.load(Ordering::Relaxed)
+    }
+
     /// `etcdctl endpoint status` for this member.
     pub async fn status(&self) -> Result<MemberStatus, EtcdError> {
         let mut client = self.client();
         let resp = self
             .call("status", self.timeout, async move { client.status().await })
             .await?;
+        let quota = Some(non_negative(resp.db_size_quota())).filter(|q| *q > 0);
+        self.reports_quota.store(quota.is_some(), Ordering::Relaxed);
         let (id, revision) = resp
             .header()
             .map(|h| (h.member_id(), h.revision()))
@@ -211,6 +223,7 @@ impl Member {
             revision,
             db_size: non_negative(resp.db_size()),
             db_size_in_use: non_negative(resp.raft_used_db_size()),
+            quota,
             version: resp.version().to_string(),
             errors: resp.errors().to_vec(),
         })

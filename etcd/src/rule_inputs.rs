@@ -27,10 +27,14 @@ pub struct RuleInputs {
 }
 
 impl RuleInputs {
-    /// `quota` is the member's `--quota-backend-bytes` when the caller knows it
-    /// (from the etcd manifest); `None` means etcd's default, 2 GiB.
+    /// `quota` is the caller's figure when it has one (a quota to judge by
+    /// that the runbook gives, or the manifest's `--quota-backend-bytes` for
+    /// a member that does not report its quota); else the quota the member
+    /// reports (etcd 3.6 and later); else etcd's default, 2 GiB.
     pub fn new(status: &MemberStatus, quota: Option<u64>) -> RuleInputs {
-        let quota = quota.filter(|q| *q > 0).unwrap_or(DEFAULT_QUOTA_BYTES);
+        let quota = (quota.filter(|q| *q > 0))
+            .or(status.quota)
+            .unwrap_or(DEFAULT_QUOTA_BYTES);
         RuleInputs {
             db_size: status.db_size,
             db_size_in_use: status.db_size_in_use,
@@ -59,6 +63,17 @@ mod tests {
             RuleInputs::new(&status("a", 1, 1, 1, 1), Some(0)).quota,
             DEFAULT_QUOTA_BYTES
         );
+    }
+
+    #[test]
+    fn the_quota_a_member_reports_counts_unless_the_caller_gives_one() {
+        let mut s = status("a", 1, 1, 12 << 20, 1 << 20);
+        s.quota = Some(16 << 20);
+        let inputs = RuleInputs::new(&s, None);
+        assert_eq!(inputs.quota, 16 << 20);
+        assert_eq!(inputs.quota_usage, 0.75);
+        assert_eq!(RuleInputs::new(&s, Some(0)).quota, 16 << 20);
+        assert_eq!(RuleInputs::new(&s, Some(64 << 20)).quota, 64 << 20);
     }
 
     #[test]

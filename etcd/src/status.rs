@@ -25,6 +25,10 @@ pub struct MemberStatus {
     pub db_size: u64,
     /// Bytes actually used inside it; the rest is reclaimed by defragmenting.
     pub db_size_in_use: u64,
+    /// The quota the member enforces (`--quota-backend-bytes`, or etcd's
+    /// default when unset), as it reports it: etcd 3.6 and later; `None`
+    /// from older members.
+    pub quota: Option<u64>,
     pub version: String,
     pub errors: Vec<String>,
 }
@@ -131,6 +135,7 @@ pub(crate) mod tests {
             revision: 50,
             db_size: size,
             db_size_in_use: used,
+            quota: None,
             version: "3.4.23".to_string(),
             errors: vec![],
         }

@@ -158,6 +158,10 @@ async fn open(host: &Host, endpoint: &str, t: &dyn Transport) -> Result<Opened, 
     )
     .await
     .map_err(|e| e.to_string())?;
+    // Learns whether the member reports its quota (see `connect_all`). One
+    // that does not answer at once has its manifest read; the step asks it
+    // again anyway.
+    let _ = tokio::time::timeout(Duration::from_secs(2), member.status()).await;
     Ok(Opened { member, opener })
 }
 
@@ -174,8 +178,10 @@ pub fn etcd_hosts<'a>(ctx: &StepCtx<'a>) -> Result<&'a [Host], ActionError> {
 
 /// Every member of group `etcd`, reached at once (the run's clients, see
 /// [`EtcdClients`]). A member that cannot be reached is kept with its
-/// error: callers decide whether that stops them. The quota is read from
-/// each manifest every time: an earlier step may have changed it.
+/// error: callers decide whether that stops them. A member's quota is the
+/// one it reports in its status (etcd 3.6 and later: what it enforces, so
+/// an earlier step that changed it and restarted etcd shows); for a member
+/// that does not report it, it is read from its manifest every time.
 pub async fn connect_all(ctx: &StepCtx<'_>) -> Result<Cluster, ActionError> {
     let hosts = etcd_hosts(ctx)?;
     let members = futures::future::join_all(hosts.iter().map(|host| reach(ctx, host))).await;
@@ -204,10 +210,11 @@ async fn reach(ctx: &StepCtx<'_>, host: &Host) -> ClusterMember {
             }
         }
     };
-    let (quota, member) = futures::join!(
-        read_quota(t, host),
-        ctx.etcd_clients.member(host, &endpoint, t)
-    );
+    let member = ctx.etcd_clients.member(host, &endpoint, t).await;
+    let quota = match &member {
+        Ok(m) if m.reports_quota() => None,
+        _ => read_quota(t, host).await,
+    };
     ClusterMember {
         name: host.name.clone(),
         endpoint,

@@ -121,8 +121,10 @@ impl Collector for Etcd {
                         )
                 }
             };
-            if let (Ok(st), Some(quota)) = (&s.status, s.member.quota.or(Some(DEFAULT_QUOTA_BYTES)))
-            {
+            if let Ok(st) = &s.status {
+                // What the member enforces when it says (etcd 3.6+), else its manifest's flag.
+                let quota =
+                    (st.quota.or(s.member.quota.filter(|q| *q > 0))).unwrap_or(DEFAULT_QUOTA_BYTES);
                 let used = st.db_size as f64 * 100.0 / quota.max(1) as f64;
                 if used >= 80.0 && f.severity == Severity::Ok {
                     f = Finding::new(
