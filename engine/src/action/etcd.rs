@@ -51,15 +51,21 @@ async fn read_tls(t: &dyn Transport, host: &Host) -> Result<Tls, String> {
     let pki = host
         .var("pki_dir")
         .unwrap_or_else(|| "/etc/kubernetes/pki".into());
-    let ca = t
-        .read_file(&format!("{pki}/{}", kubeadm::ETCD_CA))
-        .await
-        .map_err(|e| format!("cannot read etcd's CA on {}: {e}", host.name))?;
-    for (crt, key) in kubeadm::ETCD_CLIENTS {
-        if let (Ok(c), Ok(k)) = (
-            t.read_file(&format!("{pki}/{crt}")).await,
-            t.read_file(&format!("{pki}/{key}")).await,
-        ) {
+    let pair = |(crt, key): &(&str, &str)| {
+        let (crt, key) = (format!("{pki}/{crt}"), format!("{pki}/{key}"));
+        async move { futures::join!(t.read_file(&crt), t.read_file(&key)) }
+    };
+    // The CA and the first pair at once (each read is a round trip).
+    let ca_path = format!("{pki}/{}", kubeadm::ETCD_CA);
+    let (ca, first) = futures::join!(t.read_file(&ca_path), pair(&kubeadm::ETCD_CLIENTS[0]));
+    let ca = ca.map_err(|e| format!("cannot read etcd's CA on {}: {e}", host.name))?;
+    let mut first = Some(first);
+    for p in kubeadm::ETCD_CLIENTS {
+        let read = match first.take() {
+            Some(read) => read,
+            None => pair(p).await,
+        };
+        if let (Ok(c), Ok(k)) = read {
             return Ok(Tls {
                 ca_pem: ca,
                 cert_pem: c,
