@@ -157,11 +157,21 @@ pub fn summary(r: &RunReport, color: bool, width: usize) -> String {
         let error = failed
             .and_then(|s| s.error.as_deref().map(|e| format!("{}: {e}", s.id)))
             .or_else(|| h.error.clone());
+        // A step can fail without failing its host (`on_failure: handled`:
+        // a later step took another way): that is no error of the run's.
+        let handled = failed.is_some() && !h.status.is_failure();
         if let Some(e) = error {
             let first = e.lines().next().unwrap_or_default();
-            lines.push(format!("  {}", p.red(&format!("error: {first}"))));
+            lines.push(format!(
+                "  {}",
+                match handled {
+                    true => p.yellow(&format!("handled: {first}")),
+                    false => p.red(&format!("error: {first}")),
+                }
+            ));
         }
-        if let Some(hint) = failed.and_then(|s| s.hint.as_ref()).or(h.hint.as_ref()) {
+        let hint = failed.and_then(|s| s.hint.as_ref()).or(h.hint.as_ref());
+        if let Some(hint) = hint.filter(|_| !handled) {
             lines.push(format!("  hint: {hint}"));
         }
         for line in lines {
@@ -414,6 +424,35 @@ mod tests {
         let plain = super::report(&report, false);
         assert_eq!(plain.matches("CERTIFICATE").count(), 3, "{plain}");
         assert!(!plain.contains("same as"), "{plain}");
+    }
+
+    #[test]
+    fn a_handled_failure_in_the_summary_is_not_an_error_of_the_host() {
+        let mut probe = StepReport::new("probe", "kube.get", StepStatus::Failed, "");
+        probe.error = Some("the API server did not answer\nmore".into());
+        probe.hint = Some("is it up?".into());
+        let report = run(
+            vec![host(
+                "master-1",
+                HostStatus::Changed,
+                vec![
+                    probe,
+                    StepReport::new("fallback", "file.move", StepStatus::Changed, "moved"),
+                ],
+            )],
+            RunStatus::Ok,
+        );
+        let text = summary(&report, false, 100);
+        let lines: Vec<&str> = text.lines().take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "master-1: changed",
+                "  changed: fallback",
+                "  handled: probe: the API server did not answer",
+            ],
+            "{text}"
+        );
     }
 
     #[test]
