@@ -1295,6 +1295,51 @@ fn resume_finishes_a_killed_run_and_refuses_a_changed_runbook_unless_forced() {
 }
 
 #[test]
+fn resume_refuses_a_kubeconfig_its_api_steps_could_not_use_before_it_changes_anything() {
+    use std::os::unix::process::ExitStatusExt;
+    let m = Masters::new();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let rb = m.dir.path().join("note-then-api.yaml");
+    std::fs::write(
+        &rb,
+        "runbook: note-then-api\nsummary: s\ntargets: masters\nstrategy: { serial: 1 }\nsteps:\n  - id: note\n    action: file.write\n    with: { path: \"${host.vars.kube_dir}/note.txt\", content: \"hello\\n\" }\n  - id: health\n    action: api.health\n",
+    )
+    .unwrap();
+    let (rb, inv) = (rb.to_str().unwrap(), m.inventory());
+    let inv = inv.to_str().unwrap();
+    let out = remedy_with_env(
+        &["run", rb, "-i", inv, "--yes"],
+        &[("REMEDY_HOME", h), ("REMEDY_CRASH_AFTER", "run_started")],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    let runs: serde_json::Value = serde_json::from_str(
+        &text(&remedy_with_env(
+            &["runs", "-o", "json"],
+            &[("REMEDY_HOME", h)],
+        ))
+        .0,
+    )
+    .unwrap();
+    let run = runs[0]["run_id"].as_str().unwrap().to_string();
+    let missing = home.path().join("no-such-kubeconfig");
+    let (out, err, code) = text(&remedy_with_env(
+        &["resume", &run, "--yes"],
+        &[
+            ("REMEDY_HOME", h),
+            ("KUBECONFIG", missing.to_str().unwrap()),
+        ],
+    ));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("the kubeconfig from KUBECONFIG") && err.contains("unset KUBECONFIG"),
+        "{err}"
+    );
+    let note = m.dir.path().join("master-1/kubernetes/note.txt");
+    assert!(!note.exists(), "resume changed master-1 before refusing");
+}
+
+#[test]
 fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
     use std::os::unix::process::ExitStatusExt;
     let m = Masters::new();

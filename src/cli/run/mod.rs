@@ -118,7 +118,7 @@ fn prepare(
 
 /// A kubeconfig the runbook's API steps would use must be readable and
 /// valid: said now, naming what named it, rather than by every step.
-fn usable_kubeconfig(g: &Global, runbook: &remedy_dsl::Runbook) -> Result<(), Exit> {
+pub(super) fn usable_kubeconfig(g: &Global, runbook: &remedy_dsl::Runbook) -> Result<(), Exit> {
     let Some((path, from)) = g.kubeconfig() else {
         return Ok(());
     };

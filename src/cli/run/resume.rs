@@ -1,7 +1,8 @@
 //! `remedy resume RUN`, as stages: the run record (interrupted, or its
 //! rollback failed; not a dry-run) → the same runbook (unless --force) → the same inventory,
-//! params and --limit giving the same hosts → its events folded into what
-//! is done → it was approved (if its policy asks) → the rest of the run.
+//! params and --limit giving the same hosts → a kubeconfig its API steps
+//! would use is usable → its events folded into what is done → it was
+//! approved (if its policy asks) → the rest of the run.
 
 use super::{
     library, prepare, request, runtime, sha256_hex, site, Exit, Global, Prepared, Quiet, Shape, Who,
@@ -31,6 +32,7 @@ fn resume_staged(g: &Global, run: &str, force: bool, quiet: Quiet) -> Result<Exi
     let (config, requester, actor) = site(g)?;
     unchanged(&record, &source, force)?;
     let prepared = same_hosts(g, &record, source)?;
+    super::usable_kubeconfig(g, &prepared.runbook)?;
     let events = journal.events(&record.run_id).map_err(|e| {
         eprintln!("error: {e}");
         Exit::Invalid
