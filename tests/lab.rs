@@ -3717,8 +3717,9 @@ fn issue_16_webhook_deadlock_is_broken_with_backups_a_conflict_changes_nothing_a
 /// Issue 16: a finished `webhook-deadlock-break` is undone from its object
 /// backup with `remedy backup restore ID` — a tampered copy refused before
 /// anything is written, a dry run that shows the diff and changes nothing,
-/// then the configuration back as it was before the run (apart from
-/// server-set fields) and the deadlock with it.
+/// then (through another master than the first) the configuration back as
+/// it was before the run (apart from server-set fields) and the deadlock
+/// with it.
 #[test]
 fn issue_16_backup_restore_puts_the_webhook_configuration_back_after_a_finished_run() {
     let lab = webhook_deadlock_lab(163);
@@ -3800,8 +3801,17 @@ fn issue_16_backup_restore_puts_the_webhook_configuration_back_after_a_finished_
     assert_eq!(rv(), rv_fixed, "the dry run changed nothing");
     assert_eq!(failure_policy(&lab), "Ignore");
 
-    // The real restore: the configuration as before the run, the deadlock back.
-    let out = ok(&remedy_env(&["backup", "restore", &id, "--yes"], &env));
+    // The real restore: the configuration as before the run, the deadlock
+    // back — through master-2's API server, as when the first master's is
+    // the one down (`-l`: for an object backup, the master to go through).
+    let out = ok(&remedy_env(
+        &["backup", "restore", &id, "--yes", "-l", "master-2"],
+        &env,
+    ));
+    assert!(
+        out.contains("master-2: changed") && !out.contains("master-1:"),
+        "{out}"
+    );
     assert_eq!(object_without_server_fields(&lab, &vwc), before);
     assert_webhook_blocks_writes(&lab);
     // The restore backed up what it replaced: it can itself be restored.

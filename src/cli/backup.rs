@@ -11,7 +11,8 @@
 //! An object backup (a Kubernetes object a `kube.*` step changed, kept on the
 //! jump host) is listed with its resourceVersion and restored the same way
 //! through the API, as a run of `object-restore` (`kube.restore`), once,
-//! through the first master of the run's inventory.
+//! through the first master of the run's inventory, or the one `--limit`
+//! names (when the first one's API server is down).
 
 use super::audit::{open, print_json};
 use super::flags::{ApplyArgs, InventoryArg, OutputArg, Overlay, SshArgs};
@@ -57,7 +58,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   remedy backup restore 42 --dry-run
-  remedy backup restore 42")]
+  remedy backup restore 42
+  remedy backup restore 57 -l master-2     an object backup, through master-2's API server")]
     Restore {
         /// The backup's ID (first column of `remedy backup list`).
         id: i64,
@@ -75,10 +77,13 @@ Examples:
     },
 }
 
-/// What `backup restore` refuses, accepted so the refusal can say why.
+/// What `backup restore` refuses (but `--limit` for an object backup),
+/// accepted so the refusal can say why.
 #[derive(Debug, Args)]
 pub struct RefusedRunArgs {
-    #[arg(long, short = 'l', hide = true)]
+    /// An object backup only: the master whose API server to go through
+    /// (default: the inventory's first master). A file backup names its host.
+    #[arg(long, short = 'l', value_name = "MASTER")]
     limit: Option<String>,
     #[arg(long = "param", short = 'p', hide = true)]
     params: Vec<String>,
@@ -426,14 +431,15 @@ fn fetch(g: &Global, b: &Backup) -> Result<Vec<u8>, String> {
 }
 
 fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
-    if g.limit.is_some() || !g.params.is_empty() || g.params_file.is_some() {
-        eprintln!("error: `backup restore` takes no --limit, --param or --params-file: the backup names its host, file and copy\n  = hint: remedy backup show {id}");
-        return Exit::Invalid;
-    }
     let b = match find(id) {
         Ok(b) => b,
         Err(e) => return e,
     };
+    let object = b.known.record.object.is_some();
+    if (g.limit.is_some() && !object) || !g.params.is_empty() || g.params_file.is_some() {
+        eprintln!("error: `backup restore` takes no --limit, --param or --params-file: the backup names its host, file and copy (--limit names the master to go through, for an object backup only)\n  = hint: remedy backup show {id}");
+        return Exit::Invalid;
+    }
     let (Some(location), Some(sha256)) = (&b.known.record.location, &b.known.record.sha256) else {
         eprintln!(
             "error: backup {id} of {} has no copy recorded",
@@ -478,7 +484,7 @@ fn restore(g: &Global, id: i64, dry_run: bool) -> Exit {
 }
 
 /// An object backup goes back through the API, as a run of `object-restore`
-/// (once, through the first master of the run's inventory).
+/// (once, through the first master of the run's inventory, or of `--limit`).
 fn restore_object(
     g: &Global,
     b: &Backup,
