@@ -17,14 +17,19 @@ impl Masters {
     fn new() -> Masters {
         let dir = tempfile::tempdir().unwrap();
         let mut inv = String::from("hosts:\n");
+        // Each host's own staging directory: the default one,
+        // /var/lib/remedy/staging, is this machine's, shared by every test
+        // running at once (a manifest another test's restart parked there
+        // would be found by this one's checks).
         for h in ["master-1", "master-2"] {
             let kube = dir.path().join(h).join("kubernetes");
             std::fs::create_dir_all(kube.join("manifests")).unwrap();
             std::fs::write(kube.join("manifests/kube-apiserver.yaml"), MANIFEST).unwrap();
             inv.push_str(&format!(
-                "  {h}:\n    transport: local\n    groups: [masters]\n    vars: {{ kube_dir: {}, backup_dir: {} }}\n",
+                "  {h}:\n    transport: local\n    groups: [masters]\n    vars: {{ kube_dir: {}, backup_dir: {}, staging_dir: {} }}\n",
                 kube.display(),
-                dir.path().join(h).join("backups").display()
+                dir.path().join(h).join("backups").display(),
+                dir.path().join(h).join("staging").display()
             ));
         }
         std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
@@ -1396,14 +1401,9 @@ fn a_stale_lock_can_be_broken_and_the_break_is_journaled() {
 #[test]
 fn a_run_that_finds_a_manifest_left_in_staging_fails_loudly() {
     let m = Masters::new();
-    let staging = m.dir.path().join("staging");
+    let staging = m.dir.path().join("master-1/staging");
     std::fs::create_dir_all(&staging).unwrap();
     std::fs::write(staging.join("kube-scheduler.yaml"), "kind: Pod\n").unwrap();
-    let inv = std::fs::read_to_string(m.inventory()).unwrap().replace(
-        "vars: {",
-        &format!("vars: {{ staging_dir: {}, ", staging.display()),
-    );
-    std::fs::write(m.inventory(), inv).unwrap();
     let rb = two_step_runbook(m.dir.path(), "--v=6");
     let (out, err, code) = text(&remedy(&[
         "run",
