@@ -30,8 +30,10 @@ const REFRESH_POLL: Duration = Duration::from_millis(20);
 /// (every 100 ms by default, `--backend-batch-interval`).
 const HOLD: Duration = Duration::from_millis(150);
 
-/// The longest the first round waits for the figures to move: the
-/// compaction's own commit may come late on a busy member.
+/// The longest the first round waits for the members that have not moved
+/// to come down to the level of those that did: the compaction's own commit
+/// may come late on a busy member. (A round in which none moves ends after
+/// [`HOLD`].)
 const FIRST_ROUND_LIMIT: Duration = Duration::from_secs(2);
 
 /// The longest a later round waits: five backend commits (every 100 ms by
